@@ -1,0 +1,156 @@
+//! The WAL's contract, one behaviour per test: segment rotation and purge,
+//! refused calls that change nothing, and poisoning after an IO error.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rdb_storage::disk::{Disk, SimDisk};
+use rdb_storage::wal::{Entry, HardState, Wal, WalOptions};
+use rdb_storage::Error;
+
+const DIR: &str = "/data/wal";
+
+fn entries(range: std::ops::RangeInclusive<u64>, term: u64, payload_bytes: usize) -> Vec<Entry> {
+    range.map(|index| Entry { index, term, payload: vec![index as u8; payload_bytes] }).collect()
+}
+
+fn open(disk: &SimDisk, segment_bytes_max: u64) -> Wal {
+    Wal::open(Arc::new(disk.clone()), DIR, WalOptions { segment_bytes_max }).expect("opens")
+}
+
+fn segment_files(disk: &SimDisk) -> Vec<String> {
+    disk.list(Path::new(DIR)).unwrap().into_iter().filter(|n| n.ends_with(".wal")).collect()
+}
+
+#[test]
+fn a_new_log_is_empty_and_starts_at_index_1() {
+    let disk = SimDisk::new(1);
+    let wal = open(&disk, 1024);
+    assert_eq!((wal.first_index(), wal.last_index(), wal.synced_index()), (1, 0, 0));
+    assert_eq!(wal.hard_state(), HardState::default());
+    assert_eq!(wal.term(0), None);
+    assert_eq!(wal.entries(1, 1, 100).unwrap(), vec![]);
+}
+
+#[test]
+fn segments_rotate_at_the_size_limit_and_purge_deletes_whole_ones() {
+    let disk = SimDisk::new(2);
+    let mut wal = open(&disk, 1024);
+    // 124 bytes a record: 8 fit after the 32-byte header in 1024 bytes.
+    wal.append(&entries(1..=40, 1, 100)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(segment_files(&disk).len(), 5);
+    assert_eq!(segment_files(&disk)[1], "00000000000000000009.wal");
+
+    wal.purge_prefix(20).unwrap();
+    // Segments 1..=8 and 9..=16 are wholly covered; 17..=24 holds 21.
+    assert_eq!(wal.first_index(), 17);
+    assert_eq!(segment_files(&disk).len(), 3);
+    assert_eq!(wal.term(16), None);
+    assert_eq!(wal.term(17), Some(1));
+    assert_eq!(wal.entries(17, 41, usize::MAX).unwrap(), entries(17..=40, 1, 100));
+}
+
+#[test]
+fn one_record_larger_than_the_limit_gets_a_segment_of_its_own() {
+    let disk = SimDisk::new(3);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=1, 1, 10)).unwrap();
+    wal.append(&entries(2..=2, 1, 5000)).unwrap();
+    wal.append(&entries(3..=3, 1, 10)).unwrap();
+    wal.sync().unwrap();
+    assert_eq!(segment_files(&disk).len(), 3);
+    drop(wal);
+    let wal = open(&disk, 1024);
+    assert_eq!(wal.entries(1, 4, usize::MAX).unwrap()[1].payload.len(), 5000);
+}
+
+#[test]
+fn truncate_then_append_replaces_the_suffix_durably() {
+    let disk = SimDisk::new(4);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=30, 1, 100)).unwrap();
+    wal.sync().unwrap();
+    wal.truncate_suffix(12).unwrap();
+    assert_eq!((wal.last_index(), wal.synced_index()), (11, 11));
+    wal.append(&entries(12..=14, 2, 7)).unwrap();
+    wal.sync().unwrap();
+    disk.crash();
+    let wal = open(&disk, 1024);
+    assert_eq!(wal.last_index(), 14);
+    assert_eq!(wal.entries(10, 15, usize::MAX).unwrap()[2..], entries(12..=14, 2, 7)[..]);
+    assert_eq!((wal.term(11), wal.term(12)), (Some(1), Some(2)));
+}
+
+#[test]
+fn purge_beyond_the_log_resets_it_to_continue_after_the_snapshot() {
+    let disk = SimDisk::new(5);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=20, 1, 100)).unwrap();
+    wal.sync().unwrap();
+    wal.purge_prefix(100).unwrap();
+    assert_eq!((wal.first_index(), wal.last_index()), (101, 100));
+    wal.append(&entries(101..=101, 3, 1)).unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let wal = open(&disk, 1024);
+    assert_eq!((wal.first_index(), wal.last_index(), wal.term(101)), (101, 101, Some(3)));
+    assert_eq!(segment_files(&disk), vec!["00000000000000000101.wal"]);
+}
+
+#[test]
+fn refused_calls_say_why_and_change_nothing() {
+    let disk = SimDisk::new(6);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=5, 2, 10)).unwrap();
+    wal.sync().unwrap();
+    wal.save_hard_state(HardState { term: 2, vote: 1, commit: 3 }).unwrap();
+    let refused = [
+        wal.append(&entries(7..=7, 2, 1)),                    // a gap
+        wal.append(&entries(6..=6, 1, 1)),                    // term goes down
+        wal.append(&entries(6..=6, 2, 16 * 1024 * 1024 + 1)), // too large
+        wal.truncate_suffix(3),                               // committed
+        wal.truncate_suffix(9),                               // beyond the end
+        wal.save_hard_state(HardState { term: 1, vote: 1, commit: 3 }), // term goes down
+        wal.save_hard_state(HardState { term: 2, vote: 2, commit: 3 }), // second vote in a term
+        wal.save_hard_state(HardState { term: 2, vote: 1, commit: 2 }), // commit goes down
+    ];
+    for result in refused {
+        assert!(matches!(result, Err(Error::InvalidArgument(_))), "{result:?}");
+    }
+    wal.append(&entries(6..=6, 2, 1)).unwrap();
+    let beyond_sync = wal.save_hard_state(HardState { term: 2, vote: 1, commit: 6 });
+    assert!(matches!(beyond_sync, Err(Error::InvalidArgument(_))), "commit past the synced index");
+    assert_eq!((wal.last_index(), wal.hard_state().commit), (6, 3));
+    assert!(
+        Wal::open(Arc::new(disk.clone()), "/other", WalOptions { segment_bytes_max: 10 }).is_err()
+    );
+}
+
+#[test]
+fn an_io_error_poisons_the_log_until_it_is_reopened() {
+    let disk = SimDisk::new(7);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=3, 1, 10)).unwrap();
+    disk.fail_at(disk.ops()); // the sync
+    assert!(matches!(wal.sync(), Err(Error::Io { .. })));
+    assert!(matches!(wal.append(&entries(4..=4, 1, 1)), Err(Error::Poisoned(_))));
+    assert!(matches!(wal.entries(1, 2, 10), Err(Error::Poisoned(_))));
+    drop(wal);
+    let wal = open(&disk, 1024);
+    assert_eq!(wal.last_index(), 3, "no crash happened: the appended bytes are still there");
+}
+
+#[test]
+fn reads_cross_segments_and_respect_the_byte_budget() {
+    let disk = SimDisk::new(8);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=30, 1, 100)).unwrap();
+    // 124 bytes a record: a 1000-byte budget takes 8 whole records.
+    let got = wal.entries(5, 31, 1000).unwrap();
+    assert_eq!(got, entries(5..=12, 1, 100));
+    assert_eq!(wal.entries(5, 31, 0).unwrap().len(), 1, "at least one entry");
+    assert_eq!(wal.entries(1, 31, usize::MAX).unwrap(), entries(1..=30, 1, 100));
+    assert!(matches!(wal.entries(0, 3, 10), Err(Error::InvalidArgument(_))));
+    assert!(matches!(wal.entries(3, 32, 10), Err(Error::InvalidArgument(_))));
+}
