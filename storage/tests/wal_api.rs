@@ -11,7 +11,9 @@ use rdb_storage::Error;
 const DIR: &str = "/data/wal";
 
 fn entries(range: std::ops::RangeInclusive<u64>, term: u64, payload_bytes: usize) -> Vec<Entry> {
-    range.map(|index| Entry { index, term, payload: vec![index as u8; payload_bytes] }).collect()
+    range
+        .map(|index| Entry { index, term, payload: vec![index.to_le_bytes()[0]; payload_bytes] })
+        .collect()
 }
 
 fn open(disk: &SimDisk, segment_bytes_max: u64) -> Wal {

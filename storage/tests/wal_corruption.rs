@@ -61,7 +61,7 @@ fn a_flipped_byte_on_a_real_disk_is_reported_the_same_way() {
     let path = wal_dir.join(format!("{:020}.wal", 1));
     let mut bytes = std::fs::read(&path).unwrap();
     let offset = SEGMENT_HEADER_BYTES + 2 * RECORD_BYTES + 50;
-    bytes[offset as usize] ^= 0x10;
+    bytes[usize::try_from(offset).unwrap()] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
     let error = Wal::open(Arc::new(RealDisk), &wal_dir, options()).unwrap_err();
     let Error::Corrupt { path: reported, offset: at, .. } = &error else { panic!("{error}") };
