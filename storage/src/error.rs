@@ -2,6 +2,8 @@
 //!
 //! - [`Error::InvalidArgument`]: the caller broke the API's contract (a gap in
 //!   appended indexes, a term going down). Nothing changed; fix the caller.
+//! - [`Error::TooLarge`]: a key, value or name is above its limit. Nothing
+//!   changed; answer the client.
 //! - [`Error::Io`], [`Error::Poisoned`]: the disk failed. The component that
 //!   returned it refuses further writes; the node must stop and restart,
 //!   letting recovery decide what is durable.
@@ -41,6 +43,16 @@ pub enum Error {
     /// The caller asked for something the API does not allow; nothing changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A key, value or name is above its limit; nothing changed.
+    #[error("{what} of {bytes} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// What was too large: "key", "value" or "tree name".
+        what: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// An earlier IO error left the in-memory state unsure of what is on disk;
     /// the component must be reopened, which runs recovery.
     #[error("storage failed earlier and must be reopened: {0}")]
@@ -60,6 +72,6 @@ impl Error {
 
     /// True when the node must stop: the disk failed or cannot be trusted.
     pub fn is_fatal(&self) -> bool {
-        !matches!(self, Error::InvalidArgument(_))
+        !matches!(self, Error::InvalidArgument(_) | Error::TooLarge { .. })
     }
 }

@@ -11,16 +11,18 @@
 //! - [`wal`]: the segmented write-ahead log that holds the Raft log and the
 //!   Raft hard state. Appends are batched and made durable by one `sync`
 //!   (group commit); recovery cuts a torn tail and refuses corruption.
-//! - the B-tree state file (to come): a copy-on-write B+tree over a read-only
-//!   memory map.
+//! - [`btree`]: the state file, a copy-on-write B+tree over a read-only
+//!   memory map, with snapshot readers and a compact export.
 //!
 //! Byte layouts, invariants and recovery rules are written down in
 //! `storage/FORMAT.md`; the code follows that document.
 
 #![deny(missing_docs)]
 
+pub mod btree;
 pub mod disk;
 mod error;
+mod files;
 pub mod wal;
 
 pub use error::{Error, Result};

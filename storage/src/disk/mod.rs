@@ -3,7 +3,7 @@
 //!
 //! The trait is deliberately narrow, just what a log and a copy-on-write
 //! B-tree need: positioned reads and writes, append, `sync_data`, length,
-//! and the directory operations (list, rename, remove, sync) that make file
+//! a read-only mapping, and the directory operations (list, rename, remove, sync) that make file
 //! creation and deletion durable. Two implementations exist:
 //!
 //! - [`RealDisk`] maps each call onto `std::fs` and the Unix positioned IO
@@ -21,6 +21,7 @@
 //! directory; anything not yet synced may be lost, partly written (a prefix of
 //! a write), or zero-filled.
 
+mod mapping;
 mod real;
 mod sim;
 
@@ -28,6 +29,7 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 
+pub use mapping::Mapping;
 pub use real::RealDisk;
 pub use sim::SimDisk;
 
@@ -79,4 +81,8 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
 
     /// Truncates or zero-extends the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// A read-only view of the first `len` bytes (see [`Mapping`] for what
+    /// callers must uphold). `len` must not pass the file's length.
+    fn map(&self, len: u64) -> io::Result<Mapping>;
 }

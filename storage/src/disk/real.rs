@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::{Disk, DiskFile};
+use super::{Disk, DiskFile, Mapping};
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -81,5 +81,9 @@ impl DiskFile for RealFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.file.set_len(len)
+    }
+
+    fn map(&self, len: u64) -> io::Result<Mapping> {
+        Mapping::map_file(&self.file, len)
     }
 }

@@ -26,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Disk, DiskFile};
+use super::{Disk, DiskFile, Mapping};
 
 /// Identifies a file's contents independently of its names.
 type InodeId = u64;
@@ -436,6 +436,15 @@ impl DiskFile for SimFile {
 
     fn len(&self) -> io::Result<u64> {
         self.with_inode(|inode| Ok(inode.current.len() as u64))
+    }
+
+    fn map(&self, len: u64) -> io::Result<Mapping> {
+        self.with_inode(|inode| {
+            let bytes = inode.current.get(..offset_to_usize(len)?);
+            let bytes =
+                bytes.ok_or_else(|| io::Error::other("mapping past the end of the file"))?;
+            Ok(Mapping::copied(bytes.to_vec()))
+        })
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

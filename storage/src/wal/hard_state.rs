@@ -49,7 +49,7 @@ impl HardStateFile {
     pub(crate) fn create(disk: &dyn Disk, dir: &Path) -> Result<()> {
         let mut content = vec![0u8; FILE_BYTES];
         content[..SLOT_BYTES].copy_from_slice(&encode_slot(0, HardState::default()));
-        super::create_file_atomically(disk, dir, HARD_STATE_FILE_NAME, &content)
+        crate::files::create_file_atomically(disk, dir, HARD_STATE_FILE_NAME, &content)
     }
 
     /// Opens the file and reads the newest valid slot.

@@ -209,7 +209,7 @@ impl Wal {
             }
             while wal.open_segment().first_index() > from {
                 let removed = wal.segments.pop_back().expect("more than one segment");
-                super::remove_durably(wal.disk.as_ref(), &wal.dir, removed.path())?;
+                crate::files::remove_durably(wal.disk.as_ref(), &wal.dir, removed.path())?;
             }
             wal.segments.back_mut().expect("never empty").truncate_from(from)?;
             wal.synced_index = from - 1;
@@ -228,7 +228,7 @@ impl Wal {
             }
             while wal.segments.len() > 1 && wal.segments[1].first_index() <= upto + 1 {
                 let removed = wal.segments.pop_front().expect("more than one segment");
-                super::remove_durably(wal.disk.as_ref(), &wal.dir, removed.path())?;
+                crate::files::remove_durably(wal.disk.as_ref(), &wal.dir, removed.path())?;
             }
             let first = wal.first_index();
             let stale_runs =
@@ -325,12 +325,12 @@ impl Wal {
         let name = segment_name(first);
         let header = super::format::encode_segment_header(first);
         let disk = Arc::clone(&self.disk);
-        let temp = super::write_temp_file(disk.as_ref(), &self.dir, &name, &header)?;
+        let temp = crate::files::write_temp_file(disk.as_ref(), &self.dir, &name, &header)?;
         // Oldest first, so that a crash leaves a suffix of the old log.
         for removed in &self.segments {
-            super::remove_durably(disk.as_ref(), &self.dir, removed.path())?;
+            crate::files::remove_durably(disk.as_ref(), &self.dir, removed.path())?;
         }
-        super::publish_temp_file(disk.as_ref(), &self.dir, &temp, &name)?;
+        crate::files::publish_temp_file(disk.as_ref(), &self.dir, &temp, &name)?;
         let segment = Segment::open_empty(disk.as_ref(), &self.dir, first)?;
         self.segments.clear();
         self.segments.push_back(segment);

@@ -33,11 +33,6 @@ mod log;
 mod recovery;
 mod segment;
 
-use std::path::{Path, PathBuf};
-
-use crate::disk::Disk;
-use crate::{Error, Result};
-
 pub use format::RECORD_PAYLOAD_BYTES_MAX;
 pub use hard_state::HardState;
 pub use log::{Wal, WalOptions, SEGMENT_BYTES_MAX_LIMIT, SEGMENT_BYTES_MIN};
@@ -63,41 +58,4 @@ pub(crate) struct TermRun {
     pub(crate) first_index: u64,
     /// The term of every entry in the run.
     pub(crate) term: u64,
-}
-
-/// The suffix of a file that is being created.
-const TEMP_SUFFIX: &str = ".tmp";
-
-/// Writes `content` to `<name>.tmp` and syncs it; returns that path.
-fn write_temp_file(disk: &dyn Disk, dir: &Path, name: &str, content: &[u8]) -> Result<PathBuf> {
-    let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
-    let file = disk.open(&temp, true).map_err(|e| Error::io(&temp, e))?;
-    file.set_len(0).map_err(|e| Error::io(&temp, e))?;
-    file.write_all_at(content, 0).map_err(|e| Error::io(&temp, e))?;
-    file.sync_data().map_err(|e| Error::io(&temp, e))?;
-    Ok(temp)
-}
-
-/// Renames a synced temporary file to `name` and syncs the directory.
-fn publish_temp_file(disk: &dyn Disk, dir: &Path, temp: &Path, name: &str) -> Result<()> {
-    let path = dir.join(name);
-    disk.rename(temp, &path).map_err(|e| Error::io(&path, e))?;
-    sync_dir(disk, dir)
-}
-
-/// Creates `dir/name` holding `content` so that a crash leaves either no file
-/// or the whole of it (FORMAT.md: create a file).
-fn create_file_atomically(disk: &dyn Disk, dir: &Path, name: &str, content: &[u8]) -> Result<()> {
-    let temp = write_temp_file(disk, dir, name, content)?;
-    publish_temp_file(disk, dir, &temp, name)
-}
-
-/// Removes a file and makes the removal durable before anything else happens.
-fn remove_durably(disk: &dyn Disk, dir: &Path, path: &Path) -> Result<()> {
-    disk.remove(path).map_err(|e| Error::io(path, e))?;
-    sync_dir(disk, dir)
-}
-
-fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
-    disk.sync_dir(dir).map_err(|e| Error::io(dir, e))
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 use super::format::{decode_segment_header, parse_segment_name, SEGMENT_HEADER_BYTES};
 use super::hard_state::{HardStateFile, HARD_STATE_FILE_NAME};
 use super::segment::{LoadContext, Role, Segment};
-use super::{TermRun, TEMP_SUFFIX};
+use super::TermRun;
 use crate::disk::Disk;
+use crate::files::TEMP_SUFFIX;
 use crate::{Error, Result};
 
 /// Everything recovery found, ready to be appended to.
@@ -77,7 +78,7 @@ fn promotable_reset<'a>(
 
 fn promote(disk: &dyn Disk, dir: &Path, temp: &str) -> Result<()> {
     let name = temp.strip_suffix(TEMP_SUFFIX).expect("a temp name");
-    super::publish_temp_file(disk, dir, &dir.join(temp), name)
+    crate::files::publish_temp_file(disk, dir, &dir.join(temp), name)
 }
 
 /// Creates the files of a new log (FORMAT.md: initialise). A `hardstate` left
@@ -96,7 +97,7 @@ fn remove_temps(disk: &dyn Disk, dir: &Path, temps: &[&str]) -> Result<()> {
         disk.remove(&path).map_err(|e| Error::io(&path, e))?;
     }
     if !temps.is_empty() {
-        super::sync_dir(disk, dir)?;
+        crate::files::sync_dir(disk, dir)?;
     }
     Ok(())
 }

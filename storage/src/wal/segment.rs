@@ -53,7 +53,7 @@ impl Segment {
     pub(crate) fn create(disk: &dyn Disk, dir: &Path, first_index: u64) -> Result<Self> {
         let name = segment_name(first_index);
         let header = encode_segment_header(first_index);
-        super::create_file_atomically(disk, dir, &name, &header)?;
+        crate::files::create_file_atomically(disk, dir, &name, &header)?;
         Self::open_empty(disk, dir, first_index)
     }
 

@@ -1,0 +1,264 @@
+//! [`Db`]: the open state file, its published snapshot, its readers and its
+//! one writer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::alloc::FreePages;
+use super::meta::Meta;
+use super::page::{checksum_ok, u64_at, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
+use super::read::ReadTxn;
+use super::write::WriteTxn;
+use crate::disk::{Disk, DiskFile, Mapping};
+use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
+use crate::{Error, Result};
+
+/// An open state file. Clones share it. Any number of [`ReadTxn`]s may run
+/// on any threads; one [`WriteTxn`] at a time.
+#[derive(Debug, Clone)]
+pub struct Db {
+    /// State shared by every handle and transaction.
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// A committed snapshot: its meta and a mapping that covers its pages.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// The snapshot's root.
+    pub(crate) meta: Meta,
+    /// Covers at least `meta.page_count` pages.
+    pub(crate) map: Arc<Mapping>,
+}
+
+/// What readers see: the newest commit and who is still reading what.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// The newest commit (durable or deferred).
+    pub(crate) snapshot: Snapshot,
+    /// Open readers by the txid of their snapshot.
+    pub(crate) readers: BTreeMap<u64, usize>,
+}
+
+/// What only the writer touches.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    /// Free space as of the newest commit.
+    pub(crate) free: FreePages,
+    /// The newest meta that is on disk and synced.
+    pub(crate) durable: Meta,
+    /// The meta slot (0 or 1) holding `durable`.
+    pub(crate) durable_slot: u64,
+    /// The file's length in pages (at least the high-water mark).
+    pub(crate) file_pages: u64,
+    /// Why writing is refused, after an IO error.
+    pub(crate) poisoned: Option<String>,
+}
+
+/// Everything behind a [`Db`].
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The state file, for error messages.
+    pub(crate) path: PathBuf,
+    /// The open file.
+    pub(crate) file: Box<dyn DiskFile>,
+    /// Published snapshot and reader registry, under one lock so that a
+    /// reader's snapshot and its registration are one step.
+    pub(crate) published: Mutex<Published>,
+    /// Held for the whole life of a write transaction.
+    pub(crate) writer: Mutex<WriterState>,
+}
+
+impl Db {
+    /// Opens the state file at `path`, creating it if missing (FORMAT.md,
+    /// "Recovery on open").
+    pub fn open(disk: Arc<dyn Disk>, path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let (dir, name) = split_path(&path)?;
+        ensure_file(disk.as_ref(), dir, name)?;
+        let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
+        let len = file.len().map_err(|e| Error::io(&path, e))?;
+        let (meta, durable_slot) = read_metas(file.as_ref(), &path, len)?;
+        if len < meta.page_count * PAGE_BYTES as u64 {
+            let reason = format!(
+                "file has {len} bytes but its meta (txid {}) uses {} pages",
+                meta.txid, meta.page_count
+            );
+            return Err(Error::corrupt(&path, len, reason));
+        }
+        let map = Arc::new(file.map(len).map_err(|e| Error::io(&path, e))?);
+        let reader = PageReader { map: &map, page_count: meta.page_count, path: &path };
+        let free_ids = read_free_list(&reader, meta.freelist)?;
+        check_catalog_root(&reader, meta.catalog)?;
+        let writer = WriterState {
+            free: FreePages::new(free_ids, meta.page_count),
+            durable: meta,
+            durable_slot,
+            file_pages: len / PAGE_BYTES as u64,
+            poisoned: None,
+        };
+        let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };
+        let shared =
+            Shared { path, file, published: Mutex::new(published), writer: Mutex::new(writer) };
+        Ok(Db { shared: Arc::new(shared) })
+    }
+
+    /// A read transaction on the newest commit.
+    pub fn begin_read(&self) -> ReadTxn {
+        let mut published = lock(&self.shared.published);
+        let snapshot = published.snapshot.clone();
+        *published.readers.entry(snapshot.meta.txid).or_default() += 1;
+        ReadTxn::new(Arc::clone(&self.shared), snapshot)
+    }
+
+    /// The write transaction; waits while another one is open.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        let mut writer = lock(&self.shared.writer);
+        if let Some(reason) = &writer.poisoned {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        let (snapshot, oldest_reader) = {
+            let published = lock(&self.shared.published);
+            let snapshot = published.snapshot.clone();
+            let oldest = published.readers.keys().next().copied().unwrap_or(snapshot.meta.txid);
+            (snapshot, oldest)
+        };
+        let releasable = oldest_reader.min(writer.durable.txid);
+        writer.free.release_up_to(releasable);
+        Ok(WriteTxn::new(self, writer, snapshot))
+    }
+
+    /// Makes every deferred commit durable: sync the data, then write and
+    /// sync the newest meta (FORMAT.md, "Commit protocol").
+    pub fn sync(&self) -> Result<()> {
+        let mut writer = lock(&self.shared.writer);
+        if let Some(reason) = &writer.poisoned {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        let meta = lock(&self.shared.published).snapshot.meta;
+        if meta.txid == writer.durable.txid {
+            return Ok(());
+        }
+        let result = self.shared.write_durable_meta(&mut writer, meta);
+        poison_on_error(&mut writer, result)
+    }
+
+    /// The txid of the newest durable commit.
+    pub fn durable_txid(&self) -> u64 {
+        lock(&self.shared.writer).durable.txid
+    }
+
+    /// The state file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+}
+
+impl Shared {
+    /// Syncs the data, writes `meta` into the slot not holding the newest
+    /// durable meta, and syncs again.
+    pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        self.file.sync_data().map_err(io)?;
+        let slot = 1 - writer.durable_slot;
+        self.file.write_all_at(&meta.encode(), slot * PAGE_BYTES as u64).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        writer.durable = meta;
+        writer.durable_slot = slot;
+        Ok(())
+    }
+}
+
+/// Records a fatal error as the reason the writer refuses further work.
+pub(crate) fn poison_on_error<T>(writer: &mut WriterState, result: Result<T>) -> Result<T> {
+    if let Err(error) = &result {
+        if error.is_fatal() {
+            writer.poisoned = Some(error.to_string());
+        }
+    }
+    result
+}
+
+/// Locks a mutex; a panicked holder left nothing half-done that matters here,
+/// because every change is published in one assignment.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn split_path(path: &Path) -> Result<(&Path, &str)> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let name = path.file_name().and_then(|n| n.to_str());
+    match (dir, name) {
+        (Some(dir), Some(name)) => Ok((dir, name)),
+        _ => Err(Error::InvalidArgument(format!(
+            "{} is not a file path with a directory",
+            path.display()
+        ))),
+    }
+}
+
+/// Creates a new state file if there is none, and removes a stale `.tmp`.
+fn ensure_file(disk: &dyn Disk, dir: &Path, name: &str) -> Result<()> {
+    disk.create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let names = disk.list(dir).map_err(|e| Error::io(dir, e))?;
+    let temp = format!("{name}{TEMP_SUFFIX}");
+    if names.contains(&temp) {
+        remove_durably(disk, dir, &dir.join(&temp))?;
+    }
+    if !names.iter().any(|n| n == name) {
+        let mut content = Meta::empty().encode();
+        content.resize(2 * PAGE_BYTES, 0);
+        create_file_atomically(disk, dir, name, &content)?;
+    }
+    Ok(())
+}
+
+/// The newest valid meta and its slot.
+fn read_metas(file: &dyn DiskFile, path: &Path, len: u64) -> Result<(Meta, u64)> {
+    if len < 2 * PAGE_BYTES as u64 {
+        return Err(Error::corrupt(path, len, "file is shorter than its two meta pages"));
+    }
+    let mut candidates = Vec::new();
+    let mut reasons = Vec::new();
+    for slot in 0..2u64 {
+        let mut page = vec![0u8; PAGE_BYTES];
+        file.read_exact_at(&mut page, slot * PAGE_BYTES as u64).map_err(|e| Error::io(path, e))?;
+        match Meta::decode(&page) {
+            Ok(meta) => candidates.push((meta, slot)),
+            Err(reason) => reasons.push(format!("meta page {slot}: {reason}")),
+        }
+    }
+    candidates.into_iter().max_by_key(|(meta, _)| meta.txid).ok_or_else(|| {
+        Error::corrupt(path, 0, format!("no valid meta page ({})", reasons.join("; ")))
+    })
+}
+
+/// The page ids of a committed free list, checked.
+fn read_free_list(reader: &PageReader<'_>, id: PageId) -> Result<Vec<u64>> {
+    if id == PageId::NONE {
+        return Ok(Vec::new());
+    }
+    let (header, run) = reader.run(id, RunKind::FreeList)?;
+    if !checksum_ok(run) || header.length % 8 != 0 {
+        return Err(reader.corrupt(id, "free list fails its checksum or length"));
+    }
+    let ids: Vec<u64> =
+        (0..header.length as usize / 8).map(|i| u64_at(run, RUN_HEADER_BYTES + 8 * i)).collect();
+    let ordered = ids.windows(2).all(|w| w[0] < w[1]);
+    let inside = ids.iter().all(|p| *p >= PageId::FIRST_RUN.0 && *p < reader.page_count);
+    if !ordered || !inside {
+        return Err(reader.corrupt(id, "free list ids out of order or outside the file"));
+    }
+    Ok(ids)
+}
+
+fn check_catalog_root(reader: &PageReader<'_>, id: PageId) -> Result<()> {
+    if id == PageId::NONE {
+        return Ok(());
+    }
+    let view = reader.node(id)?;
+    if !checksum_ok(view.run_bytes()) {
+        return Err(reader.corrupt(id, "catalog root fails its checksum"));
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! Nodes as the writer holds them: decoded into vectors, changed in place,
+//! encoded into new runs at commit.
+
+use super::page::{
+    pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
+    RUN_HEADER_BYTES,
+};
+use super::view::{
+    NodeView, ValueRef, BRANCH_ENTRY_HEADER_BYTES, LEAF_ENTRY_HEADER_BYTES, SLOT_BYTES,
+    VALUE_INLINE, VALUE_INLINE_BYTES_MAX, VALUE_OVERFLOW,
+};
+use crate::Result;
+
+/// A value held by the writer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    /// Bytes in memory; spilled to an overflow run at commit if too large to
+    /// sit in the leaf.
+    Bytes(Vec<u8>),
+    /// A committed overflow run.
+    Overflow {
+        /// First page of the run.
+        page: PageId,
+        /// The value's length.
+        len: u32,
+    },
+}
+
+impl Value {
+    /// Bytes the value takes inside its leaf entry.
+    fn leaf_bytes(&self) -> usize {
+        match self {
+            Value::Bytes(bytes) if bytes.len() <= VALUE_INLINE_BYTES_MAX => bytes.len(),
+            _ => 8,
+        }
+    }
+
+    /// The overflow run the value occupies, if it is committed in one.
+    pub(crate) fn overflow_run(&self) -> Option<PageRun> {
+        match self {
+            Value::Overflow { page, len } => {
+                Some(PageRun { id: *page, pages: overflow_pages(*len as usize) })
+            }
+            Value::Bytes(_) => None,
+        }
+    }
+}
+
+/// Pages of the overflow run for a value of `len` bytes.
+pub(crate) fn overflow_pages(len: usize) -> u32 {
+    pages_for(RUN_HEADER_BYTES + len)
+}
+
+/// A node or a reference to a committed one.
+#[derive(Debug)]
+pub(crate) enum NodeRef {
+    /// Committed and unchanged.
+    Clean(PageId),
+    /// Changed in this transaction; gets a new run at commit.
+    Dirty(Box<Node>),
+}
+
+/// One leaf entry.
+#[derive(Debug)]
+pub(crate) struct LeafEntry {
+    /// The key.
+    pub(crate) key: Vec<u8>,
+    /// The value.
+    pub(crate) value: Value,
+}
+
+/// One branch entry: a child and a lower bound of its keys.
+#[derive(Debug)]
+pub(crate) struct BranchEntry {
+    /// At most every key under `child`, above every key under the previous
+    /// child (FORMAT.md, "Branch").
+    pub(crate) key: Vec<u8>,
+    /// The subtree.
+    pub(crate) child: NodeRef,
+}
+
+/// A decoded node.
+#[derive(Debug)]
+pub(crate) enum Node {
+    /// Entries in key order.
+    Leaf(Vec<LeafEntry>),
+    /// Children in key order.
+    Branch(Vec<BranchEntry>),
+}
+
+impl Node {
+    /// Decodes a committed node; its overflow values stay on disk.
+    pub(crate) fn decode(view: &NodeView<'_>) -> Result<Self> {
+        if view.is_leaf() {
+            let mut entries = Vec::with_capacity(view.count);
+            for i in 0..view.count {
+                let value = match view.value(i)? {
+                    ValueRef::Inline(bytes) => Value::Bytes(bytes.to_vec()),
+                    ValueRef::Overflow { page, len } => Value::Overflow { page, len },
+                };
+                entries.push(LeafEntry { key: view.key(i)?.to_vec(), value });
+            }
+            Ok(Node::Leaf(entries))
+        } else {
+            let mut entries = Vec::with_capacity(view.count);
+            for i in 0..view.count {
+                entries.push(BranchEntry {
+                    key: view.key(i)?.to_vec(),
+                    child: NodeRef::Clean(view.child(i)?),
+                });
+            }
+            Ok(Node::Branch(entries))
+        }
+    }
+
+    /// Entries in the node.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Node::Leaf(entries) => entries.len(),
+            Node::Branch(entries) => entries.len(),
+        }
+    }
+
+    /// The first key, if any.
+    pub(crate) fn first_key(&self) -> Option<&[u8]> {
+        match self {
+            Node::Leaf(entries) => entries.first().map(|e| e.key.as_slice()),
+            Node::Branch(entries) => entries.first().map(|e| e.key.as_slice()),
+        }
+    }
+
+    /// Bytes the encoded node takes, header included.
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        RUN_HEADER_BYTES + (0..self.len()).map(|i| self.entry_bytes(i)).sum::<usize>()
+    }
+
+    /// Bytes entry `i` takes, its slot included.
+    fn entry_bytes(&self, i: usize) -> usize {
+        match self {
+            Node::Leaf(entries) => {
+                SLOT_BYTES
+                    + LEAF_ENTRY_HEADER_BYTES
+                    + entries[i].key.len()
+                    + entries[i].value.leaf_bytes()
+            }
+            Node::Branch(entries) => SLOT_BYTES + BRANCH_ENTRY_HEADER_BYTES + entries[i].key.len(),
+        }
+    }
+
+    /// Splits an oversized node into parts of about equal size, each of at
+    /// most one page where entries allow; branches keep at least two entries
+    /// a part. Returns the parts after the first, which stays in `self`.
+    pub(crate) fn split_off_parts(&mut self) -> Vec<Node> {
+        let total = self.encoded_bytes();
+        let parts = total.div_ceil(PAGE_BYTES).max(2);
+        let target = total / parts;
+        let min_entries = if matches!(self, Node::Branch(_)) { 2 } else { 1 };
+        let mut cuts = Vec::new();
+        let (mut filled, mut since_cut) = (RUN_HEADER_BYTES, 0);
+        for i in 0..self.len() {
+            let remaining = self.len() - i;
+            if since_cut >= min_entries && filled >= target && remaining >= min_entries {
+                cuts.push(i);
+                (filled, since_cut) = (RUN_HEADER_BYTES, 0);
+            }
+            filled += self.entry_bytes(i);
+            since_cut += 1;
+        }
+        let mut tails = Vec::new();
+        for cut in cuts.into_iter().rev() {
+            tails.push(match self {
+                Node::Leaf(entries) => Node::Leaf(entries.split_off(cut)),
+                Node::Branch(entries) => Node::Branch(entries.split_off(cut)),
+            });
+        }
+        tails.reverse();
+        tails
+    }
+
+    /// Encodes the node as the run starting at `id`, sealed. Values must
+    /// already fit their leaf (overflow ones spilled).
+    pub(crate) fn encode(&self, id: PageId) -> (PageRun, Vec<u8>) {
+        let used = self.encoded_bytes();
+        let pages = pages_for(used);
+        let mut run = vec![0u8; pages as usize * PAGE_BYTES];
+        let (kind, count) = match self {
+            Node::Leaf(_) => (RunKind::Leaf, self.len()),
+            Node::Branch(_) => (RunKind::Branch, self.len()),
+        };
+        let count = u16::try_from(count).expect("a node's entries fit a few pages");
+        let length = u32::try_from(used - RUN_HEADER_BYTES).expect("node size is bounded");
+        write_header(&mut run, RunHeader { kind, count, pages, length, page_id: id });
+        let mut at = RUN_HEADER_BYTES + self.len() * SLOT_BYTES;
+        for i in 0..self.len() {
+            let slot = RUN_HEADER_BYTES + i * SLOT_BYTES;
+            run[slot..slot + 4].copy_from_slice(&u32::try_from(at).expect("bounded").to_le_bytes());
+            at = self.encode_entry(i, &mut run, at);
+        }
+        debug_assert_eq!(at, used, "encoded size matches encoded_bytes");
+        seal_run(&mut run);
+        (PageRun { id, pages }, run)
+    }
+
+    /// Writes entry `i` at `at`; returns where the next one goes.
+    fn encode_entry(&self, i: usize, run: &mut [u8], at: usize) -> usize {
+        let (key, header_bytes) = match self {
+            Node::Leaf(entries) => (&entries[i].key, LEAF_ENTRY_HEADER_BYTES),
+            Node::Branch(entries) => (&entries[i].key, BRANCH_ENTRY_HEADER_BYTES),
+        };
+        let key_len = u16::try_from(key.len()).expect("keys are at most 4 KiB");
+        run[at..at + 2].copy_from_slice(&key_len.to_le_bytes());
+        let key_at = at + header_bytes;
+        run[key_at..key_at + key.len()].copy_from_slice(key);
+        let value_at = key_at + key.len();
+        match self {
+            Node::Leaf(entries) => match &entries[i].value {
+                Value::Bytes(bytes) => {
+                    assert!(
+                        bytes.len() <= VALUE_INLINE_BYTES_MAX,
+                        "large values are spilled first"
+                    );
+                    run[at + 2] = VALUE_INLINE;
+                    let len = u32::try_from(bytes.len()).expect("inline values are small");
+                    run[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+                    run[value_at..value_at + bytes.len()].copy_from_slice(bytes);
+                    value_at + bytes.len()
+                }
+                Value::Overflow { page, len } => {
+                    run[at + 2] = VALUE_OVERFLOW;
+                    run[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+                    run[value_at..value_at + 8].copy_from_slice(&page.0.to_le_bytes());
+                    value_at + 8
+                }
+            },
+            Node::Branch(entries) => {
+                let NodeRef::Clean(child) = entries[i].child else {
+                    panic!("children are spilled first")
+                };
+                run[at + 8..at + 16].copy_from_slice(&child.0.to_le_bytes());
+                value_at
+            }
+        }
+    }
+}
+
+/// An overflow run holding `value`, starting at `id`, sealed.
+pub(crate) fn encode_overflow(id: PageId, value: &[u8]) -> (PageRun, Vec<u8>) {
+    let pages = overflow_pages(value.len());
+    let mut run = vec![0u8; pages as usize * PAGE_BYTES];
+    let length = u32::try_from(value.len()).expect("values are at most 1 MiB");
+    write_header(
+        &mut run,
+        RunHeader { kind: RunKind::Overflow, count: 0, pages, length, page_id: id },
+    );
+    run[RUN_HEADER_BYTES..RUN_HEADER_BYTES + value.len()].copy_from_slice(value);
+    seal_run(&mut run);
+    (PageRun { id, pages }, run)
+}
+
+impl NodeRef {
+    /// The node, decoded and marked dirty if it was clean; the clean run it
+    /// replaces is added to `freed`.
+    pub(crate) fn make_dirty<'n>(
+        &'n mut self,
+        reader: &PageReader<'_>,
+        freed: &mut Vec<PageRun>,
+    ) -> Result<&'n mut Node> {
+        if let NodeRef::Clean(id) = *self {
+            let view = reader.node(id)?;
+            let node = Node::decode(&view)?;
+            freed.push(PageRun { id, pages: view.pages });
+            *self = NodeRef::Dirty(Box::new(node));
+        }
+        match self {
+            NodeRef::Dirty(node) => Ok(node),
+            NodeRef::Clean(_) => unreachable!("made dirty above"),
+        }
+    }
+
+    /// The node if dirty.
+    pub(crate) fn as_dirty(&self) -> Option<&Node> {
+        match self {
+            NodeRef::Dirty(node) => Some(node),
+            NodeRef::Clean(_) => None,
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Zero-copy views of branch, leaf and overflow runs in a mapping. Every
+//! offset read from the page is bounds-checked, so damaged bytes give an
+//! error, never a panic or a read outside the run.
+
+use std::cmp::Ordering;
+
+use super::page::{u16_at, u32_at, u64_at, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
+use crate::Result;
+
+/// Largest value stored inside its leaf; larger ones get an overflow run.
+pub const VALUE_INLINE_BYTES_MAX: usize = 1024;
+/// Bytes of a leaf entry before its key: key_len, value_kind, zero, value_len.
+pub(crate) const LEAF_ENTRY_HEADER_BYTES: usize = 8;
+/// Bytes of a branch entry before its key: key_len, six zero bytes, child.
+pub(crate) const BRANCH_ENTRY_HEADER_BYTES: usize = 16;
+/// Bytes of one slot offset.
+pub(crate) const SLOT_BYTES: usize = 4;
+/// `value_kind` of an inline value.
+pub(crate) const VALUE_INLINE: u8 = 0;
+/// `value_kind` of a value in an overflow run.
+pub(crate) const VALUE_OVERFLOW: u8 = 1;
+
+/// Where a leaf entry's value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueRef<'a> {
+    /// In the leaf itself.
+    Inline(&'a [u8]),
+    /// In an overflow run of `len` bytes starting at `page`.
+    Overflow {
+        /// First page of the run.
+        page: PageId,
+        /// The value's length.
+        len: u32,
+    },
+}
+
+/// A branch or leaf node in a mapping.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeView<'a> {
+    /// Where the run starts.
+    pub(crate) id: PageId,
+    /// Branch or leaf.
+    pub(crate) kind: RunKind,
+    /// Number of entries.
+    pub(crate) count: usize,
+    /// Pages in the run.
+    pub(crate) pages: u32,
+    /// The run's bytes.
+    bytes: &'a [u8],
+    /// End of the used bytes: every entry lies below.
+    end: usize,
+    /// For error messages.
+    reader: PageReader<'a>,
+}
+
+impl<'a> PageReader<'a> {
+    /// The node (branch or leaf) whose run starts at `id`.
+    pub(crate) fn node(&self, id: PageId) -> Result<NodeView<'a>> {
+        let kind = self.kind_at(id)?;
+        if kind != RunKind::Branch && kind != RunKind::Leaf {
+            return Err(
+                self.corrupt(id, format!("expected a node at page {}, found {kind:?}", id.0))
+            );
+        }
+        let (header, bytes) = self.run(id, kind)?;
+        let count = usize::from(header.count);
+        let end = RUN_HEADER_BYTES + header.length as usize;
+        if count == 0 || RUN_HEADER_BYTES + count * SLOT_BYTES > end {
+            return Err(self.corrupt(id, format!("node with {count} entries in {end} bytes")));
+        }
+        Ok(NodeView { id, kind, count, pages: header.pages, bytes, end, reader: *self })
+    }
+
+    /// The bytes of the overflow value of `len` bytes at `page`.
+    pub(crate) fn overflow(&self, page: PageId, len: u32) -> Result<&'a [u8]> {
+        let (header, bytes) = self.run(page, RunKind::Overflow)?;
+        if header.length != len {
+            return Err(self.corrupt(
+                page,
+                format!("overflow run holds {} bytes, leaf says {len}", header.length),
+            ));
+        }
+        Ok(&bytes[RUN_HEADER_BYTES..RUN_HEADER_BYTES + len as usize])
+    }
+
+    /// The value a leaf entry refers to.
+    pub(crate) fn value(&self, value: ValueRef<'a>) -> Result<&'a [u8]> {
+        match value {
+            ValueRef::Inline(bytes) => Ok(bytes),
+            ValueRef::Overflow { page, len } => self.overflow(page, len),
+        }
+    }
+}
+
+impl<'a> NodeView<'a> {
+    /// Whether this is a leaf.
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.kind == RunKind::Leaf
+    }
+
+    /// The key of entry `i`.
+    pub(crate) fn key(&self, i: usize) -> Result<&'a [u8]> {
+        let at = self.entry(i)?;
+        let key_at = at + self.entry_header_bytes();
+        self.slice(key_at, usize::from(u16_at(self.bytes, at)))
+    }
+
+    /// The value of leaf entry `i`.
+    pub(crate) fn value(&self, i: usize) -> Result<ValueRef<'a>> {
+        debug_assert!(self.is_leaf());
+        let at = self.entry(i)?;
+        let key_len = usize::from(u16_at(self.bytes, at));
+        let value_len = u32_at(self.bytes, at + 4);
+        let value_at = at + LEAF_ENTRY_HEADER_BYTES + key_len;
+        match self.bytes[at + 2] {
+            VALUE_INLINE if value_len as usize <= VALUE_INLINE_BYTES_MAX => {
+                Ok(ValueRef::Inline(self.slice(value_at, value_len as usize)?))
+            }
+            VALUE_OVERFLOW => {
+                let page = u64_at(self.slice(value_at, 8)?, 0);
+                Ok(ValueRef::Overflow { page: PageId(page), len: value_len })
+            }
+            kind => {
+                Err(self.corrupt(format!("entry {i} has value kind {kind} with {value_len} bytes")))
+            }
+        }
+    }
+
+    /// The child of branch entry `i`.
+    pub(crate) fn child(&self, i: usize) -> Result<PageId> {
+        debug_assert!(!self.is_leaf());
+        let at = self.entry(i)?;
+        Ok(PageId(u64_at(self.bytes, at + 8)))
+    }
+
+    /// Binary search for `key`: `Ok(i)` where it is, `Err(i)` where it
+    /// would go.
+    pub(crate) fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid)?.cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(lo))
+    }
+
+    /// The branch entry whose child holds `key`: the last entry with a key
+    /// at most `key`, or the first.
+    pub(crate) fn route(&self, key: &[u8]) -> Result<usize> {
+        Ok(match self.search(key)? {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        })
+    }
+
+    /// The run's bytes, for checksums and copies.
+    pub(crate) fn run_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn entry_header_bytes(&self) -> usize {
+        if self.is_leaf() {
+            LEAF_ENTRY_HEADER_BYTES
+        } else {
+            BRANCH_ENTRY_HEADER_BYTES
+        }
+    }
+
+    /// The offset of entry `i`, checked to leave room for its header.
+    fn entry(&self, i: usize) -> Result<usize> {
+        if i >= self.count {
+            return Err(self.corrupt(format!("entry {i} of {}", self.count)));
+        }
+        let at = u32_at(self.bytes, RUN_HEADER_BYTES + i * SLOT_BYTES) as usize;
+        let first_entry = RUN_HEADER_BYTES + self.count * SLOT_BYTES;
+        if at < first_entry || at + self.entry_header_bytes() > self.end {
+            return Err(self.corrupt(format!("slot {i} points at byte {at}")));
+        }
+        Ok(at)
+    }
+
+    /// `len` bytes at `at`, checked to lie inside the used bytes.
+    fn slice(&self, at: usize, len: usize) -> Result<&'a [u8]> {
+        match at.checked_add(len) {
+            Some(end) if end <= self.end => Ok(&self.bytes[at..end]),
+            _ => Err(self.corrupt(format!("{len} bytes at byte {at} pass the node's end"))),
+        }
+    }
+
+    fn corrupt(&self, reason: String) -> crate::Error {
+        self.reader.corrupt(self.id, reason)
+    }
+}

@@ -1,0 +1,366 @@
+//! [`WriteTxn`]: the one writer: changes trees in memory, then commits them
+//! with FORMAT.md's commit protocol.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, MutexGuard};
+
+use super::alloc::FreePages;
+use super::db::{lock, poison_on_error, Db, Snapshot, WriterState};
+use super::meta::{Meta, USER_META_BYTES};
+use super::node::{NodeRef, Value};
+use super::page::{
+    pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
+    RUN_HEADER_BYTES,
+};
+use super::read::committed_tree_names;
+use super::tree::{self, TreeCtx};
+use crate::{Error, Result};
+
+/// The longest key accepted.
+pub const KEY_BYTES_MAX: usize = 4096;
+/// The longest value accepted.
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// The longest tree name accepted.
+pub const TREE_NAME_BYTES_MAX: usize = 255;
+/// The file grows by at most this much at a time (and at least doubles below
+/// it), so that growth, and re-mapping with it, is rare.
+const GROWTH_BYTES_MAX: u64 = 1 << 30;
+
+/// Whether a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced data and meta before `commit` returns.
+    Durable,
+    /// Written but not synced; visible to readers at once, durable after the
+    /// next durable commit or [`Db::sync`].
+    Deferred,
+}
+
+/// A tree the transaction has touched.
+#[derive(Debug)]
+enum TreeSlot {
+    /// The tree exists; `dirty` if it was created or changed.
+    Live {
+        /// The root, or `None` when empty.
+        root: Option<NodeRef>,
+        /// Whether the catalog must be updated at commit.
+        dirty: bool,
+    },
+    /// Dropped in this transaction.
+    Dropped,
+}
+
+/// The write transaction. Dropping it without `commit` aborts it.
+#[derive(Debug)]
+pub struct WriteTxn<'db> {
+    /// The database.
+    db: &'db Db,
+    /// Held for the transaction's life: one writer at a time.
+    writer: MutexGuard<'db, WriterState>,
+    /// The commit this transaction builds on.
+    base: Snapshot,
+    /// This transaction's id.
+    txid: u64,
+    /// A copy of the free space; replaces the shared one at commit.
+    free: FreePages,
+    /// Committed runs this transaction stopped using.
+    freed: Vec<PageRun>,
+    /// Trees touched so far, by name.
+    trees: BTreeMap<String, TreeSlot>,
+}
+
+impl<'db> WriteTxn<'db> {
+    pub(crate) fn new(db: &'db Db, writer: MutexGuard<'db, WriterState>, base: Snapshot) -> Self {
+        let free = writer.free.clone();
+        let txid = base.meta.txid + 1;
+        WriteTxn { db, writer, base, txid, free, freed: Vec::new(), trees: BTreeMap::new() }
+    }
+
+    /// Creates an empty tree; false if it already exists.
+    pub fn create_tree(&mut self, name: &str) -> Result<bool> {
+        check_name(name)?;
+        if self.slot(name)?.is_some() {
+            return Ok(false);
+        }
+        self.trees.insert(name.to_owned(), TreeSlot::Live { root: None, dirty: true });
+        Ok(true)
+    }
+
+    /// Drops a tree and frees all its pages; false if there is none.
+    pub fn drop_tree(&mut self, name: &str) -> Result<bool> {
+        self.slot(name)?;
+        let (base, db) = (self.base.clone(), self.db);
+        let reader = reader(&base, &db.shared.path);
+        let Some(TreeSlot::Live { root, .. }) = self.trees.get(name) else { return Ok(false) };
+        if let Some(root) = root {
+            tree::free_all(root, &mut TreeCtx { reader: &reader, freed: &mut self.freed }, 0)?;
+        }
+        self.trees.insert(name.to_owned(), TreeSlot::Dropped);
+        Ok(true)
+    }
+
+    /// Whether a tree exists.
+    pub fn tree_exists(&mut self, name: &str) -> Result<bool> {
+        Ok(self.slot(name)?.is_some())
+    }
+
+    /// Names of all trees, sorted.
+    pub fn list_trees(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = committed_tree_names(
+            &reader(&self.base, &self.db.shared.path),
+            self.base.meta.catalog,
+        )?
+        .into_iter()
+        .filter(|name| !matches!(self.trees.get(name), Some(TreeSlot::Dropped)))
+        .collect();
+        names.extend(
+            self.trees
+                .iter()
+                .filter(|(_, s)| matches!(s, TreeSlot::Live { .. }))
+                .map(|(n, _)| n.clone()),
+        );
+        names.sort_unstable();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Sets `key` to `value` in tree `name`, which must exist.
+    pub fn put(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        check_size("key", key.len(), KEY_BYTES_MAX)?;
+        check_size("value", value.len(), VALUE_BYTES_MAX)?;
+        let (base, db) = (self.base.clone(), self.db);
+        let reader = reader(&base, &db.shared.path);
+        let (root, freed) = self.live_root(name)?;
+        let mut ctx = TreeCtx { reader: &reader, freed };
+        let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec()), &mut ctx)?;
+        ctx.freed.extend(old.and_then(|v| v.overflow_run()));
+        Ok(())
+    }
+
+    /// The value of `key` in tree `name`, as this transaction sees it.
+    pub fn get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (base, db) = (self.base.clone(), self.db);
+        let reader = reader(&base, &db.shared.path);
+        match self.slot(name)? {
+            Some(TreeSlot::Live { root, .. }) => tree::get(root.as_ref(), key, &reader),
+            _ => Ok(None),
+        }
+    }
+
+    /// Removes `key` from tree `name`; returns its value if it was there.
+    pub fn delete(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (base, db) = (self.base.clone(), self.db);
+        let reader = reader(&base, &db.shared.path);
+        if !matches!(self.slot(name)?, Some(TreeSlot::Live { .. })) {
+            return Ok(None);
+        }
+        let (root, freed) = self.live_root(name)?;
+        let mut ctx = TreeCtx { reader: &reader, freed };
+        let Some(old) = tree::remove(root, key, &mut ctx)? else { return Ok(None) };
+        let bytes = tree::value_bytes(&old, &reader)?;
+        ctx.freed.extend(old.overflow_run());
+        Ok(Some(bytes))
+    }
+
+    /// Commits everything with `user` metadata (FORMAT.md, "Commit
+    /// protocol"). Any error poisons the writer: the database must be
+    /// reopened, and recovery keeps the newest durable commit.
+    pub fn commit(mut self, user: [u8; USER_META_BYTES], durability: Durability) -> Result<()> {
+        let result = self.build_and_write(user, durability);
+        poison_on_error(&mut self.writer, result)
+    }
+
+    /// Loads tree `name` from the catalog into `trees` if not there yet;
+    /// `None` if it does not exist.
+    fn slot(&mut self, name: &str) -> Result<Option<&TreeSlot>> {
+        if !self.trees.contains_key(name) {
+            let (base, db) = (self.base.clone(), self.db);
+            let reader = reader(&base, &db.shared.path);
+            let catalog =
+                (self.base.meta.catalog != PageId::NONE).then_some(self.base.meta.catalog);
+            let found = match catalog {
+                Some(root) => tree::get_committed(root, name.as_bytes(), &reader)?,
+                None => None,
+            };
+            let Some(bytes) = found else { return Ok(None) };
+            let root = decode_root(bytes).ok_or_else(|| {
+                reader.corrupt(self.base.meta.catalog, "catalog value is not a page id")
+            })?;
+            let root = (root != PageId::NONE).then_some(NodeRef::Clean(root));
+            self.trees.insert(name.to_owned(), TreeSlot::Live { root, dirty: false });
+        }
+        Ok(self.trees.get(name).filter(|slot| matches!(slot, TreeSlot::Live { .. })))
+    }
+
+    /// The root of an existing tree, marked dirty, and the freed list.
+    fn live_root(&mut self, name: &str) -> Result<(&mut Option<NodeRef>, &mut Vec<PageRun>)> {
+        if self.slot(name)?.is_none() {
+            return Err(Error::InvalidArgument(format!("no tree named {name:?}")));
+        }
+        match self.trees.get_mut(name) {
+            Some(TreeSlot::Live { root, dirty }) => {
+                *dirty = true;
+                Ok((root, &mut self.freed))
+            }
+            _ => unreachable!("checked by slot()"),
+        }
+    }
+
+    fn build_and_write(
+        &mut self,
+        user: [u8; USER_META_BYTES],
+        durability: Durability,
+    ) -> Result<()> {
+        let mut writes = Vec::new();
+        let catalog = self.spill_trees(&mut writes)?;
+        let freelist = self.spill_free_list(&mut writes)?;
+        let meta =
+            Meta { txid: self.txid, catalog, freelist, page_count: self.free.page_count(), user };
+        let grown = self.grow_file(meta.page_count)?;
+        self.write_runs(&mut writes)?;
+        if durability == Durability::Durable {
+            let shared = Arc::clone(&self.db.shared);
+            shared.write_durable_meta(&mut self.writer, meta)?;
+        }
+        self.publish(meta, grown)
+    }
+
+    /// Writes every changed tree and the catalog; returns the catalog root.
+    fn spill_trees(&mut self, writes: &mut Vec<(PageRun, Vec<u8>)>) -> Result<PageId> {
+        let (base, db) = (self.base.clone(), self.db);
+        let reader = reader(&base, &db.shared.path);
+        let mut catalog = (self.base.meta.catalog != PageId::NONE)
+            .then_some(NodeRef::Clean(self.base.meta.catalog));
+        let mut ctx = TreeCtx { reader: &reader, freed: &mut self.freed };
+        for (name, slot) in std::mem::take(&mut self.trees) {
+            match slot {
+                TreeSlot::Dropped => {
+                    tree::remove(&mut catalog, name.as_bytes(), &mut ctx)?;
+                }
+                TreeSlot::Live { root, dirty: true } => {
+                    let id = root.map_or(PageId::NONE, |mut root| {
+                        tree::spill(&mut root, &mut self.free, writes)
+                    });
+                    let value = Value::Bytes(id.get().to_le_bytes().to_vec());
+                    tree::insert(&mut catalog, name.into_bytes(), value, &mut ctx)?;
+                }
+                TreeSlot::Live { dirty: false, .. } => {}
+            }
+        }
+        Ok(catalog.map_or(PageId::NONE, |mut root| tree::spill(&mut root, &mut self.free, writes)))
+    }
+
+    /// Frees the old free list with everything else this transaction freed,
+    /// then writes the new free list; returns its first page.
+    fn spill_free_list(&mut self, writes: &mut Vec<(PageRun, Vec<u8>)>) -> Result<PageId> {
+        let old = self.base.meta.freelist;
+        if old != PageId::NONE {
+            let reader = reader(&self.base, &self.db.shared.path);
+            let (header, _) = reader.run(old, RunKind::FreeList)?;
+            self.freed.push(PageRun { id: old, pages: header.pages });
+        }
+        self.free.free_later(self.txid, std::mem::take(&mut self.freed));
+        let upper_bound = self.free.persisted_ids().len();
+        let run = self.free.allocate(pages_for(RUN_HEADER_BYTES + 8 * upper_bound));
+        let ids = self.free.persisted_ids();
+        let mut bytes = vec![0u8; run.pages as usize * PAGE_BYTES];
+        let length = u32::try_from(8 * ids.len())
+            .map_err(|_| Error::InvalidArgument("free list too long".into()))?;
+        write_header(
+            &mut bytes,
+            RunHeader {
+                kind: RunKind::FreeList,
+                count: 0,
+                pages: run.pages,
+                length,
+                page_id: run.id,
+            },
+        );
+        for (i, id) in ids.iter().enumerate() {
+            let at = RUN_HEADER_BYTES + 8 * i;
+            bytes[at..at + 8].copy_from_slice(&id.to_le_bytes());
+        }
+        seal_run(&mut bytes);
+        writes.push((run, bytes));
+        Ok(run.id)
+    }
+
+    /// Grows the file to hold `page_count` pages; true if it grew.
+    fn grow_file(&mut self, page_count: u64) -> Result<bool> {
+        if page_count <= self.writer.file_pages {
+            return Ok(false);
+        }
+        let current = self.writer.file_pages * PAGE_BYTES as u64;
+        let step = current.clamp(64 * PAGE_BYTES as u64, GROWTH_BYTES_MAX);
+        let wanted = (page_count * PAGE_BYTES as u64).max(current + step);
+        let path = &self.db.shared.path;
+        self.db.shared.file.set_len(wanted).map_err(|e| Error::io(path, e))?;
+        self.writer.file_pages = wanted / PAGE_BYTES as u64;
+        Ok(true)
+    }
+
+    /// Writes runs in page order, one write per contiguous stretch.
+    fn write_runs(&self, writes: &mut [(PageRun, Vec<u8>)]) -> Result<()> {
+        writes.sort_unstable_by_key(|(run, _)| run.id);
+        let path = &self.db.shared.path;
+        let mut stretch: Vec<u8> = Vec::new();
+        let mut stretch_start = PageId::NONE;
+        for (i, (run, bytes)) in writes.iter().enumerate() {
+            if stretch.is_empty() {
+                stretch_start = run.id;
+            }
+            stretch.extend_from_slice(bytes);
+            let next_follows = writes
+                .get(i + 1)
+                .is_some_and(|(next, _)| next.id.get() == run.id.get() + u64::from(run.pages));
+            if !next_follows {
+                self.db
+                    .shared
+                    .file
+                    .write_all_at(&stretch, stretch_start.offset())
+                    .map_err(|e| Error::io(path, e))?;
+                stretch.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the commit visible to new readers and the next writer.
+    fn publish(&mut self, meta: Meta, grown: bool) -> Result<()> {
+        let shared = &self.db.shared;
+        let map = if grown || !self.base.map.sees_later_writes() {
+            let len = self.writer.file_pages * PAGE_BYTES as u64;
+            Arc::new(shared.file.map(len).map_err(|e| Error::io(&shared.path, e))?)
+        } else {
+            Arc::clone(&self.base.map)
+        };
+        self.writer.free = std::mem::take(&mut self.free);
+        lock(&shared.published).snapshot = Snapshot { meta, map };
+        Ok(())
+    }
+}
+
+/// Checked access to the pages of `snapshot`.
+fn reader<'a>(snapshot: &'a Snapshot, path: &'a std::path::Path) -> PageReader<'a> {
+    PageReader { map: &snapshot.map, page_count: snapshot.meta.page_count, path }
+}
+
+/// The root page stored as a catalog value.
+pub(crate) fn decode_root(bytes: &[u8]) -> Option<PageId> {
+    Some(PageId(u64::from_le_bytes(bytes.try_into().ok()?)))
+}
+
+fn check_size(what: &'static str, bytes: usize, max: usize) -> Result<()> {
+    if bytes > max {
+        return Err(Error::TooLarge { what, bytes, max });
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<()> {
+    check_size("tree name", name.len(), TREE_NAME_BYTES_MAX)?;
+    if name.is_empty() {
+        return Err(Error::InvalidArgument("a tree name cannot be empty".into()));
+    }
+    Ok(())
+}
