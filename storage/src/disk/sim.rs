@@ -6,11 +6,11 @@
 //! with the creates, renames and removes since the last `sync_dir` in order.
 //!
 //! [`SimDisk::crash`] models a power cut. For every file a seeded generator
-//! keeps a prefix of its unsynced writes; the first write not kept may still
-//! land torn (a prefix of its bytes) or as zeros of its length, which is what a
-//! file system that extended the size before the data reached the medium
-//! leaves behind. For directories it keeps a prefix of the unsynced name
-//! changes. Files whose names did not survive are gone. Handles opened before
+//! decides each unsynced write on its own, since the page cache writes back
+//! in no particular order: lost, landed, torn (a prefix of its bytes), or
+//! zeros of its length, which is what a file system that extended the size
+//! before the data reached the medium leaves behind. For directories it keeps
+//! a prefix of the unsynced name changes. Files whose names did not survive are gone. Handles opened before
 //! the crash fail from then on, as a process that died would have no handles.
 //!
 //! [`SimDisk::fail_at`] makes one chosen operation (counted by
@@ -258,18 +258,14 @@ fn offset_to_usize(offset: u64) -> io::Result<usize> {
 }
 
 impl Inode {
-    /// Replaces both images with what a crash leaves.
+    /// Replaces both images with what a crash leaves: each unsynced write
+    /// independently lost, landed, torn or zero-filled (the page cache
+    /// writes back in no particular order), applied in their original order.
     fn crash(&mut self, rng: &mut fastrand::Rng) {
-        let pending = std::mem::take(&mut self.pending);
-        let kept = rng.usize(..=pending.len());
         let mut image = std::mem::take(&mut self.durable);
-        for write in &pending[..kept] {
-            apply_write(&mut image, write);
-        }
-        if let Some(PendingWrite::Write { offset, data }) = pending.get(kept) {
-            let torn = torn_write(rng, data);
-            if let Some(torn) = torn {
-                apply_write(&mut image, &PendingWrite::Write { offset: *offset, data: torn });
+        for write in std::mem::take(&mut self.pending) {
+            if let Some(landed) = what_lands(rng, write) {
+                apply_write(&mut image, &landed);
             }
         }
         self.current = image.clone();
@@ -277,12 +273,17 @@ impl Inode {
     }
 }
 
-/// What may land of a write cut by a crash: nothing, a prefix, or zeros.
-fn torn_write(rng: &mut fastrand::Rng, data: &[u8]) -> Option<Vec<u8>> {
-    match rng.u8(..3) {
+/// What of one unsynced write a crash leaves: nothing, all of it, a prefix,
+/// or zeros of its length.
+fn what_lands(rng: &mut fastrand::Rng, write: PendingWrite) -> Option<PendingWrite> {
+    let PendingWrite::Write { offset, data } = write else {
+        return rng.bool().then_some(write);
+    };
+    match rng.u8(..4) {
         0 => None,
-        1 => Some(data[..rng.usize(..=data.len())].to_vec()),
-        _ => Some(vec![0; data.len()]),
+        1 => Some(PendingWrite::Write { offset, data }),
+        2 => Some(PendingWrite::Write { offset, data: data[..rng.usize(..=data.len())].to_vec() }),
+        _ => Some(PendingWrite::Write { offset, data: vec![0; data.len()] }),
     }
 }
 
