@@ -27,7 +27,7 @@ fn try_commit(db: &Db, n: u64, durability: Durability) -> Result<(), Error> {
     txn.create_tree(&tree)?;
     for i in 0..120u64 {
         let key = format!("key{:04}", (i * 7 + n * 13) % 300);
-        let value = vec![(n + i) as u8; if i % 17 == 0 { 3000 } else { 90 }];
+        let value = vec![(n + i).to_le_bytes()[0]; if i % 17 == 0 { 3000 } else { 90 }];
         txn.put(&tree, key.as_bytes(), &value)?;
     }
     for i in 0..30u64 {
@@ -36,7 +36,7 @@ fn try_commit(db: &Db, n: u64, durability: Durability) -> Result<(), Error> {
     if n % 4 == 3 {
         txn.drop_tree(&format!("tree{}", (n + 1) % 3))?;
     }
-    txn.commit([n as u8; 32], durability)
+    txn.commit([n.to_le_bytes()[0]; 32], durability)
 }
 
 fn apply_commit(db: &Db, n: u64, durability: Durability) {

@@ -259,5 +259,5 @@ fn random_value(rng: &mut fastrand::Rng) -> Vec<u8> {
         _ => rng.usize(0..150),
     };
     let fill = rng.u8(..);
-    (0..len).map(|i| fill.wrapping_add(i as u8)).collect()
+    (0..len).map(|i: usize| fill.wrapping_add(i.to_le_bytes()[0])).collect()
 }

@@ -77,7 +77,7 @@ impl ReadTxn {
 impl Walk<'_> {
     /// Accounts for `pages` pages from `id`; each only once.
     fn mark(&mut self, id: PageId, pages: u32) -> Result<()> {
-        for page in id.0..id.0 + u64::from(pages) {
+        for page in id.0..id.0.saturating_add(u64::from(pages)) {
             match usize::try_from(page).ok().and_then(|at| self.used.get_mut(at)) {
                 Some(used) if !*used => *used = true,
                 Some(_) => {

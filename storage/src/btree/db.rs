@@ -79,7 +79,7 @@ impl Db {
         let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
         let len = file.len().map_err(|e| Error::io(&path, e))?;
         let (meta, durable_slot) = read_metas(file.as_ref(), &path, len)?;
-        if len < meta.page_count * PAGE_BYTES as u64 {
+        if meta.page_count.checked_mul(PAGE_BYTES as u64).is_none_or(|needed| len < needed) {
             let reason = format!(
                 "file has {len} bytes but its meta (txid {}) uses {} pages",
                 meta.txid, meta.page_count

@@ -34,16 +34,6 @@ impl Value {
             _ => 8,
         }
     }
-
-    /// The overflow run the value occupies, if it is committed in one.
-    pub(crate) fn overflow_run(&self) -> Option<PageRun> {
-        match self {
-            Value::Overflow { page, len } => {
-                Some(PageRun { id: *page, pages: overflow_pages(*len as usize) })
-            }
-            Value::Bytes(_) => None,
-        }
-    }
 }
 
 /// Pages of the overflow run for a value of `len` bytes.

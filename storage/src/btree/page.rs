@@ -26,9 +26,10 @@ impl PageId {
         self.0
     }
 
-    /// The page's byte offset in the file.
+    /// The page's byte offset in the file (saturating: a damaged id must
+    /// still make an error message, not an overflow).
     pub(crate) fn offset(self) -> u64 {
-        self.0 * PAGE_BYTES as u64
+        self.0.saturating_mul(PAGE_BYTES as u64)
     }
 }
 

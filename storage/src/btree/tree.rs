@@ -12,7 +12,7 @@
 
 use super::alloc::FreePages;
 use super::node::{encode_overflow, BranchEntry, LeafEntry, Node, NodeRef, Value};
-use super::page::{PageId, PageReader, PageRun, PAGE_BYTES};
+use super::page::{PageId, PageReader, PageRun, RunKind, PAGE_BYTES};
 use super::view::VALUE_INLINE_BYTES_MAX;
 use crate::Result;
 
@@ -80,6 +80,18 @@ pub(crate) fn value_bytes(value: &Value, reader: &PageReader<'_>) -> Result<Vec<
         Value::Bytes(bytes) => Ok(bytes.clone()),
         Value::Overflow { page, len } => Ok(reader.overflow(*page, *len)?.to_vec()),
     }
+}
+
+/// The committed overflow run a value occupies, checked against the run's
+/// own header, so that a damaged pointer is an error rather than a live page
+/// freed.
+pub(crate) fn overflow_run(value: &Value, reader: &PageReader<'_>) -> Result<Option<PageRun>> {
+    let Value::Overflow { page, len } = value else { return Ok(None) };
+    let (header, _) = reader.run(*page, RunKind::Overflow)?;
+    if header.length != *len {
+        return Err(reader.corrupt(*page, "overflow run length differs from its leaf's"));
+    }
+    Ok(Some(PageRun { id: *page, pages: header.pages }))
 }
 
 /// Sets `key` to `value`; returns the value it replaced.
@@ -201,7 +213,10 @@ pub(crate) fn free_all(node_ref: &NodeRef, ctx: &mut TreeCtx<'_, '_>, depth: usi
 fn free_children(node: &Node, ctx: &mut TreeCtx<'_, '_>, depth: usize) -> Result<()> {
     match node {
         Node::Leaf(entries) => {
-            ctx.freed.extend(entries.iter().filter_map(|e| e.value.overflow_run()));
+            for entry in entries {
+                let run = overflow_run(&entry.value, ctx.reader)?;
+                ctx.freed.extend(run);
+            }
             Ok(())
         }
         Node::Branch(entries) => {

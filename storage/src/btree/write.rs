@@ -133,7 +133,10 @@ impl<'db> WriteTxn<'db> {
         let (root, freed) = self.live_root(name)?;
         let mut ctx = TreeCtx { reader: &reader, freed };
         let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec()), &mut ctx)?;
-        ctx.freed.extend(old.and_then(|v| v.overflow_run()));
+        if let Some(old) = old {
+            let run = tree::overflow_run(&old, &reader)?;
+            ctx.freed.extend(run);
+        }
         Ok(())
     }
 
@@ -158,7 +161,8 @@ impl<'db> WriteTxn<'db> {
         let mut ctx = TreeCtx { reader: &reader, freed };
         let Some(old) = tree::remove(root, key, &mut ctx)? else { return Ok(None) };
         let bytes = tree::value_bytes(&old, &reader)?;
-        ctx.freed.extend(old.overflow_run());
+        let run = tree::overflow_run(&old, &reader)?;
+        ctx.freed.extend(run);
         Ok(Some(bytes))
     }
 

@@ -1,0 +1,196 @@
+//! The state file's contract, one behaviour per test.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rdb_storage::btree::{Db, Durability, KeyRange, KEY_BYTES_MAX, PAGE_BYTES, VALUE_BYTES_MAX};
+use rdb_storage::disk::{Disk, SimDisk};
+use rdb_storage::Error;
+
+const PATH: &str = "/data/state/state.db";
+
+fn open(disk: &SimDisk) -> Db {
+    Db::open(Arc::new(disk.clone()), PATH).unwrap()
+}
+
+fn with_tree(db: &Db, name: &str) {
+    let mut txn = db.begin_write().unwrap();
+    txn.create_tree(name).unwrap();
+    txn.commit([0; 32], Durability::Durable).unwrap();
+}
+
+#[test]
+fn the_largest_key_and_value_round_trip_and_larger_ones_change_nothing() {
+    let disk = SimDisk::new(1);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let mut txn = db.begin_write().unwrap();
+    let key = vec![b'k'; KEY_BYTES_MAX];
+    let value: Vec<u8> = (0..VALUE_BYTES_MAX).map(|i| i.to_le_bytes()[0]).collect();
+    txn.put("t", &key, &value).unwrap();
+    txn.put("t", b"small", b"v").unwrap();
+    let too_long_key = txn.put("t", &vec![0; KEY_BYTES_MAX + 1], b"v");
+    let too_long_value = txn.put("t", b"x", &vec![0; VALUE_BYTES_MAX + 1]);
+    assert!(matches!(too_long_key, Err(Error::TooLarge { what: "key", .. })), "{too_long_key:?}");
+    assert!(
+        matches!(too_long_value, Err(Error::TooLarge { what: "value", .. })),
+        "{too_long_value:?}"
+    );
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    drop(db);
+    let reader = open(&disk).begin_read();
+    assert_eq!(reader.get("t", &key).unwrap(), Some(&value[..]));
+    assert_eq!(reader.get("t", b"x").unwrap(), None);
+    let report = reader.check().unwrap();
+    assert_eq!(report.entries, 2);
+    assert!(report.overflow_pages >= (VALUE_BYTES_MAX / PAGE_BYTES) as u64);
+}
+
+#[test]
+fn an_aborted_transaction_leaves_no_trace() {
+    let disk = SimDisk::new(2);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let before = db.begin_read().check().unwrap();
+    let mut txn = db.begin_write().unwrap();
+    txn.put("t", b"a", &[1; 5000]).unwrap();
+    txn.create_tree("other").unwrap();
+    txn.drop_tree("t").unwrap();
+    drop(txn);
+    let reader = db.begin_read();
+    assert_eq!(reader.list_trees().unwrap(), vec!["t".to_string()]);
+    assert_eq!(reader.check().unwrap(), before);
+}
+
+#[test]
+fn freed_pages_are_reused_so_steady_overwrites_do_not_grow_the_file() {
+    let disk = SimDisk::new(3);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let write_round = |round: u32| {
+        let mut txn = db.begin_write().unwrap();
+        for key in 0..200u32 {
+            txn.put("t", &key.to_be_bytes(), &vec![round.to_le_bytes()[0]; 150]).unwrap();
+        }
+        txn.commit([0; 32], Durability::Durable).unwrap();
+    };
+    for round in 0..20 {
+        write_round(round);
+    }
+    let settled = db.begin_read().page_count();
+    for round in 20..200 {
+        write_round(round);
+    }
+    let after = db.begin_read().page_count();
+    assert_eq!(after, settled, "180 more rounds of the same data grew the file");
+}
+
+#[test]
+fn an_open_reader_holds_its_pages_until_dropped() {
+    let disk = SimDisk::new(4);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let mut txn = db.begin_write().unwrap();
+    txn.put("t", b"k", b"old").unwrap();
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let old = db.begin_read();
+    for round in 0..50u32 {
+        let mut txn = db.begin_write().unwrap();
+        txn.put("t", b"k", &round.to_le_bytes()).unwrap();
+        txn.commit([0; 32], Durability::Durable).unwrap();
+    }
+    assert_eq!(old.get("t", b"k").unwrap(), Some(&b"old"[..]));
+    old.check().unwrap();
+    drop(old);
+    assert_eq!(db.begin_read().get("t", b"k").unwrap(), Some(&49u32.to_le_bytes()[..]));
+}
+
+#[test]
+fn export_writes_a_compact_file_that_opens_with_the_same_contents() {
+    let disk = SimDisk::new(5);
+    let db = open(&disk);
+    for tree in ["a", "b", "empty"] {
+        with_tree(&db, tree);
+    }
+    let mut txn = db.begin_write().unwrap();
+    for i in 0..2000u32 {
+        txn.put(
+            if i % 2 == 0 { "a" } else { "b" },
+            &i.to_be_bytes(),
+            &vec![7; (i % 50) as usize * 60],
+        )
+        .unwrap();
+    }
+    txn.commit([42; 32], Durability::Durable).unwrap();
+    let mut txn = db.begin_write().unwrap();
+    for i in (0..2000u32).step_by(3) {
+        txn.delete("a", &i.to_be_bytes()).unwrap();
+    }
+    txn.commit([43; 32], Durability::Durable).unwrap();
+
+    let reader = db.begin_read();
+    let mut copy = Vec::new();
+    let written = reader.export(&mut copy).unwrap();
+    assert_eq!(written, copy.len() as u64);
+    let target = SimDisk::new(6);
+    target.create_dir_all(Path::new("/data/state")).unwrap();
+    target.open(Path::new(PATH), true).unwrap().write_all_at(&copy, 0).unwrap();
+    let copied = open(&target).begin_read();
+    assert_eq!(copied.user_meta(), [43; 32]);
+    assert_eq!(copied.list_trees().unwrap(), reader.list_trees().unwrap());
+    for tree in ["a", "b", "empty"] {
+        let left: Vec<_> =
+            reader.range(tree, &KeyRange::all()).unwrap().map(Result::unwrap).collect();
+        let right: Vec<_> =
+            copied.range(tree, &KeyRange::all()).unwrap().map(Result::unwrap).collect();
+        assert!(left == right, "tree {tree} differs in the copy");
+    }
+    let (source, compact) = (reader.check().unwrap(), copied.check().unwrap());
+    assert_eq!(compact.free_pages, 0, "a compact copy has no free pages");
+    assert_eq!(compact.page_count, 2 + compact.node_pages + compact.overflow_pages);
+    assert_eq!((compact.entries, compact.trees), (source.entries, source.trees));
+    assert!(compact.page_count < source.page_count);
+}
+
+#[test]
+fn an_io_error_in_commit_poisons_the_writer_until_reopened() {
+    let disk = SimDisk::new(7);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let mut txn = db.begin_write().unwrap();
+    txn.put("t", b"k", b"v").unwrap();
+    disk.fail_at(disk.ops());
+    assert!(matches!(txn.commit([0; 32], Durability::Durable), Err(Error::Io { .. })));
+    assert!(matches!(db.begin_write(), Err(Error::Poisoned(_))));
+    assert!(matches!(db.sync(), Err(Error::Poisoned(_))));
+    assert_eq!(db.begin_read().get("t", b"k").unwrap(), None, "readers still see the last commit");
+    drop(db);
+    let db = open(&disk);
+    db.begin_read().check().unwrap();
+    assert!(db.begin_write().is_ok());
+}
+
+#[test]
+fn trees_are_created_listed_and_dropped_with_their_pages() {
+    let disk = SimDisk::new(8);
+    let db = open(&disk);
+    let mut txn = db.begin_write().unwrap();
+    assert!(txn.create_tree("x").unwrap());
+    assert!(!txn.create_tree("x").unwrap());
+    assert!(matches!(txn.create_tree(""), Err(Error::InvalidArgument(_))));
+    assert!(matches!(txn.create_tree(&"n".repeat(256)), Err(Error::TooLarge { .. })));
+    assert!(matches!(txn.put("missing", b"k", b"v"), Err(Error::InvalidArgument(_))));
+    for i in 0..500u32 {
+        txn.put("x", &i.to_be_bytes(), &[1; 2000]).unwrap();
+    }
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let used = db.begin_read().check().unwrap();
+    let mut txn = db.begin_write().unwrap();
+    assert!(txn.drop_tree("x").unwrap());
+    assert!(!txn.drop_tree("x").unwrap());
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let after = db.begin_read().check().unwrap();
+    assert_eq!((after.trees, after.node_pages, after.overflow_pages), (0, 0, 0));
+    assert_eq!(after.free_pages + 2, after.page_count, "every page of the dropped tree is free");
+    assert!(used.node_pages + used.overflow_pages > 100);
+}
