@@ -70,7 +70,7 @@ fn freed_pages_are_reused_so_steady_overwrites_do_not_grow_the_file() {
     let write_round = |round: u32| {
         let mut txn = db.begin_write().unwrap();
         for key in 0..200u32 {
-            txn.put("t", &key.to_be_bytes(), &vec![round.to_le_bytes()[0]; 150]).unwrap();
+            txn.put("t", &key.to_be_bytes(), &[round.to_le_bytes()[0]; 150]).unwrap();
         }
         txn.commit([0; 32], Durability::Durable).unwrap();
     };
