@@ -69,7 +69,8 @@ impl Engine for Rdb {
 
     fn get_all(&self, keys: &[Key]) -> usize {
         let txn = self.0.begin_read();
-        keys.iter().filter(|key| black_box(txn.get("bench", &key[..]).unwrap()).is_some()).count()
+        let tree = txn.open_tree("bench").unwrap().unwrap();
+        keys.iter().filter(|key| black_box(tree.get(&key[..]).unwrap()).is_some()).count()
     }
 
     fn scan(&self) -> usize {

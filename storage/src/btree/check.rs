@@ -5,7 +5,7 @@
 use super::page::{checksum_ok, u64_at, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
 use super::tree::DEPTH_MAX;
-use super::view::ValueRef;
+use super::view::{key_prefix, ValueRef};
 use super::write::decode_root;
 use crate::Result;
 
@@ -137,6 +137,8 @@ impl Walk<'_> {
             "keys out of order"
         } else if !inside {
             "keys outside their parent's bounds"
+        } else if keys.iter().enumerate().any(|(i, key)| node.slot_prefix(i) != key_prefix(key)) {
+            "a slot's key prefix differs from its key"
         } else if !node.is_leaf() && node.count < 2 {
             "a branch with a single child"
         } else {

@@ -103,7 +103,7 @@ impl Copier<'_, '_> {
             Value::Bytes(bytes) if is_catalog => {
                 let root = decode_root(bytes)
                     .ok_or_else(|| self.reader.corrupt(leaf, "catalog value is not a page id"))?;
-                Ok(Value::Bytes(self.tree(root, false)?.get().to_le_bytes().to_vec()))
+                Ok(Value::Bytes(self.tree(root, false)?.get().to_le_bytes().to_vec().into()))
             }
             Value::Bytes(bytes) => Ok(Value::Bytes(bytes.clone())),
             Value::Overflow { page, len } => {

@@ -1,22 +1,87 @@
 //! Nodes as the writer holds them: decoded into vectors, changed in place,
 //! encoded into new runs at commit.
 
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use super::page::{
     pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
     RUN_HEADER_BYTES,
 };
 use super::view::{
-    NodeView, ValueRef, BRANCH_ENTRY_HEADER_BYTES, LEAF_ENTRY_HEADER_BYTES, SLOT_BYTES,
-    VALUE_INLINE, VALUE_INLINE_BYTES_MAX, VALUE_OVERFLOW,
+    key_prefix, NodeView, ValueRef, BRANCH_ENTRY_HEADER_BYTES, CHILD_PAGE_LIMIT,
+    LEAF_ENTRY_HEADER_BYTES, SLOT_BYTES, VALUE_INLINE, VALUE_INLINE_BYTES_MAX, VALUE_OVERFLOW,
 };
 use crate::Result;
+
+/// Key or value bytes held by the writer: a span of a decoded node's page
+/// copy, shared by all entries of that node (decoding allocates twice per
+/// node, not twice per entry), or bytes of their own.
+#[derive(Clone)]
+pub(crate) enum Bytes {
+    /// `len` bytes at `at` of a copied run.
+    Shared {
+        /// The copy of the run's used bytes.
+        run: Arc<[u8]>,
+        /// Offset of the bytes in `run`.
+        at: u32,
+        /// Their length.
+        len: u32,
+    },
+    /// Bytes of their own (new keys and values).
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    /// `slice`, which lies inside `original`, as the same span of `run`, a
+    /// copy of `original`.
+    fn span(run: &Arc<[u8]>, original: &[u8], slice: &[u8]) -> Self {
+        let at = slice.as_ptr() as usize - original.as_ptr() as usize;
+        assert!(at + slice.len() <= run.len(), "the slice lies in the run");
+        let at = u32::try_from(at).expect("runs are far below 4 GiB");
+        let len = u32::try_from(slice.len()).expect("runs are far below 4 GiB");
+        Bytes::Shared { run: Arc::clone(run), at, len }
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Shared { run, at, len } => &run[*at as usize..(*at + *len) as usize],
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Bytes::Owned(bytes)
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
+}
 
 /// A value held by the writer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
     /// Bytes in memory; spilled to an overflow run at commit if too large to
     /// sit in the leaf.
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     /// A committed overflow run.
     Overflow {
         /// First page of the run.
@@ -54,7 +119,7 @@ pub(crate) enum NodeRef {
 #[derive(Debug)]
 pub(crate) struct LeafEntry {
     /// The key.
-    pub(crate) key: Vec<u8>,
+    pub(crate) key: Bytes,
     /// The value.
     pub(crate) value: Value,
 }
@@ -64,7 +129,7 @@ pub(crate) struct LeafEntry {
 pub(crate) struct BranchEntry {
     /// At most every key under `child`, above every key under the previous
     /// child (FORMAT.md, "Branch").
-    pub(crate) key: Vec<u8>,
+    pub(crate) key: Bytes,
     /// The subtree.
     pub(crate) child: NodeRef,
 }
@@ -81,21 +146,24 @@ pub(crate) enum Node {
 impl Node {
     /// Decodes a committed node; its overflow values stay on disk.
     pub(crate) fn decode(view: &NodeView<'_>) -> Result<Self> {
+        let original = view.used_bytes();
+        let run: Arc<[u8]> = Arc::from(original);
+        let share = |slice: &[u8]| Bytes::span(&run, original, slice);
         if view.is_leaf() {
             let mut entries = Vec::with_capacity(view.count);
             for i in 0..view.count {
                 let value = match view.value(i)? {
-                    ValueRef::Inline(bytes) => Value::Bytes(bytes.to_vec()),
+                    ValueRef::Inline(bytes) => Value::Bytes(share(bytes)),
                     ValueRef::Overflow { page, len } => Value::Overflow { page, len },
                 };
-                entries.push(LeafEntry { key: view.key(i)?.to_vec(), value });
+                entries.push(LeafEntry { key: share(view.key(i)?), value });
             }
             Ok(Node::Leaf(entries))
         } else {
             let mut entries = Vec::with_capacity(view.count);
             for i in 0..view.count {
                 entries.push(BranchEntry {
-                    key: view.key(i)?.to_vec(),
+                    key: share(view.key(i)?),
                     child: NodeRef::Clean(view.child(i)?),
                 });
             }
@@ -114,8 +182,8 @@ impl Node {
     /// The first key, if any.
     pub(crate) fn first_key(&self) -> Option<&[u8]> {
         match self {
-            Node::Leaf(entries) => entries.first().map(|e| e.key.as_slice()),
-            Node::Branch(entries) => entries.first().map(|e| e.key.as_slice()),
+            Node::Leaf(entries) => entries.first().map(|e| &*e.key),
+            Node::Branch(entries) => entries.first().map(|e| &*e.key),
         }
     }
 
@@ -184,6 +252,11 @@ impl Node {
         for i in 0..self.len() {
             let slot = RUN_HEADER_BYTES + i * SLOT_BYTES;
             run[slot..slot + 4].copy_from_slice(&u32::try_from(at).expect("bounded").to_le_bytes());
+            let key = match self {
+                Node::Leaf(entries) => &entries[i].key,
+                Node::Branch(entries) => &entries[i].key,
+            };
+            run[slot + 4..slot + 12].copy_from_slice(&key_prefix(key).to_be_bytes());
             at = self.encode_entry(i, &mut run, at);
         }
         debug_assert_eq!(at, used, "encoded size matches encoded_bytes");
@@ -226,7 +299,8 @@ impl Node {
                 let NodeRef::Clean(child) = entries[i].child else {
                     panic!("children are spilled first")
                 };
-                run[at + 8..at + 16].copy_from_slice(&child.0.to_le_bytes());
+                assert!(child.0 < CHILD_PAGE_LIMIT, "a file of 2^48 pages cannot exist");
+                run[at + 2..at + 8].copy_from_slice(&child.0.to_le_bytes()[..6]);
                 value_at
             }
         }

@@ -120,11 +120,6 @@ pub(crate) struct PageReader<'a> {
 }
 
 impl<'a> PageReader<'a> {
-    /// The kind of the run starting at `id`.
-    pub(crate) fn kind_at(&self, id: PageId) -> Result<RunKind> {
-        Ok(self.header(id)?.kind)
-    }
-
     /// The header of the run at `id`, checked in itself.
     fn header(&self, id: PageId) -> Result<RunHeader> {
         if id < PageId::FIRST_RUN || id.0 >= self.page_count {
@@ -140,11 +135,20 @@ impl<'a> PageReader<'a> {
     /// The run starting at `id`, which must be of `kind`, with its header.
     /// Checks structure, not the checksum (see FORMAT.md, "Checking").
     pub(crate) fn run(&self, id: PageId, kind: RunKind) -> Result<(RunHeader, &'a [u8])> {
+        self.run_of(id, |found| found == kind)
+    }
+
+    /// The run starting at `id`, whose kind must satisfy `accept`.
+    pub(crate) fn run_of(
+        &self,
+        id: PageId,
+        accept: impl Fn(RunKind) -> bool,
+    ) -> Result<(RunHeader, &'a [u8])> {
         let header = self.header(id)?;
-        if header.kind != kind || header.page_id != id {
+        if !accept(header.kind) || header.page_id != id {
             let reason = format!(
-                "expected a {kind:?} run at page {}, found {:?} of page {}",
-                id.0, header.kind, header.page_id.0
+                "unexpected {:?} run of page {} at page {}",
+                header.kind, header.page_id.0, id.0
             );
             return Err(self.corrupt(id, reason));
         }

@@ -41,11 +41,16 @@ impl ReadTxn {
         self.snapshot.meta.page_count
     }
 
+    /// Tree `name`, looked up once for many reads; `None` if missing.
+    pub fn open_tree(&self, name: &str) -> Result<Option<TreeReader<'_>>> {
+        Ok(self.root(name)?.map(|root| TreeReader { reader: self.reader(), root }))
+    }
+
     /// The value of `key` in tree `name`; `None` if either is missing.
     pub fn get(&self, name: &str, key: &[u8]) -> Result<Option<&[u8]>> {
-        match self.root(name)? {
-            Some(root) if root != PageId::NONE => get_committed(root, key, &self.reader()),
-            _ => Ok(None),
+        match self.open_tree(name)? {
+            Some(tree) => tree.get(key),
+            None => Ok(None),
         }
     }
 
@@ -98,6 +103,31 @@ impl ReadTxn {
         decode_root(bytes)
             .map(Some)
             .ok_or_else(|| reader.corrupt(catalog, "catalog value is not a page id"))
+    }
+}
+
+/// One tree of a [`ReadTxn`], found once so that many reads skip the
+/// catalog.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeReader<'t> {
+    /// Reads the snapshot.
+    reader: PageReader<'t>,
+    /// The tree's root; NONE when empty.
+    root: PageId,
+}
+
+impl<'t> TreeReader<'t> {
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'t [u8]>> {
+        if self.root == PageId::NONE {
+            return Ok(None);
+        }
+        get_committed(self.root, key, &self.reader)
+    }
+
+    /// The entries within `range`, in key order (or reverse).
+    pub fn range(&self, range: &KeyRange) -> Result<Range<'t>> {
+        Range::new(self.reader, self.root, range)
     }
 }
 

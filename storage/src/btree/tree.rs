@@ -11,7 +11,7 @@
 //! commit.
 
 use super::alloc::FreePages;
-use super::node::{encode_overflow, BranchEntry, LeafEntry, Node, NodeRef, Value};
+use super::node::{encode_overflow, BranchEntry, Bytes, LeafEntry, Node, NodeRef, Value};
 use super::page::{PageId, PageReader, PageRun, RunKind, PAGE_BYTES};
 use super::view::VALUE_INLINE_BYTES_MAX;
 use crate::Result;
@@ -44,7 +44,7 @@ pub(crate) fn get(
         };
         match &**node {
             Node::Leaf(entries) => {
-                return match entries.binary_search_by(|e| e.key.as_slice().cmp(key)) {
+                return match entries.binary_search_by(|e| (*e.key).cmp(key)) {
                     Ok(i) => value_bytes(&entries[i].value, reader).map(Some),
                     Err(_) => Ok(None),
                 };
@@ -77,7 +77,7 @@ pub(crate) fn get_committed<'a>(
 /// The bytes of a writer-held value.
 pub(crate) fn value_bytes(value: &Value, reader: &PageReader<'_>) -> Result<Vec<u8>> {
     match value {
-        Value::Bytes(bytes) => Ok(bytes.clone()),
+        Value::Bytes(bytes) => Ok(bytes.to_vec()),
         Value::Overflow { page, len } => Ok(reader.overflow(*page, *len)?.to_vec()),
     }
 }
@@ -102,7 +102,8 @@ pub(crate) fn insert(
     ctx: &mut TreeCtx<'_, '_>,
 ) -> Result<Option<Value>> {
     let Some(node_ref) = root.as_mut() else {
-        *root = Some(NodeRef::Dirty(Box::new(Node::Leaf(vec![LeafEntry { key, value }]))));
+        *root =
+            Some(NodeRef::Dirty(Box::new(Node::Leaf(vec![LeafEntry { key: key.into(), value }]))));
         return Ok(None);
     };
     let old = insert_into(node_ref, key, value, ctx, 0)?;
@@ -119,19 +120,19 @@ fn insert_into(
 ) -> Result<Option<Value>> {
     check_depth(depth, ctx)?;
     match node_ref.make_dirty(ctx.reader, ctx.freed)? {
-        Node::Leaf(entries) => match entries.binary_search_by(|e| e.key.as_slice().cmp(&key)) {
+        Node::Leaf(entries) => match entries.binary_search_by(|e| (*e.key).cmp(&key)) {
             Ok(i) => Ok(Some(std::mem::replace(&mut entries[i].value, value))),
             Err(i) => {
-                entries.insert(i, LeafEntry { key, value });
+                entries.insert(i, LeafEntry { key: key.into(), value });
                 Ok(None)
             }
         },
         Node::Branch(entries) => {
             let i = route(entries, &key);
-            if i == 0 && key < entries[0].key {
+            if i == 0 && key.as_slice() < &*entries[0].key {
                 // Keep every separator a true lower bound of its child, so
                 // that splitting child 0 cannot put a smaller key after it.
-                entries[0].key.clone_from(&key);
+                entries[0].key = Bytes::Owned(key.clone());
             }
             let old = insert_into(&mut entries[i].child, key, value, ctx, depth + 1)?;
             debug_assert_ordered(entries, "insert below");
@@ -164,7 +165,7 @@ fn remove_from(
 ) -> Result<Option<Value>> {
     check_depth(depth, ctx)?;
     match node_ref.make_dirty(ctx.reader, ctx.freed)? {
-        Node::Leaf(entries) => match entries.binary_search_by(|e| e.key.as_slice().cmp(key)) {
+        Node::Leaf(entries) => match entries.binary_search_by(|e| (*e.key).cmp(key)) {
             Ok(i) => Ok(Some(entries.remove(i).value)),
             Err(_) => Ok(None),
         },
@@ -188,7 +189,7 @@ fn contains(root: &NodeRef, key: &[u8], reader: &PageReader<'_>) -> Result<bool>
         };
         match &**node {
             Node::Leaf(entries) => {
-                return Ok(entries.binary_search_by(|e| e.key.as_slice().cmp(key)).is_ok())
+                return Ok(entries.binary_search_by(|e| (*e.key).cmp(key)).is_ok())
             }
             Node::Branch(entries) => current = &entries[route(entries, key)].child,
         }
@@ -266,7 +267,7 @@ pub(crate) fn spill(
 
 /// The entry of a branch whose child holds `key`.
 fn route(entries: &[BranchEntry], key: &[u8]) -> usize {
-    match entries.binary_search_by(|e| e.key.as_slice().cmp(key)) {
+    match entries.binary_search_by(|e| (*e.key).cmp(key)) {
         Ok(i) => i,
         Err(i) => i.saturating_sub(1),
     }
@@ -303,7 +304,7 @@ fn grow_root(root: &mut NodeRef) {
             unreachable!()
         };
         let mut entries = vec![BranchEntry {
-            key: first.first_key().unwrap_or_default().to_vec(),
+            key: first.first_key().unwrap_or_default().to_vec().into(),
             child: NodeRef::Dirty(first),
         }];
         entries.extend(tails.into_iter().map(branch_entry));
@@ -325,7 +326,7 @@ fn shrink_root(root: &mut Option<NodeRef>) {
 
 fn branch_entry(node: Node) -> BranchEntry {
     BranchEntry {
-        key: node.first_key().unwrap_or_default().to_vec(),
+        key: node.first_key().unwrap_or_default().to_vec().into(),
         child: NodeRef::Dirty(Box::new(node)),
     }
 }
@@ -399,14 +400,14 @@ fn merge_children(
 fn debug_assert_ordered(entries: &[BranchEntry], after: &str) {
     if cfg!(debug_assertions) {
         assert!(
-            entries.windows(2).all(|w| w[0].key < w[1].key),
+            entries.windows(2).all(|w| *w[0].key < *w[1].key),
             "separators out of order after {after}"
         );
         for entry in entries {
             if let NodeRef::Dirty(node) = &entry.child {
                 if let Node::Branch(inner) = &**node {
                     assert!(
-                        inner.windows(2).all(|w| w[0].key < w[1].key),
+                        inner.windows(2).all(|w| *w[0].key < *w[1].key),
                         "child separators out of order after {after}"
                     );
                 }

@@ -11,10 +11,22 @@ use crate::Result;
 pub const VALUE_INLINE_BYTES_MAX: usize = 1024;
 /// Bytes of a leaf entry before its key: key_len, value_kind, zero, value_len.
 pub(crate) const LEAF_ENTRY_HEADER_BYTES: usize = 8;
-/// Bytes of a branch entry before its key: key_len, six zero bytes, child.
-pub(crate) const BRANCH_ENTRY_HEADER_BYTES: usize = 16;
+/// Bytes of a branch entry before its key: key_len, then the child page in
+/// six bytes (2^48 pages of 4 KiB: an exbibyte), to keep branches wide.
+pub(crate) const BRANCH_ENTRY_HEADER_BYTES: usize = 8;
+/// Page ids a branch entry can hold.
+pub(crate) const CHILD_PAGE_LIMIT: u64 = 1 << 48;
 /// Bytes of one slot offset.
-pub(crate) const SLOT_BYTES: usize = 4;
+pub(crate) const SLOT_BYTES: usize = 12;
+
+/// A key's first 8 bytes, zero-padded, as a big-endian number: prefixes that
+/// differ order like their keys (FORMAT.md, "Slots").
+pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    let mut prefix = [0u8; 8];
+    let len = key.len().min(8);
+    prefix[..len].copy_from_slice(&key[..len]);
+    u64::from_be_bytes(prefix)
+}
 /// `value_kind` of an inline value.
 pub(crate) const VALUE_INLINE: u8 = 0;
 /// `value_kind` of a value in an overflow run.
@@ -56,13 +68,9 @@ pub(crate) struct NodeView<'a> {
 impl<'a> PageReader<'a> {
     /// The node (branch or leaf) whose run starts at `id`.
     pub(crate) fn node(&self, id: PageId) -> Result<NodeView<'a>> {
-        let kind = self.kind_at(id)?;
-        if kind != RunKind::Branch && kind != RunKind::Leaf {
-            return Err(
-                self.corrupt(id, format!("expected a node at page {}, found {kind:?}", id.0))
-            );
-        }
-        let (header, bytes) = self.run(id, kind)?;
+        let (header, bytes) =
+            self.run_of(id, |kind| kind == RunKind::Branch || kind == RunKind::Leaf)?;
+        let kind = header.kind;
         let count = usize::from(header.count);
         let end = RUN_HEADER_BYTES + header.length as usize;
         if count == 0 || RUN_HEADER_BYTES + count * SLOT_BYTES > end {
@@ -130,16 +138,22 @@ impl<'a> NodeView<'a> {
     pub(crate) fn child(&self, i: usize) -> Result<PageId> {
         debug_assert!(!self.is_leaf());
         let at = self.entry(i)?;
-        Ok(PageId(u64_at(self.bytes, at + 8)))
+        let mut child = [0u8; 8];
+        child[..6].copy_from_slice(&self.bytes[at + 2..at + 8]);
+        Ok(PageId(u64::from_le_bytes(child)))
     }
 
     /// Binary search for `key`: `Ok(i)` where it is, `Err(i)` where it
     /// would go.
     pub(crate) fn search(&self, key: &[u8]) -> Result<Result<usize, usize>> {
+        let target = key_prefix(key);
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.key(mid)?.cmp(key) {
+            let by_prefix = self.slot_prefix(mid).cmp(&target);
+            let order =
+                if by_prefix == Ordering::Equal { self.key(mid)?.cmp(key) } else { by_prefix };
+            match order {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
                 Ordering::Equal => return Ok(Ok(mid)),
@@ -157,6 +171,11 @@ impl<'a> NodeView<'a> {
         })
     }
 
+    /// The header and every entry: what a decoded copy needs.
+    pub(crate) fn used_bytes(&self) -> &'a [u8] {
+        &self.bytes[..self.end]
+    }
+
     /// The run's bytes, for checksums and copies.
     pub(crate) fn run_bytes(&self) -> &'a [u8] {
         self.bytes
@@ -168,6 +187,14 @@ impl<'a> NodeView<'a> {
         } else {
             BRANCH_ENTRY_HEADER_BYTES
         }
+    }
+
+    /// The key prefix stored in slot `i` (`i < count`, checked by the caller's
+    /// loop bounds; the slot array lies inside the used bytes, checked at
+    /// construction).
+    pub(crate) fn slot_prefix(&self, i: usize) -> u64 {
+        let at = RUN_HEADER_BYTES + i * SLOT_BYTES + 4;
+        u64::from_be_bytes(self.bytes[at..at + 8].try_into().expect("8 bytes"))
     }
 
     /// The offset of entry `i`, checked to leave room for its header.

@@ -132,7 +132,7 @@ impl<'db> WriteTxn<'db> {
         let reader = reader(&base, &db.shared.path);
         let (root, freed) = self.live_root(name)?;
         let mut ctx = TreeCtx { reader: &reader, freed };
-        let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec()), &mut ctx)?;
+        let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec().into()), &mut ctx)?;
         if let Some(old) = old {
             let run = tree::overflow_run(&old, &reader)?;
             ctx.freed.extend(run);
@@ -245,7 +245,7 @@ impl<'db> WriteTxn<'db> {
                     let id = root.map_or(PageId::NONE, |mut root| {
                         tree::spill(&mut root, &mut self.free, writes)
                     });
-                    let value = Value::Bytes(id.get().to_le_bytes().to_vec());
+                    let value = Value::Bytes(id.get().to_le_bytes().to_vec().into());
                     tree::insert(&mut catalog, name.into_bytes(), value, &mut ctx)?;
                 }
                 TreeSlot::Live { dirty: false, .. } => {}
@@ -306,23 +306,25 @@ impl<'db> WriteTxn<'db> {
     /// Writes runs in page order, one write per contiguous stretch.
     fn write_runs(&self, writes: &mut [(PageRun, Vec<u8>)]) -> Result<()> {
         writes.sort_unstable_by_key(|(run, _)| run.id);
-        let path = &self.db.shared.path;
+        let file = &self.db.shared.file;
+        let io = |e| Error::io(&self.db.shared.path, e);
         let mut stretch: Vec<u8> = Vec::new();
         let mut stretch_start = PageId::NONE;
         for (i, (run, bytes)) in writes.iter().enumerate() {
+            let next_follows = writes
+                .get(i + 1)
+                .is_some_and(|(next, _)| next.id.get() == run.id.get() + u64::from(run.pages));
+            if stretch.is_empty() && !next_follows {
+                // An isolated run (the common case): no copy.
+                file.write_all_at(bytes, run.id.offset()).map_err(io)?;
+                continue;
+            }
             if stretch.is_empty() {
                 stretch_start = run.id;
             }
             stretch.extend_from_slice(bytes);
-            let next_follows = writes
-                .get(i + 1)
-                .is_some_and(|(next, _)| next.id.get() == run.id.get() + u64::from(run.pages));
             if !next_follows {
-                self.db
-                    .shared
-                    .file
-                    .write_all_at(&stretch, stretch_start.offset())
-                    .map_err(|e| Error::io(path, e))?;
+                file.write_all_at(&stretch, stretch_start.offset()).map_err(io)?;
                 stretch.clear();
             }
         }
