@@ -12,6 +12,8 @@
 //! `RDB_TEST_SEED=<seed>` replays one seed; `RDB_BTREE_MODEL_SEEDS=<n>` runs
 //! more.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -42,27 +44,11 @@ struct Run {
     key_pool: Vec<Vec<u8>>,
 }
 
-/// Prints the replay command if the seed's run panics.
-struct SeedReport(u64);
-
-impl Drop for SeedReport {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("btree_model failed for seed {0}; replay: RDB_TEST_SEED={0} cargo test -p rdb-storage --test btree_model", self.0);
-        }
-    }
-}
-
 #[test]
 fn btree_matches_its_model() {
-    let seeds: Vec<u64> = match std::env::var("RDB_TEST_SEED") {
-        Ok(seed) => vec![seed.parse().expect("a number")],
-        Err(_) => (0..std::env::var("RDB_BTREE_MODEL_SEEDS")
-            .map_or(SEEDS_DEFAULT, |n| n.parse().expect("a number")))
-            .collect(),
-    };
+    let seeds = common::seeds("RDB_BTREE_MODEL_SEEDS", SEEDS_DEFAULT);
     for seed in seeds {
-        let _report = SeedReport(seed);
+        let _report = common::SeedReport { target: "btree_model", seed };
         Run::new(seed).run();
     }
 }

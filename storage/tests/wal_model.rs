@@ -13,6 +13,8 @@
 //! `RDB_WAL_MODEL_SEEDS=<n>` runs more seeds (a soak); `RDB_TEST_TRACE=1`
 //! prints every operation.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,32 +70,11 @@ struct Run {
     term: u64,
 }
 
-/// Prints the replay command if the seed's run panics.
-struct SeedReport(u64);
-
-impl Drop for SeedReport {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "wal_model failed for seed {0}; replay with:\n  RDB_TEST_SEED={0} cargo test -p rdb-storage --test wal_model",
-                self.0
-            );
-        }
-    }
-}
-
 #[test]
 fn wal_matches_its_model_through_crashes_and_io_errors() {
-    let seeds: Vec<u64> = match std::env::var("RDB_TEST_SEED") {
-        Ok(seed) => vec![seed.parse().expect("RDB_TEST_SEED is a number")],
-        Err(_) => {
-            let count = std::env::var("RDB_WAL_MODEL_SEEDS")
-                .map_or(SEEDS_DEFAULT, |n| n.parse().expect("a number"));
-            (0..count).collect()
-        }
-    };
+    let seeds = common::seeds("RDB_WAL_MODEL_SEEDS", SEEDS_DEFAULT);
     for seed in seeds {
-        let _report = SeedReport(seed);
+        let _report = common::SeedReport { target: "wal_model", seed };
         Run::new(seed).run();
     }
 }
