@@ -32,7 +32,8 @@ pub enum Durability {
     /// Synced data and meta before `commit` returns.
     Durable,
     /// Written but not synced; visible to readers at once, durable after the
-    /// next durable commit or [`Db::sync`].
+    /// next durable commit or [`Db::sync`]. Dropping the [`Db`] does not
+    /// sync: whoever defers commits decides when they must be durable.
     Deferred,
 }
 

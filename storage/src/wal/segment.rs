@@ -81,8 +81,16 @@ impl Segment {
         let path = dir.join(segment_name(first_index));
         let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
         let len = file.len().map_err(|e| Error::io(&path, e))?;
-        let len =
-            usize::try_from(len).map_err(|_| Error::corrupt(&path, 0, "segment too large"))?;
+        // Record offsets are u32: no segment rdb writes comes near 4 GiB (1 GiB
+        // limit plus one record), so a larger file is damage, not a log.
+        let len = u32::try_from(len).map_err(|_| {
+            Error::corrupt(
+                &path,
+                0,
+                format!("segment of {len} bytes is larger than any rdb writes"),
+            )
+        })?;
+        let len = len as usize;
         let mut bytes = vec![0u8; len];
         file.read_exact_at(&mut bytes, 0).map_err(|e| Error::io(&path, e))?;
         let stored_first =
