@@ -6,6 +6,8 @@
 //!
 //! - [`storage::wal`]: the segmented write-ahead log that holds the Raft log
 //!   and hard state;
+//! - [`storage::btree`]: the copy-on-write B+tree state file the replicated
+//!   state machine will live in;
 //! - [`storage::disk`]: the disk seam with a real and a crash-simulating
 //!   implementation.
 //!
