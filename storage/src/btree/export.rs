@@ -4,6 +4,7 @@
 //! come first and names the catalog root and page count) can be written
 //! before the runs into a plain stream.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -23,6 +24,9 @@ struct Copier<'r, 'a> {
     next: u64,
     /// Where to write; `None` in the numbering pass.
     out: Option<&'r mut dyn Write>,
+    /// Runs copied so far: a run reached twice is damage (a shared subtree
+    /// would otherwise be copied again and again).
+    visited: HashSet<PageId>,
 }
 
 impl ReadTxn {
@@ -31,7 +35,8 @@ impl ReadTxn {
     /// the way.
     pub fn export(&self, out: &mut dyn Write) -> Result<u64> {
         let reader = self.reader();
-        let mut numbering = Copier { reader, next: PageId::FIRST_RUN.0, out: None };
+        let mut numbering =
+            Copier { reader, next: PageId::FIRST_RUN.0, out: None, visited: HashSet::new() };
         let catalog = numbering.tree(self.catalog(), true)?;
         let meta = Meta {
             txid: self.txid(),
@@ -43,7 +48,8 @@ impl ReadTxn {
         let mut head = meta.encode();
         head.resize(2 * PAGE_BYTES, 0);
         out.write_all(&head).map_err(export_error)?;
-        let mut writing = Copier { reader, next: PageId::FIRST_RUN.0, out: Some(out) };
+        let mut writing =
+            Copier { reader, next: PageId::FIRST_RUN.0, out: Some(out), visited: HashSet::new() };
         let written_catalog = writing.tree(self.catalog(), true)?;
         assert_eq!(
             (written_catalog, writing.next),
@@ -69,6 +75,7 @@ impl Copier<'_, '_> {
 
     /// Copies a node after its children and overflow values (post order).
     fn node(&mut self, id: PageId, is_catalog: bool, depth: usize) -> Result<PageId> {
+        self.visit(id)?;
         let view = self.reader.node(id)?;
         if depth >= DEPTH_MAX || !checksum_ok(view.run_bytes()) {
             return Err(self.reader.corrupt(id, "node fails its checksum or lies too deep"));
@@ -107,6 +114,7 @@ impl Copier<'_, '_> {
             }
             Value::Bytes(bytes) => Ok(Value::Bytes(bytes.clone())),
             Value::Overflow { page, len } => {
+                self.visit(*page)?;
                 let (_, run) = self.reader.run(*page, super::page::RunKind::Overflow)?;
                 if !checksum_ok(run) {
                     return Err(self.reader.corrupt(*page, "overflow value fails its checksum"));
@@ -119,6 +127,14 @@ impl Copier<'_, '_> {
                 Ok(Value::Overflow { page: new_id, len: *len })
             }
         }
+    }
+
+    /// Records that the run at `id` is being copied; a second visit is damage.
+    fn visit(&mut self, id: PageId) -> Result<()> {
+        if !self.visited.insert(id) {
+            return Err(self.reader.corrupt(id, "a run is reachable twice"));
+        }
+        Ok(())
     }
 
     /// The next `pages` page ids of the copy.

@@ -10,6 +10,8 @@
 //! large. Sizes therefore stay bounded within a transaction, not only at
 //! commit.
 
+use std::collections::HashSet;
+
 use super::alloc::FreePages;
 use super::node::{encode_overflow, BranchEntry, Bytes, LeafEntry, Node, NodeRef, Value};
 use super::page::{PageId, PageReader, PageRun, RunKind, PAGE_BYTES};
@@ -197,33 +199,59 @@ fn contains(root: &NodeRef, key: &[u8], reader: &PageReader<'_>) -> Result<bool>
     Err(reader.corrupt(PageId::NONE, "tree deeper than the limit"))
 }
 
-/// Frees every run of a tree (drop).
-pub(crate) fn free_all(node_ref: &NodeRef, ctx: &mut TreeCtx<'_, '_>, depth: usize) -> Result<()> {
+/// Frees every run of a tree (drop). A run reached twice is damage: freeing
+/// it twice would hand it out twice, and walking a shared subtree again and
+/// again could take forever.
+pub(crate) fn free_all(root: &NodeRef, ctx: &mut TreeCtx<'_, '_>) -> Result<()> {
+    let mut visited = HashSet::new();
+    free_subtree(root, ctx, &mut visited, 0)
+}
+
+fn free_subtree(
+    node_ref: &NodeRef,
+    ctx: &mut TreeCtx<'_, '_>,
+    visited: &mut HashSet<PageId>,
+    depth: usize,
+) -> Result<()> {
     check_depth(depth, ctx)?;
     match node_ref {
         NodeRef::Clean(id) => {
             let view = ctx.reader.node(*id)?;
-            ctx.freed.push(PageRun { id: *id, pages: view.pages });
+            free_run(PageRun { id: *id, pages: view.pages }, ctx, visited)?;
             let node = Node::decode(&view)?;
-            free_children(&node, ctx, depth)
+            free_children(&node, ctx, visited, depth)
         }
-        NodeRef::Dirty(node) => free_children(node, ctx, depth),
+        NodeRef::Dirty(node) => free_children(node, ctx, visited, depth),
     }
 }
 
-fn free_children(node: &Node, ctx: &mut TreeCtx<'_, '_>, depth: usize) -> Result<()> {
+fn free_children(
+    node: &Node,
+    ctx: &mut TreeCtx<'_, '_>,
+    visited: &mut HashSet<PageId>,
+    depth: usize,
+) -> Result<()> {
     match node {
         Node::Leaf(entries) => {
             for entry in entries {
-                let run = overflow_run(&entry.value, ctx.reader)?;
-                ctx.freed.extend(run);
+                if let Some(run) = overflow_run(&entry.value, ctx.reader)? {
+                    free_run(run, ctx, visited)?;
+                }
             }
             Ok(())
         }
         Node::Branch(entries) => {
-            entries.iter().try_for_each(|e| free_all(&e.child, ctx, depth + 1))
+            entries.iter().try_for_each(|e| free_subtree(&e.child, ctx, visited, depth + 1))
         }
     }
+}
+
+fn free_run(run: PageRun, ctx: &mut TreeCtx<'_, '_>, visited: &mut HashSet<PageId>) -> Result<()> {
+    if !visited.insert(run.id) {
+        return Err(ctx.reader.corrupt(run.id, "a run is reachable twice"));
+    }
+    ctx.freed.push(run);
+    Ok(())
 }
 
 /// Writes every dirty node (children first) and every large in-memory

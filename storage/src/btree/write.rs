@@ -94,7 +94,7 @@ impl<'db> WriteTxn<'db> {
         let reader = reader(&base, &db.shared.path);
         let Some(TreeSlot::Live { root, .. }) = self.trees.get(name) else { return Ok(false) };
         if let Some(root) = root {
-            tree::free_all(root, &mut TreeCtx { reader: &reader, freed: &mut self.freed }, 0)?;
+            tree::free_all(root, &mut TreeCtx { reader: &reader, freed: &mut self.freed })?;
         }
         self.trees.insert(name.to_owned(), TreeSlot::Dropped);
         Ok(true)
