@@ -23,6 +23,7 @@ pub mod btree;
 pub mod disk;
 mod error;
 mod files;
+mod le;
 pub mod wal;
 
 pub use error::{Error, Result};

@@ -2,11 +2,12 @@
 //! checksum and ordering rule and accounts for every page: a meta page, part
 //! of exactly one reachable run, or free, never two of these, never none.
 
-use super::page::{checksum_ok, u64_at, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
+use super::page::{checksum_ok, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
 use super::tree::DEPTH_MAX;
 use super::view::{key_prefix, ValueRef};
 use super::write::decode_root;
+use crate::le::u64_at;
 use crate::Result;
 
 /// What [`ReadTxn::check`] counted.
@@ -49,11 +50,9 @@ impl ReadTxn {
         walk.free_list(self.freelist())?;
         let mut roots = Vec::new();
         if self.catalog() != PageId::NONE {
-            walk.node(self.catalog(), None, None, 0, &mut |key, value| {
-                roots.push((key.to_vec(), value.to_vec()))
-            })?;
+            walk.node(self.catalog(), None, None, 0, &mut |_, value| roots.push(value.to_vec()))?;
         }
-        for (name, value) in roots {
+        for value in roots {
             walk.report.trees += 1;
             let root = decode_root(&value)
                 .ok_or_else(|| reader.corrupt(self.catalog(), "catalog value is not a page id"))?;
@@ -62,7 +61,6 @@ impl ReadTxn {
                 walk.node(root, None, None, 0, &mut |_, _| entries += 1)?;
                 walk.report.entries += entries;
             }
-            let _ = name;
         }
         if let Some(leaked) = walk.used.iter().position(|used| !used) {
             return Err(reader.corrupt(

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::alloc::FreePages;
 use super::meta::Meta;
-use super::page::{checksum_ok, u64_at, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
+use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
 use super::write::WriteTxn;
 use crate::disk::{Disk, DiskFile, Mapping};
 use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
+use crate::le::u64_at;
 use crate::{Error, Result};
 
 /// An open state file. Clones share it. Any number of [`ReadTxn`]s may run

@@ -96,9 +96,10 @@ impl Copier<'_, '_> {
                 }
             }
         }
-        let new_id = self.take(pages_for(node.encoded_bytes()));
+        let used = node.encoded_bytes();
+        let new_id = self.take(pages_for(used));
         if let Some(out) = self.out.as_mut() {
-            out.write_all(&node.encode(new_id).1).map_err(export_error)?;
+            out.write_all(&node.encode(new_id, used).1).map_err(export_error)?;
         }
         Ok(new_id)
     }

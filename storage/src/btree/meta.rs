@@ -1,6 +1,7 @@
 //! The meta page: which snapshot is the state file's current one.
 
-use super::page::{u32_at, u64_at, PageId, PAGE_BYTES};
+use super::page::{PageId, PAGE_BYTES};
+use crate::le::{u32_at, u64_at};
 
 /// Identifies a state file.
 const META_MAGIC: [u8; 8] = *b"rdbSTATE";

@@ -236,9 +236,10 @@ impl Node {
     }
 
     /// Encodes the node as the run starting at `id`, sealed. Values must
-    /// already fit their leaf (overflow ones spilled).
-    pub(crate) fn encode(&self, id: PageId) -> (PageRun, Vec<u8>) {
-        let used = self.encoded_bytes();
+    /// already fit their leaf (overflow ones spilled); `used` is
+    /// `encoded_bytes()`, which the caller already computed to allocate.
+    pub(crate) fn encode(&self, id: PageId, used: usize) -> (PageRun, Vec<u8>) {
+        debug_assert_eq!(used, self.encoded_bytes(), "the caller sized the node");
         let pages = pages_for(used);
         let mut run = vec![0u8; pages as usize * PAGE_BYTES];
         let (kind, count) = match self {

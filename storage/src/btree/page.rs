@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::disk::Mapping;
+use crate::le::{u32_at, u64_at};
 use crate::{Error, Result};
 
 /// Bytes in a page.
@@ -186,19 +187,4 @@ fn decode_header(bytes: &[u8]) -> Result<RunHeader, String> {
         return Err(format!("run of {} pages cannot hold {} bytes", header.pages, header.length));
     }
     Ok(header)
-}
-
-/// The little-endian u16 at `at`; the caller has checked the bounds.
-pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-/// The little-endian u32 at `at`; the caller has checked the bounds.
-pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// The little-endian u64 at `at`; the caller has checked the bounds.
-pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }

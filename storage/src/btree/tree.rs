@@ -286,8 +286,9 @@ pub(crate) fn spill(
             }
         }
     }
-    let run = free.allocate(super::page::pages_for(node.encoded_bytes()));
-    let (run, encoded) = node.encode(run.id);
+    let used = node.encoded_bytes();
+    let run = free.allocate(super::page::pages_for(used));
+    let (run, encoded) = node.encode(run.id, used);
     writes.push((run, encoded));
     *node_ref = NodeRef::Clean(run.id);
     run.id

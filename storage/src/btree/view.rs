@@ -4,7 +4,8 @@
 
 use std::cmp::Ordering;
 
-use super::page::{u16_at, u32_at, u64_at, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
+use super::page::{PageId, PageReader, RunKind, RUN_HEADER_BYTES};
+use crate::le::{u16_at, u32_at, u64_at};
 use crate::Result;
 
 /// Largest value stored inside its leaf; larger ones get an overflow run.

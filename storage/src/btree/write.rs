@@ -51,6 +51,62 @@ enum TreeSlot {
     Dropped,
 }
 
+/// What a transaction has changed so far, kept apart from the snapshot it
+/// reads, so that an operation can borrow both at once.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Trees touched so far, by name.
+    trees: BTreeMap<String, TreeSlot>,
+    /// Committed runs this transaction stopped using.
+    freed: Vec<PageRun>,
+}
+
+impl Changes {
+    /// Loads tree `name` from the catalog into `trees` if not there yet;
+    /// `None` if it does not exist (or was dropped).
+    fn slot(
+        &mut self,
+        name: &str,
+        reader: &PageReader<'_>,
+        catalog: PageId,
+    ) -> Result<Option<&mut TreeSlot>> {
+        if !self.trees.contains_key(name) {
+            let found = match catalog {
+                PageId::NONE => None,
+                root => tree::get_committed(root, name.as_bytes(), reader)?,
+            };
+            let Some(bytes) = found else { return Ok(None) };
+            let root = decode_root(bytes)
+                .ok_or_else(|| reader.corrupt(catalog, "catalog value is not a page id"))?;
+            let root = (root != PageId::NONE).then_some(NodeRef::Clean(root));
+            self.trees.insert(name.to_owned(), TreeSlot::Live { root, dirty: false });
+        }
+        Ok(self.trees.get_mut(name).filter(|slot| matches!(slot, TreeSlot::Live { .. })))
+    }
+
+    /// The root of existing tree `name`, marked dirty, with the context to
+    /// change it.
+    fn change<'c, 'r, 'a>(
+        &'c mut self,
+        name: &str,
+        reader: &'r PageReader<'a>,
+        catalog: PageId,
+    ) -> Result<(&'c mut Option<NodeRef>, TreeCtx<'r, 'a>)>
+    where
+        'c: 'r,
+    {
+        if self.slot(name, reader, catalog)?.is_none() {
+            return Err(Error::InvalidArgument(format!("no tree named {name:?}")));
+        }
+        let Changes { trees, freed } = self;
+        let Some(TreeSlot::Live { root, dirty }) = trees.get_mut(name) else {
+            unreachable!("checked above")
+        };
+        *dirty = true;
+        Ok((root, TreeCtx { reader, freed }))
+    }
+}
+
 /// The write transaction. Dropping it without `commit` aborts it.
 #[derive(Debug)]
 pub struct WriteTxn<'db> {
@@ -64,58 +120,64 @@ pub struct WriteTxn<'db> {
     txid: u64,
     /// A copy of the free space; replaces the shared one at commit.
     free: FreePages,
-    /// Committed runs this transaction stopped using.
-    freed: Vec<PageRun>,
-    /// Trees touched so far, by name.
-    trees: BTreeMap<String, TreeSlot>,
+    /// Trees touched and runs freed so far.
+    changes: Changes,
 }
 
 impl<'db> WriteTxn<'db> {
     pub(crate) fn new(db: &'db Db, writer: MutexGuard<'db, WriterState>, base: Snapshot) -> Self {
         let free = writer.free.clone();
         let txid = base.meta.txid + 1;
-        WriteTxn { db, writer, base, txid, free, freed: Vec::new(), trees: BTreeMap::new() }
+        WriteTxn { db, writer, base, txid, free, changes: Changes::default() }
     }
 
     /// Creates an empty tree; false if it already exists.
     pub fn create_tree(&mut self, name: &str) -> Result<bool> {
         check_name(name)?;
-        if self.slot(name)?.is_some() {
+        if self.tree_exists(name)? {
             return Ok(false);
         }
-        self.trees.insert(name.to_owned(), TreeSlot::Live { root: None, dirty: true });
+        self.changes.trees.insert(name.to_owned(), TreeSlot::Live { root: None, dirty: true });
         Ok(true)
     }
 
     /// Drops a tree and frees all its pages; false if there is none.
     pub fn drop_tree(&mut self, name: &str) -> Result<bool> {
-        self.slot(name)?;
-        let (base, db) = (self.base.clone(), self.db);
-        let reader = reader(&base, &db.shared.path);
-        let Some(TreeSlot::Live { root, .. }) = self.trees.get(name) else { return Ok(false) };
-        if let Some(root) = root {
-            tree::free_all(root, &mut TreeCtx { reader: &reader, freed: &mut self.freed })?;
+        let reader = reader(&self.base, &self.db.shared.path);
+        let Some(TreeSlot::Live { root, .. }) =
+            self.changes.slot(name, &reader, self.base.meta.catalog)?
+        else {
+            return Ok(false);
+        };
+        if let Some(root) = root.take() {
+            tree::free_all(
+                &root,
+                &mut TreeCtx { reader: &reader, freed: &mut self.changes.freed },
+            )?;
         }
-        self.trees.insert(name.to_owned(), TreeSlot::Dropped);
+        self.changes.trees.insert(name.to_owned(), TreeSlot::Dropped);
         Ok(true)
     }
 
     /// Whether a tree exists.
     pub fn tree_exists(&mut self, name: &str) -> Result<bool> {
-        Ok(self.slot(name)?.is_some())
+        let reader = reader(&self.base, &self.db.shared.path);
+        Ok(self.changes.slot(name, &reader, self.base.meta.catalog)?.is_some())
     }
 
     /// Names of all trees, sorted.
     pub fn list_trees(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = committed_tree_names(
+        let trees = &self.changes.trees;
+        let committed = committed_tree_names(
             &reader(&self.base, &self.db.shared.path),
             self.base.meta.catalog,
-        )?
-        .into_iter()
-        .filter(|name| !matches!(self.trees.get(name), Some(TreeSlot::Dropped)))
-        .collect();
+        )?;
+        let mut names: Vec<String> = committed
+            .into_iter()
+            .filter(|name| !matches!(trees.get(name), Some(TreeSlot::Dropped)))
+            .collect();
         names.extend(
-            self.trees
+            trees
                 .iter()
                 .filter(|(_, s)| matches!(s, TreeSlot::Live { .. }))
                 .map(|(n, _)| n.clone()),
@@ -129,10 +191,8 @@ impl<'db> WriteTxn<'db> {
     pub fn put(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<()> {
         check_size("key", key.len(), KEY_BYTES_MAX)?;
         check_size("value", value.len(), VALUE_BYTES_MAX)?;
-        let (base, db) = (self.base.clone(), self.db);
-        let reader = reader(&base, &db.shared.path);
-        let (root, freed) = self.live_root(name)?;
-        let mut ctx = TreeCtx { reader: &reader, freed };
+        let reader = reader(&self.base, &self.db.shared.path);
+        let (root, mut ctx) = self.changes.change(name, &reader, self.base.meta.catalog)?;
         let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec().into()), &mut ctx)?;
         if let Some(old) = old {
             let run = tree::overflow_run(&old, &reader)?;
@@ -143,9 +203,8 @@ impl<'db> WriteTxn<'db> {
 
     /// The value of `key` in tree `name`, as this transaction sees it.
     pub fn get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let (base, db) = (self.base.clone(), self.db);
-        let reader = reader(&base, &db.shared.path);
-        match self.slot(name)? {
+        let reader = reader(&self.base, &self.db.shared.path);
+        match self.changes.slot(name, &reader, self.base.meta.catalog)? {
             Some(TreeSlot::Live { root, .. }) => tree::get(root.as_ref(), key, &reader),
             _ => Ok(None),
         }
@@ -153,13 +212,11 @@ impl<'db> WriteTxn<'db> {
 
     /// Removes `key` from tree `name`; returns its value if it was there.
     pub fn delete(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let (base, db) = (self.base.clone(), self.db);
-        let reader = reader(&base, &db.shared.path);
-        if !matches!(self.slot(name)?, Some(TreeSlot::Live { .. })) {
+        if !self.tree_exists(name)? {
             return Ok(None);
         }
-        let (root, freed) = self.live_root(name)?;
-        let mut ctx = TreeCtx { reader: &reader, freed };
+        let reader = reader(&self.base, &self.db.shared.path);
+        let (root, mut ctx) = self.changes.change(name, &reader, self.base.meta.catalog)?;
         let Some(old) = tree::remove(root, key, &mut ctx)? else { return Ok(None) };
         let bytes = tree::value_bytes(&old, &reader)?;
         let run = tree::overflow_run(&old, &reader)?;
@@ -173,42 +230,6 @@ impl<'db> WriteTxn<'db> {
     pub fn commit(mut self, user: [u8; USER_META_BYTES], durability: Durability) -> Result<()> {
         let result = self.build_and_write(user, durability);
         poison_on_error(&mut self.writer, result)
-    }
-
-    /// Loads tree `name` from the catalog into `trees` if not there yet;
-    /// `None` if it does not exist.
-    fn slot(&mut self, name: &str) -> Result<Option<&TreeSlot>> {
-        if !self.trees.contains_key(name) {
-            let (base, db) = (self.base.clone(), self.db);
-            let reader = reader(&base, &db.shared.path);
-            let catalog =
-                (self.base.meta.catalog != PageId::NONE).then_some(self.base.meta.catalog);
-            let found = match catalog {
-                Some(root) => tree::get_committed(root, name.as_bytes(), &reader)?,
-                None => None,
-            };
-            let Some(bytes) = found else { return Ok(None) };
-            let root = decode_root(bytes).ok_or_else(|| {
-                reader.corrupt(self.base.meta.catalog, "catalog value is not a page id")
-            })?;
-            let root = (root != PageId::NONE).then_some(NodeRef::Clean(root));
-            self.trees.insert(name.to_owned(), TreeSlot::Live { root, dirty: false });
-        }
-        Ok(self.trees.get(name).filter(|slot| matches!(slot, TreeSlot::Live { .. })))
-    }
-
-    /// The root of an existing tree, marked dirty, and the freed list.
-    fn live_root(&mut self, name: &str) -> Result<(&mut Option<NodeRef>, &mut Vec<PageRun>)> {
-        if self.slot(name)?.is_none() {
-            return Err(Error::InvalidArgument(format!("no tree named {name:?}")));
-        }
-        match self.trees.get_mut(name) {
-            Some(TreeSlot::Live { root, dirty }) => {
-                *dirty = true;
-                Ok((root, &mut self.freed))
-            }
-            _ => unreachable!("checked by slot()"),
-        }
     }
 
     fn build_and_write(
@@ -232,12 +253,11 @@ impl<'db> WriteTxn<'db> {
 
     /// Writes every changed tree and the catalog; returns the catalog root.
     fn spill_trees(&mut self, writes: &mut Vec<(PageRun, Vec<u8>)>) -> Result<PageId> {
-        let (base, db) = (self.base.clone(), self.db);
-        let reader = reader(&base, &db.shared.path);
+        let reader = reader(&self.base, &self.db.shared.path);
         let mut catalog = (self.base.meta.catalog != PageId::NONE)
             .then_some(NodeRef::Clean(self.base.meta.catalog));
-        let mut ctx = TreeCtx { reader: &reader, freed: &mut self.freed };
-        for (name, slot) in std::mem::take(&mut self.trees) {
+        let mut ctx = TreeCtx { reader: &reader, freed: &mut self.changes.freed };
+        for (name, slot) in std::mem::take(&mut self.changes.trees) {
             match slot {
                 TreeSlot::Dropped => {
                     tree::remove(&mut catalog, name.as_bytes(), &mut ctx)?;
@@ -262,12 +282,15 @@ impl<'db> WriteTxn<'db> {
         if old != PageId::NONE {
             let reader = reader(&self.base, &self.db.shared.path);
             let (header, _) = reader.run(old, RunKind::FreeList)?;
-            self.freed.push(PageRun { id: old, pages: header.pages });
+            self.changes.freed.push(PageRun { id: old, pages: header.pages });
         }
-        self.free.free_later(self.txid, std::mem::take(&mut self.freed));
-        let upper_bound = self.free.persisted_ids().len();
-        let run = self.free.allocate(pages_for(RUN_HEADER_BYTES + 8 * upper_bound));
-        let ids = self.free.persisted_ids();
+        self.free.free_later(self.txid, std::mem::take(&mut self.changes.freed));
+        // The list's own run may come out of the free pages it lists: size it
+        // for all of them, then leave its own pages out.
+        let mut ids = self.free.persisted_ids();
+        let run = self.free.allocate(pages_for(RUN_HEADER_BYTES + 8 * ids.len()));
+        let own = run.id.get()..run.id.get() + u64::from(run.pages);
+        ids.retain(|id| !own.contains(id));
         let mut bytes = vec![0u8; run.pages as usize * PAGE_BYTES];
         let length = u32::try_from(8 * ids.len())
             .map_err(|_| Error::InvalidArgument("free list too long".into()))?;

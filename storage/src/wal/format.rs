@@ -3,6 +3,8 @@
 //! Encoding and decoding live here and nowhere else, so that offsets are
 //! derived from one set of constants.
 
+use crate::le::{u32_at, u64_at};
+
 /// Identifies a segment file; the first bytes of every segment.
 const SEGMENT_MAGIC: [u8; 8] = *b"rdbWALsg";
 /// The segment and record format this code reads and writes.
@@ -127,16 +129,6 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<RecordView<'_>, BadRecord> {
         term: u64_at(header, 16),
         payload: &record[RECORD_HEADER_BYTES..],
     })
-}
-
-/// The little-endian u32 at `at`; the caller has checked the bounds.
-pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// The little-endian u64 at `at`; the caller has checked the bounds.
-pub(crate) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
 #[cfg(test)]

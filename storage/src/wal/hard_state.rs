@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::format::{u32_at, u64_at};
 use crate::disk::{Disk, DiskFile};
+use crate::le::{u32_at, u64_at};
 use crate::{Error, Result};
 
 /// Identifies a hard-state slot.
