@@ -2,7 +2,9 @@
 //!
 //! A cluster of 3 or 5 nodes keeps one replicated log with Raft and answers
 //! JSON commands over HTTP. This crate will hold the node; for now it holds
-//! only the storage layer, re-exported from `rdb-storage`:
+//! the Raft core ([`raft`]: consensus as a deterministic state machine, with
+//! a seeded cluster simulator) and the storage layer, re-exported from
+//! `rdb-storage`:
 //!
 //! - [`storage::wal`]: the segmented write-ahead log that holds the Raft log
 //!   and hard state;
@@ -14,4 +16,5 @@
 //! See `../shared/DESIGN.md` for the layout the rest of the crate will follow
 //! (`raft`, `kv`, `node`, `rpc`, `http`).
 
+pub mod raft;
 pub use rdb_storage as storage;

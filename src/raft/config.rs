@@ -1,0 +1,85 @@
+//! The settings of one Raft node, with the limits that bound its memory and
+//! its messages.
+
+use super::message::{Index, NodeId};
+
+/// Settings of one node. Times are in ticks; the node decides how long a
+/// tick is (100 ms suits small VMs).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every member, this node included.
+    pub members: Vec<NodeId>,
+    /// Ticks without a leader before an election; the actual timeout is
+    /// drawn from `election_ticks..2 * election_ticks`.
+    pub election_ticks: u32,
+    /// Ticks between a leader's heartbeats; well below `election_ticks`.
+    pub heartbeat_ticks: u32,
+    /// Pre-vote (thesis §9.6): a node learns whether it could win before it
+    /// bumps its term, so a rejoining node does not depose a healthy leader.
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority within an election
+    /// timeout steps down; followers that heard from a leader within one
+    /// ignore vote requests (thesis §6.2).
+    pub check_quorum: bool,
+    /// Appends in flight per follower.
+    pub inflight_max: usize,
+    /// Entry bytes per append message (at least one entry is always sent).
+    pub message_bytes_max: usize,
+    /// Entry bytes handed out to apply per `Ready`.
+    pub apply_bytes_max: usize,
+    /// Proposals accepted but not yet committed, beyond which `propose`
+    /// refuses (back-pressure).
+    pub uncommitted_entries_max: usize,
+    /// Pending ReadIndex requests, beyond which `read_index` refuses.
+    pub pending_reads_max: usize,
+    /// The index the state machine has applied (from the state file).
+    pub applied: Index,
+    /// Seeds the election-timeout randomness (tests replay it).
+    pub seed: u64,
+}
+
+impl Config {
+    /// Defaults for `id` among `members`.
+    pub fn new(id: NodeId, members: Vec<NodeId>) -> Self {
+        Config {
+            id,
+            members,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            pre_vote: true,
+            check_quorum: true,
+            inflight_max: 256,
+            message_bytes_max: 1 << 20,
+            apply_bytes_max: 16 << 20,
+            uncommitted_entries_max: 100_000,
+            pending_reads_max: 100_000,
+            applied: 0,
+            seed: id,
+        }
+    }
+
+    /// Checks the settings; the error says which one is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("node id 0 is reserved".into());
+        }
+        if !self.members.contains(&self.id) {
+            return Err(format!("members {:?} do not include this node {}", self.members, self.id));
+        }
+        let mut sorted = self.members.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != self.members.len() || sorted.contains(&0) {
+            return Err(format!("members {:?} repeat an id or use 0", self.members));
+        }
+        if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
+            return Err("need 0 < heartbeat_ticks < election_ticks".into());
+        }
+        if self.inflight_max == 0 || self.message_bytes_max == 0 || self.apply_bytes_max == 0 {
+            return Err("inflight_max, message_bytes_max and apply_bytes_max must be > 0".into());
+        }
+        Ok(())
+    }
+}

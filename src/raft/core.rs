@@ -1,0 +1,482 @@
+//! [`Raft`]: one node's consensus state machine.
+//!
+//! Pure logic in the style of etcd's raft and tikv's raft-rs: the node feeds
+//! it `tick`, `step` (a message from a peer), `propose`, `read_index` and
+//! `transfer_leader`; it answers through a [`Ready`] (what to persist, send,
+//! apply and serve) and learns through `advance` that the node did it. It
+//! owns no clock, socket, thread or file; all randomness comes from the
+//! configured seed, so a simulation replays exactly.
+//!
+//! This file holds the state, the roles and the node-facing calls; `step.rs`
+//! the message handlers; `leader.rs` replication, commit and reads.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::config::Config;
+use super::log::RaftLog;
+use super::message::{Body, Entry, EntryKind, HardState, Index, Message, NodeId, Term};
+use super::progress::{is_lost, is_majority, Progress};
+use super::ready::{RaftError, ReadState, Ready};
+use super::store::LogStore;
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks whether it could win, before bumping its term (thesis §9.6).
+    PreCandidate,
+    /// Stands for election (§5.2).
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// A read waiting for a heartbeat round to confirm leadership.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingRead {
+    /// Who asked (this node or a follower).
+    pub(super) from: NodeId,
+    /// Their request id.
+    pub(super) ctx: u64,
+    /// The commit index when asked: the read index.
+    pub(super) index: Index,
+    /// The heartbeat round whose majority answer confirms it.
+    pub(super) round: u64,
+}
+
+/// One node's Raft state machine over a log store `S`.
+#[derive(Debug)]
+pub struct Raft<S> {
+    /// Settings.
+    pub(super) config: Config,
+    /// The latest term seen.
+    pub(super) term: Term,
+    /// Whom this node voted for in `term` (0: nobody).
+    pub(super) vote: NodeId,
+    /// The current role.
+    pub(super) role: Role,
+    /// The leader of `term` if known (0: unknown).
+    pub(super) leader: NodeId,
+    /// The log.
+    pub(super) log: RaftLog<S>,
+    /// Per member (self included) replication progress; leader only.
+    pub(super) progress: BTreeMap<NodeId, Progress>,
+    /// Votes received in the current (pre-)election.
+    pub(super) votes: BTreeMap<NodeId, bool>,
+    /// Ticks since the last election-timer reset.
+    pub(super) election_elapsed: u32,
+    /// Ticks since the last heartbeat (leader).
+    pub(super) heartbeat_elapsed: u32,
+    /// This round's randomised election timeout.
+    pub(super) election_timeout: u32,
+    /// The splitmix64 state that draws timeouts.
+    rng: u64,
+    /// Messages to send with the next `Ready`.
+    pub(super) messages: Vec<Message>,
+    /// The hard state last handed out.
+    prev_hard_state: HardState,
+    /// The member leadership is being handed to (0: none).
+    pub(super) transferee: NodeId,
+    /// The last heartbeat round broadcast in this term.
+    pub(super) round: u64,
+    /// A heartbeat round is needed to confirm queued reads.
+    pub(super) round_due: bool,
+    /// Reads waiting for their heartbeat round, in round order (leader).
+    pub(super) pending_reads: VecDeque<PendingRead>,
+    /// Reads waiting for the first commit of this term (leader).
+    pub(super) reads_before_commit: Vec<(NodeId, u64)>,
+    /// Reads this node forwarded to the leader, by request id.
+    pub(super) forwarded_reads: BTreeSet<u64>,
+    /// Confirmed reads waiting to be served.
+    pub(super) reads_ready: Vec<ReadState>,
+    /// Reads that failed.
+    pub(super) reads_failed: Vec<u64>,
+}
+
+impl<S: LogStore> Raft<S> {
+    /// A node over `store`, recovering term, vote and commit from it.
+    pub fn new(config: Config, store: S) -> Result<Self, RaftError> {
+        config.validate().map_err(RaftError::Invalid)?;
+        let (hard_state, snapshot) = store.initial_state()?;
+        let applied = config.applied.max(snapshot.index);
+        let committed = hard_state.commit.max(applied);
+        let log = RaftLog::new(store, committed, applied)?;
+        let mut raft = Raft {
+            rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
+            config,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            role: Role::Follower,
+            leader: 0,
+            log,
+            progress: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            election_elapsed: 0,
+            heartbeat_elapsed: 0,
+            election_timeout: 0,
+            messages: Vec::new(),
+            prev_hard_state: hard_state,
+            transferee: 0,
+            round: 0,
+            round_due: false,
+            pending_reads: VecDeque::new(),
+            reads_before_commit: Vec::new(),
+            forwarded_reads: BTreeSet::new(),
+            reads_ready: Vec::new(),
+            reads_failed: Vec::new(),
+        };
+        raft.reset_election_timer();
+        Ok(raft)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The current term.
+    pub fn term(&self) -> Term {
+        self.term
+    }
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader this node believes in.
+    pub fn leader(&self) -> Option<NodeId> {
+        (self.leader != 0).then_some(self.leader)
+    }
+
+    /// The commit index.
+    pub fn committed(&self) -> Index {
+        self.log.committed()
+    }
+
+    /// The highest index handed out to apply.
+    pub fn applied(&self) -> Index {
+        self.log.applied()
+    }
+
+    /// The last log index.
+    pub fn last_index(&self) -> Index {
+        self.log.last_index()
+    }
+
+    /// The log, for inspection.
+    pub fn log(&self) -> &RaftLog<S> {
+        &self.log
+    }
+
+    /// The store, for the node to persist into between `ready` and `advance`.
+    pub fn store_mut(&mut self) -> &mut S {
+        self.log.store_mut()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The members other than this node.
+    pub(super) fn peers(&self) -> Vec<NodeId> {
+        self.config.members.iter().copied().filter(|&id| id != self.config.id).collect()
+    }
+
+    /// Whether `id` is a member other than this node.
+    pub(super) fn is_peer(&self, id: NodeId) -> bool {
+        id != self.config.id && self.config.members.contains(&id)
+    }
+
+    /// One unit of time passed.
+    pub fn tick(&mut self) -> Result<(), RaftError> {
+        if self.role == Role::Leader {
+            return self.tick_leader();
+        }
+        self.election_elapsed += 1;
+        if self.election_elapsed >= self.election_timeout {
+            self.election_elapsed = 0;
+            self.campaign(self.config.pre_vote, false);
+        }
+        Ok(())
+    }
+
+    /// Appends a command to the log; it is committed (or lost) later.
+    /// Returns its index and term: the command took effect if the entry
+    /// applied at that index has that term.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(Index, Term), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader() });
+        }
+        if self.transferee != 0 {
+            return Err(RaftError::Transferring);
+        }
+        if data.len() > self.config.message_bytes_max {
+            return Err(RaftError::Invalid(format!(
+                "command of {} bytes exceeds the limit of {}",
+                data.len(),
+                self.config.message_bytes_max
+            )));
+        }
+        let uncommitted = self.log.last_index() - self.log.committed();
+        if uncommitted >= self.config.uncommitted_entries_max as u64 {
+            return Err(RaftError::Busy);
+        }
+        let index = self.log.last_index() + 1;
+        self.log.append(vec![Entry { term: self.term, index, kind: EntryKind::Normal, data }]);
+        self.broadcast_append(false)?;
+        Ok((index, self.term))
+    }
+
+    /// Asks for a linearizable read with request id `ctx` (unique on this
+    /// node). It comes back in `Ready::reads` or `Ready::reads_failed`.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), RaftError> {
+        let pending = self.pending_reads.len()
+            + self.reads_before_commit.len()
+            + self.forwarded_reads.len()
+            + self.reads_ready.len();
+        if pending >= self.config.pending_reads_max {
+            return Err(RaftError::Busy);
+        }
+        match self.role {
+            Role::Leader => {
+                self.leader_read(self.config.id, ctx);
+                Ok(())
+            }
+            _ if self.leader != 0 => {
+                if !self.forwarded_reads.insert(ctx) {
+                    return Err(RaftError::Invalid(format!("read id {ctx} is already pending")));
+                }
+                self.send(self.leader, Body::ReadIndex { ctx });
+                Ok(())
+            }
+            _ => Err(RaftError::NotLeader { leader: None }),
+        }
+    }
+
+    /// Hands leadership to `to` once its log has caught up (thesis §3.10).
+    /// Proposals are refused meanwhile; the attempt lapses after an election
+    /// timeout.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), RaftError> {
+        if self.role != Role::Leader {
+            return Err(RaftError::NotLeader { leader: self.leader() });
+        }
+        if !self.is_peer(to) {
+            return Err(RaftError::Invalid(format!("{to} is not another member")));
+        }
+        self.transferee = to;
+        self.election_elapsed = 0;
+        if self.progress[&to].match_index == self.log.last_index() {
+            self.send(to, Body::TimeoutNow);
+        } else {
+            self.send_append(to, true)?;
+        }
+        Ok(())
+    }
+
+    /// The node could not deliver a snapshot to `to`: probe again.
+    pub fn report_snapshot_failed(&mut self, to: NodeId) {
+        if let Some(progress) = self.progress.get_mut(&to) {
+            progress.become_probe();
+        }
+    }
+
+    /// Queues a message from this node at the current term.
+    pub(super) fn send(&mut self, to: NodeId, body: Body) {
+        self.send_at(to, self.term, body);
+    }
+
+    /// Queues a message at a given term (vote traffic).
+    pub(super) fn send_at(&mut self, to: NodeId, term: Term, body: Body) {
+        self.messages.push(Message { from: self.config.id, to, term, body });
+    }
+
+    /// A fresh random timeout in `election_ticks..2 * election_ticks`.
+    pub(super) fn reset_election_timer(&mut self) {
+        self.election_elapsed = 0;
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let spread = u64::from(self.config.election_ticks);
+        let extra = u32::try_from(z % spread).expect("below a u32");
+        self.election_timeout = self.config.election_ticks + extra;
+    }
+
+    /// Follows `leader` (0: unknown) in `term` (which may be the current).
+    pub(super) fn become_follower(&mut self, term: Term, leader: NodeId) {
+        if term > self.term {
+            self.term = term;
+            self.vote = 0;
+        }
+        self.role = Role::Follower;
+        self.set_leader(leader);
+        self.reset_election_timer();
+        self.end_leadership();
+    }
+
+    /// Records the leader; reads forwarded to another one are lost.
+    pub(super) fn set_leader(&mut self, leader: NodeId) {
+        if leader != self.leader {
+            let lost = std::mem::take(&mut self.forwarded_reads);
+            self.reads_failed.extend(lost);
+            self.leader = leader;
+        }
+    }
+
+    /// Clears leader-only state; this node's unconfirmed reads fail.
+    fn end_leadership(&mut self) {
+        let own = self.config.id;
+        let reads = std::mem::take(&mut self.pending_reads);
+        let own_reads = reads.iter().filter(|read| read.from == own).map(|read| read.ctx);
+        self.reads_failed.extend(own_reads);
+        let waiting = std::mem::take(&mut self.reads_before_commit);
+        self.reads_failed.extend(waiting.iter().filter(|(from, _)| *from == own).map(|r| r.1));
+        self.progress.clear();
+        self.transferee = 0;
+        self.round_due = false;
+    }
+
+    /// Starts a (pre-)election; `transfer` bypasses voters' leader leases.
+    pub(super) fn campaign(&mut self, pre: bool, transfer: bool) {
+        let vote_term = if pre {
+            self.role = Role::PreCandidate;
+            self.set_leader(0);
+            self.term + 1
+        } else {
+            self.term += 1;
+            self.vote = self.config.id;
+            self.role = Role::Candidate;
+            self.set_leader(0);
+            self.term
+        };
+        self.end_leadership();
+        self.reset_election_timer();
+        self.votes.clear();
+        self.votes.insert(self.config.id, true);
+        if self.election_won() {
+            return self.win(pre);
+        }
+        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.peers() {
+            let body = Body::Vote { pre, last_index, last_term, transfer };
+            self.send_at(peer, vote_term, body);
+        }
+    }
+
+    /// Whether the votes so far make a majority.
+    pub(super) fn election_won(&self) -> bool {
+        let yes = self.votes.values().filter(|&&granted| granted).count();
+        is_majority(yes, self.config.members.len())
+    }
+
+    /// Whether the votes so far rule a majority out.
+    pub(super) fn election_lost(&self) -> bool {
+        let no = self.votes.values().filter(|&&granted| !granted).count();
+        is_lost(no, self.config.members.len())
+    }
+
+    /// A pre-election won leads to the election; an election to leadership.
+    pub(super) fn win(&mut self, pre: bool) {
+        if pre {
+            self.campaign(false, false);
+        } else {
+            self.become_leader();
+        }
+    }
+
+    /// Leads the current term: fresh progress for everyone, then a no-op
+    /// entry so that earlier entries can commit (§5.4.2).
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.set_leader(self.config.id);
+        self.end_leadership();
+        self.heartbeat_elapsed = 0;
+        self.election_elapsed = 0;
+        self.round = 0;
+        let next = self.log.last_index() + 1;
+        for id in self.config.members.clone() {
+            let mut progress = Progress::new(next, self.config.inflight_max);
+            if id == self.config.id {
+                progress.match_index = self.log.persisted_index();
+                progress.recent_active = true;
+                progress.become_replicate();
+            }
+            self.progress.insert(id, progress);
+        }
+        let index = self.log.last_index() + 1;
+        let noop = Entry { term: self.term, index, kind: EntryKind::Noop, data: Vec::new() };
+        self.log.append(vec![noop]);
+        // Sending can only fail on a store error, which the next call that
+        // returns a Result reports again; the no-op goes out on a heartbeat.
+        let _ = self.broadcast_append(true);
+    }
+
+    /// The hard state as it stands.
+    pub fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.log.committed() }
+    }
+
+    /// Whether `ready` would return anything.
+    pub fn has_ready(&self) -> bool {
+        !self.messages.is_empty()
+            || self.round_due
+            || self.hard_state() != self.prev_hard_state
+            || self.log.unstable_snapshot().is_some()
+            || !self.log.unstable_entries().is_empty()
+            || self.log.committed() > self.log.applied()
+            || !self.reads_failed.is_empty()
+            || self.reads_ready.iter().any(|read| read.index <= self.log.applied())
+    }
+
+    /// The work to do now (see [`Ready`] for the order). Committed entries
+    /// handed out here count as applied.
+    pub fn ready(&mut self) -> Result<Ready, RaftError> {
+        if self.round_due {
+            self.broadcast_heartbeat();
+        }
+        let committed = self.log.next_to_apply(self.config.apply_bytes_max)?;
+        if let Some(last) = committed.last() {
+            self.log.applied_to(last.index);
+        }
+        let applied = self.log.applied();
+        let (reads, waiting) = std::mem::take(&mut self.reads_ready)
+            .into_iter()
+            .partition(|read| read.index <= applied);
+        self.reads_ready = waiting;
+        let hard_state = self.hard_state();
+        let changed = hard_state != self.prev_hard_state;
+        self.prev_hard_state = hard_state;
+        Ok(Ready {
+            hard_state: changed.then_some(hard_state),
+            snapshot: self.log.unstable_snapshot(),
+            entries: self.log.unstable_entries().to_vec(),
+            messages: std::mem::take(&mut self.messages),
+            committed,
+            reads,
+            reads_failed: std::mem::take(&mut self.reads_failed),
+        })
+    }
+
+    /// The node persisted, sent and applied `ready`.
+    pub fn advance(&mut self, ready: &Ready) -> Result<(), RaftError> {
+        if let Some(snapshot) = ready.snapshot {
+            self.log.stable_snapshot_to(snapshot.index);
+        }
+        if let Some(last) = ready.entries.last() {
+            self.log.stable_to(last.index, last.term);
+        }
+        if self.role == Role::Leader {
+            let persisted = self.log.persisted_index();
+            let own = self.progress.get_mut(&self.config.id).expect("leader tracks itself");
+            own.match_index = own.match_index.max(persisted);
+            if self.maybe_commit()? {
+                self.broadcast_append(true)?;
+            }
+        }
+        Ok(())
+    }
+}

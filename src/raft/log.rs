@@ -1,0 +1,287 @@
+//! The log as one Raft node sees it: the persisted part in a [`LogStore`]
+//! and, after it, entries (or a snapshot) not yet persisted.
+//!
+//! Invariants: `applied <= committed <= last_index()`; committed entries are
+//! never overwritten (asserted); unstable entries shadow stored ones at the
+//! same index until the node persists them and `stable_to` drops them.
+
+use super::message::{Entry, Index, SnapshotMeta, Term};
+use super::store::{LogStore, StoreError};
+
+/// What is not on disk yet.
+#[derive(Debug, Default)]
+struct Unstable {
+    /// A snapshot to install, received from the leader.
+    snapshot: Option<SnapshotMeta>,
+    /// Index of `entries[0]` (or where the next entry would go).
+    offset: Index,
+    /// Entries to persist.
+    entries: Vec<Entry>,
+}
+
+/// The combined log.
+#[derive(Debug)]
+pub struct RaftLog<S> {
+    /// The persisted log.
+    store: S,
+    /// What follows it, not yet persisted.
+    unstable: Unstable,
+    /// Highest index known committed.
+    committed: Index,
+    /// Highest index handed out to apply.
+    applied: Index,
+}
+
+impl<S: LogStore> RaftLog<S> {
+    /// A log over `store`, `applied` as far as the state machine has got.
+    pub fn new(store: S, committed: Index, applied: Index) -> Result<Self, StoreError> {
+        let last = store.last_index();
+        let first = store.first_index();
+        let committed = committed.max(first - 1);
+        if committed > last || applied > committed {
+            return Err(StoreError::Fatal(format!(
+                "inconsistent start: applied {applied}, commit {committed}, log {first}..={last}"
+            )));
+        }
+        let unstable = Unstable { snapshot: None, offset: last + 1, entries: Vec::new() };
+        Ok(RaftLog { store, unstable, committed, applied: applied.max(first - 1) })
+    }
+
+    /// The store (read-only).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, for the node to persist into between `ready` and `advance`.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Highest committed index.
+    pub fn committed(&self) -> Index {
+        self.committed
+    }
+
+    /// Highest index handed out for applying.
+    pub fn applied(&self) -> Index {
+        self.applied
+    }
+
+    /// The first index held as an entry, stored or not.
+    pub fn first_index(&self) -> Index {
+        match self.unstable.snapshot {
+            Some(snapshot) => snapshot.index + 1,
+            None => self.store.first_index(),
+        }
+    }
+
+    /// The last index held.
+    pub fn last_index(&self) -> Index {
+        match self.unstable.entries.last() {
+            Some(entry) => entry.index,
+            None => match self.unstable.snapshot {
+                Some(snapshot) => snapshot.index,
+                None => self.store.last_index(),
+            },
+        }
+    }
+
+    /// The term of the last entry.
+    pub fn last_term(&self) -> Term {
+        self.term(self.last_index()).unwrap_or(0)
+    }
+
+    /// The term at `index`: `Ok(None)` past the end, `Compacted` before the
+    /// snapshot.
+    pub fn term(&self, index: Index) -> Result<Term, StoreError> {
+        if index > self.last_index() {
+            return Err(StoreError::Fatal(format!("term of {index} beyond the log")));
+        }
+        if index >= self.unstable.offset {
+            let at = usize::try_from(index - self.unstable.offset).expect("fits memory");
+            return Ok(self.unstable.entries[at].term);
+        }
+        if let Some(snapshot) = self.unstable.snapshot {
+            return match index.cmp(&snapshot.index) {
+                std::cmp::Ordering::Equal => Ok(snapshot.term),
+                std::cmp::Ordering::Less => Err(StoreError::Compacted),
+                std::cmp::Ordering::Greater => {
+                    unreachable!("entries after a snapshot are unstable")
+                }
+            };
+        }
+        self.store.term(index)
+    }
+
+    /// Whether the log holds `index` with `term` (index 0 matches term 0).
+    pub fn matches(&self, index: Index, term: Term) -> Result<bool, StoreError> {
+        if index > self.last_index() {
+            return Ok(false);
+        }
+        match self.term(index) {
+            Ok(held) => Ok(held == term),
+            // Compacted entries were committed; the leader's match them.
+            Err(StoreError::Compacted) => Ok(true),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// §5.4.1: a candidate's log is at least as up to date as ours.
+    pub fn is_up_to_date(&self, last_index: Index, last_term: Term) -> bool {
+        let our_term = self.last_term();
+        last_term > our_term || (last_term == our_term && last_index >= self.last_index())
+    }
+
+    /// Appends entries after the leader's consistency check passed: skips the
+    /// ones already held, truncates from the first conflict. Returns the last
+    /// index the leader's message covers.
+    pub fn append_after_check(&mut self, entries: Vec<Entry>) -> Result<Index, StoreError> {
+        let Some(last_new) = entries.last().map(|entry| entry.index) else {
+            return Ok(0);
+        };
+        let mut new = Vec::new();
+        for entry in entries {
+            let held = entry.index <= self.last_index() && self.matches(entry.index, entry.term)?;
+            if !held || !new.is_empty() {
+                new.push(entry);
+            }
+        }
+        if !new.is_empty() {
+            self.append(new);
+        }
+        Ok(last_new)
+    }
+
+    /// Appends `entries` at their indices, dropping any held from the first.
+    pub fn append(&mut self, entries: Vec<Entry>) {
+        let Some(first) = entries.first().map(|entry| entry.index) else { return };
+        assert!(first > self.committed, "overwriting committed entry {first}");
+        assert!(first <= self.last_index() + 1, "append leaves a gap at {first}");
+        if first < self.unstable.offset {
+            // The stored entries from `first` on are replaced; the node drops
+            // them when it persists these (the store's append truncates).
+            self.unstable.offset = first;
+            self.unstable.entries.clear();
+        } else {
+            let keep = usize::try_from(first - self.unstable.offset).expect("fits memory");
+            self.unstable.entries.truncate(keep);
+        }
+        self.unstable.entries.extend(entries);
+    }
+
+    /// Entries `lo..hi`, from the store and the unstable buffer, stopping
+    /// once past `max_bytes` (never before the first).
+    pub fn entries(
+        &self,
+        lo: Index,
+        hi: Index,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let hi = hi.min(self.last_index() + 1);
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        if lo < self.first_index() {
+            return Err(StoreError::Compacted);
+        }
+        let mut out = if lo < self.unstable.offset {
+            self.store.entries(lo, hi.min(self.unstable.offset), max_bytes)?
+        } else {
+            Vec::new()
+        };
+        let mut bytes: usize = out.iter().map(Entry::size_bytes).sum();
+        let next = lo + out.len() as u64;
+        if next < self.unstable.offset && next < hi {
+            return Ok(out); // stopped by size
+        }
+        for index in next.max(self.unstable.offset)..hi {
+            let at = usize::try_from(index - self.unstable.offset).expect("fits memory");
+            let entry = &self.unstable.entries[at];
+            bytes += entry.size_bytes();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(entry.clone());
+        }
+        Ok(out)
+    }
+
+    /// Raises the commit index (never lowers it).
+    pub fn commit_to(&mut self, index: Index) {
+        if index > self.committed {
+            assert!(index <= self.last_index(), "commit {index} beyond the log");
+            self.committed = index;
+        }
+    }
+
+    /// Committed entries not yet handed out, up to `max_bytes`.
+    pub fn next_to_apply(&self, max_bytes: usize) -> Result<Vec<Entry>, StoreError> {
+        self.entries(self.applied + 1, self.committed + 1, max_bytes)
+    }
+
+    /// Records that entries up to `index` were handed out.
+    pub fn applied_to(&mut self, index: Index) {
+        assert!(index <= self.committed, "applied {index} beyond commit {}", self.committed);
+        self.applied = self.applied.max(index);
+    }
+
+    /// Unstable entries, for a `Ready`.
+    pub fn unstable_entries(&self) -> &[Entry] {
+        &self.unstable.entries
+    }
+
+    /// The unstable snapshot, for a `Ready`.
+    pub fn unstable_snapshot(&self) -> Option<SnapshotMeta> {
+        self.unstable.snapshot
+    }
+
+    /// The node persisted entries up to `index` with `term`.
+    pub fn stable_to(&mut self, index: Index, term: Term) {
+        if index < self.unstable.offset || self.term(index) != Ok(term) {
+            return; // overwritten meanwhile; the newer entries come in a later Ready
+        }
+        let drop = usize::try_from(index + 1 - self.unstable.offset).expect("fits memory");
+        self.unstable.entries.drain(..drop);
+        self.unstable.offset = index + 1;
+    }
+
+    /// The node installed the snapshot.
+    pub fn stable_snapshot_to(&mut self, index: Index) {
+        if self.unstable.snapshot.is_some_and(|snapshot| snapshot.index == index) {
+            self.unstable.snapshot = None;
+        }
+    }
+
+    /// Replaces the log with a snapshot from the leader.
+    pub fn restore(&mut self, snapshot: SnapshotMeta) {
+        assert!(snapshot.index > self.committed, "snapshot behind commit");
+        self.unstable =
+            Unstable { snapshot: Some(snapshot), offset: snapshot.index + 1, entries: Vec::new() };
+        self.committed = snapshot.index;
+        self.applied = snapshot.index;
+    }
+
+    /// The index of the last entry at or before `index` whose term is at
+    /// most `term`: where a follower's log, which has `term` at `index`,
+    /// may agree with ours.
+    pub fn find_conflict_by_term(&self, index: Index, term: Term) -> Index {
+        let mut at = index.min(self.last_index());
+        while at > 0 {
+            match self.term(at) {
+                Ok(held) if held > term => at -= 1,
+                _ => return at,
+            }
+        }
+        0
+    }
+}
+
+impl<S: LogStore> RaftLog<S> {
+    /// The last index that is on disk and still part of the log.
+    pub fn persisted_index(&self) -> Index {
+        if let Some(snapshot) = self.unstable.snapshot {
+            return snapshot.index.saturating_sub(1).min(self.store.last_index());
+        }
+        self.store.last_index().min(self.unstable.offset - 1)
+    }
+}

@@ -1,0 +1,92 @@
+//! What a node must do after feeding Raft: the [`Ready`] batch, and the
+//! errors of the calls that feed it.
+
+use std::fmt;
+
+use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
+
+/// One batch of work, in this order: persist `snapshot`, `entries` and
+/// `hard_state` (sync); then send `messages`; then apply `committed`; then
+/// serve `reads`; then call `Raft::advance` with this batch.
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// The hard state, if it changed.
+    pub hard_state: Option<HardState>,
+    /// A snapshot from the leader to install (its bytes came with it).
+    pub snapshot: Option<SnapshotMeta>,
+    /// Entries to append to the stable log; any stored entries at or after
+    /// the first of them must be removed first.
+    pub entries: Vec<Entry>,
+    /// Messages to send, only after the above is on disk.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed: Vec<Entry>,
+    /// Linearizable reads that may be served once `committed` is applied.
+    pub reads: Vec<ReadState>,
+    /// Read requests that can no longer be confirmed (leadership lost):
+    /// answer them with "retry".
+    pub reads_failed: Vec<u64>,
+}
+
+impl Ready {
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.reads.is_empty()
+            && self.reads_failed.is_empty()
+    }
+}
+
+/// A confirmed read: serve request `ctx` once entries up to `index` are
+/// applied (thesis §6.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    /// The caller's request id.
+    pub ctx: u64,
+    /// The read index.
+    pub index: Index,
+}
+
+/// Why a proposal or read was refused; each variant says what the caller
+/// does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RaftError {
+    /// Not the leader: forward to `leader` if known, else retry later.
+    NotLeader {
+        /// The leader this node believes in, if any.
+        leader: Option<NodeId>,
+    },
+    /// A leadership transfer is under way: retry shortly.
+    Transferring,
+    /// Too much is pending: retry after a pause.
+    Busy,
+    /// The request itself is wrong (answer the client).
+    Invalid(String),
+    /// The log store failed: stop the node.
+    Fatal(String),
+}
+
+impl fmt::Display for RaftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RaftError::NotLeader { leader: Some(id) } => write!(f, "not the leader; node {id} is"),
+            RaftError::NotLeader { leader: None } => write!(f, "not the leader; no leader known"),
+            RaftError::Transferring => write!(f, "leadership transfer in progress"),
+            RaftError::Busy => write!(f, "too many requests pending"),
+            RaftError::Invalid(why) => write!(f, "invalid request: {why}"),
+            RaftError::Fatal(why) => write!(f, "fatal: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RaftError {}
+
+impl From<super::store::StoreError> for RaftError {
+    fn from(error: super::store::StoreError) -> Self {
+        RaftError::Fatal(error.to_string())
+    }
+}

@@ -1,0 +1,273 @@
+//! One simulated node: a [`Raft`] over an in-memory store, the "disk" that
+//! survives its crashes, and a state machine that is a running hash of the
+//! entries applied.
+//!
+//! The state machine is as durable as its last snapshot: a crash rolls it
+//! back there and Raft re-applies the committed entries after it, as the
+//! real node replays the WAL past the state file's applied index.
+
+use std::collections::BTreeMap;
+
+use super::super::config::Config;
+use super::super::core::{Raft, Role};
+use super::super::message::{Index, NodeId, Term};
+use super::super::ready::Ready;
+use super::super::store::MemStore;
+use super::checker::{data_hash, Checker};
+use super::network::{Envelope, Network, SnapshotState};
+
+/// Most `Ready` rounds handled after one input (each makes progress, so a
+/// loop that hits this is a bug).
+const READY_ROUNDS_MAX: usize = 64;
+
+/// A proposal whose outcome the client is waiting for.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingProposal {
+    /// The term the entry was proposed in.
+    pub term: Term,
+    /// The client's id for it (the entry's payload).
+    pub id: u64,
+}
+
+/// One node of the simulated cluster.
+#[derive(Debug)]
+pub struct SimNode {
+    /// Its id.
+    pub id: NodeId,
+    /// The running node; None while crashed.
+    pub raft: Option<Raft<MemStore>>,
+    /// What survives a crash.
+    pub disk: MemStore,
+    /// The state machine: the index applied up to and its running hash.
+    pub state: (Index, u64),
+    /// The state at the disk's snapshot.
+    pub snapshot: SnapshotState,
+    /// A snapshot received from the leader, not yet installed.
+    pub incoming: Option<SnapshotState>,
+    /// Proposals made here, by index.
+    pub proposals: BTreeMap<Index, PendingProposal>,
+    /// Reads asked here, by request id: the commit index they must see.
+    pub reads: BTreeMap<u64, Index>,
+    /// The next read request id.
+    pub next_read: u64,
+    /// The highest commit index seen in this run of the node.
+    pub commit_seen: Index,
+    /// How many times it was started (varies its timeout seed).
+    pub starts: u64,
+}
+
+/// What a node reports back to the cluster after handling its readies.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Proposals applied with the term they were proposed in: acknowledged.
+    pub acked: Vec<(Index, u64)>,
+    /// Reads served.
+    pub reads_served: u64,
+}
+
+impl SimNode {
+    /// A node with an empty disk, started.
+    pub fn new(id: NodeId, members: &[NodeId], seed: u64) -> Self {
+        let mut node = SimNode {
+            id,
+            raft: None,
+            disk: MemStore::default(),
+            state: (0, 0),
+            snapshot: SnapshotState { meta: Default::default(), state_hash: 0 },
+            incoming: None,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            commit_seen: 0,
+            starts: 0,
+        };
+        node.start(members, seed);
+        node
+    }
+
+    /// Starts the node from its disk: the state machine from the snapshot.
+    pub fn start(&mut self, members: &[NodeId], seed: u64) {
+        self.starts += 1;
+        let mut config = Config::new(self.id, members.to_vec());
+        config.seed = seed ^ self.id.rotate_left(32) ^ self.starts.rotate_left(48);
+        config.applied = self.snapshot.meta.index;
+        config.inflight_max = 8;
+        config.message_bytes_max = 256;
+        self.state = (self.snapshot.meta.index, self.snapshot.state_hash);
+        self.commit_seen = self.disk.hard_state.commit;
+        let raft = Raft::new(config, self.disk.clone()).expect("a valid configuration");
+        self.raft = Some(raft);
+    }
+
+    /// Loses everything not on disk.
+    pub fn crash(&mut self) {
+        self.raft = None;
+        self.incoming = None;
+        self.proposals.clear();
+        self.reads.clear();
+    }
+
+    /// Handles every `Ready` until there is none, checking as it goes.
+    pub fn drive(
+        &mut self,
+        network: &mut Network,
+        checker: &mut Checker,
+    ) -> Result<Outcome, String> {
+        let mut outcome = Outcome::default();
+        for _ in 0..READY_ROUNDS_MAX {
+            let Some(raft) = self.raft.as_mut() else { return Ok(outcome) };
+            if !raft.has_ready() {
+                return self.check_roles(checker).map(|()| outcome);
+            }
+            let ready = raft.ready().map_err(|e| format!("node {}: ready: {e}", self.id))?;
+            self.persist(&ready, checker)?;
+            self.send(&ready, network);
+            self.apply(&ready, checker, &mut outcome)?;
+            let raft = self.raft.as_mut().expect("running");
+            raft.advance(&ready).map_err(|e| format!("node {}: advance: {e}", self.id))?;
+        }
+        Err(format!("node {}: still ready after {READY_ROUNDS_MAX} rounds", self.id))
+    }
+
+    /// Writes the ready's snapshot, entries and hard state to both the
+    /// node's store and its disk.
+    fn persist(&mut self, ready: &Ready, checker: &mut Checker) -> Result<(), String> {
+        let raft = self.raft.as_mut().expect("running");
+        if let Some(meta) = ready.snapshot {
+            let incoming = self.incoming.take().filter(|s| s.meta == meta).ok_or_else(|| {
+                format!("node {}: asked to install snapshot {meta:?} it never received", self.id)
+            })?;
+            raft.store_mut().apply_snapshot(meta);
+            self.disk.apply_snapshot(meta);
+            self.snapshot = incoming;
+            self.state = (meta.index, incoming.state_hash);
+        }
+        if let Some(first) = ready.entries.first() {
+            let mut prev_term = self.disk.term_at(first.index - 1);
+            for entry in &ready.entries {
+                checker.persisted(self.id, entry, prev_term)?;
+                prev_term = entry.term;
+            }
+            raft.store_mut().append(&ready.entries);
+            self.disk.append(&ready.entries);
+        }
+        if let Some(hard_state) = ready.hard_state {
+            if hard_state.commit < self.disk.hard_state.commit
+                || hard_state.term < self.disk.hard_state.term
+            {
+                return Err(format!("node {}: persisted {hard_state:?} goes back", self.id));
+            }
+            raft.store_mut().hard_state = hard_state;
+            self.disk.hard_state = hard_state;
+        }
+        Ok(())
+    }
+
+    /// Puts the ready's messages on the network.
+    fn send(&self, ready: &Ready, network: &mut Network) {
+        for message in &ready.messages {
+            let snapshot = matches!(message.body, super::super::message::Body::Snapshot { .. })
+                .then_some(self.snapshot);
+            network.send(Envelope { message: message.clone(), snapshot });
+        }
+    }
+
+    /// Applies committed entries and serves reads, checking both.
+    fn apply(
+        &mut self,
+        ready: &Ready,
+        checker: &mut Checker,
+        outcome: &mut Outcome,
+    ) -> Result<(), String> {
+        for entry in &ready.committed {
+            if entry.index != self.state.0 + 1 {
+                return Err(format!(
+                    "node {}: applies {} after {}",
+                    self.id, entry.index, self.state.0
+                ));
+            }
+            checker.applied(self.id, entry)?;
+            self.state = (entry.index, self.state.1.rotate_left(5) ^ data_hash(entry));
+            if let Some(proposal) = self.proposals.remove(&entry.index) {
+                if proposal.term == entry.term && entry.data == proposal.id.to_le_bytes() {
+                    outcome.acked.push((entry.index, proposal.id));
+                }
+            }
+        }
+        for read in &ready.reads {
+            let Some(required) = self.reads.remove(&read.ctx) else {
+                return Err(format!("node {}: served read {} nobody asked", self.id, read.ctx));
+            };
+            if read.index < required || self.state.0 < read.index {
+                return Err(format!(
+                    "linearizability: node {} served read {} at index {} (applied {}), but {} \
+                     was committed before it was asked",
+                    self.id, read.ctx, read.index, self.state.0, required
+                ));
+            }
+            outcome.reads_served += 1;
+        }
+        for ctx in &ready.reads_failed {
+            self.reads.remove(ctx);
+        }
+        Ok(())
+    }
+
+    /// Checks the node's role and commit against the run so far.
+    fn check_roles(&mut self, checker: &mut Checker) -> Result<(), String> {
+        let raft = self.raft.as_ref().expect("running");
+        let committed = raft.committed();
+        if committed < self.commit_seen {
+            return Err(format!("node {}: commit went back to {committed}", self.id));
+        }
+        for index in self.commit_seen + 1..=committed {
+            let term = raft.log().term(index).ok();
+            if let Some(term) = term {
+                checker.committed(self.id, index, term, raft.term())?;
+            }
+        }
+        self.commit_seen = committed;
+        if raft.role() == Role::Leader && checker.leader(raft.term(), self.id)? {
+            let log = raft.log();
+            checker.leader_complete(self.id, raft.term(), log.last_index(), |index| {
+                log.term(index).ok()
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Folds the log up to the applied index into a snapshot.
+    pub fn compact(&mut self) {
+        let Some(raft) = self.raft.as_mut() else { return };
+        let index = self.state.0;
+        if index <= self.disk.snapshot.index || index > self.disk.last_index_held() {
+            return;
+        }
+        raft.store_mut().compact(index);
+        self.disk.compact(index);
+        self.snapshot = SnapshotState { meta: self.disk.snapshot, state_hash: self.state.1 };
+    }
+}
+
+/// Small conveniences over the in-memory store.
+trait DiskExt {
+    /// The term at `index`, 0 when unknown.
+    fn term_at(&self, index: Index) -> Term;
+    /// The last index held.
+    fn last_index_held(&self) -> Index;
+}
+
+impl DiskExt for MemStore {
+    fn term_at(&self, index: Index) -> Term {
+        super::super::store::LogStore::term(self, index).unwrap_or(0)
+    }
+
+    fn last_index_held(&self) -> Index {
+        super::super::store::LogStore::last_index(self)
+    }
+}
+
+/// The entry a proposal with client id `id` carries.
+pub fn proposal_data(id: u64) -> Vec<u8> {
+    id.to_le_bytes().to_vec()
+}

@@ -1,0 +1,175 @@
+//! Random runs: each step picks one action (deliver, lose, duplicate, tick,
+//! propose, read, partition, heal, crash, restart, transfer, compact) from
+//! the seed; then `settle` heals the cluster and checks liveness.
+
+use super::super::message::NodeId;
+use super::{Cluster, SETTLE_TICKS_MAX};
+
+/// How hostile a random run is, in percent per step.
+#[derive(Debug, Clone, Copy)]
+pub struct Faults {
+    /// A message is lost instead of delivered.
+    pub loss: u64,
+    /// A message is delivered twice.
+    pub duplicate: u64,
+    /// The partition changes.
+    pub partition: u64,
+    /// A node crashes (never more than a minority at once... or not: see
+    /// `crash_any`).
+    pub crash: u64,
+    /// Crashes may take down a majority (safety must hold; progress stops).
+    pub crash_any: bool,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults { loss: 5, duplicate: 3, partition: 2, crash: 1, crash_any: true }
+    }
+}
+
+impl Cluster {
+    /// Takes `steps` random steps under `faults`.
+    pub fn run_random(&mut self, steps: u64, faults: Faults) -> Result<(), String> {
+        for step in 0..steps {
+            self.stats.steps = step + 1;
+            self.random_step(faults).map_err(|e| format!("step {step}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// One random action.
+    fn random_step(&mut self, faults: Faults) -> Result<(), String> {
+        let roll = self.rng.next_u64() % 1000;
+        let id = self.random_member();
+        match roll {
+            0..=399 => self.deliver_random(faults),
+            400..=549 => self.tick_all(1),
+            550..=649 => self.tick(id),
+            650..=799 => self.propose_somewhere().map(|_| ()),
+            800..=869 => self.read(id),
+            870..=899 => {
+                self.compact(id);
+                Ok(())
+            }
+            900..=929 => self.change_partition(faults),
+            930..=959 => self.crash_or_restart(faults, id),
+            960..=969 => self.transfer_randomly(id),
+            _ => self.tick_all(1),
+        }
+    }
+
+    /// A member chosen at random.
+    fn random_member(&mut self) -> NodeId {
+        let at = self.rng.below(self.members().len());
+        self.members()[at]
+    }
+
+    /// Delivers (or loses, or duplicates) a random message in flight.
+    fn deliver_random(&mut self, faults: Faults) -> Result<(), String> {
+        let count = self.network.in_flight.len();
+        if count == 0 {
+            return self.tick_all(1);
+        }
+        let at = self.rng.below(count);
+        if self.rng.chance(faults.loss) {
+            self.network.take(at);
+            self.network.lost += 1;
+            return Ok(());
+        }
+        if self.rng.chance(faults.duplicate) {
+            let copy = self.network.in_flight[at].clone();
+            self.network.in_flight.push(copy);
+        }
+        self.deliver(at)
+    }
+
+    /// Proposes at the leader most of the time, elsewhere sometimes.
+    fn propose_somewhere(&mut self) -> Result<(), String> {
+        let id = match self.leader() {
+            Some(leader) if self.rng.chance(90) => leader,
+            _ => self.random_member(),
+        };
+        self.propose(id).map(|_| ())
+    }
+
+    /// Heals, or cuts a random node off (both ways or one way).
+    fn change_partition(&mut self, faults: Faults) -> Result<(), String> {
+        if !self.rng.chance(faults.partition * 10) {
+            return Ok(());
+        }
+        let id = self.random_member();
+        match self.rng.below(4) {
+            0 | 1 => self.heal(),
+            2 => {
+                let others: Vec<NodeId> =
+                    self.members().iter().copied().filter(|&o| o != id).collect();
+                self.partition(&[id], &others);
+            }
+            _ => {
+                let other = self.random_member();
+                if other != id {
+                    self.network.cut_one_way(id, other);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Crashes a running node or restarts a crashed one.
+    fn crash_or_restart(&mut self, faults: Faults, id: NodeId) -> Result<(), String> {
+        if self.nodes[&id].raft.is_none() {
+            return self.restart(id);
+        }
+        if !self.rng.chance(faults.crash * 10) {
+            return Ok(());
+        }
+        let down = self.nodes.values().filter(|node| node.raft.is_none()).count();
+        let minority = (self.members().len() - 1) / 2;
+        if faults.crash_any || down < minority {
+            self.crash(id);
+        }
+        Ok(())
+    }
+
+    /// Asks the leader to hand over to `to`.
+    fn transfer_randomly(&mut self, to: NodeId) -> Result<(), String> {
+        match self.leader() {
+            Some(leader) if leader != to => self.transfer(leader, to),
+            _ => Ok(()),
+        }
+    }
+
+    /// Heals the network, restarts every node and runs with a reliable
+    /// network until every node applied every acknowledged entry and all
+    /// agree, within `SETTLE_TICKS_MAX` ticks.
+    pub fn settle(&mut self) -> Result<(), String> {
+        self.heal();
+        for id in self.members().to_vec() {
+            self.restart(id)?;
+        }
+        // Commit something in the final term so that everything before it
+        // commits too (§5.4.2), then wait for every node to apply it.
+        let mut target = self.acked.keys().next_back().copied().unwrap_or(0);
+        for tick in 0..SETTLE_TICKS_MAX {
+            self.deliver_all()?;
+            if let Some(leader) = self.leader() {
+                if tick % 20 == 0 {
+                    if let Some(index) = self.propose(leader)? {
+                        target = target.max(index);
+                    }
+                }
+            }
+            let done = self.nodes.values().all(|node| node.state.0 >= target)
+                && self.nodes.values().all(|node| node.state == self.nodes[&1].state);
+            if done && target > 0 {
+                return Ok(());
+            }
+            self.tick_all(1)?;
+        }
+        let states: Vec<_> = self.nodes.values().map(|node| (node.id, node.state.0)).collect();
+        Err(format!(
+            "liveness: after healing and {SETTLE_TICKS_MAX} ticks, applied {states:?}, \
+             acknowledged up to {target}"
+        ))
+    }
+}

@@ -1,0 +1,277 @@
+//! `Raft::step`: one message from a peer. Term rules first (§5.1, thesis
+//! §9.6 and §6.2 for pre-vote and leases), then votes (§5.2, §5.4.1), then
+//! what each role does with the rest.
+
+use super::core::{Raft, Role};
+use super::message::{Body, Entry, Index, Message, SnapshotMeta, Term};
+use super::ready::{RaftError, ReadState};
+use super::store::{LogStore, StoreError};
+
+impl<S: LogStore> Raft<S> {
+    /// Handles a message from a peer. A message not addressed to this node,
+    /// from a non-member, or malformed is refused with `Invalid` and changes
+    /// nothing; no message can make this panic.
+    pub fn step(&mut self, message: Message) -> Result<(), RaftError> {
+        if message.to != self.config.id || !self.is_peer(message.from) {
+            return Err(RaftError::Invalid(format!(
+                "message from {} to {} is not for member {}",
+                message.from, message.to, self.config.id
+            )));
+        }
+        if message.term > self.term {
+            if !self.newer_term(&message) {
+                return Ok(());
+            }
+        } else if message.term < self.term {
+            self.older_term(&message);
+            return Ok(());
+        }
+        match (&message.body, self.role) {
+            (Body::Vote { .. }, _) => {
+                self.vote_asked(&message);
+                Ok(())
+            }
+            (_, Role::Leader) => self.step_leader(message),
+            (_, Role::Candidate | Role::PreCandidate) => self.step_candidate(message),
+            (_, Role::Follower) => self.step_follower(message),
+        }
+    }
+
+    /// A message from a newer term. Returns whether to go on handling it.
+    fn newer_term(&mut self, message: &Message) -> bool {
+        match message.body {
+            Body::Vote { pre, transfer, .. } => {
+                // A follower that heard from its leader within the minimum
+                // election timeout ignores would-be disruptors (§6 of the
+                // thesis); a transfer overrides that.
+                let in_lease = self.config.check_quorum
+                    && self.leader != 0
+                    && self.election_elapsed < self.config.election_ticks;
+                if in_lease && !transfer {
+                    return false;
+                }
+                if !pre {
+                    self.become_follower(message.term, 0);
+                }
+                true
+            }
+            // A granted pre-vote carries the term the candidate will stand
+            // in; only the real election moves terms.
+            Body::VoteResponse { pre: true, granted: true } => true,
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
+                self.become_follower(message.term, message.from);
+                true
+            }
+            _ => {
+                self.become_follower(message.term, 0);
+                true
+            }
+        }
+    }
+
+    /// A message from an older term: tell a stale leader or pre-candidate
+    /// the current term, ignore the rest.
+    fn older_term(&mut self, message: &Message) {
+        match message.body {
+            Body::Append { .. } | Body::Heartbeat { .. } => {
+                let body =
+                    Body::AppendResponse { reject: true, index: 0, hint_index: 0, hint_term: 0 };
+                self.send(message.from, body);
+            }
+            Body::Vote { pre: true, .. } => {
+                self.send(message.from, Body::VoteResponse { pre: true, granted: false });
+            }
+            _ => {}
+        }
+    }
+
+    /// Grants a vote if this node has not voted otherwise in the term and
+    /// the candidate's log is at least as up to date (§5.2, §5.4.1).
+    fn vote_asked(&mut self, message: &Message) {
+        let Body::Vote { pre, last_index, last_term, .. } = message.body else { return };
+        let can_vote = self.vote == message.from
+            || (self.vote == 0 && self.leader == 0)
+            || (pre && message.term > self.term);
+        if can_vote && self.log.is_up_to_date(last_index, last_term) {
+            self.send_at(message.from, message.term, Body::VoteResponse { pre, granted: true });
+            if !pre {
+                self.reset_election_timer();
+                self.vote = message.from;
+            }
+        } else {
+            self.send(message.from, Body::VoteResponse { pre, granted: false });
+        }
+    }
+
+    /// A (pre-)candidate counts votes; a leader's message makes it follow.
+    fn step_candidate(&mut self, message: Message) -> Result<(), RaftError> {
+        match message.body {
+            Body::VoteResponse { pre, granted } => {
+                if pre != (self.role == Role::PreCandidate) {
+                    return Ok(()); // an answer to an earlier phase
+                }
+                self.votes.entry(message.from).or_insert(granted);
+                if self.election_won() {
+                    self.win(pre);
+                } else if self.election_lost() {
+                    let term = self.term;
+                    self.become_follower(term, 0);
+                }
+                Ok(())
+            }
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. } => {
+                let term = self.term;
+                self.become_follower(term, message.from);
+                self.step_follower(message)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A follower takes entries, commits, snapshots and read answers.
+    fn step_follower(&mut self, message: Message) -> Result<(), RaftError> {
+        let from = message.from;
+        match message.body {
+            Body::Append { .. } => {
+                self.heard_from_leader(from);
+                self.append(message)
+            }
+            Body::Heartbeat { commit, round } => {
+                self.heard_from_leader(from);
+                self.log.commit_to(commit.min(self.log.last_index()));
+                self.send(from, Body::HeartbeatResponse { round });
+                Ok(())
+            }
+            Body::Snapshot { meta } => {
+                if meta.term > message.term || meta.index >= INDEX_MAX {
+                    return Err(RaftError::Invalid(format!("peer {from} sent snapshot {meta:?}")));
+                }
+                self.heard_from_leader(from);
+                self.install_snapshot(from, meta);
+                Ok(())
+            }
+            Body::TimeoutNow => {
+                self.campaign(false, true);
+                Ok(())
+            }
+            Body::ReadIndexResponse { ctx, index } => {
+                if self.forwarded_reads.remove(&ctx) {
+                    if index == 0 {
+                        self.reads_failed.push(ctx);
+                    } else {
+                        self.reads_ready.push(ReadState { ctx, index });
+                    }
+                }
+                Ok(())
+            }
+            Body::ReadIndex { ctx } => {
+                self.send(from, Body::ReadIndexResponse { ctx, index: 0 });
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The leader of this term spoke: no election for a while.
+    fn heard_from_leader(&mut self, leader: super::message::NodeId) {
+        self.election_elapsed = 0;
+        self.set_leader(leader);
+    }
+
+    /// AppendEntries receiver rules (§5.3), with a conflict hint on
+    /// rejection.
+    fn append(&mut self, message: Message) -> Result<(), RaftError> {
+        let (from, term) = (message.from, message.term);
+        let Body::Append { prev_index, prev_term, entries, commit } = message.body else {
+            return Ok(());
+        };
+        check_entries(prev_index, term, &entries)?;
+        let committed = self.log.committed();
+        if prev_index < committed {
+            let body = Body::AppendResponse {
+                reject: false,
+                index: committed,
+                hint_index: 0,
+                hint_term: 0,
+            };
+            self.send(from, body);
+            return Ok(());
+        }
+        if !self.log.matches(prev_index, prev_term)? {
+            let hint = prev_index.min(self.log.last_index());
+            let hint_index = self.log.find_conflict_by_term(hint, prev_term);
+            let hint_term = match self.log.term(hint_index) {
+                Ok(term) => term,
+                Err(StoreError::Compacted) => 0,
+                Err(error) => return Err(error.into()),
+            };
+            let body =
+                Body::AppendResponse { reject: true, index: prev_index, hint_index, hint_term };
+            self.send(from, body);
+            return Ok(());
+        }
+        if let Some(conflict) = self.first_conflict(&entries)? {
+            if conflict <= committed {
+                return Err(RaftError::Invalid(format!(
+                    "peer {from} sent an entry {conflict} that conflicts with the committed log"
+                )));
+            }
+        }
+        let last_new = prev_index + entries.len() as u64;
+        self.log.append_after_check(entries)?;
+        self.log.commit_to(commit.min(last_new));
+        let body =
+            Body::AppendResponse { reject: false, index: last_new, hint_index: 0, hint_term: 0 };
+        self.send(from, body);
+        Ok(())
+    }
+
+    /// The first of `entries` whose term differs from the log's there.
+    fn first_conflict(&self, entries: &[Entry]) -> Result<Option<Index>, RaftError> {
+        for entry in entries {
+            if !self.log.matches(entry.index, entry.term)? {
+                return Ok(Some(entry.index));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes the leader's snapshot unless the log already covers it.
+    fn install_snapshot(&mut self, from: super::message::NodeId, meta: SnapshotMeta) {
+        let committed = self.log.committed();
+        let index = if meta.index <= committed {
+            committed
+        } else if meta.index <= self.log.last_index() && self.log.term(meta.index) == Ok(meta.term)
+        {
+            self.log.commit_to(meta.index);
+            meta.index
+        } else {
+            self.log.restore(meta);
+            meta.index
+        };
+        let body = Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 };
+        self.send(from, body);
+    }
+}
+
+/// Indices at or above this come only from a broken or hostile peer (a log
+/// of 2^62 entries is out of reach), and refusing them keeps index
+/// arithmetic free of overflow.
+pub(super) const INDEX_MAX: Index = 1 << 62;
+
+/// A leader's entries follow `prev_index` one by one, none from a later
+/// term than the message's.
+fn check_entries(prev_index: Index, term: Term, entries: &[Entry]) -> Result<(), RaftError> {
+    if prev_index >= INDEX_MAX {
+        return Err(RaftError::Invalid(format!("append after index {prev_index}")));
+    }
+    for (offset, entry) in entries.iter().enumerate() {
+        if entry.index != prev_index + 1 + offset as u64 || entry.term > term || entry.term == 0 {
+            return Err(RaftError::Invalid(format!(
+                "append after {prev_index} holds entry {} of term {} out of place",
+                entry.index, entry.term
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The Raft paper's situations as short scripts, on a single node fed by
+//! hand or on the simulated cluster (src/raft/sim). Each reads as a story:
+//! set the scene, do one thing, check what Raft must (not) do.
+
+use rdb::raft::sim::Cluster;
+use rdb::raft::{Body, Config, Entry, EntryKind, HardState, MemStore, Message, Raft, Ready, Role};
+
+/// Bounds every "until" loop in these scripts.
+const ROUNDS_MAX: u32 = 500;
+
+/// Persists a node's readies into its own store and returns what it sent.
+fn flush(raft: &mut Raft<MemStore>) -> Vec<Message> {
+    let mut sent = Vec::new();
+    for _ in 0..ROUNDS_MAX {
+        if !raft.has_ready() {
+            return sent;
+        }
+        let ready: Ready = raft.ready().unwrap();
+        if let Some(hard_state) = ready.hard_state {
+            raft.store_mut().hard_state = hard_state;
+        }
+        raft.store_mut().append(&ready.entries);
+        sent.extend(ready.messages.iter().cloned());
+        raft.advance(&ready).unwrap();
+    }
+    panic!("node never ran out of work");
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry { term, index, kind: EntryKind::Normal, data: vec![index.to_le_bytes()[0]] }
+}
+
+fn message(from: u64, to: u64, term: u64, body: Body) -> Message {
+    Message { from, to, term, body }
+}
+
+/// Node 1 of {1, 2, 3}, holding `entries` and having seen `term`, elected
+/// leader with node 2's vote. Returns it with the term it leads.
+fn elected_leader(entries: Vec<Entry>, term: u64) -> (Raft<MemStore>, u64) {
+    let store = MemStore {
+        hard_state: HardState { term, vote: 0, commit: 0 },
+        entries,
+        ..Default::default()
+    };
+    let mut config = Config::new(1, vec![1, 2, 3]);
+    config.pre_vote = false;
+    let mut raft = Raft::new(config, store).unwrap();
+    for _ in 0..ROUNDS_MAX {
+        if raft.role() == Role::Candidate {
+            break;
+        }
+        raft.tick().unwrap();
+    }
+    let term = raft.term();
+    flush(&mut raft);
+    raft.step(message(2, 1, term, Body::VoteResponse { pre: false, granted: true })).unwrap();
+    assert_eq!(raft.role(), Role::Leader);
+    flush(&mut raft);
+    (raft, term)
+}
+
+fn accept(raft: &mut Raft<MemStore>, from: u64, index: u64) {
+    let term = raft.term();
+    let body = Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 };
+    raft.step(message(from, 1, term, body)).unwrap();
+    flush(raft);
+}
+
+/// §5.4.2, Figure 8: a leader never commits an entry of an earlier term by
+/// counting replicas; it commits it only with an entry of its own term.
+#[test]
+fn figure_8_old_term_entries_commit_only_with_a_current_term_entry() {
+    // Node 1 holds an entry of term 2 that it never committed.
+    let (mut leader, term) = elected_leader(vec![entry(1, 1), entry(2, 2)], 2);
+    assert!(term > 2);
+    assert_eq!(leader.last_index(), 3, "the new leader appended its no-op at 3");
+
+    // Node 2 now holds the term-2 entry too: a majority, but of an old term.
+    accept(&mut leader, 2, 2);
+    assert_eq!(leader.committed(), 0, "replica counting must not commit term 2's entry");
+
+    // Once node 2 holds the no-op of the leader's term, both commit.
+    accept(&mut leader, 2, 3);
+    assert_eq!(leader.committed(), 3);
+}
+
+/// §5.4.1: a node refuses its vote to a candidate whose log is less up to
+/// date: an older last term, or the same term and a shorter log.
+#[test]
+fn votes_go_only_to_candidates_at_least_as_up_to_date() {
+    let store = MemStore { entries: vec![entry(1, 1), entry(2, 3)], ..Default::default() };
+    let mut voter = Raft::new(Config::new(1, vec![1, 2, 3]), store).unwrap();
+    let ask = |term, last_index, last_term| {
+        message(2, 1, term, Body::Vote { pre: false, last_index, last_term, transfer: false })
+    };
+    let granted = |sent: &[Message]| {
+        sent.iter().any(|m| matches!(m.body, Body::VoteResponse { granted: true, .. }))
+    };
+
+    voter.step(ask(5, 9, 2)).unwrap();
+    assert!(!granted(&flush(&mut voter)), "longer log but older last term");
+    voter.step(ask(6, 1, 3)).unwrap();
+    assert!(!granted(&flush(&mut voter)), "same last term, shorter log");
+    voter.step(ask(7, 2, 3)).unwrap();
+    assert!(granted(&flush(&mut voter)), "same last term and length");
+    assert_eq!(voter.store_mut().hard_state.vote, 2, "the vote is persisted with the grant");
+}
+
+/// Thesis §9.6: a node cut off for a long time comes back; pre-vote keeps
+/// it from bumping its term, so the healthy leader stays.
+#[test]
+fn a_rejoining_node_does_not_depose_a_healthy_leader() {
+    let mut cluster = Cluster::new(3, 7);
+    let leader = settle_leader(&mut cluster);
+    let term = term_of(&cluster, leader);
+    let outsider = other_than(&cluster, &[leader]);
+
+    // The outsider is cut off and times out again and again.
+    let rest: Vec<u64> = cluster.members().iter().copied().filter(|&id| id != outsider).collect();
+    cluster.partition(&[outsider], &rest);
+    for _ in 0..100 {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+
+    // It rejoins: the leader and its term are unchanged.
+    cluster.heal();
+    for _ in 0..30 {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+    assert_eq!(cluster.leader(), Some(leader));
+    assert_eq!(term_of(&cluster, leader), term, "pre-vote kept the term");
+}
+
+/// A leader cut off from the majority: the majority elects a new leader
+/// and commits; the stale leader steps down (check-quorum), never commits,
+/// and never serves a read; after healing it follows and catches up.
+#[test]
+fn a_partitioned_leader_steps_down_and_cannot_serve_reads() {
+    let mut cluster = Cluster::new(5, 11);
+    let old = settle_leader(&mut cluster);
+    let old_term = term_of(&cluster, old);
+    let majority: Vec<u64> = cluster.members().iter().copied().filter(|&id| id != old).collect();
+    cluster.partition(&[old], &majority);
+
+    // The stale leader takes a write and a read it must not complete.
+    let stale_index = cluster.propose(old).unwrap().expect("it still thinks it leads");
+    cluster.read(old).unwrap();
+    cluster.deliver_all().unwrap();
+    assert_eq!(cluster.stats.reads, 0, "no read without a majority's heartbeat answers");
+
+    // The majority moves on.
+    let new = elect_among(&mut cluster, &majority);
+    let index = cluster.propose(new).unwrap().expect("the new leader accepts");
+    cluster.deliver_all().unwrap();
+    assert!(cluster.nodes[&new].raft.as_ref().unwrap().committed() >= index);
+    for _ in 0..20 {
+        // Two election timeouts: the old leader's check-quorum runs.
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+    assert_eq!(cluster.nodes[&old].raft.as_ref().unwrap().role(), Role::Follower);
+    assert_eq!(cluster.stats.reads, 0, "the stale leader never served the read");
+
+    // Healed, the old leader follows and holds the new leader's entry at
+    // the index its own uncommitted write had.
+    cluster.heal();
+    for _ in 0..40 {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+    assert_eq!(cluster.leader(), Some(new));
+    let log = cluster.nodes[&old].raft.as_ref().unwrap().log();
+    let new_log = cluster.nodes[&new].raft.as_ref().unwrap().log();
+    assert_eq!(log.term(stale_index).unwrap(), new_log.term(stale_index).unwrap());
+    assert!(new_log.term(stale_index).unwrap() > old_term, "the stale write was overwritten");
+}
+
+/// A minority partition cannot commit; the majority keeps going; a crashed
+/// and restarted follower catches up through a snapshot once the leader has
+/// compacted the entries it lacks.
+#[test]
+fn a_minority_cannot_commit_and_a_lagging_follower_catches_up_by_snapshot() {
+    let mut cluster = Cluster::new(5, 3);
+    let leader = settle_leader(&mut cluster);
+    let minority = [other_than(&cluster, &[leader]), 0];
+    let minority = [minority[0], other_than(&cluster, &[leader, minority[0]])];
+    let majority: Vec<u64> =
+        cluster.members().iter().copied().filter(|id| !minority.contains(id)).collect();
+    cluster.partition(&minority, &majority);
+    cluster.crash(minority[0]);
+
+    for _ in 0..20 {
+        cluster.propose(leader).unwrap();
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+    let committed = cluster.nodes[&leader].raft.as_ref().unwrap().committed();
+    assert!(committed >= 20, "the majority committed, got {committed}");
+    let behind = cluster.nodes[&minority[1]].raft.as_ref().unwrap().committed();
+    assert!(behind < committed, "the minority did not");
+
+    // The leader compacts everything it applied; the crashed node returns.
+    cluster.compact(leader);
+    cluster.heal();
+    cluster.restart(minority[0]).unwrap();
+    for _ in 0..60 {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+    }
+    let caught_up = &cluster.nodes[&minority[0]];
+    assert!(caught_up.disk.snapshot.index >= committed - 1, "it installed the leader's snapshot");
+    assert_eq!(caught_up.state, cluster.nodes[&leader].state, "same state machine");
+}
+
+/// Thesis §3.10: leadership transfer hands over to a caught-up follower
+/// without an election timeout, and no write is lost.
+#[test]
+fn leadership_transfer_hands_over_promptly() {
+    let mut cluster = Cluster::new(3, 5);
+    let leader = settle_leader(&mut cluster);
+    let index = cluster.propose(leader).unwrap().unwrap();
+    cluster.deliver_all().unwrap();
+    let target = other_than(&cluster, &[leader]);
+
+    cluster.transfer(leader, target).unwrap();
+    cluster.deliver_all().unwrap();
+    assert_eq!(cluster.leader(), Some(target), "no tick needed");
+    let again = cluster.propose(target).unwrap().unwrap();
+    cluster.deliver_all().unwrap();
+    assert!(again > index);
+    assert!(cluster.acked.contains_key(&index) && cluster.acked.contains_key(&again));
+}
+
+/// Elects a leader by ticking everyone until one appears.
+fn settle_leader(cluster: &mut Cluster) -> u64 {
+    for _ in 0..ROUNDS_MAX {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+        if let Some(leader) = cluster.leader() {
+            let committed = cluster.nodes[&leader].raft.as_ref().unwrap().committed();
+            if committed > 0 {
+                return leader;
+            }
+        }
+    }
+    panic!("no leader elected");
+}
+
+/// Ticks `group` (and everyone else, cut off) until a member of it leads.
+fn elect_among(cluster: &mut Cluster, group: &[u64]) -> u64 {
+    for _ in 0..ROUNDS_MAX {
+        cluster.tick_all(1).unwrap();
+        cluster.deliver_all().unwrap();
+        let leaders: Vec<u64> = group
+            .iter()
+            .copied()
+            .filter(|id| cluster.nodes[id].raft.as_ref().is_some_and(|r| r.role() == Role::Leader))
+            .collect();
+        if let [leader] = leaders[..] {
+            return leader;
+        }
+    }
+    panic!("the group elected nobody");
+}
+
+fn term_of(cluster: &Cluster, id: u64) -> u64 {
+    cluster.nodes[&id].raft.as_ref().unwrap().term()
+}
+
+fn other_than(cluster: &Cluster, not: &[u64]) -> u64 {
+    cluster.members().iter().copied().find(|id| !not.contains(id)).unwrap()
+}
