@@ -19,6 +19,16 @@ use super::progress::{is_lost, is_majority, Progress};
 use super::ready::{RaftError, ReadState, Ready};
 use super::store::LogStore;
 
+/// The next number of the splitmix64 sequence at `state`: small, fast and
+/// good enough for timeouts and test schedules (not for secrets).
+pub fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// A node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -296,11 +306,7 @@ impl<S: LogStore> Raft<S> {
     /// A fresh random timeout in `election_ticks..2 * election_ticks`.
     pub(super) fn reset_election_timer(&mut self) {
         self.election_elapsed = 0;
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
+        let z = splitmix64(&mut self.rng);
         let spread = u64::from(self.config.election_ticks);
         let extra = u32::try_from(z % spread).expect("below a u32");
         self.election_timeout = self.config.election_ticks + extra;

@@ -91,8 +91,8 @@ impl<S: LogStore> RaftLog<S> {
         self.term(self.last_index()).unwrap_or(0)
     }
 
-    /// The term at `index`: `Ok(None)` past the end, `Compacted` before the
-    /// snapshot.
+    /// The term at `index`: `Compacted` before the snapshot, `Fatal` past
+    /// the end (callers check `last_index` first).
     pub fn term(&self, index: Index) -> Result<Term, StoreError> {
         if index > self.last_index() {
             return Err(StoreError::Fatal(format!("term of {index} beyond the log")));

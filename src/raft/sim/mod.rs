@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 pub use self::checker::Checker;
 pub use self::network::{Envelope, Network, IN_FLIGHT_MAX};
 pub use self::node::{proposal_data, PendingProposal, SimNode};
-use super::core::Role;
+use super::core::{splitmix64, Role};
 use super::message::{Index, NodeId};
 use super::ready::RaftError;
 
@@ -42,11 +42,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
 
     /// A number in `0..n` (n > 0).
