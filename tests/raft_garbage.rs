@@ -67,8 +67,7 @@ fn any_body(rng: &mut Rng) -> Body {
     }
 }
 
-/// A node of {1, 2, 3}; as leader if asked (a single-node election is not
-/// possible, so its vote comes from node 2).
+/// Node 1 of {1, 2, 3}, made leader if asked by a vote from node 2.
 fn node(leader: bool) -> Raft<MemStore> {
     let mut config = Config::new(1, vec![1, 2, 3]);
     config.pre_vote = false;
@@ -104,9 +103,14 @@ fn feed(leader: bool, seed: u64) {
             any_body(&mut rng)
         };
         let message = Message { from, to, term, body };
+        let before = (raft.hard_state(), raft.role(), raft.last_index());
         match raft.step(message) {
             Ok(()) => {}
-            Err(RaftError::Invalid(_)) => refused += 1,
+            Err(RaftError::Invalid(_)) => {
+                let after = (raft.hard_state(), raft.role(), raft.last_index());
+                assert_eq!(before, after, "seed {seed}: a refused message changed the node");
+                refused += 1;
+            }
             Err(other) => panic!("seed {seed}: unexpected {other}"),
         }
         // Persist what it asks for, so that later messages meet a real log.

@@ -184,8 +184,8 @@ fn a_partitioned_leader_steps_down_and_cannot_serve_reads() {
 fn a_minority_cannot_commit_and_a_lagging_follower_catches_up_by_snapshot() {
     let mut cluster = Cluster::new(5, 3);
     let leader = settle_leader(&mut cluster);
-    let minority = [other_than(&cluster, &[leader]), 0];
-    let minority = [minority[0], other_than(&cluster, &[leader, minority[0]])];
+    let first = other_than(&cluster, &[leader]);
+    let minority = [first, other_than(&cluster, &[leader, first])];
     let majority: Vec<u64> =
         cluster.members().iter().copied().filter(|id| !minority.contains(id)).collect();
     cluster.partition(&minority, &majority);

@@ -21,7 +21,7 @@ pub struct Config {
     pub pre_vote: bool,
     /// A leader that has not heard from a majority within an election
     /// timeout steps down; followers that heard from a leader within one
-    /// ignore vote requests (thesis §6.2).
+    /// ignore vote requests (thesis §6.2 and §4.2.3).
     pub check_quorum: bool,
     /// Appends in flight per follower.
     pub inflight_max: usize,

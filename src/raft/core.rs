@@ -207,8 +207,7 @@ impl<S: LogStore> Raft<S> {
         }
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
-            self.election_elapsed = 0;
-            self.campaign(self.config.pre_vote, false);
+            return self.campaign(self.config.pre_vote, false);
         }
         Ok(())
     }
@@ -347,7 +346,7 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// Starts a (pre-)election; `transfer` bypasses voters' leader leases.
-    pub(super) fn campaign(&mut self, pre: bool, transfer: bool) {
+    pub(super) fn campaign(&mut self, pre: bool, transfer: bool) -> Result<(), RaftError> {
         let vote_term = if pre {
             self.role = Role::PreCandidate;
             self.set_leader(0);
@@ -371,6 +370,7 @@ impl<S: LogStore> Raft<S> {
             let body = Body::Vote { pre, last_index, last_term, transfer };
             self.send_at(peer, vote_term, body);
         }
+        Ok(())
     }
 
     /// Whether the votes so far make a majority.
@@ -386,17 +386,17 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// A pre-election won leads to the election; an election to leadership.
-    pub(super) fn win(&mut self, pre: bool) {
+    pub(super) fn win(&mut self, pre: bool) -> Result<(), RaftError> {
         if pre {
-            self.campaign(false, false);
+            self.campaign(false, false)
         } else {
-            self.become_leader();
+            self.become_leader()
         }
     }
 
     /// Leads the current term: fresh progress for everyone, then a no-op
     /// entry so that earlier entries can commit (§5.4.2).
-    fn become_leader(&mut self) {
+    fn become_leader(&mut self) -> Result<(), RaftError> {
         self.role = Role::Leader;
         self.set_leader(self.config.id);
         self.end_leadership();
@@ -416,9 +416,7 @@ impl<S: LogStore> Raft<S> {
         let index = self.log.last_index() + 1;
         let noop = Entry { term: self.term, index, kind: EntryKind::Noop, data: Vec::new() };
         self.log.append(vec![noop]);
-        // Sending can only fail on a store error, which the next call that
-        // returns a Result reports again; the no-op goes out on a heartbeat.
-        let _ = self.broadcast_append(true);
+        self.broadcast_append(true)
     }
 
     /// The hard state as it stands.

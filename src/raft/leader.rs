@@ -3,7 +3,7 @@
 //! transfer (thesis §3.10).
 
 use super::core::{PendingRead, Raft};
-use super::message::{Body, Index, Message, NodeId};
+use super::message::{Body, Index, Message, NodeId, Term};
 use super::progress::{is_majority, quorum_index, ProgressState};
 use super::ready::{RaftError, ReadState};
 use super::store::{LogStore, StoreError};
@@ -79,13 +79,13 @@ impl<S: LogStore> Raft<S> {
             return Ok(false);
         }
         let prev_index = next - 1;
-        let prev_term = match self.log.term(prev_index) {
-            Ok(term) => term,
-            Err(StoreError::Compacted) => return self.send_snapshot(to),
-            Err(error) => return Err(error.into()),
-        };
-        let entries = match self.log.entries(next, last + 1, self.config.message_bytes_max) {
-            Ok(entries) => entries,
+        let bytes_max = self.config.message_bytes_max;
+        let read = self
+            .log
+            .term(prev_index)
+            .and_then(|prev_term| Ok((prev_term, self.log.entries(next, last + 1, bytes_max)?)));
+        let (prev_term, entries) = match read {
+            Ok(read) => read,
             Err(StoreError::Compacted) => return self.send_snapshot(to),
             Err(error) => return Err(error.into()),
         };
@@ -161,12 +161,9 @@ impl<S: LogStore> Raft<S> {
         }
         let read = PendingRead { from, ctx, index: committed, round: self.round + 1 };
         self.pending_reads.push_back(read);
-        if self.config.members.len() == 1 {
-            self.round += 1;
-            self.confirm_reads();
-        } else {
-            self.round_due = true;
-        }
+        self.round_due = true;
+        // Alone, this node is its own majority: confirmed at once.
+        self.confirm_reads();
     }
 
     /// Releases the reads whose round a majority has answered.
@@ -178,8 +175,7 @@ impl<S: LogStore> Raft<S> {
                 .iter()
                 .filter(|(&id, p)| id == own || p.round_acked >= read.round)
                 .count();
-            let single = self.config.members.len() == 1 && read.round <= self.round;
-            if !single && !is_majority(acks, self.config.members.len()) {
+            if !is_majority(acks, self.config.members.len()) {
                 break;
             }
             self.pending_reads.pop_front();
@@ -221,7 +217,7 @@ impl<S: LogStore> Raft<S> {
         from: NodeId,
         rejected: Index,
         hint_index: Index,
-        hint_term: u64,
+        hint_term: Term,
     ) -> Result<(), RaftError> {
         let next = if hint_term > 0 {
             self.log.find_conflict_by_term(hint_index, hint_term) + 1

@@ -5,7 +5,7 @@
 //! never overwritten (asserted); unstable entries shadow stored ones at the
 //! same index until the node persists them and `stable_to` drops them.
 
-use super::message::{Entry, Index, SnapshotMeta, Term};
+use super::message::{count_within, Entry, Index, SnapshotMeta, Term};
 use super::store::{LogStore, StoreError};
 
 /// What is not on disk yet.
@@ -132,24 +132,15 @@ impl<S: LogStore> RaftLog<S> {
         last_term > our_term || (last_term == our_term && last_index >= self.last_index())
     }
 
-    /// Appends entries after the leader's consistency check passed: skips the
-    /// ones already held, truncates from the first conflict. Returns the last
-    /// index the leader's message covers.
-    pub fn append_after_check(&mut self, entries: Vec<Entry>) -> Result<Index, StoreError> {
-        let Some(last_new) = entries.last().map(|entry| entry.index) else {
-            return Ok(0);
-        };
-        let mut new = Vec::new();
-        for entry in entries {
-            let held = entry.index <= self.last_index() && self.matches(entry.index, entry.term)?;
-            if !held || !new.is_empty() {
-                new.push(entry);
+    /// How many of `entries` (consecutive, from a leader) the log already
+    /// holds with the same terms: the index of the first to append.
+    pub fn matching_prefix(&self, entries: &[Entry]) -> Result<usize, StoreError> {
+        for (held, entry) in entries.iter().enumerate() {
+            if !self.matches(entry.index, entry.term)? {
+                return Ok(held);
             }
         }
-        if !new.is_empty() {
-            self.append(new);
-        }
-        Ok(last_new)
+        Ok(entries.len())
     }
 
     /// Appends `entries` at their indices, dropping any held from the first.
@@ -189,20 +180,15 @@ impl<S: LogStore> RaftLog<S> {
         } else {
             Vec::new()
         };
-        let mut bytes: usize = out.iter().map(Entry::size_bytes).sum();
         let next = lo + out.len() as u64;
-        if next < self.unstable.offset && next < hi {
-            return Ok(out); // stopped by size
+        if next >= hi || next < self.unstable.offset {
+            return Ok(out); // all of it, or the store stopped at the size limit
         }
-        for index in next.max(self.unstable.offset)..hi {
-            let at = usize::try_from(index - self.unstable.offset).expect("fits memory");
-            let entry = &self.unstable.entries[at];
-            bytes += entry.size_bytes();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(entry.clone());
-        }
+        let offset =
+            |index: Index| usize::try_from(index - self.unstable.offset).expect("fits memory");
+        let unstable = &self.unstable.entries[offset(next.max(self.unstable.offset))..offset(hi)];
+        let bytes_used = out.iter().map(Entry::size_bytes).sum();
+        out.extend_from_slice(&unstable[..count_within(unstable, bytes_used, max_bytes)]);
         Ok(out)
     }
 
@@ -283,5 +269,46 @@ impl<S: LogStore> RaftLog<S> {
             return snapshot.index.saturating_sub(1).min(self.store.last_index());
         }
         self.store.last_index().min(self.unstable.offset - 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::{EntryKind, MemStore};
+
+    fn entry(index: Index) -> Entry {
+        Entry { term: 1, index, kind: EntryKind::Normal, data: vec![0; 8] }
+    }
+
+    /// Entries 1..=3 stored, 4..=5 unstable; each counts 32 bytes.
+    fn log() -> RaftLog<MemStore> {
+        let mut store = MemStore::default();
+        store.append(&[entry(1), entry(2), entry(3)]);
+        let mut log = RaftLog::new(store, 0, 0).unwrap();
+        log.append(vec![entry(4), entry(5)]);
+        log
+    }
+
+    fn indices(entries: &[Entry]) -> Vec<Index> {
+        entries.iter().map(|entry| entry.index).collect()
+    }
+
+    #[test]
+    fn entries_span_the_store_and_the_unstable_buffer() {
+        let log = log();
+        assert_eq!(indices(&log.entries(2, 6, usize::MAX).unwrap()), [2, 3, 4, 5]);
+        assert_eq!(indices(&log.entries(1, 3, usize::MAX).unwrap()), [1, 2], "store only");
+        assert_eq!(indices(&log.entries(4, 9, usize::MAX).unwrap()), [4, 5], "unstable only");
+        assert!(log.entries(5, 5, usize::MAX).unwrap().is_empty());
+    }
+
+    #[test]
+    fn entries_stop_at_the_size_limit_but_never_before_the_first() {
+        let log = log();
+        assert_eq!(indices(&log.entries(1, 6, 64).unwrap()), [1, 2], "stops in the store");
+        assert_eq!(indices(&log.entries(3, 6, 64).unwrap()), [3, 4], "stops in the buffer");
+        assert_eq!(indices(&log.entries(2, 6, 1).unwrap()), [2], "one entry always goes");
+        assert_eq!(indices(&log.entries(4, 6, 1).unwrap()), [4]);
     }
 }

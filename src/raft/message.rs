@@ -44,6 +44,20 @@ impl Entry {
     }
 }
 
+/// How many of `entries` fit within `bytes_max` when `bytes_used` are
+/// already taken; never none when nothing is taken yet, so that one entry
+/// larger than the limit still goes out on its own.
+pub fn count_within(entries: &[Entry], bytes_used: usize, bytes_max: usize) -> usize {
+    let mut bytes = bytes_used;
+    for (count, entry) in entries.iter().enumerate() {
+        bytes += entry.size_bytes();
+        if bytes > bytes_max && (count > 0 || bytes_used > 0) {
+            return count;
+        }
+    }
+    entries.len()
+}
+
 /// The per-entry allowance in size accounting.
 pub const ENTRY_OVERHEAD_BYTES: usize = 24;
 
@@ -164,6 +178,13 @@ pub enum Body {
         /// (not leader any more).
         index: Index,
     },
+}
+
+impl Body {
+    /// A follower's answer that its log matches the leader's up to `index`.
+    pub fn accepted(index: Index) -> Self {
+        Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 }
+    }
 }
 
 impl Message {

@@ -9,7 +9,7 @@
 //! The protocol is the Raft paper's (elections §5.2, log replication §5.3,
 //! the election restriction §5.4.1 and the commit rule §5.4.2) with the
 //! thesis's pre-vote and check-quorum (§9.6, §6.2), ReadIndex reads (§6.4),
-//! leadership transfer (§3.10) and snapshot installation (§5 of chapter 5).
+//! leadership transfer (§3.10) and snapshot installation (chapter 5).
 //! Membership is fixed at start.
 //!
 //! The node uses it like this: after every input, while `has_ready()`, take

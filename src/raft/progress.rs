@@ -140,7 +140,7 @@ impl Progress {
         if self.next_index.checked_sub(1) != Some(rejected) {
             return false; // answers an older probe
         }
-        self.next_index = (self.match_index + 1).max(next.min(rejected)).max(1);
+        self.next_index = (self.match_index + 1).max(next.min(rejected));
         self.probe_sent = false;
         true
     }

@@ -1,9 +1,9 @@
-//! `Raft::step`: one message from a peer. Term rules first (§5.1, thesis
-//! §9.6 and §6.2 for pre-vote and leases), then votes (§5.2, §5.4.1), then
+//! `Raft::step`: one message from a peer. Validation first, then term rules
+//! (§5.1; thesis §9.6 pre-vote, §4.2.3 leases), then votes (§5.2, §5.4.1), then
 //! what each role does with the rest.
 
 use super::core::{Raft, Role};
-use super::message::{Body, Entry, Index, Message, SnapshotMeta, Term};
+use super::message::{Body, Entry, Index, Message, NodeId, SnapshotMeta, Term};
 use super::ready::{RaftError, ReadState};
 use super::store::{LogStore, StoreError};
 
@@ -18,6 +18,7 @@ impl<S: LogStore> Raft<S> {
                 message.from, message.to, self.config.id
             )));
         }
+        validate(&message)?;
         if message.term > self.term {
             if !self.newer_term(&message) {
                 return Ok(());
@@ -42,8 +43,8 @@ impl<S: LogStore> Raft<S> {
         match message.body {
             Body::Vote { pre, transfer, .. } => {
                 // A follower that heard from its leader within the minimum
-                // election timeout ignores would-be disruptors (§6 of the
-                // thesis); a transfer overrides that.
+                // election timeout ignores would-be disruptors (thesis
+                // §4.2.3); a transfer overrides that.
                 let in_lease = self.config.check_quorum
                     && self.leader != 0
                     && self.election_elapsed < self.config.election_ticks;
@@ -112,8 +113,9 @@ impl<S: LogStore> Raft<S> {
                 }
                 self.votes.entry(message.from).or_insert(granted);
                 if self.election_won() {
-                    self.win(pre);
-                } else if self.election_lost() {
+                    return self.win(pre);
+                }
+                if self.election_lost() {
                     let term = self.term;
                     self.become_follower(term, 0);
                 }
@@ -143,17 +145,11 @@ impl<S: LogStore> Raft<S> {
                 Ok(())
             }
             Body::Snapshot { meta } => {
-                if meta.term > message.term || meta.index >= INDEX_MAX {
-                    return Err(RaftError::Invalid(format!("peer {from} sent snapshot {meta:?}")));
-                }
                 self.heard_from_leader(from);
                 self.install_snapshot(from, meta);
                 Ok(())
             }
-            Body::TimeoutNow => {
-                self.campaign(false, true);
-                Ok(())
-            }
+            Body::TimeoutNow => self.campaign(false, true),
             Body::ReadIndexResponse { ctx, index } => {
                 if self.forwarded_reads.remove(&ctx) {
                     if index == 0 {
@@ -173,7 +169,7 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// The leader of this term spoke: no election for a while.
-    fn heard_from_leader(&mut self, leader: super::message::NodeId) {
+    fn heard_from_leader(&mut self, leader: NodeId) {
         self.election_elapsed = 0;
         self.set_leader(leader);
     }
@@ -181,20 +177,13 @@ impl<S: LogStore> Raft<S> {
     /// AppendEntries receiver rules (§5.3), with a conflict hint on
     /// rejection.
     fn append(&mut self, message: Message) -> Result<(), RaftError> {
-        let (from, term) = (message.from, message.term);
+        let from = message.from;
         let Body::Append { prev_index, prev_term, entries, commit } = message.body else {
             return Ok(());
         };
-        check_entries(prev_index, term, &entries)?;
         let committed = self.log.committed();
         if prev_index < committed {
-            let body = Body::AppendResponse {
-                reject: false,
-                index: committed,
-                hint_index: 0,
-                hint_term: 0,
-            };
-            self.send(from, body);
+            self.send(from, Body::accepted(committed));
             return Ok(());
         }
         if !self.log.matches(prev_index, prev_term)? {
@@ -210,34 +199,27 @@ impl<S: LogStore> Raft<S> {
             self.send(from, body);
             return Ok(());
         }
-        if let Some(conflict) = self.first_conflict(&entries)? {
-            if conflict <= committed {
+        let last_new = prev_index + entries.len() as u64;
+        let held = self.log.matching_prefix(&entries)?;
+        if let Some(conflict) = entries.get(held) {
+            if conflict.index <= committed {
                 return Err(RaftError::Invalid(format!(
-                    "peer {from} sent an entry {conflict} that conflicts with the committed log"
+                    "peer {from} sent an entry {} that conflicts with the committed log",
+                    conflict.index
                 )));
             }
+            // Entries already held stay; from the first conflict on, the
+            // leader's replace ours (§5.3).
+            let mut entries = entries;
+            self.log.append(entries.split_off(held));
         }
-        let last_new = prev_index + entries.len() as u64;
-        self.log.append_after_check(entries)?;
         self.log.commit_to(commit.min(last_new));
-        let body =
-            Body::AppendResponse { reject: false, index: last_new, hint_index: 0, hint_term: 0 };
-        self.send(from, body);
+        self.send(from, Body::accepted(last_new));
         Ok(())
     }
 
-    /// The first of `entries` whose term differs from the log's there.
-    fn first_conflict(&self, entries: &[Entry]) -> Result<Option<Index>, RaftError> {
-        for entry in entries {
-            if !self.log.matches(entry.index, entry.term)? {
-                return Ok(Some(entry.index));
-            }
-        }
-        Ok(None)
-    }
-
     /// Takes the leader's snapshot unless the log already covers it.
-    fn install_snapshot(&mut self, from: super::message::NodeId, meta: SnapshotMeta) {
+    fn install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
         let committed = self.log.committed();
         let index = if meta.index <= committed {
             committed
@@ -249,8 +231,7 @@ impl<S: LogStore> Raft<S> {
             self.log.restore(meta);
             meta.index
         };
-        let body = Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 };
-        self.send(from, body);
+        self.send(from, Body::accepted(index));
     }
 }
 
@@ -258,6 +239,20 @@ impl<S: LogStore> Raft<S> {
 /// of 2^62 entries is out of reach), and refusing them keeps index
 /// arithmetic free of overflow.
 pub(super) const INDEX_MAX: Index = 1 << 62;
+
+/// Refuses a message whose fields no correct peer sends, before anything
+/// (the term included) changes.
+fn validate(message: &Message) -> Result<(), RaftError> {
+    match &message.body {
+        Body::Append { prev_index, entries, .. } => {
+            check_entries(*prev_index, message.term, entries)
+        }
+        Body::Snapshot { meta } if meta.term > message.term || meta.index >= INDEX_MAX => {
+            Err(RaftError::Invalid(format!("peer {} sent snapshot {meta:?}", message.from)))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A leader's entries follow `prev_index` one by one, none from a later
 /// term than the message's.

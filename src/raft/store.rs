@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use super::message::{Entry, HardState, Index, SnapshotMeta, Term};
+use super::message::{count_within, Entry, HardState, Index, SnapshotMeta, Term};
 
 /// Why a store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,17 +138,10 @@ impl LogStore for MemStore {
         if hi > self.last_index() + 1 {
             return Err(StoreError::Fatal(format!("entries up to {hi} asked beyond the log")));
         }
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for index in lo..hi {
-            let entry = self.entry(index).expect("checked above");
-            bytes += entry.size_bytes();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(entry.clone());
-        }
-        Ok(out)
+        let offset =
+            |index: Index| usize::try_from(index - self.snapshot.index - 1).expect("fits memory");
+        let wanted = &self.entries[offset(lo)..offset(hi.max(lo))];
+        Ok(wanted[..count_within(wanted, 0, max_bytes)].to_vec())
     }
 
     fn snapshot(&self) -> Result<SnapshotMeta, StoreError> {

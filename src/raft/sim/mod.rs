@@ -15,12 +15,14 @@
 mod checker;
 mod network;
 mod node;
+mod random;
 
 use std::collections::BTreeMap;
 
 pub use self::checker::Checker;
 pub use self::network::{Envelope, Network, IN_FLIGHT_MAX};
 pub use self::node::{proposal_data, PendingProposal, SimNode};
+pub use self::random::Faults;
 use super::core::{splitmix64, Role};
 use super::message::{Index, NodeId};
 use super::ready::RaftError;
@@ -285,6 +287,3 @@ impl Cluster {
         &self.members
     }
 }
-
-mod random;
-pub use self::random::Faults;

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use super::super::config::Config;
 use super::super::core::{Raft, Role};
-use super::super::message::{Index, NodeId, Term};
+use super::super::message::{Body, Index, NodeId, Term};
 use super::super::ready::Ready;
-use super::super::store::MemStore;
+use super::super::store::{LogStore, MemStore};
 use super::checker::{data_hash, Checker};
 use super::network::{Envelope, Network, SnapshotState};
 
@@ -143,7 +143,7 @@ impl SimNode {
             self.state = (meta.index, incoming.state_hash);
         }
         if let Some(first) = ready.entries.first() {
-            let mut prev_term = self.disk.term_at(first.index - 1);
+            let mut prev_term = self.disk.term(first.index - 1).unwrap_or(0);
             for entry in &ready.entries {
                 checker.persisted(self.id, entry, prev_term)?;
                 prev_term = entry.term;
@@ -166,8 +166,7 @@ impl SimNode {
     /// Puts the ready's messages on the network.
     fn send(&self, ready: &Ready, network: &mut Network) {
         for message in &ready.messages {
-            let snapshot = matches!(message.body, super::super::message::Body::Snapshot { .. })
-                .then_some(self.snapshot);
+            let snapshot = matches!(message.body, Body::Snapshot { .. }).then_some(self.snapshot);
             network.send(Envelope { message: message.clone(), snapshot });
         }
     }
@@ -240,30 +239,12 @@ impl SimNode {
     pub fn compact(&mut self) {
         let Some(raft) = self.raft.as_mut() else { return };
         let index = self.state.0;
-        if index <= self.disk.snapshot.index || index > self.disk.last_index_held() {
+        if index <= self.disk.snapshot.index || index > self.disk.last_index() {
             return;
         }
         raft.store_mut().compact(index);
         self.disk.compact(index);
         self.snapshot = SnapshotState { meta: self.disk.snapshot, state_hash: self.state.1 };
-    }
-}
-
-/// Small conveniences over the in-memory store.
-trait DiskExt {
-    /// The term at `index`, 0 when unknown.
-    fn term_at(&self, index: Index) -> Term;
-    /// The last index held.
-    fn last_index_held(&self) -> Index;
-}
-
-impl DiskExt for MemStore {
-    fn term_at(&self, index: Index) -> Term {
-        super::super::store::LogStore::term(self, index).unwrap_or(0)
-    }
-
-    fn last_index_held(&self) -> Index {
-        super::super::store::LogStore::last_index(self)
     }
 }
 

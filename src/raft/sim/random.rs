@@ -5,25 +5,27 @@
 use super::super::message::NodeId;
 use super::{Cluster, SETTLE_TICKS_MAX};
 
-/// How hostile a random run is, in percent per step.
+/// How hostile a random run is. Each step picks an action; these are the
+/// chances, in percent, that the action turns into a fault.
 #[derive(Debug, Clone, Copy)]
 pub struct Faults {
-    /// A message is lost instead of delivered.
+    /// A picked delivery loses the message instead.
     pub loss: u64,
-    /// A message is delivered twice.
+    /// A picked delivery also leaves a copy in flight.
     pub duplicate: u64,
-    /// The partition changes.
+    /// A picked partition step (3 % of steps) changes the partition.
     pub partition: u64,
-    /// A node crashes (never more than a minority at once... or not: see
-    /// `crash_any`).
+    /// A picked crash step (3 % of steps) on a running node crashes it (on
+    /// a crashed node it always restarts it).
     pub crash: u64,
-    /// Crashes may take down a majority (safety must hold; progress stops).
+    /// Crashes may take down a majority (safety must hold; progress stops);
+    /// otherwise at most a minority is down at once.
     pub crash_any: bool,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { loss: 5, duplicate: 3, partition: 2, crash: 1, crash_any: true }
+        Faults { loss: 5, duplicate: 3, partition: 20, crash: 10, crash_any: true }
     }
 }
 
@@ -94,7 +96,7 @@ impl Cluster {
 
     /// Heals, or cuts a random node off (both ways or one way).
     fn change_partition(&mut self, faults: Faults) -> Result<(), String> {
-        if !self.rng.chance(faults.partition * 10) {
+        if !self.rng.chance(faults.partition) {
             return Ok(());
         }
         let id = self.random_member();
@@ -120,7 +122,7 @@ impl Cluster {
         if self.nodes[&id].raft.is_none() {
             return self.restart(id);
         }
-        if !self.rng.chance(faults.crash * 10) {
+        if !self.rng.chance(faults.crash) {
             return Ok(());
         }
         let down = self.nodes.values().filter(|node| node.raft.is_none()).count();
