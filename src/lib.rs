@@ -16,5 +16,10 @@
 //! See `../shared/DESIGN.md` for the layout the rest of the crate will follow
 //! (`raft`, `kv`, `node`, `rpc`, `http`).
 
+pub mod cli;
+pub mod http;
+pub mod kv;
+pub mod node;
 pub mod raft;
+pub mod rpc;
 pub use rdb_storage as storage;

@@ -1,21 +1,26 @@
-//! The `rdb` command line. The node is not built yet: today the binary only
-//! reports its version, so that packaging and CI have a real target.
+//! The `rdb` command line: parses flags and hands over to [`rdb::cli`].
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use rdb::cli::{Cli, Cmd, DevOptions};
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version" | "-V") => {
-            println!("rdb {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!(
-                "rdb {}: the node (`rdb serve`, `rdb dev`) is not implemented yet; \
-                 only the storage layer exists. Usage: rdb --version",
-                env!("CARGO_PKG_VERSION")
-            );
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Serve(args) => args.resolve().and_then(|config| rdb::cli::serve(&config)),
+        Cmd::Dev(args) => rdb::cli::dev(&DevOptions {
+            nodes: args.nodes,
+            data_dir: args.data_dir,
+            http_port: args.http_port,
+            raft_port: args.raft_port,
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(why) => {
+            eprintln!("rdb: {why}");
             ExitCode::from(2)
         }
     }

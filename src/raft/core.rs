@@ -185,6 +185,14 @@ impl<S: LogStore> Raft<S> {
         self.log.store_mut()
     }
 
+    /// On the leader, each member's match index (empty on other roles).
+    pub fn match_indexes(&self) -> Vec<(NodeId, Index)> {
+        if self.role != Role::Leader {
+            return Vec::new();
+        }
+        self.progress.iter().map(|(id, progress)| (*id, progress.match_index)).collect()
+    }
+
     /// The settings.
     pub fn config(&self) -> &Config {
         &self.config

@@ -28,7 +28,7 @@ mod step;
 mod store;
 
 pub use self::config::Config;
-pub use self::core::{Raft, Role};
+pub use self::core::{splitmix64, Raft, Role};
 pub use self::log::RaftLog;
 pub use self::message::{
     Body, Entry, EntryKind, HardState, Index, Message, NodeId, SnapshotMeta, Term,

@@ -1,0 +1,134 @@
+//! The settings of `rdb serve`: a TOML file, overridden by flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::node::NodeConfig;
+use crate::raft::NodeId;
+use crate::rpc::RpcConfig;
+
+/// Members in a cluster, at most.
+pub const MEMBERS_MAX: usize = 9;
+
+/// Everything `rdb serve` needs. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// This node's id: a positive integer listed in `peers`.
+    pub id: NodeId,
+    /// Where the WAL and the state file live.
+    pub data_dir: PathBuf,
+    /// The client API address.
+    pub http: SocketAddr,
+    /// The peer address this node listens on (default: its entry in `peers`).
+    pub raft: Option<SocketAddr>,
+    /// Every member as `id=host:port`, comma-separated, this node included.
+    pub peers: String,
+    /// A name shared by the members; peers presenting another are refused.
+    pub cluster: String,
+    /// The Raft tick in milliseconds.
+    pub tick_ms: u64,
+    /// Ticks without a leader before an election.
+    pub election_ticks: u32,
+    /// Milliseconds a client request may take before 503/504.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            id: 0,
+            data_dir: PathBuf::from("/var/lib/rdb"),
+            http: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            raft: None,
+            peers: String::new(),
+            cluster: "rdb".into(),
+            tick_ms: 100,
+            election_ticks: 10,
+            request_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a TOML file; unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("config file: {e}"))
+    }
+
+    /// The members, checked.
+    pub fn members(&self) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+        let mut members = BTreeMap::new();
+        for item in self.peers.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let (id, addr) =
+                item.split_once('=').ok_or_else(|| format!("peer {item:?} is not id=host:port"))?;
+            let id: NodeId =
+                id.trim().parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
+            let addr: SocketAddr =
+                addr.trim().parse().map_err(|e| format!("peer {id} address {addr:?}: {e}"))?;
+            if id == 0 || members.insert(id, addr).is_some() {
+                return Err(format!("peer id {id} is 0 or listed twice"));
+            }
+        }
+        if members.len() > MEMBERS_MAX {
+            return Err(format!("{} members; at most {MEMBERS_MAX} are supported", members.len()));
+        }
+        if !members.contains_key(&self.id) {
+            return Err(format!("--id {} is not among --peers {:?}", self.id, self.peers));
+        }
+        Ok(members)
+    }
+
+    /// The node's settings.
+    pub fn node(&self) -> Result<NodeConfig, String> {
+        if self.tick_ms == 0 || self.request_timeout_ms == 0 || self.election_ticks < 2 {
+            return Err("tick_ms and request_timeout_ms must be > 0, election_ticks >= 2".into());
+        }
+        Ok(NodeConfig {
+            id: self.id,
+            members: self.members()?.into_keys().collect(),
+            data_dir: self.data_dir.clone(),
+            tick: Duration::from_millis(self.tick_ms),
+            election_ticks: self.election_ticks,
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+        })
+    }
+
+    /// The RPC edge's settings.
+    pub fn rpc(&self) -> Result<RpcConfig, String> {
+        let members = self.members()?;
+        let listen = self.raft.unwrap_or(members[&self.id]);
+        Ok(RpcConfig { id: self.id, listen, members, cluster: self.cluster.clone() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_with_every_key_parses_and_checks() {
+        let config = ServeConfig::from_toml(
+            "id = 2\ndata_dir = \"/tmp/x\"\nhttp = \"0.0.0.0:8082\"\n\
+             peers = \"1=10.0.0.1:9081, 2=10.0.0.2:9081,3=10.0.0.3:9081\"\n\
+             cluster = \"prod\"\ntick_ms = 50\nelection_ticks = 20\nrequest_timeout_ms = 2000\n",
+        )
+        .expect("valid");
+        assert_eq!(config.node().expect("valid").members, vec![1, 2, 3]);
+        assert_eq!(config.rpc().expect("valid").listen, "10.0.0.2:9081".parse().expect("addr"));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(ServeConfig::from_toml("idd = 1").unwrap_err().contains("idd"));
+        let config = |peers: &str| ServeConfig { id: 1, peers: peers.into(), ..Default::default() };
+        assert!(config("1=x").members().unwrap_err().contains("address"));
+        assert!(config("2=127.0.0.1:1").members().unwrap_err().contains("not among"));
+        assert!(config("1=127.0.0.1:1,1=127.0.0.1:2").members().unwrap_err().contains("twice"));
+        assert!(config("0=127.0.0.1:1").members().is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! `rdb dev`: a local cluster on 127.0.0.1 for trying rdb out. Each node is
+//! a child process running `rdb serve`; Ctrl-C stops them all.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// Nodes in a dev cluster, at most.
+pub const DEV_NODES_MAX: u16 = 7;
+/// How long to wait for the first leader before saying so.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
+/// What `rdb dev` starts.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// How many nodes (1 to [`DEV_NODES_MAX`]).
+    pub nodes: u16,
+    /// Parent of each node's data directory.
+    pub data_dir: PathBuf,
+    /// HTTP port of node 1; node i uses `http_port + i - 1`.
+    pub http_port: u16,
+    /// Peer port of node 1; node i uses `raft_port + i - 1`.
+    pub raft_port: u16,
+}
+
+/// Starts the cluster and waits for Ctrl-C (or for a node to exit).
+pub fn dev(options: &DevOptions) -> Result<(), String> {
+    if !(1..=DEV_NODES_MAX).contains(&options.nodes) {
+        return Err(format!("--nodes must be from 1 to {DEV_NODES_MAX}"));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let ids: Vec<u16> = (1..=options.nodes).collect();
+    let port = |base: u16, id: u16| base.checked_add(id - 1).ok_or("port out of range");
+    let mut peers = Vec::new();
+    for &id in &ids {
+        peers.push(format!("{id}=127.0.0.1:{}", port(options.raft_port, id)?));
+    }
+    let peers = peers.join(",");
+    let (stop_tx, stop) = std::sync::mpsc::channel();
+    let on_signal = stop_tx.clone();
+    ctrlc::set_handler(move || {
+        let _ = on_signal.send(());
+    })
+    .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let mut children = Vec::new();
+    for &id in &ids {
+        let data_dir = options.data_dir.join(format!("node{id}"));
+        let child = Command::new(&exe)
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--peers", &peers])
+            .args(["--http", &format!("127.0.0.1:{}", port(options.http_port, id)?)])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .spawn()
+            .map_err(|e| format!("cannot start node {id}: {e}"));
+        match child {
+            Ok(child) => children.push((id, child)),
+            Err(why) => {
+                stop_all(&mut children);
+                return Err(why);
+            }
+        }
+    }
+    print_usage(options, &ids);
+    wait_for_leader(options.http_port);
+    let result = supervise(&mut children, &stop);
+    stop_all(&mut children);
+    result
+}
+
+fn print_usage(options: &DevOptions, ids: &[u16]) {
+    let http = |id: u16| format!("http://127.0.0.1:{}", options.http_port + id - 1);
+    println!("rdb dev: {} nodes, data under {}", ids.len(), options.data_dir.display());
+    for &id in ids {
+        println!(
+            "  node {id}: {}/command  (peers on 127.0.0.1:{})",
+            http(id),
+            options.raft_port + id - 1
+        );
+    }
+    let url = http(1);
+    println!("\nTry:");
+    println!("  curl -s -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"put\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
+    println!("  curl -s -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"get\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
+    println!("  curl -s -X POST {url}/command -d '{{\"action\":\"list collections\"}}'");
+    println!("  curl -s {url}/status");
+    println!("\nCtrl-C stops every node.");
+}
+
+fn wait_for_leader(http_port: u16) {
+    let started = Instant::now();
+    while started.elapsed() < LEADER_WAIT {
+        if http_get(http_port, "/health").is_some_and(|answer| answer.starts_with("HTTP/1.1 200")) {
+            println!("A leader is elected; the cluster is ready.");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("No leader after {LEADER_WAIT:?}; see the nodes' logs above.");
+}
+
+/// A minimal GET against a local node, for the readiness check.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    stream.take(64 * 1024).read_to_string(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn supervise(
+    children: &mut [(u16, Child)],
+    stop: &std::sync::mpsc::Receiver<()>,
+) -> Result<(), String> {
+    loop {
+        if stop.recv_timeout(Duration::from_millis(200)).is_ok() {
+            println!("\nStopping the cluster.");
+            return Ok(());
+        }
+        for (id, child) in children.iter_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("node {id} exited ({status}); stopping the others"));
+            }
+        }
+    }
+}
+
+fn stop_all(children: &mut Vec<(u16, Child)>) {
+    for (_, child) in children.iter_mut() {
+        let _ = child.kill();
+    }
+    for (_, mut child) in children.drain(..) {
+        let _ = child.wait();
+    }
+}

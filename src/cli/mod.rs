@@ -1,0 +1,105 @@
+//! The command line: `rdb serve` and `rdb dev`.
+
+mod config;
+mod dev;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use config::{ServeConfig, MEMBERS_MAX};
+pub use dev::{dev, DevOptions, DEV_NODES_MAX};
+pub use serve::serve;
+
+/// rdb: a fault-tolerant, replicated key-value store.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run one node (what the systemd unit runs).
+    Serve(ServeArgs),
+    /// Run a local cluster on 127.0.0.1 for trying rdb out.
+    Dev(DevArgs),
+}
+
+/// `rdb serve` flags; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A TOML config file (keys as the long flags, with underscores).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id, listed in --peers.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// The data directory (wal/, state/).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The client API address.
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// The peer address to listen on (default: this node's entry in --peers).
+    #[arg(long)]
+    pub raft: Option<std::net::SocketAddr>,
+    /// Every member as id=host:port, comma-separated, this node included.
+    #[arg(long)]
+    pub peers: Option<String>,
+    /// The cluster name peers must share.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// The Raft tick in milliseconds.
+    #[arg(long)]
+    pub tick_ms: Option<u64>,
+    /// Ticks without a leader before an election.
+    #[arg(long)]
+    pub election_ticks: Option<u32>,
+    /// Milliseconds before a request is answered 503 or 504.
+    #[arg(long)]
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The config file (if any) with the flags applied over it.
+    pub fn resolve(&self) -> Result<ServeConfig, String> {
+        let mut config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                ServeConfig::from_toml(&text)?
+            }
+            None => ServeConfig::default(),
+        };
+        macro_rules! apply {
+            ($($field:ident),*) => { $( if let Some(value) = &self.$field { config.$field = value.clone().into(); } )* };
+        }
+        apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
+        if self.raft.is_some() {
+            config.raft = self.raft;
+        }
+        Ok(config)
+    }
+}
+
+/// `rdb dev` flags.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Where the nodes keep their data (one directory each).
+    #[arg(long, default_value = "rdb-dev")]
+    pub data_dir: PathBuf,
+    /// HTTP port of node 1 (node i: this + i - 1).
+    #[arg(long, default_value_t = 8081)]
+    pub http_port: u16,
+    /// Peer port of node 1 (node i: this + i - 1).
+    #[arg(long, default_value_t = 9081)]
+    pub raft_port: u16,
+}

@@ -1,0 +1,117 @@
+//! The HTTP edge (tide on async-std): POST /command, GET /health,
+//! GET /status and GET /metrics, as API.md specifies them.
+//!
+//! Handlers only translate: a request body goes to [`NodeHandle::execute`],
+//! which parses, proposes or reads, forwards to the leader when needed and
+//! times out; its [`Reply`] becomes the status and JSON body. The body is
+//! read with a hard limit, so an oversized request is refused without being
+//! held in memory.
+
+use std::fmt::Write as _;
+
+use futures::AsyncReadExt;
+use tide::{Body, Request, Response, StatusCode};
+
+use crate::kv::{Reply, BODY_BYTES_MAX};
+use crate::node::NodeHandle;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_S: &str = "1";
+
+/// Serves the API on `listener` until the process ends.
+pub async fn serve(listener: std::net::TcpListener, node: NodeHandle) -> std::io::Result<()> {
+    let mut app = tide::with_state(node);
+    app.at("/command").all(command);
+    app.at("/health").get(health);
+    app.at("/status").get(status);
+    app.at("/metrics").get(metrics);
+    app.listen(async_std::net::TcpListener::from(listener)).await
+}
+
+async fn command(mut request: Request<NodeHandle>) -> tide::Result {
+    if request.method() != tide::http::Method::Post {
+        let mut response = respond(&Reply::error(405, "use POST on /command"));
+        response.insert_header("Allow", "POST");
+        return Ok(response);
+    }
+    if request.len().is_some_and(|len| len > BODY_BYTES_MAX) {
+        return Ok(respond(&too_large()));
+    }
+    let limit = u64::try_from(BODY_BYTES_MAX).unwrap_or(u64::MAX) + 1;
+    let mut body = Vec::new();
+    let read = request.take_body().take(limit).read_to_end(&mut body).await;
+    if let Err(error) = read {
+        return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))));
+    }
+    if body.len() > BODY_BYTES_MAX {
+        return Ok(respond(&too_large()));
+    }
+    let reply = request.state().execute(&body, false).await;
+    Ok(respond(&reply))
+}
+
+fn too_large() -> Reply {
+    Reply::error(413, format!("the body is larger than {BODY_BYTES_MAX} bytes"))
+}
+
+/// A reply as an HTTP response.
+fn respond(reply: &Reply) -> Response {
+    let status = StatusCode::try_from(reply.status).unwrap_or(StatusCode::InternalServerError);
+    let mut response = Response::new(status);
+    response.set_body(Body::from_json(&reply.body).unwrap_or_else(|_| Body::empty()));
+    if reply.status == 503 {
+        response.insert_header("Retry-After", RETRY_AFTER_S);
+    }
+    response
+}
+
+async fn health(request: Request<NodeHandle>) -> tide::Result {
+    let status = request.state().status();
+    let reply = if status.healthy() {
+        Reply {
+            status: 200,
+            body: serde_json::json!({"status": "ok", "id": status.id, "leader": status.leader,
+                                     "term": status.term, "role": status.role}),
+        }
+    } else {
+        Reply {
+            status: 503,
+            body: serde_json::json!({"status": "unavailable", "id": status.id,
+                                     "leader": status.leader, "role": status.role,
+                                     "error": "no known leader, or applying too far behind"}),
+        }
+    };
+    Ok(respond(&reply))
+}
+
+async fn status(request: Request<NodeHandle>) -> tide::Result {
+    let status = request.state().status();
+    let body = serde_json::to_value(&status).unwrap_or_default();
+    Ok(respond(&Reply { status: 200, body }))
+}
+
+async fn metrics(request: Request<NodeHandle>) -> tide::Result {
+    let node = request.state();
+    let status = node.status();
+    let mut out = String::new();
+    node.metrics().render(&mut out);
+    let gauges = [
+        ("rdb_raft_term", "The current Raft term.", status.term),
+        ("rdb_raft_leader", "The leader's id (0: none known).", status.leader),
+        ("rdb_raft_commit_index", "The highest committed index.", status.commit_index),
+        ("rdb_raft_applied_index", "The highest applied index.", status.applied_index),
+        ("rdb_raft_last_log_index", "The last index in the log.", status.last_log_index),
+        ("rdb_snapshot_index", "The index of the newest snapshot.", status.snapshot_index),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    out.push_str("# HELP rdb_raft_role 1 for this node's role.\n# TYPE rdb_raft_role gauge\n");
+    for role in ["follower", "pre-candidate", "candidate", "leader"] {
+        let _ = writeln!(out, "rdb_raft_role{{role=\"{role}\"}} {}", u8::from(role == status.role));
+    }
+    let mut response = Response::new(StatusCode::Ok);
+    response.set_body(out);
+    response.set_content_type("text/plain; version=0.0.4");
+    Ok(response)
+}

@@ -1,0 +1,122 @@
+//! The reads: answered from a read transaction of the state file, on the
+//! thread that serves the request.
+
+use rdb_storage::btree::{KeyRange, ReadTxn};
+use serde_json::json;
+
+use super::reply::Reply;
+use super::{data_tree, index_tree, value_hash};
+
+/// A read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// Look a value up.
+    GetValue {
+        /// The collection.
+        collection: String,
+        /// The value.
+        value: String,
+    },
+    /// Read by key.
+    GetKey {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+    },
+    /// Keys in order.
+    Range {
+        /// The collection.
+        collection: String,
+        /// The first key included.
+        start: Option<String>,
+        /// The first key excluded.
+        end: Option<String>,
+        /// Keys must start with this.
+        prefix: Option<String>,
+        /// At most this many items.
+        limit: usize,
+    },
+    /// The names of all collections.
+    ListCollections,
+}
+
+impl Query {
+    /// The API action, for metrics.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Query::GetValue { .. } | Query::GetKey { .. } => "get",
+            Query::Range { .. } => "range",
+            Query::ListCollections => "list collections",
+        }
+    }
+
+    /// Answers the query from `txn`. A storage error is returned as such:
+    /// the caller reports it, since the state file cannot be trusted.
+    pub fn run(&self, txn: &ReadTxn) -> rdb_storage::Result<Reply> {
+        match self {
+            Query::GetKey { collection, key } => {
+                match txn.get(&data_tree(collection), key.as_bytes())? {
+                    Some(value) => Ok(Reply::item(collection, key, &text(value))),
+                    None => Ok(Reply::not_found(collection, "key")),
+                }
+            }
+            Query::GetValue { collection, value } => {
+                let found = txn.get(&index_tree(collection), &value_hash(value))?;
+                let Some(key) = found else { return Ok(Reply::not_found(collection, "value")) };
+                Ok(Reply::item(collection, &text(key), value))
+            }
+            Query::Range { collection, start, end, prefix, limit } => {
+                let range = KeyRange {
+                    start: start.as_ref().map(|s| s.as_bytes().to_vec()),
+                    end: end.as_ref().map(|s| s.as_bytes().to_vec()),
+                    prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
+                    reverse: false,
+                };
+                range_items(txn, collection, &range, *limit)
+            }
+            Query::ListCollections => {
+                let mut names: Vec<String> = txn
+                    .list_trees()?
+                    .into_iter()
+                    .filter_map(|tree| tree.strip_prefix("d/").map(str::to_string))
+                    .collect();
+                names.sort();
+                let joined = names.join(", ");
+                Ok(Reply {
+                    status: 200,
+                    body: json!({"collection": "", "key": "", "value": joined,
+                                 "collections": names}),
+                })
+            }
+        }
+    }
+}
+
+fn range_items(
+    txn: &ReadTxn,
+    collection: &str,
+    range: &KeyRange,
+    limit: usize,
+) -> rdb_storage::Result<Reply> {
+    let tree = data_tree(collection);
+    if !txn.tree_exists(&tree)? {
+        return Ok(Reply::not_found(collection, "collection"));
+    }
+    let mut items = Vec::new();
+    let mut more = false;
+    for item in txn.range(&tree, range)? {
+        let (key, value) = item?;
+        if items.len() == limit {
+            more = true;
+            break;
+        }
+        items.push(json!({"key": text(key), "value": text(value)}));
+    }
+    Ok(Reply { status: 200, body: json!({"collection": collection, "items": items, "more": more}) })
+}
+
+/// Stored keys and values are the UTF-8 of JSON strings.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

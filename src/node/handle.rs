@@ -1,0 +1,212 @@
+//! The node as the front ends see it: execute a client request, deliver a
+//! peer message, read the status.
+
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use rdb_storage::btree::Db;
+
+use super::metrics::Metrics;
+use super::status::Status;
+use super::{Forwarder, Input, NodeConfig};
+use crate::kv::{Command, Consistency, Query, Reply, Request};
+use crate::raft::{Message, NodeId, RaftError};
+
+/// Pause before retrying a request while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
+
+/// A cheap, cloneable handle on a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    /// Shared by every clone.
+    inner: Arc<Inner>,
+}
+
+/// What every clone shares.
+struct Inner {
+    /// This node.
+    id: NodeId,
+    /// The event loop's inbox.
+    inbox: SyncSender<Input>,
+    /// The state file, for reads on the caller's thread.
+    db: Db,
+    /// Published by the loop after each round.
+    status: Arc<Mutex<Status>>,
+    /// Request and storage metrics.
+    metrics: Arc<Metrics>,
+    /// Forwards to the leader; set once the RPC edge is up.
+    forwarder: OnceLock<Box<dyn Forwarder>>,
+    /// The request timeout.
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("id", &self.inner.id).finish_non_exhaustive()
+    }
+}
+
+impl NodeHandle {
+    pub(super) fn new(
+        config: &NodeConfig,
+        inbox: SyncSender<Input>,
+        db: Db,
+        status: Arc<Mutex<Status>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let inner = Inner {
+            id: config.id,
+            inbox,
+            db,
+            status,
+            metrics,
+            forwarder: OnceLock::new(),
+            timeout: config.request_timeout,
+        };
+        NodeHandle { inner: Arc::new(inner) }
+    }
+
+    /// Installs the way to reach the leader (once).
+    pub fn set_forwarder(&self, forwarder: Box<dyn Forwarder>) {
+        let _ = self.inner.forwarder.set(forwarder);
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The status after the loop's latest round.
+    pub fn status(&self) -> Status {
+        self.inner.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Queues a peer's message; when the inbox is full it is dropped, which
+    /// Raft treats as a lost message.
+    pub fn deliver(&self, message: Message) {
+        let _ = self.inner.inbox.try_send(Input::Peer(message));
+    }
+
+    /// Asks the loop to stop.
+    pub fn stop(&self) {
+        let _ = self.inner.inbox.try_send(Input::Stop);
+    }
+
+    /// Executes a POST /command body. `forwarded` requests came from a
+    /// follower and are not forwarded again.
+    pub async fn execute(&self, body: &[u8], forwarded: bool) -> Reply {
+        let started = Instant::now();
+        let (action, reply) = match Request::parse(body) {
+            Err(reply) => ("invalid", reply),
+            Ok(request) => {
+                let action = request.action();
+                let deadline = started + self.inner.timeout;
+                let reply = match request {
+                    Request::Write(command) => self.write(command, body, forwarded, deadline).await,
+                    Request::Read { query, consistency } => {
+                        self.read(&query, consistency, deadline).await
+                    }
+                };
+                (action, reply)
+            }
+        };
+        self.inner.metrics.request(action, reply.status, started.elapsed());
+        reply
+    }
+
+    async fn write(
+        &self,
+        command: Command,
+        body: &[u8],
+        forwarded: bool,
+        deadline: Instant,
+    ) -> Reply {
+        let payload = command.encode();
+        loop {
+            let (accepted_tx, accepted) = oneshot::channel();
+            let (done_tx, done) = oneshot::channel();
+            let input =
+                Input::Propose { payload: payload.clone(), accepted: accepted_tx, done: done_tx };
+            if self.inner.inbox.try_send(input).is_err() {
+                return busy();
+            }
+            match until(deadline, accepted).await {
+                Some(Ok(Ok(()))) => {
+                    return match until(deadline, done).await {
+                        Some(Ok(reply)) => reply,
+                        Some(Err(_)) => Reply::unavailable("the node stopped; outcome unknown"),
+                        None => Reply::error(504, "proposed, but not applied within the timeout"),
+                    }
+                }
+                Some(Ok(Err(RaftError::NotLeader { leader: Some(leader) }))) if !forwarded => {
+                    return self.forward(leader, body, deadline).await;
+                }
+                Some(Ok(Err(RaftError::Invalid(why)))) => return Reply::bad_request(why),
+                Some(Ok(Err(_))) if !forwarded && Instant::now() + RETRY_PAUSE < deadline => {
+                    async_std::task::sleep(RETRY_PAUSE).await;
+                }
+                _ => return no_leader(),
+            }
+        }
+    }
+
+    async fn forward(&self, leader: NodeId, body: &[u8], deadline: Instant) -> Reply {
+        let Some(forwarder) = self.inner.forwarder.get() else { return no_leader() };
+        match until(deadline, forwarder.forward(leader, body.to_vec())).await {
+            Some(Ok(reply)) => reply,
+            Some(Err(why)) => Reply::unavailable(format!("leader {leader} unreachable: {why}")),
+            None => Reply::error(504, format!("leader {leader} did not answer within the timeout")),
+        }
+    }
+
+    async fn read(&self, query: &Query, consistency: Consistency, deadline: Instant) -> Reply {
+        if consistency == Consistency::Linearizable {
+            if let Err(reply) = self.read_barrier(deadline).await {
+                return reply;
+            }
+        }
+        match query.run(&self.inner.db.begin_read()) {
+            Ok(reply) => reply,
+            Err(error) => Reply::error(500, format!("state file: {error}")),
+        }
+    }
+
+    /// Waits until this node's state file reflects every write acknowledged
+    /// before now (ReadIndex, thesis §6.4).
+    async fn read_barrier(&self, deadline: Instant) -> Result<(), Reply> {
+        loop {
+            let (ready_tx, ready) = oneshot::channel();
+            if self.inner.inbox.try_send(Input::Read { ready: ready_tx }).is_err() {
+                return Err(busy());
+            }
+            match until(deadline, ready).await {
+                Some(Ok(Ok(()))) => return Ok(()),
+                Some(Ok(Err(_))) if Instant::now() + RETRY_PAUSE < deadline => {
+                    async_std::task::sleep(RETRY_PAUSE).await;
+                }
+                _ => return Err(no_leader()),
+            }
+        }
+    }
+}
+
+/// Awaits `future` until `deadline`; None if the deadline passed first.
+async fn until<F: std::future::Future>(deadline: Instant, future: F) -> Option<F::Output> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    async_std::future::timeout(left, future).await.ok()
+}
+
+fn no_leader() -> Reply {
+    Reply::unavailable("no leader with a quorum within the request timeout; retry")
+}
+
+fn busy() -> Reply {
+    Reply::unavailable("the node is overloaded; retry")
+}

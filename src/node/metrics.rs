@@ -1,0 +1,99 @@
+//! Counters and latency histograms for GET /metrics, rendered in the
+//! Prometheus text exposition format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Histogram bucket upper bounds, in seconds.
+const BUCKETS_S: [f64; 12] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+/// A latency histogram.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Observations at or below each bound of [`BUCKETS_S`].
+    buckets: [u64; BUCKETS_S.len()],
+    /// All observations.
+    count: u64,
+    /// Their sum, in seconds.
+    sum_s: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter_mut().zip(BUCKETS_S) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_s += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (bucket, bound) in self.buckets.iter().zip(BUCKETS_S) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {bucket}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum_s);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// Everything counted; the maps are keyed by a small fixed set of actions
+/// and statuses, so they stay bounded.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Requests by (action, status).
+    requests: BTreeMap<(&'static str, u16), u64>,
+    /// Request latency by action.
+    latency: BTreeMap<&'static str, Histogram>,
+    /// WAL append-and-sync latency.
+    wal_sync: Histogram,
+}
+
+/// The node's metrics, shared by the event loop and the front ends.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Behind one lock: updates are a few additions.
+    counts: Mutex<Counts>,
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub fn request(&self, action: &'static str, status: u16, elapsed: Duration) {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *counts.requests.entry((action, status)).or_default() += 1;
+        counts.latency.entry(action).or_default().observe(elapsed);
+    }
+
+    /// Counts one WAL append-and-sync.
+    pub fn wal_sync(&self, elapsed: Duration) {
+        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.wal_sync.observe(elapsed);
+    }
+
+    /// Renders the counters (the caller adds gauges).
+    pub fn render(&self, out: &mut String) {
+        let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.push_str("# HELP rdb_requests_total Requests answered, by action and status.\n");
+        out.push_str("# TYPE rdb_requests_total counter\n");
+        for ((action, status), n) in &counts.requests {
+            let _ =
+                writeln!(out, "rdb_requests_total{{action=\"{action}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP rdb_request_seconds Request latency by action.\n");
+        out.push_str("# TYPE rdb_request_seconds histogram\n");
+        for (action, histogram) in &counts.latency {
+            histogram.render(out, "rdb_request_seconds", &format!("action=\"{action}\""));
+        }
+        out.push_str("# HELP rdb_wal_sync_seconds WAL append and fsync latency.\n");
+        out.push_str("# TYPE rdb_wal_sync_seconds histogram\n");
+        counts.wal_sync.render(out, "rdb_wal_sync_seconds", "");
+    }
+}

@@ -1,0 +1,116 @@
+//! The node: the one place that does IO for Raft.
+//!
+//! A node is a Raft core ([`crate::raft`]) over the WAL, a state file for the
+//! replicated key-value state ([`crate::kv`]), and an event loop on its own
+//! thread that owns all three. Everything else talks to the loop through a
+//! bounded inbox: the peer RPC edge delivers Raft messages into it, and the
+//! HTTP edge submits proposals and read requests through a [`NodeHandle`].
+//!
+//! The loop works in rounds. It waits for the first input or the next tick,
+//! then drains whatever else has arrived (up to a limit), so that every
+//! proposal that came in while the previous round was busy is appended to
+//! the WAL and made durable by one fsync: group commit. Then, in the order
+//! Raft's `Ready` prescribes, it sends messages, applies committed entries to
+//! the state file in one write transaction per round (carrying the applied
+//! index and term in the commit's metadata), answers the clients whose
+//! proposals were applied, and releases the reads whose read index is now
+//! applied. State-file commits are deferred and synced about once a second:
+//! the WAL already holds every applied entry, and a restart replays the WAL
+//! past the state file's applied index.
+//!
+//! A storage error in the loop stops the node (the process exits with a
+//! message naming the error) rather than let it diverge from its peers.
+
+mod event_loop;
+mod handle;
+mod metrics;
+mod status;
+mod wal_store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use futures::future::BoxFuture;
+
+pub use handle::NodeHandle;
+pub use metrics::Metrics;
+pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX};
+pub use wal_store::WalStore;
+
+use crate::kv::Reply;
+use crate::raft::{Message, NodeId, RaftError};
+
+/// Inputs queued for the event loop, at most this many.
+pub const INBOX_LEN_MAX: usize = 65_536;
+/// Inputs handled per round before the loop persists and sends.
+pub const ROUND_INPUTS_MAX: usize = 4_096;
+
+/// Settings of one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (never 0).
+    pub id: NodeId,
+    /// Every member's id, this node's included.
+    pub members: Vec<NodeId>,
+    /// Holds `wal/` and `state/`.
+    pub data_dir: PathBuf,
+    /// The Raft tick.
+    pub tick: Duration,
+    /// Ticks without a leader before an election (randomized up to twice).
+    pub election_ticks: u32,
+    /// How long a client request may take before it is answered 503 or 504.
+    pub request_timeout: Duration,
+}
+
+/// Sends Raft messages to peers. Delivery is best effort: Raft retries.
+pub trait Transport: Send + 'static {
+    /// Queues `messages` for their receivers.
+    fn send(&mut self, messages: Vec<Message>);
+}
+
+/// Carries a client request to another member (the leader) and brings back
+/// its answer.
+pub trait Forwarder: Send + Sync + 'static {
+    /// Forwards the raw request body to member `to`.
+    fn forward(&self, to: NodeId, request: Vec<u8>) -> BoxFuture<'static, Result<Reply, String>>;
+}
+
+/// What the event loop is asked to do.
+#[derive(Debug)]
+pub enum Input {
+    /// A Raft message from a peer.
+    Peer(Message),
+    /// A client write: `accepted` answers whether Raft took it, `done` the
+    /// result once it is applied.
+    Propose {
+        /// The encoded command.
+        payload: Vec<u8>,
+        /// Whether the proposal is in the leader's log.
+        accepted: oneshot::Sender<Result<(), RaftError>>,
+        /// The applied result.
+        done: oneshot::Sender<Reply>,
+    },
+    /// A linearizable read: answered once the state file is at least as new
+    /// as the read index.
+    Read {
+        /// Ok when the read may be served; an error says retry or forward.
+        ready: oneshot::Sender<Result<(), RaftError>>,
+    },
+    /// Stop the loop after this round.
+    Stop,
+}
+
+/// Opens the node's storage and returns its handle and the loop, not yet
+/// running: the RPC edge needs the handle before the loop needs the
+/// transport.
+pub fn open(config: NodeConfig) -> Result<(NodeHandle, event_loop::EventLoop), String> {
+    let (inbox, receiver) = std::sync::mpsc::sync_channel(INBOX_LEN_MAX);
+    let metrics = Arc::new(Metrics::default());
+    let event_loop = event_loop::EventLoop::open(&config, receiver, metrics.clone())?;
+    let handle = NodeHandle::new(&config, inbox, event_loop.db(), event_loop.status(), metrics);
+    Ok((handle, event_loop))
+}
+
+pub use event_loop::EventLoop;

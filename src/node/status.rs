@@ -1,0 +1,51 @@
+//! What the node reports about itself: GET /status, /health and the gauges
+//! of /metrics.
+
+use serde::Serialize;
+
+use crate::raft::{Index, NodeId, Term};
+
+/// A member's replication progress, as the leader sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The member.
+    pub id: NodeId,
+    /// The highest index known to match the leader's log.
+    pub match_index: Index,
+}
+
+/// The node's state after its latest event-loop round.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// follower, pre-candidate, candidate or leader.
+    pub role: &'static str,
+    /// The current term.
+    pub term: Term,
+    /// The leader this node knows of (0: none).
+    pub leader: NodeId,
+    /// The highest index known committed.
+    pub commit_index: Index,
+    /// The highest index applied to the state file.
+    pub applied_index: Index,
+    /// The last index in the log.
+    pub last_log_index: Index,
+    /// The index the newest snapshot covers (0: none yet).
+    pub snapshot_index: Index,
+    /// The first index the WAL holds.
+    pub wal_first_index: Index,
+    /// On the leader: each member's match index.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// How far the applied index may trail the commit index on a healthy node.
+pub const HEALTHY_APPLY_LAG_MAX: u64 = 10_000;
+
+impl Status {
+    /// In a cluster with a known leader, applying within bounds.
+    pub fn healthy(&self) -> bool {
+        self.leader != 0
+            && self.commit_index.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
+    }
+}

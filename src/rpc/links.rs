@@ -1,0 +1,295 @@
+//! The RPC thread: connections to peers, the per-peer send loops and the
+//! forwarding of client requests. Everything here runs on one
+//! single-threaded executor, so shared state is `Rc<RefCell<..>>`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use async_std::net::{TcpListener, TcpStream};
+use capnp::message::ReaderOptions;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, Disconnector, RpcSystem};
+use futures::channel::mpsc;
+use futures::executor::{LocalPool, LocalSpawner};
+use futures::task::LocalSpawnExt;
+use futures::{Future, StreamExt};
+
+use super::raft_capnp::peer;
+use super::server::PeerServer;
+use super::{
+    codec, ForwardJob, RpcConfig, BACKOFF_MAX, BACKOFF_MIN, BATCH_BYTES_MAX, BATCH_MESSAGES_MAX,
+    CALL_TIMEOUT, CONNECTIONS_MAX, FORWARDS_IN_FLIGHT_MAX, HELLO_TIMEOUT, MESSAGE_WORDS_MAX,
+};
+use crate::kv::Reply;
+use crate::node::NodeHandle;
+use crate::raft::{Message, NodeId};
+
+/// One live connection, seen from this end.
+pub(super) struct Conn {
+    /// Tells connections apart when a peer reconnects.
+    pub(super) number: u64,
+    /// The peer's capability on this connection.
+    pub(super) remote: RefCell<Option<peer::Client>>,
+    /// Closes the connection (taken once).
+    disconnector: RefCell<Option<Disconnector<Side>>>,
+    /// The member at the other end, once introduced.
+    pub(super) peer: Cell<Option<NodeId>>,
+}
+
+/// State shared by every task of the RPC thread.
+pub(super) struct Links {
+    /// This member.
+    pub(super) id: NodeId,
+    /// The cluster name peers must present.
+    pub(super) cluster: String,
+    /// Every member's id.
+    pub(super) members: Vec<NodeId>,
+    /// The node, for incoming messages and forwarded requests.
+    pub(super) node: NodeHandle,
+    /// Spawns tasks on the RPC thread.
+    spawner: LocalSpawner,
+    /// The current connection to each peer.
+    links: RefCell<HashMap<NodeId, Rc<Conn>>>,
+    /// Numbers connections.
+    next_number: Cell<u64>,
+    /// Accepted connections open now.
+    accepted: Cell<usize>,
+    /// Forwarded requests in flight.
+    forwards: Cell<usize>,
+}
+
+impl Links {
+    /// Spawns `task` on the RPC thread.
+    pub(super) fn spawn(&self, task: impl Future<Output = ()> + 'static) {
+        if let Err(error) = self.spawner.spawn_local(task) {
+            log::error!("cannot spawn an RPC task: {error}");
+        }
+    }
+
+    /// Makes `conn` the connection to `peer`.
+    pub(super) fn register(&self, peer: NodeId, conn: &Rc<Conn>) {
+        conn.peer.set(Some(peer));
+        if let Some(old) = self.links.borrow_mut().insert(peer, conn.clone()) {
+            if old.number != conn.number {
+                self.close(&old);
+            }
+        }
+        log::info!("node {}: connected to peer {peer}", self.id);
+    }
+
+    fn link(&self, peer: NodeId) -> Option<Rc<Conn>> {
+        self.links.borrow().get(&peer).cloned()
+    }
+
+    /// Closes `conn` (its tasks end when the connection does).
+    pub(super) fn close(&self, conn: &Conn) {
+        if let Some(peer) = conn.peer.get() {
+            let mut links = self.links.borrow_mut();
+            if links.get(&peer).is_some_and(|current| current.number == conn.number) {
+                links.remove(&peer);
+            }
+        }
+        if let Some(disconnector) = conn.disconnector.borrow_mut().take() {
+            self.spawn(async move {
+                let _ = disconnector.await;
+            });
+        }
+    }
+}
+
+/// The RPC thread's body: runs until the process ends.
+pub(super) fn run(
+    config: &RpcConfig,
+    node: NodeHandle,
+    listener: std::net::TcpListener,
+    peers: Vec<(NodeId, SocketAddr, mpsc::Receiver<Message>)>,
+    jobs: mpsc::Receiver<ForwardJob>,
+) {
+    let mut pool = LocalPool::new();
+    let links = Rc::new(Links {
+        id: config.id,
+        cluster: config.cluster.clone(),
+        members: config.members.keys().copied().collect(),
+        node,
+        spawner: pool.spawner(),
+        links: RefCell::new(HashMap::new()),
+        next_number: Cell::new(1),
+        accepted: Cell::new(0),
+        forwards: Cell::new(0),
+    });
+    links.spawn(accept_loop(links.clone(), TcpListener::from(listener)));
+    for (peer, addr, queue) in peers {
+        if peer > config.id {
+            links.spawn(dial_loop(links.clone(), peer, addr));
+        }
+        links.spawn(send_loop(links.clone(), peer, queue));
+    }
+    links.spawn(forward_loop(links.clone(), jobs));
+    pool.run();
+}
+
+async fn accept_loop(links: Rc<Links>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) if links.accepted.get() < CONNECTIONS_MAX => {
+                let _ = stream.set_nodelay(true);
+                links.accepted.set(links.accepted.get() + 1);
+                let task_links = links.clone();
+                links.spawn(async move {
+                    run_connection(task_links.clone(), stream, Side::Server, None).await;
+                    task_links.accepted.set(task_links.accepted.get() - 1);
+                    log::debug!("peer connection from {from} closed");
+                });
+            }
+            Ok((_, from)) => log::warn!("refused peer connection from {from}: too many open"),
+            Err(error) => {
+                log::warn!("accepting a peer connection failed: {error}");
+                async_std::task::sleep(BACKOFF_MIN).await;
+            }
+        }
+    }
+}
+
+async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if let Ok(Ok(stream)) =
+            async_std::future::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            let _ = stream.set_nodelay(true);
+            backoff = BACKOFF_MIN;
+            run_connection(links.clone(), stream, Side::Client, Some(peer)).await;
+            log::info!("node {}: connection to peer {peer} at {addr} closed", links.id);
+        }
+        async_std::task::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Serves one connection until it closes. `dialed` names the peer this end
+/// dialed (and must introduce itself to).
+async fn run_connection(links: Rc<Links>, stream: TcpStream, side: Side, dialed: Option<NodeId>) {
+    let number = links.next_number.get();
+    links.next_number.set(number + 1);
+    let conn = Rc::new(Conn {
+        number,
+        remote: RefCell::new(None),
+        disconnector: RefCell::new(None),
+        peer: Cell::new(None),
+    });
+    let local: peer::Client =
+        capnp_rpc::new_client(PeerServer { links: links.clone(), conn: conn.clone() });
+    let mut options = ReaderOptions::new();
+    options.traversal_limit_in_words(Some(MESSAGE_WORDS_MAX));
+    let network = twoparty::VatNetwork::new(stream.clone(), stream, side, options);
+    let mut system = RpcSystem::new(Box::new(network), Some(local.client));
+    let other_side = if side == Side::Client { Side::Server } else { Side::Client };
+    let remote: peer::Client = system.bootstrap(other_side);
+    *conn.remote.borrow_mut() = Some(remote.clone());
+    *conn.disconnector.borrow_mut() = Some(system.get_disconnector());
+    match dialed {
+        Some(peer) => links.spawn(introduce(links.clone(), conn.clone(), remote, peer)),
+        None => links.spawn(expect_hello(links.clone(), conn.clone())),
+    }
+    if let Err(error) = system.await {
+        log::debug!("node {}: peer connection failed: {error}", links.id);
+    }
+    links.close(&conn);
+}
+
+/// The dialing end's `hello`.
+async fn introduce(links: Rc<Links>, conn: Rc<Conn>, remote: peer::Client, peer: NodeId) {
+    let mut request = remote.hello_request();
+    request.get().set_from(links.id);
+    request.get().set_cluster(links.cluster.as_str());
+    let answer = async_std::future::timeout(HELLO_TIMEOUT, request.send().promise).await;
+    let id = match answer {
+        Ok(Ok(response)) => response.get().map(|r| r.get_id()).ok(),
+        Ok(Err(error)) => {
+            log::warn!("node {}: peer {peer} refused hello: {error}", links.id);
+            None
+        }
+        Err(_) => None,
+    };
+    if id == Some(peer) {
+        links.register(peer, &conn);
+    } else {
+        log::warn!("node {}: the member expected as {peer} answered as {id:?}", links.id);
+        links.close(&conn);
+    }
+}
+
+/// Closes an accepted connection that has not introduced itself in time.
+async fn expect_hello(links: Rc<Links>, conn: Rc<Conn>) {
+    async_std::task::sleep(HELLO_TIMEOUT).await;
+    if conn.peer.get().is_none() {
+        log::warn!("node {}: closing a peer connection that never said hello", links.id);
+        links.close(&conn);
+    }
+}
+
+async fn send_loop(links: Rc<Links>, peer: NodeId, mut queue: mpsc::Receiver<Message>) {
+    while let Some(first) = queue.next().await {
+        let mut bytes = first.size_bytes();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_MAX {
+            let Ok(message) = queue.try_recv() else { break };
+            bytes += message.size_bytes();
+            batch.push(message);
+        }
+        // Without a connection the batch is dropped: Raft resends.
+        let Some(conn) = links.link(peer) else { continue };
+        let Some(remote) = conn.remote.borrow().clone() else { continue };
+        if let Err(error) = deliver(&remote, &batch).await {
+            log::debug!("node {}: delivery to {peer} failed: {error}", links.id);
+            links.close(&conn);
+        }
+    }
+}
+
+async fn deliver(remote: &peer::Client, batch: &[Message]) -> Result<(), String> {
+    let mut request = remote.deliver_request();
+    let count = u32::try_from(batch.len()).map_err(|_| "batch too long".to_string())?;
+    let mut list = request.get().init_messages(count);
+    for (at, message) in (0..count).zip(batch) {
+        codec::encode(message, list.reborrow().get(at)).map_err(|e| e.to_string())?;
+    }
+    match async_std::future::timeout(CALL_TIMEOUT, request.send().promise).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
+}
+
+async fn forward_loop(links: Rc<Links>, mut jobs: mpsc::Receiver<ForwardJob>) {
+    while let Some(job) = jobs.next().await {
+        if links.forwards.get() >= FORWARDS_IN_FLIGHT_MAX {
+            let _ = job.reply.send(Err("too many requests are being forwarded".into()));
+            continue;
+        }
+        links.forwards.set(links.forwards.get() + 1);
+        let task_links = links.clone();
+        links.spawn(async move {
+            let result = forward(&task_links, job.to, &job.request).await;
+            let _ = job.reply.send(result);
+            task_links.forwards.set(task_links.forwards.get() - 1);
+        });
+    }
+}
+
+async fn forward(links: &Links, to: NodeId, body: &[u8]) -> Result<Reply, String> {
+    let conn = links.link(to).ok_or_else(|| format!("no connection to member {to}"))?;
+    let remote = conn.remote.borrow().clone().ok_or("connection not ready")?;
+    let mut request = remote.forward_request();
+    request.get().set_request(body);
+    let response = async_std::future::timeout(CALL_TIMEOUT, request.send().promise)
+        .await
+        .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+    let answer = response.get().map_err(|e| e.to_string())?;
+    let body = answer.get_body().map_err(|e| e.to_string())?;
+    let body = serde_json::from_slice(body).map_err(|e| format!("leader sent a bad body: {e}"))?;
+    Ok(Reply { status: answer.get_status(), body })
+}

@@ -1,0 +1,149 @@
+//! The Cap'n Proto edge: Raft messages and forwarded client requests
+//! between members (`schema/raft.capnp`).
+//!
+//! capnp-rpc objects are `!Send`, so the whole RPC system lives on one
+//! thread with a single-threaded executor, and the rest of the node talks to
+//! it through bounded channels: the event loop hands outgoing messages to a
+//! [`PeerTransport`] (one bounded queue per peer; a full queue drops, which
+//! Raft treats as loss), and HTTP handlers forward requests through a
+//! [`PeerForwarder`]. Incoming messages go straight into the node's inbox.
+//!
+//! Each pair of members shares one TCP connection: the member with the lower
+//! id dials, introduces itself with `hello`, and both ends then call the
+//! other's `Peer` capability on it. A dialer reconnects with exponential
+//! backoff. A connection that sends something undecodable, claims to be
+//! someone else, or does not introduce itself in time is closed; a call that
+//! takes longer than [`CALL_TIMEOUT`] closes its connection too, so a peer
+//! that stalls is redialed rather than waited on forever.
+
+mod codec;
+mod links;
+#[rustfmt::skip]
+#[allow(clippy::all, clippy::pedantic, clippy::unimplemented, missing_docs, unused_qualifications, dead_code)]
+pub mod raft_capnp;
+mod server;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use crate::kv::Reply;
+use crate::node::{Forwarder, NodeHandle, Transport};
+use crate::raft::{Message, NodeId};
+
+pub use codec::{decode, encode};
+
+/// Messages queued per peer before new ones are dropped.
+pub const PEER_QUEUE_LEN_MAX: usize = 4_096;
+/// Messages in one `deliver` call, at most.
+pub const BATCH_MESSAGES_MAX: usize = 512;
+/// Entry bytes in one `deliver` call, at most (one larger message still
+/// goes alone).
+pub const BATCH_BYTES_MAX: usize = 4 << 20;
+/// The largest Cap'n Proto message accepted, in 8-byte words: a batch plus a
+/// maximal forwarded request, with room to spare.
+pub const MESSAGE_WORDS_MAX: usize = (64 << 20) / 8;
+/// Forwarded requests waiting in the queue, at most.
+pub const FORWARD_QUEUE_LEN_MAX: usize = 1_024;
+/// Forwarded requests in flight, at most.
+pub const FORWARDS_IN_FLIGHT_MAX: usize = 4_096;
+/// Incoming connections open at once, at most.
+pub const CONNECTIONS_MAX: usize = 64;
+/// How long a call may take before its connection is closed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection has to say `hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first pause before redialing, doubled up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// The longest pause between dials.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Where this member listens and where the others are.
+#[derive(Debug, Clone)]
+pub struct RpcConfig {
+    /// This member.
+    pub id: NodeId,
+    /// The address peers reach this member at.
+    pub listen: SocketAddr,
+    /// Every member's address, this one's included.
+    pub members: BTreeMap<NodeId, SocketAddr>,
+    /// A name shared by the cluster; a peer with another name is refused.
+    pub cluster: String,
+}
+
+/// Outgoing Raft messages, queued per peer.
+#[derive(Debug)]
+pub struct PeerTransport {
+    /// One bounded queue per peer.
+    queues: HashMap<NodeId, mpsc::Sender<Message>>,
+}
+
+impl Transport for PeerTransport {
+    fn send(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            if let Some(queue) = self.queues.get_mut(&message.to) {
+                let _ = queue.try_send(message);
+            }
+        }
+    }
+}
+
+/// A request to forward, and where its answer goes.
+#[derive(Debug)]
+struct ForwardJob {
+    /// The member to ask.
+    to: NodeId,
+    /// The POST /command body.
+    request: Vec<u8>,
+    /// The answer.
+    reply: oneshot::Sender<Result<Reply, String>>,
+}
+
+/// Forwards client requests over the peer connections.
+#[derive(Debug, Clone)]
+pub struct PeerForwarder {
+    /// Into the RPC thread.
+    jobs: mpsc::Sender<ForwardJob>,
+}
+
+impl Forwarder for PeerForwarder {
+    fn forward(&self, to: NodeId, request: Vec<u8>) -> BoxFuture<'static, Result<Reply, String>> {
+        let (reply, answer) = oneshot::channel();
+        let queued = self.jobs.clone().try_send(ForwardJob { to, request, reply });
+        async move {
+            if queued.is_err() {
+                return Err("too many requests are being forwarded".to_string());
+            }
+            answer.await.unwrap_or_else(|_| Err("the RPC system stopped".to_string()))
+        }
+        .boxed()
+    }
+}
+
+/// Binds the peer port and starts the RPC thread.
+pub fn start(
+    config: RpcConfig,
+    node: NodeHandle,
+) -> Result<(PeerTransport, PeerForwarder), String> {
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen for peers on {}: {e}", config.listen))?;
+    let mut queues = HashMap::new();
+    let mut receivers = Vec::new();
+    for (&id, &addr) in &config.members {
+        if id != config.id {
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_LEN_MAX);
+            queues.insert(id, sender);
+            receivers.push((id, addr, receiver));
+        }
+    }
+    let (jobs, job_receiver) = mpsc::channel(FORWARD_QUEUE_LEN_MAX);
+    std::thread::Builder::new()
+        .name(format!("rdb-rpc-{}", config.id))
+        .spawn(move || links::run(&config, node, listener, receivers, job_receiver))
+        .map_err(|e| format!("cannot start the RPC thread: {e}"))?;
+    Ok((PeerTransport { queues }, PeerForwarder { jobs }))
+}

@@ -1,0 +1,120 @@
+//! This member's `Peer` capability, one object per connection, so that it
+//! knows which member is calling.
+
+use std::rc::Rc;
+
+use capnp::Error;
+
+use super::codec;
+use super::links::{Conn, Links};
+use super::raft_capnp::peer;
+
+/// Serves the calls that arrive on one connection.
+pub(super) struct PeerServer {
+    /// The RPC thread's shared state.
+    pub(super) links: Rc<Links>,
+    /// The connection the calls arrive on.
+    pub(super) conn: Rc<Conn>,
+}
+
+impl PeerServer {
+    /// Refuses the call and closes the connection: a peer that breaks the
+    /// protocol gets no second chance on this connection.
+    fn refuse(&self, why: String) -> Error {
+        log::warn!("node {}: closing a peer connection: {why}", self.links.id);
+        self.links.close(&self.conn);
+        Error::failed(why)
+    }
+
+    /// The introduced peer, or a refusal.
+    fn peer(&self) -> Result<u64, Error> {
+        self.conn.peer.get().ok_or_else(|| self.refuse("a call before hello".into()))
+    }
+
+    fn hello(&self, params: &peer::HelloParams) -> Result<u64, Error> {
+        let params = params.get()?;
+        let from = params.get_from();
+        let cluster = params.get_cluster()?.to_str().map_err(|e| Error::failed(e.to_string()))?;
+        if cluster != self.links.cluster {
+            return Err(self.refuse(format!("peer from cluster {cluster:?}")));
+        }
+        if !self.links.members.contains(&from) || from >= self.links.id {
+            return Err(self.refuse(format!(
+                "hello from {from}, which is not a member that dials {}",
+                self.links.id
+            )));
+        }
+        if self.conn.peer.get().is_some() {
+            return Err(self.refuse("a second hello".into()));
+        }
+        self.links.register(from, &self.conn);
+        Ok(self.links.id)
+    }
+
+    fn deliver(&self, params: &peer::DeliverParams) -> Result<(), Error> {
+        let peer = self.peer()?;
+        let messages = params.get()?.get_messages()?;
+        let mut decoded = Vec::with_capacity(messages.len() as usize);
+        for reader in messages.iter() {
+            let message =
+                codec::decode(reader).map_err(|e| self.refuse(format!("bad message: {e}")))?;
+            if message.from != peer || message.to != self.links.id {
+                return Err(self.refuse(format!(
+                    "member {peer} sent a message from {} to {}",
+                    message.from, message.to
+                )));
+            }
+            decoded.push(message);
+        }
+        for message in decoded {
+            self.links.node.deliver(message);
+        }
+        Ok(())
+    }
+}
+
+impl peer::Server for PeerServer {
+    async fn hello(
+        self: Rc<Self>,
+        params: peer::HelloParams,
+        mut results: peer::HelloResults,
+    ) -> Result<(), Error> {
+        let id = PeerServer::hello(&self, &params)?;
+        results.get().set_id(id);
+        Ok(())
+    }
+
+    async fn deliver(
+        self: Rc<Self>,
+        params: peer::DeliverParams,
+        _: peer::DeliverResults,
+    ) -> Result<(), Error> {
+        PeerServer::deliver(&self, &params)
+    }
+
+    async fn forward(
+        self: Rc<Self>,
+        params: peer::ForwardParams,
+        mut results: peer::ForwardResults,
+    ) -> Result<(), Error> {
+        self.peer()?;
+        let request = params.get()?.get_request()?.to_vec();
+        let reply = self.links.node.execute(&request, true).await;
+        let mut answer = results.get();
+        answer.set_status(reply.status);
+        answer.set_body(&reply.body_bytes());
+        Ok(())
+    }
+
+    async fn install_snapshot(
+        self: Rc<Self>,
+        _: peer::InstallSnapshotParams,
+        mut results: peer::InstallSnapshotResults,
+    ) -> Result<(), Error> {
+        self.peer()?;
+        // Snapshot shipping arrives with the snapshot issue; until then the
+        // chunk is declined, which asks the sender to retry later.
+        results.get().set_accepted(false);
+        Ok(())
+    }
+}
