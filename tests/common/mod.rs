@@ -1,0 +1,237 @@
+//! A cluster of real `rdb serve` processes on 127.0.0.1 for integration
+//! tests. Each test passes its own port base, so tests running in parallel
+//! never share a port (HTTP ports base+id, peer ports base+50+id); data
+//! lives in a temporary directory; every process is killed on drop.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Offset between a node's HTTP port and its peer port.
+const PEER_PORT_OFFSET: u16 = 50;
+
+/// One node of a test cluster.
+pub struct TestNode {
+    pub id: u16,
+    pub http_port: u16,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A running test cluster.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    peers: String,
+    extra_args: Vec<String>,
+    _dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+impl TestCluster {
+    /// Starts `count` nodes with ports from `port_base`.
+    pub fn start(count: u16, port_base: u16, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let peers = (1..=count)
+            .map(|id| format!("{id}=127.0.0.1:{}", port_base + PEER_PORT_OFFSET + id))
+            .collect::<Vec<_>>()
+            .join(",");
+        let nodes = (1..=count)
+            .map(|id| TestNode {
+                id,
+                http_port: port_base + id,
+                data_dir: dir.path().join(format!("node{id}")),
+                child: None,
+            })
+            .collect();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let mut cluster = TestCluster {
+            nodes,
+            peers,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            _dir: dir,
+            agent,
+        };
+        for id in 1..=count {
+            cluster.restart(id);
+        }
+        cluster
+    }
+
+    fn node(&mut self, id: u16) -> &mut TestNode {
+        &mut self.nodes[usize::from(id - 1)]
+    }
+
+    /// Starts node `id` (again).
+    pub fn restart(&mut self, id: u16) {
+        let peers = self.peers.clone();
+        let extra = self.extra_args.clone();
+        let node = self.node(id);
+        assert!(node.child.is_none(), "node {id} is running");
+        let child = Command::new(env!("CARGO_BIN_EXE_rdb"))
+            .arg("serve")
+            .args(["--id", &id.to_string(), "--peers", &peers])
+            .args(["--http", &format!("127.0.0.1:{}", node.http_port)])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(&extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("rdb starts");
+        node.child = Some(child);
+    }
+
+    /// SIGKILLs node `id`.
+    pub fn kill(&mut self, id: u16) {
+        if let Some(mut child) = self.node(id).child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Ids of running nodes.
+    pub fn running(&self) -> Vec<u16> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    fn url(&self, id: u16, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.nodes[usize::from(id - 1)].http_port)
+    }
+
+    /// POSTs raw bytes to /command on node `id`.
+    pub fn post_raw(&self, id: u16, body: &[u8]) -> (u16, Value) {
+        let response = self
+            .agent
+            .post(&self.url(id, "/command"))
+            .header("Content-Type", "application/json")
+            .send(body);
+        read(response)
+    }
+
+    /// POSTs a command to node `id`.
+    pub fn command(&self, id: u16, body: &Value) -> (u16, Value) {
+        self.post_raw(id, body.to_string().as_bytes())
+    }
+
+    /// GETs `path` on node `id`.
+    pub fn get(&self, id: u16, path: &str) -> (u16, Value) {
+        read(self.agent.get(&self.url(id, path)).call())
+    }
+
+    /// /status of node `id`, if it answers.
+    pub fn status(&self, id: u16) -> Option<Value> {
+        match self.agent.get(&self.url(id, "/status")).call() {
+            Ok(mut response) => {
+                let text = response.body_mut().read_to_string().ok()?;
+                serde_json::from_str(&text).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Waits until the running nodes agree on a leader; returns it.
+    pub fn wait_for_leader(&self, timeout: Duration) -> u16 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let leaders: Vec<u64> = self
+                .running()
+                .iter()
+                .map(|&id| self.status(id).map_or(0, |s| s["leader"].as_u64().unwrap_or(0)))
+                .collect();
+            if leaders.iter().all(|&l| l != 0 && l == leaders[0]) {
+                let leader = u16::try_from(leaders[0]).expect("small id");
+                if self.status(leader).is_some_and(|s| s["role"] == "leader") {
+                    return leader;
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {timeout:?}: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every running node has applied the same index as the
+    /// leader's commit index.
+    pub fn wait_for_convergence(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let applied: Vec<(u64, u64)> = self
+                .running()
+                .iter()
+                .map(|&id| {
+                    self.status(id).map_or((0, 1), |s| {
+                        (
+                            s["applied_index"].as_u64().unwrap_or(0),
+                            s["commit_index"].as_u64().unwrap_or(1),
+                        )
+                    })
+                })
+                .collect();
+            let max_commit = applied.iter().map(|a| a.1).max().unwrap_or(0);
+            if applied.iter().all(|&(a, _)| a == max_commit) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes did not converge: {applied:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every item of `collection` as node `id` has applied it.
+    pub fn contents(&self, id: u16, collection: &str) -> Vec<(String, String)> {
+        let mut items = Vec::new();
+        let mut start = String::new();
+        for _ in 0..1_000 {
+            let (status, body) = self.command(
+                id,
+                &json!({"action": "range", "payload": {"collection": collection, "start": start,
+                        "limit": 10000, "consistency": "serializable"}}),
+            );
+            if status == 404 {
+                return items;
+            }
+            assert_eq!(status, 200, "range on node {id}: {body}");
+            for item in body["items"].as_array().expect("items") {
+                let key = item["key"].as_str().expect("key").to_string();
+                items.push((key, item["value"].as_str().expect("value").to_string()));
+            }
+            if body["more"] != true {
+                return items;
+            }
+            start = format!("{}\u{0}", items.last().expect("an item").0);
+        }
+        panic!("range did not end");
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for id in self.running() {
+            self.kill(id);
+        }
+    }
+}
+
+fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.expect("the node answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A put command.
+pub fn put(collection: &str, key: &str, value: &str) -> Value {
+    json!({"action": "put", "payload": {"collection": collection, "key": key, "value": value}})
+}
+
+/// A linearizable get by key.
+pub fn get(collection: &str, key: &str) -> Value {
+    json!({"action": "get", "payload": {"collection": collection, "key": key}})
+}
