@@ -8,6 +8,8 @@
 //! held in memory.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use futures::AsyncReadExt;
 use tide::{Body, Request, Response, StatusCode};
@@ -18,14 +20,48 @@ use crate::node::NodeHandle;
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_S: &str = "1";
 
+/// Client connections served at once, at most; more wait in the kernel's
+/// accept queue.
+pub const HTTP_CONNECTIONS_MAX: usize = 4_096;
+
 /// Serves the API on `listener` until the process ends.
+///
+/// The accept loop is ours rather than tide's so that every connection gets
+/// `TCP_NODELAY`: a response goes out in more than one write, and with
+/// Nagle's algorithm the second waits for the client's delayed ACK (40 ms).
 pub async fn serve(listener: std::net::TcpListener, node: NodeHandle) -> std::io::Result<()> {
     let mut app = tide::with_state(node);
     app.at("/command").all(command);
     app.at("/health").get(health);
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
-    app.listen(async_std::net::TcpListener::from(listener)).await
+    let listener = async_std::net::TcpListener::from(listener);
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                log::warn!("accepting a client connection failed: {error}");
+                async_std::task::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= HTTP_CONNECTIONS_MAX {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (app, open) = (app.clone(), open.clone());
+        open.fetch_add(1, Ordering::Relaxed);
+        async_std::task::spawn(async move {
+            let served = async_h1::accept(stream, |request| async {
+                app.respond::<_, tide::http::Response>(request).await
+            });
+            if let Err(error) = served.await {
+                log::debug!("client connection ended: {error}");
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
 }
 
 async fn command(mut request: Request<NodeHandle>) -> tide::Result {

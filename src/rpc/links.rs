@@ -224,7 +224,8 @@ async fn introduce(links: Rc<Links>, conn: Rc<Conn>, remote: peer::Client, peer:
 /// Closes an accepted connection that has not introduced itself in time.
 async fn expect_hello(links: Rc<Links>, conn: Rc<Conn>) {
     async_std::task::sleep(HELLO_TIMEOUT).await;
-    if conn.peer.get().is_none() {
+    let open = conn.disconnector.borrow().is_some();
+    if open && conn.peer.get().is_none() {
         log::warn!("node {}: closing a peer connection that never said hello", links.id);
         links.close(&conn);
     }
