@@ -2,35 +2,28 @@
 //! WAL and the state file. See the module docs of [`crate::node`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use rdb_storage::btree::{Db, Durability, USER_META_BYTES};
+use rdb_storage::btree::Db;
 use rdb_storage::disk::RealDisk;
 use rdb_storage::wal::{Wal, WalOptions};
 
+use super::applier::{decode_meta, Applier, ApplyJob, Pending};
 use super::metrics::Metrics;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
 use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
-use crate::kv::{self, Command, Reply};
-use crate::raft::{Config, Entry, EntryKind, Index, Raft, RaftError, Ready, Role, Term};
+use crate::raft::{Config, Index, Raft, RaftError, Ready, Role};
 
 /// `Ready` batches handled per round before taking new inputs.
 const READY_ROUNDS_MAX: usize = 64;
-/// How often deferred state-file commits are made durable.
-const STATE_SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A client waiting for its proposal to be applied.
-struct Pending {
-    /// The term it was proposed in: an entry of another term at its index
-    /// means it was overwritten and never applied.
-    term: Term,
-    /// Where its result goes.
-    done: oneshot::Sender<Reply>,
-}
+/// Batches queued for the apply thread, at most; the loop waits when it is
+/// this far behind (back-pressure rather than unbounded memory).
+const APPLY_QUEUE_LEN_MAX: usize = 1_024;
 
 /// The loop's state.
 pub struct EventLoop {
@@ -54,10 +47,8 @@ pub struct EventLoop {
     next_read: u64,
     /// The tick length.
     tick: Duration,
-    /// When the state file was last synced.
-    last_state_sync: Instant,
-    /// Whether commits were deferred since then.
-    state_dirty: bool,
+    /// The state file's applied index, published by the apply thread.
+    applied: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -106,8 +97,7 @@ impl EventLoop {
             reads: HashMap::new(),
             next_read: 1,
             tick: config.tick,
-            last_state_sync: Instant::now(),
-            state_dirty: false,
+            applied: Arc::new(AtomicU64::new(applied)),
         })
     }
 
@@ -121,6 +111,30 @@ impl EventLoop {
 
     /// Runs until asked to stop or until storage fails (the error says why).
     pub fn run(mut self, mut transport: Box<dyn Transport>) -> Result<(), String> {
+        let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
+        let applier = Applier {
+            db: self.db.clone(),
+            jobs,
+            applied: self.applied.clone(),
+            dirty: false,
+            last_sync: Instant::now(),
+        };
+        let id = self.raft.id();
+        let applier = std::thread::Builder::new()
+            .name(format!("rdb-apply-{id}"))
+            .spawn(move || applier.run())
+            .map_err(|e| format!("cannot start the apply thread: {e}"))?;
+        let result = self.run_rounds(transport.as_mut(), &apply);
+        let _ = apply.send(ApplyJob::Stop);
+        let applied = applier.join().map_err(|_| "the apply thread panicked".to_string())?;
+        result.and(applied)
+    }
+
+    fn run_rounds(
+        &mut self,
+        transport: &mut dyn Transport,
+        apply: &SyncSender<ApplyJob>,
+    ) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.tick;
         self.publish_status();
         loop {
@@ -139,11 +153,10 @@ impl EventLoop {
                 self.raft.tick().map_err(|e| e.to_string())?;
                 next_tick = (next_tick + self.tick).max(now);
             }
-            self.process_ready(transport.as_mut())?;
-            self.maybe_sync_state(false)?;
+            self.process_ready(transport, apply)?;
             self.publish_status();
             if stop {
-                return self.maybe_sync_state(true);
+                return Ok(());
             }
         }
     }
@@ -184,27 +197,59 @@ impl EventLoop {
         Ok(false)
     }
 
-    /// Persist, send, apply, serve reads: the `Ready` protocol.
-    fn process_ready(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
+    /// Persist, send, hand over to apply, release reads: the `Ready`
+    /// protocol.
+    fn process_ready(
+        &mut self,
+        transport: &mut dyn Transport,
+        apply: &SyncSender<ApplyJob>,
+    ) -> Result<(), String> {
         for _ in 0..READY_ROUNDS_MAX {
             if !self.raft.has_ready() {
                 return Ok(());
             }
             let mut ready = self.raft.ready().map_err(|e| e.to_string())?;
-            self.persist(&ready)?;
-            transport.send(std::mem::take(&mut ready.messages));
-            self.apply(&ready.committed)?;
-            for read in &ready.reads {
-                if let Some(waiter) = self.reads.remove(&read.ctx) {
-                    let _ = waiter.send(Ok(()));
-                }
+            // A leader may send its appends before its own fsync (thesis
+            // §10.2.1): followers then write in parallel with it, and the
+            // leader counts itself towards a quorum only for what `advance`
+            // reports persisted. Its messages never grant a vote, the one
+            // thing that must wait for the disk.
+            if self.raft.role() == Role::Leader {
+                transport.send(std::mem::take(&mut ready.messages));
+                self.persist(&ready)?;
+            } else {
+                self.persist(&ready)?;
+                transport.send(std::mem::take(&mut ready.messages));
             }
-            for ctx in &ready.reads_failed {
-                if let Some(waiter) = self.reads.remove(ctx) {
-                    let _ = waiter.send(Err(RaftError::NotLeader { leader: None }));
-                }
-            }
+            self.hand_over(&mut ready, apply)?;
             self.raft.advance(&ready).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Sends committed entries, with their waiting clients, and then the
+    /// reads they cover, to the apply thread; answers failed reads.
+    fn hand_over(&mut self, ready: &mut Ready, apply: &SyncSender<ApplyJob>) -> Result<(), String> {
+        const STOPPED: &str = "the apply thread stopped";
+        if !ready.committed.is_empty() {
+            let entries = std::mem::take(&mut ready.committed)
+                .into_iter()
+                .map(|entry| {
+                    let pending = self.proposals.remove(&entry.index);
+                    (entry, pending)
+                })
+                .collect();
+            apply.send(ApplyJob::Entries(entries)).map_err(|_| STOPPED.to_string())?;
+        }
+        let reads: Vec<_> =
+            ready.reads.iter().filter_map(|read| self.reads.remove(&read.ctx)).collect();
+        if !reads.is_empty() {
+            apply.send(ApplyJob::Reads(reads)).map_err(|_| STOPPED.to_string())?;
+        }
+        for ctx in &ready.reads_failed {
+            if let Some(waiter) = self.reads.remove(ctx) {
+                let _ = waiter.send(Err(RaftError::NotLeader { leader: None }));
+            }
         }
         Ok(())
     }
@@ -227,49 +272,6 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Applies committed entries in one state-file transaction and answers
-    /// the clients waiting for them.
-    fn apply(&mut self, committed: &[Entry]) -> Result<(), String> {
-        let Some(last) = committed.last() else { return Ok(()) };
-        let mut txn = self.db.begin_write().map_err(|e| format!("state file: {e}"))?;
-        let mut replies = Vec::with_capacity(committed.len());
-        for entry in committed {
-            let reply = match entry.kind {
-                EntryKind::Noop => None,
-                EntryKind::Normal => Some(match Command::decode(&entry.data) {
-                    Ok(command) => {
-                        kv::apply(&mut txn, &command).map_err(|e| format!("state file: {e}"))?
-                    }
-                    Err(why) => Reply::bad_request(why),
-                }),
-            };
-            replies.push((entry.index, entry.term, reply));
-        }
-        txn.commit(encode_meta(last.index, last.term), Durability::Deferred)
-            .map_err(|e| format!("state file commit: {e}"))?;
-        self.state_dirty = true;
-        for (index, term, reply) in replies {
-            let Some(pending) = self.proposals.remove(&index) else { continue };
-            let reply = match reply {
-                Some(reply) if pending.term == term => reply,
-                _ => {
-                    Reply::unavailable("leadership changed before the write committed; not applied")
-                }
-            };
-            let _ = pending.done.send(reply);
-        }
-        Ok(())
-    }
-
-    fn maybe_sync_state(&mut self, now: bool) -> Result<(), String> {
-        if self.state_dirty && (now || self.last_state_sync.elapsed() >= STATE_SYNC_INTERVAL) {
-            self.db.sync().map_err(|e| format!("state file sync: {e}"))?;
-            self.state_dirty = false;
-            self.last_state_sync = Instant::now();
-        }
-        Ok(())
-    }
-
     fn publish_status(&self) {
         let raft = &self.raft;
         let first = crate::raft::LogStore::first_index(raft.log().store());
@@ -284,7 +286,7 @@ impl EventLoop {
             term: raft.term(),
             leader: raft.leader().unwrap_or(0),
             commit_index: raft.committed(),
-            applied_index: raft.applied(),
+            applied_index: self.applied.load(Ordering::Acquire),
             last_log_index: raft.last_index(),
             snapshot_index: first - 1,
             wal_first_index: first,
@@ -296,23 +298,6 @@ impl EventLoop {
         };
         *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
     }
-}
-
-/// The state file's user metadata: applied index and its term.
-fn encode_meta(index: Index, term: Term) -> [u8; USER_META_BYTES] {
-    let mut meta = [0u8; USER_META_BYTES];
-    meta[..8].copy_from_slice(&index.to_le_bytes());
-    meta[8..16].copy_from_slice(&term.to_le_bytes());
-    meta
-}
-
-fn decode_meta(meta: [u8; USER_META_BYTES]) -> (Index, Term) {
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&meta[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    (word(0), word(8))
 }
 
 /// Election timeouts must differ between runs and nodes; they need not be

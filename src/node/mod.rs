@@ -21,6 +21,7 @@
 //! A storage error in the loop stops the node (the process exits with a
 //! message naming the error) rather than let it diverge from its peers.
 
+mod applier;
 mod event_loop;
 mod handle;
 mod metrics;

@@ -1,0 +1,202 @@
+//! The apply thread: committed entries onto the state file, off the Raft
+//! loop, so that consensus (WAL fsyncs, messages) never waits for B-tree
+//! work and a slow state-file sync never stalls heartbeats.
+//!
+//! The loop hands over batches of committed entries, in log order, each with
+//! the client waiting for it (if any), and the linearizable reads it has
+//! released; a read is answered only after every entry handed over before it
+//! is applied. Whatever has queued up while the previous commit ran is
+//! applied in one write transaction, so the busier the node, the larger the
+//! batches. Commits are deferred and made durable every
+//! [`STATE_SYNC_INTERVAL`]: the WAL already holds every applied entry, and
+//! a restart replays it past the state file's applied index.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use rdb_storage::btree::{Db, Durability, USER_META_BYTES};
+
+use crate::kv::{self, Command, Reply};
+use crate::raft::{Entry, EntryKind, Index, RaftError, Term};
+
+/// How often deferred state-file commits are made durable. Pages freed by
+/// commits are reused only after a durable one, so this also bounds how
+/// much free space waits.
+pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
+/// Jobs drained into one write transaction, at most.
+const JOBS_PER_COMMIT_MAX: usize = 1_024;
+
+/// A client waiting for its proposal to be applied.
+#[derive(Debug)]
+pub(super) struct Pending {
+    /// The term it was proposed in: an entry of another term at its index
+    /// means it was overwritten and never applied.
+    pub(super) term: Term,
+    /// Where its result goes.
+    pub(super) done: oneshot::Sender<Reply>,
+}
+
+/// Work for the apply thread, in log order.
+#[derive(Debug)]
+pub(super) enum ApplyJob {
+    /// Committed entries, each with its waiting client.
+    Entries(Vec<(Entry, Option<Pending>)>),
+    /// Reads whose read index is covered by the entries sent before.
+    Reads(Vec<oneshot::Sender<Result<(), RaftError>>>),
+    /// Sync and stop.
+    Stop,
+}
+
+/// The apply thread's state.
+pub(super) struct Applier {
+    /// The state file.
+    pub(super) db: Db,
+    /// Jobs from the Raft loop.
+    pub(super) jobs: Receiver<ApplyJob>,
+    /// The last index applied, published for status and health.
+    pub(super) applied: Arc<AtomicU64>,
+    /// Commits since the last sync.
+    pub(super) dirty: bool,
+    /// When the state file was last synced.
+    pub(super) last_sync: Instant,
+}
+
+impl Applier {
+    /// Runs until told to stop or until the state file fails.
+    pub(super) fn run(mut self) -> Result<(), String> {
+        loop {
+            let first = match self.jobs.recv_timeout(STATE_SYNC_INTERVAL) {
+                Ok(job) => Some(job),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(ApplyJob::Stop),
+            };
+            let mut jobs: Vec<ApplyJob> = first.into_iter().collect();
+            while jobs.len() < JOBS_PER_COMMIT_MAX {
+                let Ok(job) = self.jobs.try_recv() else { break };
+                jobs.push(job);
+            }
+            let stop = jobs.iter().any(|job| matches!(job, ApplyJob::Stop));
+            self.apply(jobs)?;
+            if stop || self.last_sync.elapsed() >= STATE_SYNC_INTERVAL {
+                self.sync()?;
+            }
+            if stop {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies every entry in `jobs` in one transaction, then answers the
+    /// clients and the reads, in order.
+    fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<(), String> {
+        let last = jobs.iter().rev().find_map(|job| match job {
+            ApplyJob::Entries(entries) => entries.last().map(|(e, _)| (e.index, e.term)),
+            _ => None,
+        });
+        let mut answers = Vec::new();
+        if let Some((index, term)) = last {
+            let mut txn = self.db.begin_write().map_err(|e| format!("state file: {e}"))?;
+            for job in jobs {
+                match job {
+                    ApplyJob::Entries(entries) => {
+                        for (entry, pending) in entries {
+                            let reply = apply_entry(&mut txn, &entry)?;
+                            if let Some(pending) = pending {
+                                answers.push(Answer::Write(pending, entry.term, reply));
+                            }
+                        }
+                    }
+                    ApplyJob::Reads(reads) => answers.push(Answer::Reads(reads)),
+                    ApplyJob::Stop => {}
+                }
+            }
+            txn.commit(encode_meta(index, term), Durability::Deferred)
+                .map_err(|e| format!("state file commit: {e}"))?;
+            self.applied.store(index, Ordering::Release);
+            self.dirty = true;
+        } else {
+            for job in jobs {
+                if let ApplyJob::Reads(reads) = job {
+                    answers.push(Answer::Reads(reads));
+                }
+            }
+        }
+        answers.into_iter().for_each(Answer::send);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        if self.dirty {
+            self.db.sync().map_err(|e| format!("state file sync: {e}"))?;
+            self.dirty = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
+
+/// An answer held until the transaction that produced it has committed.
+enum Answer {
+    /// A client's write: proposed in a term, answered with a reply (None
+    /// for a no-op).
+    Write(Pending, Term, Option<Reply>),
+    /// Released reads.
+    Reads(Vec<oneshot::Sender<Result<(), RaftError>>>),
+}
+
+impl Answer {
+    fn send(self) {
+        match self {
+            Answer::Write(pending, term, reply) => {
+                let reply = match reply {
+                    Some(reply) if pending.term == term => reply,
+                    _ => Reply::unavailable(
+                        "leadership changed before the write committed; not applied",
+                    ),
+                };
+                let _ = pending.done.send(reply);
+            }
+            Answer::Reads(reads) => {
+                for read in reads {
+                    let _ = read.send(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies one entry; a no-op has no reply.
+fn apply_entry(
+    txn: &mut rdb_storage::btree::WriteTxn<'_>,
+    entry: &Entry,
+) -> Result<Option<Reply>, String> {
+    if entry.kind == EntryKind::Noop {
+        return Ok(None);
+    }
+    let reply = match Command::decode(&entry.data) {
+        Ok(command) => kv::apply(txn, &command).map_err(|e| format!("state file: {e}"))?,
+        Err(why) => Reply::bad_request(why),
+    };
+    Ok(Some(reply))
+}
+
+/// The state file's user metadata: applied index and its term.
+pub(super) fn encode_meta(index: Index, term: Term) -> [u8; USER_META_BYTES] {
+    let mut meta = [0u8; USER_META_BYTES];
+    meta[..8].copy_from_slice(&index.to_le_bytes());
+    meta[8..16].copy_from_slice(&term.to_le_bytes());
+    meta
+}
+
+/// Reads [`encode_meta`]'s layout.
+pub(super) fn decode_meta(meta: [u8; USER_META_BYTES]) -> (Index, Term) {
+    let word = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&meta[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    (word(0), word(8))
+}
