@@ -36,7 +36,7 @@ pub(super) struct Pending {
     /// means it was overwritten and never applied.
     pub(super) term: Term,
     /// Where its result goes.
-    pub(super) done: oneshot::Sender<Reply>,
+    pub(super) done: oneshot::Sender<Result<Reply, RaftError>>,
 }
 
 /// Work for the apply thread, in log order.
@@ -157,7 +157,7 @@ impl Answer {
                         "leadership changed before the write committed; not applied",
                     ),
                 };
-                let _ = pending.done.send(reply);
+                let _ = pending.done.send(Ok(reply));
             }
             Answer::Reads(reads) => {
                 for read in reads {

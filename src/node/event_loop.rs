@@ -171,12 +171,12 @@ impl EventLoop {
             },
             Input::Propose { payload, accepted, done } => match self.raft.propose(payload) {
                 Ok((index, term)) => {
-                    let _ = accepted.send(Ok(()));
+                    accepted.store(true, Ordering::Release);
                     self.proposals.insert(index, Pending { term, done });
                 }
                 Err(RaftError::Fatal(why)) => return Err(why),
                 Err(error) => {
-                    let _ = accepted.send(Err(error));
+                    let _ = done.send(Err(error));
                 }
             },
             Input::Read { ready } => {

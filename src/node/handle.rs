@@ -1,6 +1,7 @@
 //! The node as the front ends see it: execute a client request, deliver a
 //! peer message, read the status.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -130,21 +131,20 @@ impl NodeHandle {
     ) -> Reply {
         let payload = command.encode();
         loop {
-            let (accepted_tx, accepted) = oneshot::channel();
+            let accepted = Arc::new(AtomicBool::new(false));
             let (done_tx, done) = oneshot::channel();
-            let input =
-                Input::Propose { payload: payload.clone(), accepted: accepted_tx, done: done_tx };
+            let input = Input::Propose {
+                payload: payload.clone(),
+                accepted: accepted.clone(),
+                done: done_tx,
+            };
             if self.inner.inbox.try_send(input).is_err() {
                 return busy();
             }
-            match until(deadline, accepted).await {
-                Some(Ok(Ok(()))) => {
-                    return match until(deadline, done).await {
-                        Some(Ok(reply)) => reply,
-                        Some(Err(_)) => Reply::unavailable("the node stopped; outcome unknown"),
-                        None => Reply::error(504, "proposed, but not applied within the timeout"),
-                    }
-                }
+            let outcome = until(deadline, done).await;
+            let accepted = accepted.load(Ordering::Acquire);
+            match outcome {
+                Some(Ok(Ok(reply))) => return reply,
                 Some(Ok(Err(RaftError::NotLeader { leader: Some(leader) }))) if !forwarded => {
                     return self.forward(leader, body, deadline).await;
                 }
@@ -152,7 +152,12 @@ impl NodeHandle {
                 Some(Ok(Err(_))) if !forwarded && Instant::now() + RETRY_PAUSE < deadline => {
                     async_std::task::sleep(RETRY_PAUSE).await;
                 }
-                _ => return no_leader(),
+                Some(Ok(Err(_))) => return no_leader(),
+                Some(Err(_)) => return Reply::unavailable("the node stopped; outcome unknown"),
+                None if accepted => {
+                    return Reply::error(504, "proposed, but not applied within the timeout")
+                }
+                None => return no_leader(),
             }
         }
     }

@@ -29,6 +29,7 @@ mod status;
 mod wal_store;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,15 +84,17 @@ pub trait Forwarder: Send + Sync + 'static {
 pub enum Input {
     /// A Raft message from a peer.
     Peer(Message),
-    /// A client write: `accepted` answers whether Raft took it, `done` the
-    /// result once it is applied.
+    /// A client write. The loop sets `accepted` once Raft has the proposal
+    /// in its log (so that a timeout can tell "never proposed", 503, from
+    /// "outcome unknown", 504, without a second wake-up of the client), and
+    /// answers `done` with the applied result or with why Raft refused it.
     Propose {
         /// The encoded command.
         payload: Vec<u8>,
-        /// Whether the proposal is in the leader's log.
-        accepted: oneshot::Sender<Result<(), RaftError>>,
-        /// The applied result.
-        done: oneshot::Sender<Reply>,
+        /// Set when the proposal is in the leader's log.
+        accepted: Arc<AtomicBool>,
+        /// The applied result, or the refusal.
+        done: oneshot::Sender<Result<Reply, RaftError>>,
     },
     /// A linearizable read: answered once the state file is at least as new
     /// as the read index.
