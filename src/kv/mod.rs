@@ -23,7 +23,7 @@ mod reply;
 mod request;
 
 pub use apply::apply;
-pub use command::{new_key, Command};
+pub use command::{new_key, Command, COMMAND_BYTES_MAX};
 pub use query::Query;
 pub use reply::Reply;
 pub use request::{Consistency, Request};

@@ -85,6 +85,10 @@ impl EventLoop {
         let mut raft_config = Config::new(config.id, config.members.clone());
         raft_config.applied = applied;
         raft_config.election_ticks = config.election_ticks;
+        // Raft refuses proposals above its message limit; every command the
+        // front end accepts must fit.
+        raft_config.message_bytes_max =
+            raft_config.message_bytes_max.max(crate::kv::COMMAND_BYTES_MAX);
         raft_config.seed = config.id ^ seed_from_clock();
         let raft = Raft::new(raft_config, WalStore { wal }).map_err(|e| e.to_string())?;
         Ok(EventLoop {
