@@ -92,7 +92,10 @@ fn apply_batch(db: &Db, commands: &[Command]) -> Vec<Reply> {
     replies
 }
 
-fn dump(db: &Db) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+/// Every tree's items, by tree name.
+type Dump = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
+fn dump(db: &Db) -> Dump {
     let txn = db.begin_read();
     let mut out = BTreeMap::new();
     for tree in txn.list_trees().expect("trees") {
