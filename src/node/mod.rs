@@ -1,24 +1,27 @@
 //! The node: the one place that does IO for Raft.
 //!
 //! A node is a Raft core ([`crate::raft`]) over the WAL, a state file for the
-//! replicated key-value state ([`crate::kv`]), and an event loop on its own
-//! thread that owns all three. Everything else talks to the loop through a
-//! bounded inbox: the peer RPC edge delivers Raft messages into it, and the
-//! HTTP edge submits proposals and read requests through a [`NodeHandle`].
+//! replicated key-value state ([`crate::kv`]), and two threads that own
+//! them. Everything else talks to them through a bounded inbox: the peer RPC
+//! edge delivers Raft messages into it, and the HTTP edge submits proposals
+//! and read requests through a [`NodeHandle`].
 //!
-//! The loop works in rounds. It waits for the first input or the next tick,
-//! then drains whatever else has arrived (up to a limit), so that every
+//! The event loop works in rounds. It waits for the first input or the next
+//! tick, then drains whatever else has arrived (up to a limit), so that every
 //! proposal that came in while the previous round was busy is appended to
 //! the WAL and made durable by one fsync: group commit. Then, in the order
-//! Raft's `Ready` prescribes, it sends messages, applies committed entries to
-//! the state file in one write transaction per round (carrying the applied
-//! index and term in the commit's metadata), answers the clients whose
-//! proposals were applied, and releases the reads whose read index is now
-//! applied. State-file commits are deferred and synced about once a second:
-//! the WAL already holds every applied entry, and a restart replays the WAL
-//! past the state file's applied index.
+//! Raft's `Ready` prescribes, it sends messages and hands committed entries,
+//! with the clients waiting for them, to the apply thread, followed by the
+//! linearizable reads they cover.
 //!
-//! A storage error in the loop stops the node (the process exits with a
+//! The apply thread (`applier.rs`) applies everything queued in one
+//! state-file transaction that carries the applied index and term, answers
+//! the clients, and releases the reads. Its commits are deferred and synced
+//! every few hundred milliseconds, off the consensus path: the WAL already
+//! holds every applied entry, and a restart replays the WAL past the state
+//! file's applied index.
+//!
+//! A storage error in either thread stops the node (the process exits with a
 //! message naming the error) rather than let it diverge from its peers.
 
 mod applier;
