@@ -234,6 +234,43 @@ fn leadership_transfer_hands_over_promptly() {
 }
 
 /// Elects a leader by ticking everyone until one appears.
+/// Thesis §6.4: a follower's read goes to the leader as ReadIndex. If the
+/// request or its answer is lost, the read must fail (so the client retries)
+/// within an election timeout rather than wait, and count against the
+/// pending-read limit, forever.
+#[test]
+fn a_forwarded_read_whose_answer_is_lost_fails_within_an_election_timeout() {
+    let mut config = Config::new(2, vec![1, 2, 3]);
+    config.check_quorum = false;
+    let election_ticks = config.election_ticks;
+    let mut follower = Raft::new(config, MemStore::default()).unwrap();
+    let heartbeat = Body::Heartbeat { commit: 0, round: 1 };
+    follower.step(message(1, 2, 1, heartbeat)).unwrap();
+    flush(&mut follower);
+
+    follower.read_index(7).unwrap();
+    let sent = flush(&mut follower);
+    assert!(sent.iter().any(|m| m.to == 1 && m.body == Body::ReadIndex { ctx: 7 }));
+
+    // The ReadIndex request is dropped; the leader keeps heartbeating.
+    let mut failed = Vec::new();
+    for tick in 0..election_ticks {
+        follower.step(message(1, 2, 1, Body::Heartbeat { commit: 0, round: 2 })).unwrap();
+        follower.tick().unwrap();
+        let ready = follower.ready().unwrap();
+        failed.extend(ready.reads_failed.iter().copied());
+        assert!(ready.reads.is_empty(), "no answer arrived, tick {tick}");
+        follower.advance(&ready).unwrap();
+    }
+    assert_eq!(failed, [7], "the lost read fails after {election_ticks} ticks");
+
+    // A late answer for it is ignored; a new read with the same id is accepted.
+    let late = Body::ReadIndexResponse { ctx: 7, index: 1 };
+    follower.step(message(1, 2, 1, late)).unwrap();
+    assert!(follower.ready().unwrap().reads.is_empty());
+    follower.read_index(7).unwrap();
+}
+
 fn settle_leader(cluster: &mut Cluster) -> u64 {
     for _ in 0..ROUNDS_MAX {
         cluster.tick_all(1).unwrap();

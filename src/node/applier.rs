@@ -26,6 +26,12 @@ use crate::raft::{Entry, EntryKind, Index, RaftError, Term};
 /// commits are reused only after a durable one, so this also bounds how
 /// much free space waits.
 pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a busy apply thread gathers jobs for one transaction
+/// (`bench/compare.sh`: 500 µs gave the best throughput and p99 among 0,
+/// 0.5, 1, 2 and 3 ms).
+const GATHER: Duration = Duration::from_micros(500);
+/// Work arriving within this of the previous commit means the node is busy.
+const BUSY_WINDOW: Duration = Duration::from_millis(1);
 /// Jobs drained into one write transaction, at most.
 const JOBS_PER_COMMIT_MAX: usize = 1_024;
 
@@ -62,6 +68,8 @@ pub(super) struct Applier {
     pub(super) dirty: bool,
     /// When the state file was last synced.
     pub(super) last_sync: Instant,
+    /// When the last transaction committed.
+    pub(super) last_commit: Instant,
 }
 
 impl Applier {
@@ -74,8 +82,14 @@ impl Applier {
                 Err(RecvTimeoutError::Disconnected) => Some(ApplyJob::Stop),
             };
             let mut jobs: Vec<ApplyJob> = first.into_iter().collect();
+            // Under load (work arrived right after the last commit), wait a
+            // little for more: fewer, larger commits cut the per-commit cost
+            // and the p99 latency; an idle node commits at once.
+            let busy = self.last_commit.elapsed() < BUSY_WINDOW;
+            let gather_until = Instant::now() + if busy { GATHER } else { Duration::ZERO };
             while jobs.len() < JOBS_PER_COMMIT_MAX {
-                let Ok(job) = self.jobs.try_recv() else { break };
+                let left = gather_until.saturating_duration_since(Instant::now());
+                let Ok(job) = self.jobs.recv_timeout(left) else { break };
                 jobs.push(job);
             }
             let stop = jobs.iter().any(|job| matches!(job, ApplyJob::Stop));
@@ -117,6 +131,7 @@ impl Applier {
                 .map_err(|e| format!("state file commit: {e}"))?;
             self.applied.store(index, Ordering::Release);
             self.dirty = true;
+            self.last_commit = Instant::now();
         } else {
             for job in jobs {
                 if let ApplyJob::Reads(reads) = job {

@@ -122,6 +122,7 @@ impl EventLoop {
             applied: self.applied.clone(),
             dirty: false,
             last_sync: Instant::now(),
+            last_commit: Instant::now(),
         };
         let id = self.raft.id();
         let applier = std::thread::Builder::new()

@@ -10,7 +10,7 @@
 //! This file holds the state, the roles and the node-facing calls; `step.rs`
 //! the message handlers; `leader.rs` replication, commit and reads.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::config::Config;
 use super::log::RaftLog;
@@ -96,8 +96,11 @@ pub struct Raft<S> {
     pub(super) pending_reads: VecDeque<PendingRead>,
     /// Reads waiting for the first commit of this term (leader).
     pub(super) reads_before_commit: Vec<(NodeId, u64)>,
-    /// Reads this node forwarded to the leader, by request id.
-    pub(super) forwarded_reads: BTreeSet<u64>,
+    /// Reads this node forwarded to the leader: request id to the tick by
+    /// which the answer must arrive (the request or answer may be lost).
+    pub(super) forwarded_reads: BTreeMap<u64, u64>,
+    /// Ticks since start; the clock of `forwarded_reads`.
+    pub(super) ticks: u64,
     /// Confirmed reads waiting to be served.
     pub(super) reads_ready: Vec<ReadState>,
     /// Reads that failed.
@@ -132,7 +135,8 @@ impl<S: LogStore> Raft<S> {
             round_due: false,
             pending_reads: VecDeque::new(),
             reads_before_commit: Vec::new(),
-            forwarded_reads: BTreeSet::new(),
+            forwarded_reads: BTreeMap::new(),
+            ticks: 0,
             reads_ready: Vec::new(),
             reads_failed: Vec::new(),
         };
@@ -210,6 +214,8 @@ impl<S: LogStore> Raft<S> {
 
     /// One unit of time passed.
     pub fn tick(&mut self) -> Result<(), RaftError> {
+        self.ticks += 1;
+        self.expire_forwarded_reads();
         if self.role == Role::Leader {
             return self.tick_leader();
         }
@@ -263,9 +269,11 @@ impl<S: LogStore> Raft<S> {
                 Ok(())
             }
             _ if self.leader != 0 => {
-                if !self.forwarded_reads.insert(ctx) {
+                if self.forwarded_reads.contains_key(&ctx) {
                     return Err(RaftError::Invalid(format!("read id {ctx} is already pending")));
                 }
+                let due = self.ticks + u64::from(self.config.election_ticks);
+                self.forwarded_reads.insert(ctx, due);
                 self.send(self.leader, Body::ReadIndex { ctx });
                 Ok(())
             }
@@ -331,11 +339,27 @@ impl<S: LogStore> Raft<S> {
         self.end_leadership();
     }
 
+    /// Fails forwarded reads unanswered for an election timeout: their
+    /// request or answer was lost, and the caller should retry.
+    fn expire_forwarded_reads(&mut self) {
+        let now = self.ticks;
+        let expired: Vec<u64> = self
+            .forwarded_reads
+            .iter()
+            .filter(|(_, &due)| due <= now)
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in expired {
+            self.forwarded_reads.remove(&ctx);
+            self.reads_failed.push(ctx);
+        }
+    }
+
     /// Records the leader; reads forwarded to another one are lost.
     pub(super) fn set_leader(&mut self, leader: NodeId) {
         if leader != self.leader {
             let lost = std::mem::take(&mut self.forwarded_reads);
-            self.reads_failed.extend(lost);
+            self.reads_failed.extend(lost.into_keys());
             self.leader = leader;
         }
     }

@@ -151,7 +151,7 @@ impl<S: LogStore> Raft<S> {
             }
             Body::TimeoutNow => self.campaign(false, true),
             Body::ReadIndexResponse { ctx, index } => {
-                if self.forwarded_reads.remove(&ctx) {
+                if self.forwarded_reads.remove(&ctx).is_some() {
                     if index == 0 {
                         self.reads_failed.push(ctx);
                     } else {
