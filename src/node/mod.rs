@@ -28,6 +28,7 @@ mod applier;
 mod event_loop;
 mod handle;
 mod metrics;
+pub mod snapshot_file;
 mod status;
 mod wal_store;
 

@@ -1,0 +1,94 @@
+//! Snapshot files: a state file round-trips through one, and damage
+//! anywhere in one is detected.
+
+use std::sync::Arc;
+
+use rdb::node::snapshot_file::{self, HEADER_BYTES};
+use rdb::raft::SnapshotMeta;
+use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
+use rdb::storage::disk::RealDisk;
+
+fn filled_db(dir: &std::path::Path, keys: u32) -> Db {
+    let db = Db::open(Arc::new(RealDisk), dir.join("state.db")).expect("db");
+    let mut txn = db.begin_write().expect("writer");
+    txn.create_tree("d/c").expect("tree");
+    for i in 0..keys {
+        let value = format!("value-{i}-").repeat(usize::try_from(i % 50).expect("small") + 1);
+        txn.put("d/c", format!("key-{i:06}").as_bytes(), value.as_bytes()).expect("put");
+    }
+    txn.commit([7; USER_META_BYTES], Durability::Durable).expect("commit");
+    db
+}
+
+fn items(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let txn = db.begin_read();
+    let range = txn.range("d/c", &KeyRange::all()).expect("range");
+    range.map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("item")).collect()
+}
+
+#[test]
+fn a_state_file_round_trips_through_a_snapshot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = filled_db(dir.path(), 5_000);
+    let meta = SnapshotMeta { index: 42, term: 3 };
+    let snapshots = dir.path().join("snapshots");
+    let (path, header) =
+        snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1, 2, 3]).expect("write");
+    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(header.file_name().as_str()));
+    assert_eq!((header.meta, header.members.as_slice()), (meta, [1, 2, 3].as_slice()));
+    let compressed = std::fs::metadata(&path).expect("file").len();
+    assert!(compressed < header.content_bytes, "{compressed} >= {}", header.content_bytes);
+
+    let restored_path = dir.path().join("restored.db");
+    let mut out = std::fs::File::create(&restored_path).expect("create");
+    assert_eq!(snapshot_file::unpack(&path, &mut out).expect("unpack"), header);
+    drop(out);
+    let restored = Db::open(Arc::new(RealDisk), &restored_path).expect("open the copy");
+    assert_eq!(items(&restored), items(&db));
+    assert_eq!(restored.begin_read().user_meta(), [7; USER_META_BYTES]);
+}
+
+#[test]
+fn damage_to_a_snapshot_is_detected() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = filled_db(dir.path(), 2_000);
+    let snapshots = dir.path().join("snapshots");
+    let meta = SnapshotMeta { index: 9, term: 1 };
+    let (path, _) = snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1]).expect("write");
+    let good = std::fs::read(&path).expect("read");
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut offsets: Vec<usize> = vec![0, 20, 50, 143, HEADER_BYTES, good.len() - 1];
+    offsets.extend((0..40).map(|_| rng.usize(HEADER_BYTES..good.len())));
+    for at in offsets {
+        let mut bad = good.clone();
+        bad[at] ^= 0x20;
+        std::fs::write(&path, &bad).expect("damage");
+        assert!(snapshot_file::verify(&path).is_err(), "a flipped byte at {at} went unnoticed");
+    }
+    std::fs::write(&path, &good[..good.len() / 2]).expect("truncate");
+    assert!(snapshot_file::verify(&path).is_err(), "a truncated snapshot went unnoticed");
+    std::fs::write(&path, &good).expect("restore");
+    assert!(snapshot_file::verify(&path).is_ok());
+}
+
+#[test]
+fn listing_is_newest_first_and_pruning_keeps_the_newest() {
+    let dir = tempfile::tempdir().expect("dir");
+    let snapshots = dir.path().join("snapshots");
+    let db = filled_db(dir.path(), 10);
+    for index in [5, 30, 12] {
+        let mut txn = db.begin_write().expect("writer");
+        txn.put("d/c", b"marker", &index.to_string().into_bytes()).expect("put");
+        txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
+        let meta = SnapshotMeta { index, term: 1 };
+        snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1]).expect("write");
+    }
+    std::fs::write(snapshots.join("state_garbage.lz4"), b"not a snapshot").expect("garbage");
+    let indexes: Vec<u64> =
+        snapshot_file::list(&snapshots).iter().map(|(_, h)| h.meta.index).collect();
+    assert_eq!(indexes, [30, 12, 5]);
+    snapshot_file::prune(&snapshots, 2).expect("prune");
+    let indexes: Vec<u64> =
+        snapshot_file::list(&snapshots).iter().map(|(_, h)| h.meta.index).collect();
+    assert_eq!(indexes, [30, 12]);
+}
