@@ -36,6 +36,16 @@ pub struct ServeConfig {
     pub election_ticks: u32,
     /// Milliseconds a client request may take before 503/504.
     pub request_timeout_ms: u64,
+    /// Take a snapshot after this many entries applied since the last.
+    pub snapshot_entries: u64,
+    /// ... or after the WAL grew this many bytes since the last.
+    pub snapshot_wal_bytes: u64,
+    /// Entries kept in the WAL below a snapshot for slightly slow followers.
+    pub compaction_margin_entries: u64,
+    /// The WAL segment size limit (compaction deletes whole segments).
+    pub wal_segment_bytes: u64,
+    /// Bytes per snapshot chunk sent to a follower.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Default for ServeConfig {
@@ -50,6 +60,11 @@ impl Default for ServeConfig {
             tick_ms: 100,
             election_ticks: 10,
             request_timeout_ms: 5_000,
+            snapshot_entries: 100_000,
+            snapshot_wal_bytes: 64 << 20,
+            compaction_margin_entries: 10_000,
+            wal_segment_bytes: 64 << 20,
+            snapshot_chunk_bytes: crate::rpc::CHUNK_BYTES,
         }
     }
 }
@@ -88,21 +103,40 @@ impl ServeConfig {
         if self.tick_ms == 0 || self.request_timeout_ms == 0 || self.election_ticks < 2 {
             return Err("tick_ms and request_timeout_ms must be > 0, election_ticks >= 2".into());
         }
-        Ok(NodeConfig {
-            id: self.id,
-            members: self.members()?.into_keys().collect(),
-            data_dir: self.data_dir.clone(),
-            tick: Duration::from_millis(self.tick_ms),
-            election_ticks: self.election_ticks,
-            request_timeout: Duration::from_millis(self.request_timeout_ms),
-        })
+        let min = rdb_storage::wal::SEGMENT_BYTES_MIN;
+        let max = rdb_storage::wal::SEGMENT_BYTES_MAX_LIMIT;
+        if !(min..=max).contains(&self.wal_segment_bytes) {
+            return Err(format!("wal_segment_bytes must be from {min} to {max}"));
+        }
+        let mut node =
+            NodeConfig::new(self.id, self.members()?.into_keys().collect(), self.data_dir.clone());
+        node.tick = Duration::from_millis(self.tick_ms);
+        node.election_ticks = self.election_ticks;
+        node.request_timeout = Duration::from_millis(self.request_timeout_ms);
+        node.snapshot_entries = self.snapshot_entries;
+        node.snapshot_wal_bytes = self.snapshot_wal_bytes;
+        node.compaction_margin_entries = self.compaction_margin_entries;
+        node.wal_segment_bytes = self.wal_segment_bytes;
+        Ok(node)
     }
 
     /// The RPC edge's settings.
     pub fn rpc(&self) -> Result<RpcConfig, String> {
         let members = self.members()?;
         let listen = self.raft.unwrap_or(members[&self.id]);
-        Ok(RpcConfig { id: self.id, listen, members, cluster: self.cluster.clone() })
+        if !(1..=crate::rpc::CHUNK_BYTES_MAX).contains(&self.snapshot_chunk_bytes) {
+            return Err(format!(
+                "snapshot_chunk_bytes must be from 1 to {}",
+                crate::rpc::CHUNK_BYTES_MAX
+            ));
+        }
+        Ok(RpcConfig {
+            id: self.id,
+            listen,
+            members,
+            cluster: self.cluster.clone(),
+            snapshot_chunk_bytes: self.snapshot_chunk_bytes,
+        })
     }
 }
 

@@ -23,6 +23,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum Cmd {
     /// Run one node (what the systemd unit runs).
     Serve(ServeArgs),
@@ -63,6 +64,21 @@ pub struct ServeArgs {
     /// Milliseconds before a request is answered 503 or 504.
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
+    /// Take a snapshot after this many entries applied since the last.
+    #[arg(long)]
+    pub snapshot_entries: Option<u64>,
+    /// Take a snapshot after the WAL grew this many bytes since the last.
+    #[arg(long)]
+    pub snapshot_wal_bytes: Option<u64>,
+    /// Entries kept in the WAL below a snapshot for slightly slow followers.
+    #[arg(long)]
+    pub compaction_margin_entries: Option<u64>,
+    /// The WAL segment size limit in bytes.
+    #[arg(long)]
+    pub wal_segment_bytes: Option<u64>,
+    /// Bytes per snapshot chunk sent to a follower.
+    #[arg(long)]
+    pub snapshot_chunk_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -80,6 +96,8 @@ impl ServeArgs {
             ($($field:ident),*) => { $( if let Some(value) = &self.$field { config.$field = value.clone().into(); } )* };
         }
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
+        apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
+        apply!(snapshot_chunk_bytes);
         if self.raft.is_some() {
             config.raft = self.raft;
         }

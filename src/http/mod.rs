@@ -17,6 +17,8 @@ use tide::{Body, Request, Response, StatusCode};
 use crate::kv::{Reply, BODY_BYTES_MAX};
 use crate::node::NodeHandle;
 
+/// Bytes of an oversized body read and discarded before answering 413.
+const BODY_DRAIN_BYTES_MAX: u64 = 16 << 20;
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_S: &str = "1";
 
@@ -35,6 +37,7 @@ pub async fn serve(listener: std::net::TcpListener, node: NodeHandle) -> std::io
     app.at("/health").get(health);
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
+    app.at("/admin/snapshot").post(admin_snapshot);
     let listener = async_std::net::TcpListener::from(listener);
     let open = Arc::new(AtomicUsize::new(0));
     loop {
@@ -70,17 +73,20 @@ async fn command(mut request: Request<NodeHandle>) -> tide::Result {
         response.insert_header("Allow", "POST");
         return Ok(response);
     }
-    if request.len().is_some_and(|len| len > BODY_BYTES_MAX) {
-        return Ok(respond(&too_large()));
-    }
     let limit = u64::try_from(BODY_BYTES_MAX).unwrap_or(u64::MAX) + 1;
+    let mut reader = request.take_body();
     let mut body = Vec::new();
-    let read = request.take_body().take(limit).read_to_end(&mut body).await;
-    if let Err(error) = read {
+    if let Err(error) = (&mut reader).take(limit).read_to_end(&mut body).await {
         return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))));
     }
     if body.len() > BODY_BYTES_MAX {
-        return Ok(respond(&too_large()));
+        // Read (a bounded amount of) what the client is still sending, so
+        // that it gets to read the answer instead of a reset connection.
+        let drain = (&mut reader).take(BODY_DRAIN_BYTES_MAX);
+        let _ = futures::io::copy(drain, &mut futures::io::sink()).await;
+        let mut response = respond(&too_large());
+        response.insert_header("Connection", "close");
+        return Ok(response);
     }
     let reply = request.state().execute(&body, false).await;
     Ok(respond(&reply))
@@ -99,6 +105,23 @@ fn respond(reply: &Reply) -> Response {
         response.insert_header("Retry-After", RETRY_AFTER_S);
     }
     response
+}
+
+/// POST /admin/snapshot: takes a snapshot now and answers where it is.
+async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
+    let reply = match request.state().take_snapshot().await {
+        Ok((path, header)) => {
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            Reply {
+                status: 200,
+                body: serde_json::json!({"index": header.meta.index, "term": header.meta.term,
+                                         "file": path.display().to_string(), "bytes": bytes,
+                                         "state_bytes": header.content_bytes}),
+            }
+        }
+        Err(why) => Reply::error(500, format!("snapshot failed: {why}")),
+    };
+    Ok(respond(&reply))
 }
 
 async fn health(request: Request<NodeHandle>) -> tide::Result {

@@ -11,16 +11,29 @@
 //! [`STATE_SYNC_INTERVAL`]: the WAL already holds every applied entry, and
 //! a restart replays it past the state file's applied index.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use rdb_storage::btree::{Db, Durability, USER_META_BYTES};
+use rdb_storage::disk::RealDisk;
 
+use super::metrics::Metrics;
+use super::snapshot_file;
+use super::state_cell::StateCell;
+use super::Input;
 use crate::kv::{self, Command, Reply};
-use crate::raft::{Entry, EntryKind, Index, RaftError, Term};
+use crate::raft::{Entry, EntryKind, Index, NodeId, RaftError, SnapshotMeta, Term};
+
+/// The state file's name inside `<data-dir>/state`.
+pub const STATE_FILE_NAME: &str = "state.db";
+/// The name a snapshot is unpacked under before it replaces the state file.
+pub const INSTALL_NAME: &str = "state.db.install";
+/// Snapshots kept on disk; older ones are removed.
+pub const SNAPSHOTS_KEPT: usize = 2;
 
 /// How often deferred state-file commits are made durable. Pages freed by
 /// commits are reused only after a durable one, so this also bounds how
@@ -52,6 +65,16 @@ pub(super) enum ApplyJob {
     Entries(Vec<(Entry, Option<Pending>)>),
     /// Reads whose read index is covered by the entries sent before.
     Reads(Vec<oneshot::Sender<Result<(), RaftError>>>),
+    /// Take a snapshot of the state as of the entries sent before.
+    Snapshot,
+    /// Replace the state file with the snapshot at `path` (from the
+    /// leader); `done` answers once the new state file is durable and open.
+    Install {
+        /// The verified snapshot file.
+        path: PathBuf,
+        /// The outcome.
+        done: SyncSender<Result<(), String>>,
+    },
     /// Sync and stop.
     Stop,
 }
@@ -60,6 +83,20 @@ pub(super) enum ApplyJob {
 pub(super) struct Applier {
     /// The state file.
     pub(super) db: Db,
+    /// Where readers find the state file (swapped on install).
+    pub(super) cell: StateCell,
+    /// The directory of the state file.
+    pub(super) state_dir: PathBuf,
+    /// Where snapshots are written.
+    pub(super) snapshot_dir: PathBuf,
+    /// The cluster's members, recorded in snapshots.
+    pub(super) members: Vec<NodeId>,
+    /// The event loop's inbox, told when a snapshot is written.
+    pub(super) inbox: SyncSender<Input>,
+    /// Counts snapshots.
+    pub(super) metrics: Arc<Metrics>,
+    /// The last applied index and its term.
+    pub(super) last_applied: SnapshotMeta,
     /// Jobs from the Raft loop.
     pub(super) jobs: Receiver<ApplyJob>,
     /// The last index applied, published for status and health.
@@ -104,42 +141,114 @@ impl Applier {
     }
 
     /// Applies every entry in `jobs` in one transaction, then answers the
-    /// clients and the reads, in order.
+    /// clients and the reads, in order, then takes a snapshot or installs
+    /// one if asked.
     fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<(), String> {
-        let last = jobs.iter().rev().find_map(|job| match job {
-            ApplyJob::Entries(entries) => entries.last().map(|(e, _)| (e.index, e.term)),
-            _ => None,
-        });
         let mut answers = Vec::new();
-        if let Some((index, term)) = last {
-            let mut txn = self.db.begin_write().map_err(|e| format!("state file: {e}"))?;
-            for job in jobs {
-                match job {
-                    ApplyJob::Entries(entries) => {
-                        for (entry, pending) in entries {
-                            let reply = apply_entry(&mut txn, &entry)?;
-                            if let Some(pending) = pending {
-                                answers.push(Answer::Write(pending, entry.term, reply));
-                            }
+        let mut snapshot = false;
+        let mut install = None;
+        let db = self.db.clone();
+        let mut txn = None;
+        for job in jobs {
+            match job {
+                ApplyJob::Entries(entries) => {
+                    if txn.is_none() {
+                        txn = Some(db.begin_write().map_err(|e| format!("state file: {e}"))?);
+                    }
+                    let txn = txn.as_mut().expect("just begun");
+                    for (entry, pending) in entries {
+                        let reply = apply_entry(txn, &entry)?;
+                        self.last_applied = SnapshotMeta { index: entry.index, term: entry.term };
+                        if let Some(pending) = pending {
+                            answers.push(Answer::Write(pending, entry.term, reply));
                         }
                     }
-                    ApplyJob::Reads(reads) => answers.push(Answer::Reads(reads)),
-                    ApplyJob::Stop => {}
                 }
+                ApplyJob::Reads(reads) => answers.push(Answer::Reads(reads)),
+                ApplyJob::Snapshot => snapshot = true,
+                ApplyJob::Install { path, done } => install = Some((path, done)),
+                ApplyJob::Stop => {}
             }
+        }
+        if let Some(txn) = txn {
+            let SnapshotMeta { index, term } = self.last_applied;
             txn.commit(encode_meta(index, term), Durability::Deferred)
                 .map_err(|e| format!("state file commit: {e}"))?;
             self.applied.store(index, Ordering::Release);
             self.dirty = true;
             self.last_commit = Instant::now();
-        } else {
-            for job in jobs {
-                if let ApplyJob::Reads(reads) = job {
-                    answers.push(Answer::Reads(reads));
-                }
-            }
         }
         answers.into_iter().for_each(Answer::send);
+        if snapshot {
+            self.start_snapshot()?;
+        }
+        if let Some((path, done)) = install {
+            let result = self.install(&path);
+            let failed = result.as_ref().err().cloned();
+            let _ = done.send(result);
+            if let Some(why) = failed {
+                return Err(why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the state durable (so that a restart never finds the state file
+    /// behind a snapshot, or behind a WAL compacted after one), then writes
+    /// the snapshot from a reader on its own thread: applying goes on.
+    fn start_snapshot(&mut self) -> Result<(), String> {
+        self.sync()?;
+        let txn = self.db.begin_read();
+        let (dir, meta, members) =
+            (self.snapshot_dir.clone(), self.last_applied, self.members.clone());
+        let (inbox, metrics) = (self.inbox.clone(), self.metrics.clone());
+        std::thread::Builder::new()
+            .name("rdb-snapshot".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let result = snapshot_file::write(&dir, &txn, meta, &members)
+                    .and_then(|taken| snapshot_file::prune(&dir, SNAPSHOTS_KEPT).map(|()| taken));
+                drop(txn);
+                if let Ok((path, header)) = &result {
+                    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+                    metrics.snapshot_made(bytes);
+                    log::info!(
+                        "snapshot at index {} written to {} ({bytes} bytes, {:?})",
+                        header.meta.index,
+                        path.display(),
+                        started.elapsed()
+                    );
+                }
+                let _ = inbox.send(Input::SnapshotTaken(result));
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start the snapshot thread: {e}"))
+    }
+
+    /// Replaces the state file with the snapshot at `path`: unpacked under a
+    /// temporary name, synced, renamed over the old one, directory synced,
+    /// opened. Readers of the old file finish on their mapping of it.
+    fn install(&mut self, path: &Path) -> Result<(), String> {
+        let header = snapshot_file::read_header(path)?;
+        super::recovery::restore_state_file(path, &self.state_dir)?;
+        let target = self.state_dir.join(STATE_FILE_NAME);
+        let db = Db::open(Arc::new(RealDisk), &target)
+            .map_err(|e| format!("installed state file: {e}"))?;
+        let (index, _) = decode_meta(db.begin_read().user_meta());
+        if index != header.meta.index {
+            return Err(format!(
+                "snapshot {} claims index {} but its state file says {index}",
+                path.display(),
+                header.meta.index
+            ));
+        }
+        self.db = db.clone();
+        self.cell.set(db);
+        self.last_applied = header.meta;
+        self.applied.store(index, Ordering::Release);
+        self.dirty = false;
+        self.metrics.snapshot_installed(header.content_bytes);
+        log::info!("installed snapshot at index {index} from {}", path.display());
         Ok(())
     }
 

@@ -7,17 +7,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::channel::oneshot;
-use rdb_storage::btree::Db;
-use rdb_storage::disk::RealDisk;
-use rdb_storage::wal::{Wal, WalOptions};
-
-use super::applier::{decode_meta, Applier, ApplyJob, Pending};
+use super::applier::{Applier, ApplyJob, Pending};
 use super::metrics::Metrics;
+use super::snapshots::SnapshotState;
+use super::state_cell::StateCell;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
-use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
-use crate::raft::{Config, Index, Raft, RaftError, Ready, Role};
+use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX, SNAPSHOT_DIR_NAME};
+use crate::raft::{Body, Config, Index, Message, Raft, RaftError, Ready, Role};
+use futures::channel::oneshot;
 
 /// `Ready` batches handled per round before taking new inputs.
 const READY_ROUNDS_MAX: usize = 64;
@@ -28,15 +26,15 @@ const APPLY_QUEUE_LEN_MAX: usize = 1_024;
 /// The loop's state.
 pub struct EventLoop {
     /// The consensus core, over the WAL.
-    raft: Raft<WalStore>,
-    /// The replicated state.
-    db: Db,
+    pub(super) raft: Raft<WalStore>,
+    /// The replicated state (swapped when a snapshot is installed).
+    cell: StateCell,
     /// Inputs from the edges.
     inbox: Receiver<Input>,
     /// Published after each round.
     status: Arc<Mutex<Status>>,
     /// Shared with the handle.
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     /// Clients waiting for apply, by log index (bounded by Raft's limit on
     /// uncommitted entries).
     proposals: BTreeMap<Index, Pending>,
@@ -48,7 +46,13 @@ pub struct EventLoop {
     /// The tick length.
     tick: Duration,
     /// The state file's applied index, published by the apply thread.
-    applied: Arc<AtomicU64>,
+    pub(super) applied: Arc<AtomicU64>,
+    /// Work for the apply thread.
+    pub(super) apply: SyncSender<ApplyJob>,
+    /// The apply thread, until `run` starts it.
+    applier: Option<Applier>,
+    /// Snapshot triggers, the newest snapshot, transfers in and out.
+    pub(super) snapshots: SnapshotState,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -63,37 +67,44 @@ impl EventLoop {
     pub(super) fn open(
         config: &NodeConfig,
         inbox: Receiver<Input>,
+        inbox_sender: SyncSender<Input>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let disk = Arc::new(RealDisk);
-        let state_dir = config.data_dir.join("state");
-        std::fs::create_dir_all(&state_dir)
-            .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
-        let wal_dir = config.data_dir.join("wal");
-        let wal = Wal::open(disk.clone(), &wal_dir, WalOptions::default())
-            .map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
-        let db =
-            Db::open(disk, state_dir.join("state.db")).map_err(|e| format!("state file: {e}"))?;
-        let (applied, _) = decode_meta(db.begin_read().user_meta());
-        if applied > wal.last_index() {
-            return Err(format!(
-                "the state file has applied index {applied} but the WAL ends at {}: \
-                 the WAL directory does not belong to this state file",
-                wal.last_index()
-            ));
-        }
+        let recovered = super::recovery::recover(config)?;
         let mut raft_config = Config::new(config.id, config.members.clone());
-        raft_config.applied = applied;
+        raft_config.applied = recovered.applied.index;
         raft_config.election_ticks = config.election_ticks;
         // Raft refuses proposals above its message limit; every command the
         // front end accepts must fit.
         raft_config.message_bytes_max =
             raft_config.message_bytes_max.max(crate::kv::COMMAND_BYTES_MAX);
         raft_config.seed = config.id ^ seed_from_clock();
-        let raft = Raft::new(raft_config, WalStore { wal }).map_err(|e| e.to_string())?;
+        let newest = recovered.newest.as_ref().map(|(_, header)| header.meta);
+        let store = WalStore { wal: recovered.wal, floor: recovered.floor, newest };
+        let raft = Raft::new(raft_config, store).map_err(|e| format!("raft at start: {e}"))?;
+        let cell = StateCell::new(recovered.db.clone());
+        let applied = Arc::new(AtomicU64::new(recovered.applied.index));
+        let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
+        let applier = Applier {
+            db: recovered.db,
+            cell: cell.clone(),
+            state_dir: config.data_dir.join("state"),
+            snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
+            members: config.members.clone(),
+            inbox: inbox_sender,
+            metrics: metrics.clone(),
+            last_applied: recovered.applied,
+            jobs,
+            applied: applied.clone(),
+            dirty: false,
+            last_sync: Instant::now(),
+            last_commit: Instant::now(),
+        };
+        let snapshots =
+            SnapshotState::new(config, recovered.newest, recovered.applied.index, &raft);
         Ok(EventLoop {
             raft,
-            db,
+            cell,
             inbox,
             status: Arc::new(Mutex::new(Status { id: config.id, ..Status::default() })),
             metrics,
@@ -101,12 +112,15 @@ impl EventLoop {
             reads: HashMap::new(),
             next_read: 1,
             tick: config.tick,
-            applied: Arc::new(AtomicU64::new(applied)),
+            applied,
+            apply,
+            applier: Some(applier),
+            snapshots,
         })
     }
 
-    pub(super) fn db(&self) -> Db {
-        self.db.clone()
+    pub(super) fn cell(&self) -> StateCell {
+        self.cell.clone()
     }
 
     pub(super) fn status(&self) -> Arc<Mutex<Status>> {
@@ -115,31 +129,19 @@ impl EventLoop {
 
     /// Runs until asked to stop or until storage fails (the error says why).
     pub fn run(mut self, mut transport: Box<dyn Transport>) -> Result<(), String> {
-        let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
-        let applier = Applier {
-            db: self.db.clone(),
-            jobs,
-            applied: self.applied.clone(),
-            dirty: false,
-            last_sync: Instant::now(),
-            last_commit: Instant::now(),
-        };
+        let applier = self.applier.take().ok_or("the loop runs once")?;
         let id = self.raft.id();
         let applier = std::thread::Builder::new()
             .name(format!("rdb-apply-{id}"))
             .spawn(move || applier.run())
             .map_err(|e| format!("cannot start the apply thread: {e}"))?;
-        let result = self.run_rounds(transport.as_mut(), &apply);
-        let _ = apply.send(ApplyJob::Stop);
+        let result = self.run_rounds(transport.as_mut());
+        let _ = self.apply.send(ApplyJob::Stop);
         let applied = applier.join().map_err(|_| "the apply thread panicked".to_string())?;
         result.and(applied)
     }
 
-    fn run_rounds(
-        &mut self,
-        transport: &mut dyn Transport,
-        apply: &SyncSender<ApplyJob>,
-    ) -> Result<(), String> {
+    fn run_rounds(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.tick;
         self.publish_status();
         loop {
@@ -158,7 +160,8 @@ impl EventLoop {
                 self.raft.tick().map_err(|e| e.to_string())?;
                 next_tick = (next_tick + self.tick).max(now);
             }
-            self.process_ready(transport, apply)?;
+            self.process_ready(transport)?;
+            self.maybe_snapshot()?;
             self.publish_status();
             if stop {
                 return Ok(());
@@ -169,6 +172,8 @@ impl EventLoop {
     /// Feeds one input to Raft; true means stop.
     fn handle(&mut self, input: Input) -> Result<bool, String> {
         match input {
+            // A snapshot offer is stepped only with its file (SnapshotReceived).
+            Input::Peer(Message { body: Body::Snapshot { .. }, .. }) => {}
             Input::Peer(message) => match self.raft.step(message) {
                 Err(RaftError::Fatal(why)) => return Err(why),
                 Err(error) => log::debug!("peer message refused: {error}"),
@@ -198,17 +203,14 @@ impl EventLoop {
                 }
             }
             Input::Stop => return Ok(true),
+            other => self.handle_snapshot_input(other)?,
         }
         Ok(false)
     }
 
     /// Persist, send, hand over to apply, release reads: the `Ready`
     /// protocol.
-    fn process_ready(
-        &mut self,
-        transport: &mut dyn Transport,
-        apply: &SyncSender<ApplyJob>,
-    ) -> Result<(), String> {
+    fn process_ready(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
         for _ in 0..READY_ROUNDS_MAX {
             if !self.raft.has_ready() {
                 return Ok(());
@@ -219,14 +221,15 @@ impl EventLoop {
             // leader counts itself towards a quorum only for what `advance`
             // reports persisted. Its messages never grant a vote, the one
             // thing that must wait for the disk.
+            let messages = self.route_snapshots(std::mem::take(&mut ready.messages), transport);
             if self.raft.role() == Role::Leader {
-                transport.send(std::mem::take(&mut ready.messages));
+                transport.send(messages);
                 self.persist(&ready)?;
             } else {
                 self.persist(&ready)?;
-                transport.send(std::mem::take(&mut ready.messages));
+                transport.send(messages);
             }
-            self.hand_over(&mut ready, apply)?;
+            self.hand_over(&mut ready)?;
             self.raft.advance(&ready).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -234,7 +237,7 @@ impl EventLoop {
 
     /// Sends committed entries, with their waiting clients, and then the
     /// reads they cover, to the apply thread; answers failed reads.
-    fn hand_over(&mut self, ready: &mut Ready, apply: &SyncSender<ApplyJob>) -> Result<(), String> {
+    fn hand_over(&mut self, ready: &mut Ready) -> Result<(), String> {
         const STOPPED: &str = "the apply thread stopped";
         if !ready.committed.is_empty() {
             let entries = std::mem::take(&mut ready.committed)
@@ -244,12 +247,12 @@ impl EventLoop {
                     (entry, pending)
                 })
                 .collect();
-            apply.send(ApplyJob::Entries(entries)).map_err(|_| STOPPED.to_string())?;
+            self.apply.send(ApplyJob::Entries(entries)).map_err(|_| STOPPED.to_string())?;
         }
         let reads: Vec<_> =
             ready.reads.iter().filter_map(|read| self.reads.remove(&read.ctx)).collect();
         if !reads.is_empty() {
-            apply.send(ApplyJob::Reads(reads)).map_err(|_| STOPPED.to_string())?;
+            self.apply.send(ApplyJob::Reads(reads)).map_err(|_| STOPPED.to_string())?;
         }
         for ctx in &ready.reads_failed {
             if let Some(waiter) = self.reads.remove(ctx) {
@@ -260,10 +263,8 @@ impl EventLoop {
     }
 
     fn persist(&mut self, ready: &Ready) -> Result<(), String> {
-        if let Some(snapshot) = ready.snapshot {
-            return Err(format!(
-                "asked to install snapshot {snapshot:?}, which this version cannot receive"
-            ));
+        if let Some(meta) = ready.snapshot {
+            self.install_snapshot(meta)?;
         }
         let store = self.raft.store_mut();
         if !ready.entries.is_empty() {
@@ -279,7 +280,7 @@ impl EventLoop {
 
     fn publish_status(&self) {
         let raft = &self.raft;
-        let first = crate::raft::LogStore::first_index(raft.log().store());
+        let store = raft.log().store();
         let status = Status {
             id: raft.id(),
             role: match raft.role() {
@@ -293,8 +294,9 @@ impl EventLoop {
             commit_index: raft.committed(),
             applied_index: self.applied.load(Ordering::Acquire),
             last_log_index: raft.last_index(),
-            snapshot_index: first - 1,
-            wal_first_index: first,
+            snapshot_index: self.snapshots.newest_index(),
+            wal_first_index: store.wal.first_index(),
+            wal_bytes: store.wal.bytes(),
             peers: raft
                 .match_indexes()
                 .into_iter()

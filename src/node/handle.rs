@@ -1,17 +1,18 @@
 //! The node as the front ends see it: execute a client request, deliver a
 //! peer message, read the status.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use rdb_storage::btree::Db;
 
 use super::metrics::Metrics;
+use super::state_cell::StateCell;
 use super::status::Status;
-use super::{Forwarder, Input, NodeConfig};
+use super::{Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
 use crate::kv::{Command, Consistency, Query, Reply, Request};
 use crate::raft::{Message, NodeId, RaftError};
 
@@ -32,7 +33,7 @@ struct Inner {
     /// The event loop's inbox.
     inbox: SyncSender<Input>,
     /// The state file, for reads on the caller's thread.
-    db: Db,
+    state: StateCell,
     /// Published by the loop after each round.
     status: Arc<Mutex<Status>>,
     /// Request and storage metrics.
@@ -41,6 +42,8 @@ struct Inner {
     forwarder: OnceLock<Box<dyn Forwarder>>,
     /// The request timeout.
     timeout: Duration,
+    /// `<data-dir>/snapshots`.
+    snapshot_dir: PathBuf,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -53,18 +56,19 @@ impl NodeHandle {
     pub(super) fn new(
         config: &NodeConfig,
         inbox: SyncSender<Input>,
-        db: Db,
+        state: StateCell,
         status: Arc<Mutex<Status>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let inner = Inner {
             id: config.id,
             inbox,
-            db,
+            state,
             status,
             metrics,
             forwarder: OnceLock::new(),
             timeout: config.request_timeout,
+            snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -93,6 +97,31 @@ impl NodeHandle {
     /// Raft treats as a lost message.
     pub fn deliver(&self, message: Message) {
         let _ = self.inner.inbox.try_send(Input::Peer(message));
+    }
+
+    /// Takes a snapshot now; answers with its file and header.
+    pub async fn take_snapshot(&self) -> Result<(PathBuf, SnapshotHeader), String> {
+        let (done, answer) = oneshot::channel();
+        self.inner
+            .inbox
+            .try_send(Input::TakeSnapshot { done })
+            .map_err(|_| "the node is overloaded")?;
+        answer.await.unwrap_or_else(|_| Err("the node stopped".into()))
+    }
+
+    /// Hands a verified snapshot from the leader to the loop.
+    pub fn snapshot_received(&self, path: PathBuf, header: SnapshotHeader, message: Message) {
+        let _ = self.inner.inbox.try_send(Input::SnapshotReceived { path, header, message });
+    }
+
+    /// Reports the end of a snapshot transfer to a follower.
+    pub fn snapshot_sent(&self, to: NodeId, ok: bool, bytes: u64) {
+        let _ = self.inner.inbox.try_send(Input::SnapshotSent { to, ok, bytes });
+    }
+
+    /// Where this node keeps its snapshots.
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.inner.snapshot_dir
     }
 
     /// Asks the loop to stop.
@@ -177,7 +206,7 @@ impl NodeHandle {
                 return reply;
             }
         }
-        match query.run(&self.inner.db.begin_read()) {
+        match query.run(&self.inner.state.get().begin_read()) {
             Ok(reply) => reply,
             Err(error) => Reply::error(500, format!("state file: {error}")),
         }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -57,11 +58,29 @@ struct Counts {
     wal_sync: Histogram,
 }
 
+/// Snapshot counters: how many, and how many bytes.
+#[derive(Debug, Default)]
+struct SnapshotCounts {
+    /// Snapshots written here.
+    made: [AtomicU64; 2],
+    /// Snapshots sent to followers.
+    sent: [AtomicU64; 2],
+    /// Snapshots installed from the leader.
+    installed: [AtomicU64; 2],
+}
+
 /// The node's metrics, shared by the event loop and the front ends.
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// Behind one lock: updates are a few additions.
     counts: Mutex<Counts>,
+    /// Snapshot counters.
+    snapshots: SnapshotCounts,
+}
+
+fn count(counter: &[AtomicU64; 2], bytes: u64) {
+    counter[0].fetch_add(1, Ordering::Relaxed);
+    counter[1].fetch_add(bytes, Ordering::Relaxed);
 }
 
 impl Metrics {
@@ -78,8 +97,33 @@ impl Metrics {
         counts.wal_sync.observe(elapsed);
     }
 
+    /// Counts a snapshot written (file bytes).
+    pub fn snapshot_made(&self, bytes: u64) {
+        count(&self.snapshots.made, bytes);
+    }
+
+    /// Counts a snapshot sent to a follower (file bytes).
+    pub fn snapshot_sent(&self, bytes: u64) {
+        count(&self.snapshots.sent, bytes);
+    }
+
+    /// Counts a snapshot installed (state-file bytes).
+    pub fn snapshot_installed(&self, bytes: u64) {
+        count(&self.snapshots.installed, bytes);
+    }
+
     /// Renders the counters (the caller adds gauges).
     pub fn render(&self, out: &mut String) {
+        for (name, counter) in [
+            ("made", &self.snapshots.made),
+            ("sent", &self.snapshots.sent),
+            ("installed", &self.snapshots.installed),
+        ] {
+            let (n, bytes) =
+                (counter[0].load(Ordering::Relaxed), counter[1].load(Ordering::Relaxed));
+            let _ = writeln!(out, "# HELP rdb_snapshots_{name}_total Snapshots {name}.\n# TYPE rdb_snapshots_{name}_total counter\nrdb_snapshots_{name}_total {n}");
+            let _ = writeln!(out, "# HELP rdb_snapshot_bytes_{name}_total Bytes of snapshots {name}.\n# TYPE rdb_snapshot_bytes_{name}_total counter\nrdb_snapshot_bytes_{name}_total {bytes}");
+        }
         let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         out.push_str("# HELP rdb_requests_total Requests answered, by action and status.\n");
         out.push_str("# TYPE rdb_requests_total counter\n");

@@ -28,7 +28,10 @@ mod applier;
 mod event_loop;
 mod handle;
 mod metrics;
+mod recovery;
 pub mod snapshot_file;
+mod snapshots;
+mod state_cell;
 mod status;
 mod wal_store;
 
@@ -45,9 +48,14 @@ pub use metrics::Metrics;
 pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX};
 pub use wal_store::WalStore;
 
+pub use snapshot_file::SnapshotHeader;
+pub use state_cell::StateCell;
+
 use crate::kv::Reply;
 use crate::raft::{Message, NodeId, RaftError};
 
+/// The snapshot directory's name inside the data directory.
+pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
 /// Inputs queued for the event loop, at most this many.
 pub const INBOX_LEN_MAX: usize = 65_536;
 /// Inputs handled per round before the loop persists and sends.
@@ -68,12 +76,42 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// How long a client request may take before it is answered 503 or 504.
     pub request_timeout: Duration,
+    /// A snapshot is taken after this many entries applied since the last.
+    pub snapshot_entries: u64,
+    /// ... or after the WAL has grown this many bytes since the last.
+    pub snapshot_wal_bytes: u64,
+    /// Entries kept in the WAL below a snapshot, for slightly slow followers.
+    pub compaction_margin_entries: u64,
+    /// The WAL's segment size limit (compaction deletes whole segments).
+    pub wal_segment_bytes: u64,
+}
+
+impl NodeConfig {
+    /// Defaults for everything but identity and place.
+    pub fn new(id: NodeId, members: Vec<NodeId>, data_dir: PathBuf) -> Self {
+        NodeConfig {
+            id,
+            members,
+            data_dir,
+            tick: Duration::from_millis(100),
+            election_ticks: 10,
+            request_timeout: Duration::from_secs(5),
+            snapshot_entries: 100_000,
+            snapshot_wal_bytes: 64 << 20,
+            compaction_margin_entries: 10_000,
+            wal_segment_bytes: 64 << 20,
+        }
+    }
 }
 
 /// Sends Raft messages to peers. Delivery is best effort: Raft retries.
 pub trait Transport: Send + 'static {
     /// Queues `messages` for their receivers.
     fn send(&mut self, messages: Vec<Message>);
+    /// Streams the snapshot file at `path` to `message.to`, then has the
+    /// receiver step `message` (a `Body::Snapshot`); the outcome comes back
+    /// as [`Input::SnapshotSent`].
+    fn send_snapshot(&mut self, message: Message, path: PathBuf);
 }
 
 /// Carries a client request to another member (the leader) and brings back
@@ -106,6 +144,32 @@ pub enum Input {
         /// Ok when the read may be served; an error says retry or forward.
         ready: oneshot::Sender<Result<(), RaftError>>,
     },
+    /// A snapshot was written (or failed) on the snapshot thread.
+    SnapshotTaken(Result<(PathBuf, SnapshotHeader), String>),
+    /// Take a snapshot now (POST /admin/snapshot).
+    TakeSnapshot {
+        /// Answered when the file is written.
+        done: oneshot::Sender<Result<(PathBuf, SnapshotHeader), String>>,
+    },
+    /// A snapshot from the leader arrived whole and verified at `path`; the
+    /// loop steps `message` (its `Body::Snapshot`) and installs it.
+    SnapshotReceived {
+        /// The verified file.
+        path: PathBuf,
+        /// Its header.
+        header: SnapshotHeader,
+        /// The leader's message that goes with it.
+        message: Message,
+    },
+    /// A snapshot transfer to a follower ended.
+    SnapshotSent {
+        /// The follower.
+        to: NodeId,
+        /// Whether every chunk was accepted.
+        ok: bool,
+        /// Bytes sent.
+        bytes: u64,
+    },
     /// Stop the loop after this round.
     Stop,
 }
@@ -116,8 +180,9 @@ pub enum Input {
 pub fn open(config: NodeConfig) -> Result<(NodeHandle, event_loop::EventLoop), String> {
     let (inbox, receiver) = std::sync::mpsc::sync_channel(INBOX_LEN_MAX);
     let metrics = Arc::new(Metrics::default());
-    let event_loop = event_loop::EventLoop::open(&config, receiver, metrics.clone())?;
-    let handle = NodeHandle::new(&config, inbox, event_loop.db(), event_loop.status(), metrics);
+    let event_loop =
+        event_loop::EventLoop::open(&config, receiver, inbox.clone(), metrics.clone())?;
+    let handle = NodeHandle::new(&config, inbox, event_loop.cell(), event_loop.status(), metrics);
     Ok((handle, event_loop))
 }
 

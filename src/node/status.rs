@@ -35,6 +35,8 @@ pub struct Status {
     pub snapshot_index: Index,
     /// The first index the WAL holds.
     pub wal_first_index: Index,
+    /// Bytes of WAL segments on disk.
+    pub wal_bytes: u64,
     /// On the leader: each member's match index.
     pub peers: Vec<PeerStatus>,
 }

@@ -11,10 +11,19 @@ const KIND_NOOP: u8 = 0;
 const KIND_NORMAL: u8 = 1;
 
 /// Raft's stable log, on the WAL.
+///
+/// Raft sees the entries after `floor`: the index (and term) below which the
+/// log is compacted. The WAL may physically hold a few entries at or below
+/// it (it deletes whole segments only); they are never read.
 #[derive(Debug)]
 pub struct WalStore {
     /// The log and hard state on disk.
     pub(crate) wal: Wal,
+    /// The last index Raft treats as compacted, and its term.
+    pub(crate) floor: SnapshotMeta,
+    /// The newest snapshot on disk, sent to followers that need entries
+    /// below the floor.
+    pub(crate) newest: Option<SnapshotMeta>,
 }
 
 impl WalStore {
@@ -41,6 +50,33 @@ impl WalStore {
         }
         let commit = state.commit.min(self.wal.synced_index()).max(saved.commit);
         self.wal.save_hard_state(wal::HardState { term: state.term, vote: state.vote, commit })
+    }
+}
+
+impl WalStore {
+    /// Discards entries up to `upto` (whole segments at most up to it) once
+    /// a snapshot covers them; Raft then sees the log start after `upto`.
+    pub fn compact(&mut self, upto: Index) -> rdb_storage::Result<()> {
+        if upto <= self.floor.index || upto < self.wal.first_index() || upto > self.wal.last_index()
+        {
+            return Ok(());
+        }
+        let Some(term) = self.wal.term(upto) else { return Ok(()) };
+        self.wal.purge_prefix(upto)?;
+        self.floor = SnapshotMeta { index: upto, term };
+        Ok(())
+    }
+
+    /// The log after installing the leader's snapshot `meta`: everything up
+    /// to it is gone, and entries continue after it.
+    pub fn restore(&mut self, meta: SnapshotMeta) -> rdb_storage::Result<()> {
+        if meta.index < self.wal.last_index() {
+            self.wal.truncate_suffix(meta.index + 1)?;
+        }
+        self.wal.purge_prefix(meta.index)?;
+        self.floor = meta;
+        self.newest = Some(meta);
+        Ok(())
     }
 }
 
@@ -74,31 +110,29 @@ fn fatal(error: rdb_storage::Error) -> StoreError {
 impl LogStore for WalStore {
     fn initial_state(&self) -> Result<(HardState, SnapshotMeta), StoreError> {
         let hs = self.wal.hard_state();
-        let index = self.wal.first_index() - 1;
-        let term = self.term(index)?;
-        Ok((
-            HardState { term: hs.term, vote: hs.vote, commit: hs.commit },
-            SnapshotMeta { index, term },
-        ))
+        Ok((HardState { term: hs.term, vote: hs.vote, commit: hs.commit }, self.floor))
     }
 
     fn first_index(&self) -> Index {
-        self.wal.first_index()
+        self.floor.index + 1
     }
 
     fn last_index(&self) -> Index {
-        self.wal.last_index()
+        self.wal.last_index().max(self.floor.index)
     }
 
     fn term(&self, index: Index) -> Result<Term, StoreError> {
-        if index == 0 {
-            return Ok(0);
+        if index == self.floor.index {
+            return Ok(self.floor.term);
+        }
+        if index < self.floor.index {
+            return Err(StoreError::Compacted);
         }
         self.wal.term(index).ok_or(StoreError::Compacted)
     }
 
     fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, StoreError> {
-        if lo < self.wal.first_index() {
+        if lo <= self.floor.index || lo < self.wal.first_index() {
             return Err(StoreError::Compacted);
         }
         let records = self.wal.entries(lo, hi, max_bytes).map_err(fatal)?;
@@ -106,8 +140,6 @@ impl LogStore for WalStore {
     }
 
     fn snapshot(&self) -> Result<SnapshotMeta, StoreError> {
-        // Snapshots are shipped once the snapshot issue lands; until then
-        // the log is never compacted, so no follower needs one.
-        Err(StoreError::SnapshotUnavailable)
+        self.newest.ok_or(StoreError::SnapshotUnavailable)
     }
 }

@@ -17,6 +17,7 @@ use futures::{Future, StreamExt};
 
 use super::raft_capnp::peer;
 use super::server::PeerServer;
+use super::transfer::{transfer_loop, Incoming, TransferJob, CHUNK_BYTES_MAX};
 use super::{
     codec, ForwardJob, RpcConfig, BACKOFF_MAX, BACKOFF_MIN, BATCH_BYTES_MAX, BATCH_MESSAGES_MAX,
     CALL_TIMEOUT, CONNECTIONS_MAX, FORWARDS_IN_FLIGHT_MAX, HELLO_TIMEOUT, MESSAGE_WORDS_MAX,
@@ -57,6 +58,10 @@ pub(super) struct Links {
     accepted: Cell<usize>,
     /// Forwarded requests in flight.
     forwards: Cell<usize>,
+    /// The snapshot being received, if any.
+    pub(super) incoming: RefCell<Option<Incoming>>,
+    /// Bytes per snapshot chunk sent.
+    pub(super) chunk_bytes: usize,
 }
 
 impl Links {
@@ -78,6 +83,11 @@ impl Links {
 
     fn link(&self, peer: NodeId) -> Option<Rc<Conn>> {
         self.links.borrow().get(&peer).cloned()
+    }
+
+    /// The peer's capability on the current connection to it.
+    pub(super) fn remote(&self, peer: NodeId) -> Option<peer::Client> {
+        self.link(peer).and_then(|conn| conn.remote.borrow().clone())
     }
 
     /// Closes `conn` (its tasks end when the connection does).
@@ -103,6 +113,7 @@ pub(super) fn run(
     listener: std::net::TcpListener,
     peers: Vec<(NodeId, SocketAddr, mpsc::Receiver<Message>)>,
     jobs: mpsc::Receiver<ForwardJob>,
+    transfers: mpsc::Receiver<TransferJob>,
 ) {
     // async-io's block_on lets this thread wait on the socket reactor
     // itself, so a peer's bytes wake it directly rather than through
@@ -118,6 +129,8 @@ pub(super) fn run(
         next_number: Cell::new(1),
         accepted: Cell::new(0),
         forwards: Cell::new(0),
+        incoming: RefCell::new(None),
+        chunk_bytes: config.snapshot_chunk_bytes.clamp(1, CHUNK_BYTES_MAX),
     });
     links.spawn(accept_loop(links.clone(), TcpListener::from(listener)));
     for (peer, addr, queue) in peers {
@@ -127,6 +140,7 @@ pub(super) fn run(
         links.spawn(send_loop(links.clone(), peer, queue));
     }
     links.spawn(forward_loop(links.clone(), jobs));
+    links.spawn(transfer_loop(links.clone(), transfers));
     async_io::block_on(executor.run(futures::future::pending::<()>()));
 }
 

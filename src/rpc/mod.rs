@@ -22,6 +22,7 @@ mod links;
 #[allow(clippy::all, clippy::pedantic, clippy::unimplemented, missing_docs, unused_qualifications, dead_code)]
 pub mod raft_capnp;
 mod server;
+mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use crate::node::{Forwarder, NodeHandle, Transport};
 use crate::raft::{Message, NodeId};
 
 pub use codec::{decode, encode};
+pub use transfer::{CHUNK_BYTES, CHUNK_BYTES_MAX};
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE_LEN_MAX: usize = 4_096;
@@ -73,16 +75,29 @@ pub struct RpcConfig {
     pub members: BTreeMap<NodeId, SocketAddr>,
     /// A name shared by the cluster; a peer with another name is refused.
     pub cluster: String,
+    /// Bytes per snapshot chunk sent (at most [`transfer::CHUNK_BYTES_MAX`]).
+    pub snapshot_chunk_bytes: usize,
 }
 
-/// Outgoing Raft messages, queued per peer.
+/// Outgoing Raft messages, queued per peer, and snapshot transfers.
 #[derive(Debug)]
 pub struct PeerTransport {
     /// One bounded queue per peer.
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
+    /// Snapshot transfers for the RPC thread.
+    transfers: mpsc::Sender<transfer::TransferJob>,
+    /// Told when a transfer cannot even be queued.
+    node: NodeHandle,
 }
 
 impl Transport for PeerTransport {
+    fn send_snapshot(&mut self, message: Message, path: std::path::PathBuf) {
+        let to = message.to;
+        if self.transfers.try_send(transfer::TransferJob { message, path }).is_err() {
+            self.node.snapshot_sent(to, false, 0);
+        }
+    }
+
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
             if let Some(queue) = self.queues.get_mut(&message.to) {
@@ -141,9 +156,13 @@ pub fn start(
         }
     }
     let (jobs, job_receiver) = mpsc::channel(FORWARD_QUEUE_LEN_MAX);
+    let (transfers, transfer_receiver) = mpsc::channel(transfer::TRANSFER_QUEUE_LEN_MAX);
+    let rpc_node = node.clone();
     std::thread::Builder::new()
         .name(format!("rdb-rpc-{}", config.id))
-        .spawn(move || links::run(&config, node, listener, receivers, job_receiver))
+        .spawn(move || {
+            links::run(&config, rpc_node, listener, receivers, job_receiver, transfer_receiver);
+        })
         .map_err(|e| format!("cannot start the RPC thread: {e}"))?;
-    Ok((PeerTransport { queues }, PeerForwarder { jobs }))
+    Ok((PeerTransport { queues, transfers, node }, PeerForwarder { jobs }))
 }

@@ -58,6 +58,9 @@ impl PeerServer {
         for reader in messages.iter() {
             let message =
                 codec::decode(reader).map_err(|e| self.refuse(format!("bad message: {e}")))?;
+            if matches!(message.body, crate::raft::Body::Snapshot { .. }) {
+                return Err(self.refuse("a snapshot offer outside installSnapshot".into()));
+            }
             if message.from != peer || message.to != self.links.id {
                 return Err(self.refuse(format!(
                     "member {peer} sent a message from {} to {}",
@@ -108,13 +111,18 @@ impl peer::Server for PeerServer {
 
     async fn install_snapshot(
         self: Rc<Self>,
-        _: peer::InstallSnapshotParams,
+        params: peer::InstallSnapshotParams,
         mut results: peer::InstallSnapshotResults,
     ) -> Result<(), Error> {
-        self.peer()?;
-        // Snapshot shipping arrives with the snapshot issue; until then the
-        // chunk is declined, which asks the sender to retry later.
-        results.get().set_accepted(false);
-        Ok(())
+        let peer = self.peer()?;
+        let chunk = params.get()?.get_chunk()?;
+        let links = self.links.clone();
+        match super::transfer::receive_chunk(&links, &links.incoming, peer, chunk).await {
+            Ok(accepted) => {
+                results.get().set_accepted(accepted);
+                Ok(())
+            }
+            Err(why) => Err(self.refuse(why)),
+        }
     }
 }

@@ -219,7 +219,7 @@ impl Drop for TestCluster {
 }
 
 fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = response.expect("the node answers");
+    let mut response = response.unwrap_or_else(|e| panic!("the node does not answer: {e}"));
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("a body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));

@@ -1,0 +1,125 @@
+//! Opening a data directory: the WAL, the newest valid snapshot, and the
+//! state file, in an order that never leaves the state behind the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rdb_storage::btree::Db;
+use rdb_storage::disk::RealDisk;
+use rdb_storage::wal::{Wal, WalOptions};
+
+use super::applier::{decode_meta, INSTALL_NAME, STATE_FILE_NAME};
+use super::snapshot_file::{self, SnapshotHeader};
+use super::{NodeConfig, SNAPSHOT_DIR_NAME};
+use crate::raft::SnapshotMeta;
+
+/// Where an incoming snapshot is written until it is whole and verified.
+pub const INCOMING_NAME: &str = "incoming.tmp";
+
+/// What a node starts from.
+pub(super) struct Recovered {
+    /// The log.
+    pub(super) wal: Wal,
+    /// The state file.
+    pub(super) db: Db,
+    /// The newest snapshot that verified, if any.
+    pub(super) newest: Option<(PathBuf, SnapshotHeader)>,
+    /// Where Raft's log starts (the index before its first entry).
+    pub(super) floor: SnapshotMeta,
+    /// The state file's applied index and term.
+    pub(super) applied: SnapshotMeta,
+}
+
+/// Opens everything under `config.data_dir`, creating what is missing.
+pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
+    let disk = Arc::new(RealDisk);
+    let state_dir = config.data_dir.join("state");
+    let snapshot_dir = config.data_dir.join(SNAPSHOT_DIR_NAME);
+    for dir in [&state_dir, &snapshot_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    // Leftovers of interrupted transfers and installs are never trusted.
+    for leftover in [
+        snapshot_dir.join(INCOMING_NAME),
+        snapshot_dir.join(snapshot_file::TEMP_NAME),
+        state_dir.join(INSTALL_NAME),
+    ] {
+        let _ = std::fs::remove_file(leftover);
+    }
+    let wal_dir = config.data_dir.join("wal");
+    let options = WalOptions { segment_bytes_max: config.wal_segment_bytes };
+    let wal = Wal::open(disk.clone(), &wal_dir, options)
+        .map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
+    let newest = newest_valid_snapshot(&snapshot_dir);
+    let state_path = state_dir.join(STATE_FILE_NAME);
+    let db = match Db::open(disk.clone(), &state_path) {
+        Ok(db) => db,
+        Err(error) => {
+            let (path, _) = newest.as_ref().ok_or_else(|| {
+                format!("state file: {error}; and no valid snapshot to restore it from")
+            })?;
+            log::error!("state file: {error}; restoring it from {}", path.display());
+            restore_state_file(path, &state_dir)?;
+            Db::open(disk.clone(), &state_path).map_err(|e| format!("restored state file: {e}"))?
+        }
+    };
+    let mut applied = applied_of(&db);
+    let mut db = db;
+    let first = wal.first_index();
+    if applied.index + 1 < first {
+        // The log no longer holds what the state file lacks: start from a
+        // snapshot that reaches the log instead.
+        let (path, _) = newest
+            .as_ref()
+            .filter(|(_, header)| header.meta.index + 1 >= first)
+            .ok_or_else(|| format!(
+                "the state file is at index {} but the WAL starts at {first}, and no valid snapshot \
+                 covers the gap; move this data directory aside and restart the node empty so \
+                 that the leader sends it a snapshot",
+                applied.index
+            ))?;
+        log::warn!(
+            "state file at {} is behind the log; restoring {}",
+            applied.index,
+            path.display()
+        );
+        drop(db);
+        restore_state_file(path, &state_dir)?;
+        db = Db::open(disk, &state_path).map_err(|e| format!("restored state file: {e}"))?;
+        applied = applied_of(&db);
+    }
+    // The state file covers everything up to its applied index, so Raft's
+    // log starts after it (the snapshots are only for sending).
+    let floor = applied;
+    Ok(Recovered { wal, db, newest, floor, applied })
+}
+
+fn applied_of(db: &Db) -> SnapshotMeta {
+    let (index, term) = decode_meta(db.begin_read().user_meta());
+    SnapshotMeta { index, term }
+}
+
+/// The newest snapshot whose content verifies; damaged ones are reported
+/// and skipped in favour of older ones.
+fn newest_valid_snapshot(dir: &Path) -> Option<(PathBuf, SnapshotHeader)> {
+    for (path, _) in snapshot_file::list(dir) {
+        match snapshot_file::verify(&path) {
+            Ok(header) => return Some((path, header)),
+            Err(why) => log::error!("skipping damaged snapshot: {why}"),
+        }
+    }
+    None
+}
+
+/// Replaces the state file with a snapshot's content, durably.
+pub(super) fn restore_state_file(snapshot: &Path, state_dir: &Path) -> Result<(), String> {
+    let temp = state_dir.join(INSTALL_NAME);
+    let mut out = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+    snapshot_file::unpack(snapshot, &mut out)?;
+    out.sync_all().map_err(|e| format!("{}: {e}", temp.display()))?;
+    drop(out);
+    let target = state_dir.join(STATE_FILE_NAME);
+    std::fs::rename(&temp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+    snapshot_file::sync_dir(state_dir)
+}

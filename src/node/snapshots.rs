@@ -1,0 +1,206 @@
+//! The event loop's side of snapshots: when to take one, compacting the
+//! WAL after it, streaming one to a follower that needs it, and installing
+//! one from the leader.
+//!
+//! Snapshots are taken by the apply thread (from a read transaction, on a
+//! thread of their own, so writes keep flowing) when enough entries have
+//! been applied or the WAL has grown enough since the last one, or on
+//! demand. Once one is on disk the WAL is compacted up to its index minus a
+//! margin that spares slightly slow followers a full transfer. A follower
+//! that needs compacted entries is sent the newest snapshot file in chunks;
+//! only when it has arrived whole and verified does the follower's Raft see
+//! the `Snapshot` message, and its `Ready` then has the loop replace the
+//! state file (on the apply thread) and restart the WAL after the snapshot.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use futures::channel::oneshot;
+
+use super::applier::ApplyJob;
+use super::event_loop::EventLoop;
+use super::snapshot_file::{self, SnapshotHeader};
+use super::{Input, NodeConfig, Transport, SNAPSHOT_DIR_NAME};
+use crate::raft::{Body, Index, LogStore, Message, NodeId, Raft, SnapshotMeta};
+
+/// A snapshot on disk.
+type SnapshotFile = (PathBuf, SnapshotHeader);
+
+/// Snapshot bookkeeping of the event loop.
+#[derive(Debug)]
+pub(super) struct SnapshotState {
+    /// Take a snapshot after this many entries applied since the last.
+    entries: u64,
+    /// ... or after the WAL grew this many bytes since the last.
+    wal_bytes: u64,
+    /// Entries kept below a snapshot when compacting.
+    margin: u64,
+    /// Where snapshots live.
+    dir: PathBuf,
+    /// The newest snapshot on disk.
+    newest: Option<SnapshotFile>,
+    /// The applied index at the last snapshot (or at start).
+    last_index: Index,
+    /// The WAL's size at the last snapshot (or at start).
+    last_wal_bytes: u64,
+    /// A snapshot is being written.
+    running: bool,
+    /// Admin requests waiting for the snapshot being written.
+    waiters: Vec<oneshot::Sender<Result<SnapshotFile, String>>>,
+    /// A verified snapshot from the leader, waiting for Raft to install it.
+    received: Option<SnapshotFile>,
+    /// Followers a snapshot is being streamed to (one transfer each).
+    sending: BTreeSet<NodeId>,
+}
+
+impl SnapshotState {
+    pub(super) fn new<S: LogStore>(
+        config: &NodeConfig,
+        newest: Option<SnapshotFile>,
+        applied: Index,
+        raft: &Raft<S>,
+    ) -> Self {
+        let _ = raft;
+        SnapshotState {
+            entries: config.snapshot_entries.max(1),
+            wal_bytes: config.snapshot_wal_bytes.max(1),
+            margin: config.compaction_margin_entries,
+            dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
+            last_index: newest.as_ref().map_or(applied, |(_, h)| h.meta.index.max(applied)),
+            newest,
+            last_wal_bytes: 0,
+            running: false,
+            waiters: Vec::new(),
+            received: None,
+            sending: BTreeSet::new(),
+        }
+    }
+
+    /// The newest snapshot's index (0: none).
+    pub(super) fn newest_index(&self) -> Index {
+        self.newest.as_ref().map_or(0, |(_, h)| h.meta.index)
+    }
+}
+
+impl EventLoop {
+    /// Asks the apply thread for a snapshot when a trigger is reached.
+    pub(super) fn maybe_snapshot(&mut self) -> Result<(), String> {
+        let state = &self.snapshots;
+        if state.running {
+            return Ok(());
+        }
+        let applied = self.applied.load(Ordering::Acquire);
+        let wal_bytes = self.raft.log().store().wal.bytes();
+        let by_entries = applied >= state.last_index + state.entries;
+        let by_bytes =
+            applied > state.last_index && wal_bytes >= state.last_wal_bytes + state.wal_bytes;
+        if by_entries || by_bytes {
+            self.request_snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn request_snapshot(&mut self) -> Result<(), String> {
+        self.apply.send(ApplyJob::Snapshot).map_err(|_| "the apply thread stopped".to_string())?;
+        self.snapshots.running = true;
+        Ok(())
+    }
+
+    /// Handles the snapshot inputs of [`Input`].
+    pub(super) fn handle_snapshot_input(&mut self, input: Input) -> Result<(), String> {
+        match input {
+            Input::TakeSnapshot { done } => {
+                self.snapshots.waiters.push(done);
+                if !self.snapshots.running {
+                    self.request_snapshot()?;
+                }
+            }
+            Input::SnapshotTaken(result) => self.snapshot_taken(result)?,
+            Input::SnapshotReceived { path, header, message } => {
+                self.snapshots.received = Some((path, header));
+                if let Err(error) = self.raft.step(message) {
+                    log::warn!("snapshot message refused: {error}");
+                }
+            }
+            Input::SnapshotSent { to, ok, bytes } => {
+                self.snapshots.sending.remove(&to);
+                if ok {
+                    self.metrics.snapshot_sent(bytes);
+                } else {
+                    self.raft.report_snapshot_failed(to);
+                }
+            }
+            other => log::error!("not a snapshot input: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// A snapshot is on disk: remember it, compact the WAL below it.
+    fn snapshot_taken(&mut self, result: Result<SnapshotFile, String>) -> Result<(), String> {
+        self.snapshots.running = false;
+        let waiters = std::mem::take(&mut self.snapshots.waiters);
+        let taken = match result {
+            Ok(taken) => taken,
+            Err(why) => {
+                log::error!("snapshot failed: {why}");
+                waiters.into_iter().for_each(|w| drop(w.send(Err(why.clone()))));
+                return Ok(());
+            }
+        };
+        let meta = taken.1.meta;
+        let store = self.raft.store_mut();
+        store.newest = Some(meta);
+        store
+            .compact(meta.index.saturating_sub(self.snapshots.margin))
+            .map_err(|e| format!("WAL compaction: {e}"))?;
+        self.snapshots.last_index = meta.index;
+        self.snapshots.last_wal_bytes = store.wal.bytes();
+        self.snapshots.newest = Some(taken.clone());
+        waiters.into_iter().for_each(|w| drop(w.send(Ok(taken.clone()))));
+        Ok(())
+    }
+
+    /// Takes the `Snapshot` messages out of `messages` and streams the
+    /// newest snapshot file to each such follower instead.
+    pub(super) fn route_snapshots(
+        &mut self,
+        messages: Vec<Message>,
+        transport: &mut dyn Transport,
+    ) -> Vec<Message> {
+        let (offers, others): (Vec<Message>, Vec<Message>) =
+            messages.into_iter().partition(|m| matches!(m.body, Body::Snapshot { .. }));
+        for offer in offers {
+            let Body::Snapshot { meta } = offer.body else { continue };
+            let file = self.snapshots.newest.as_ref().filter(|(_, h)| h.meta == meta);
+            match file {
+                Some((path, _)) if self.snapshots.sending.insert(offer.to) => {
+                    transport.send_snapshot(offer, path.clone());
+                }
+                Some(_) => {} // a transfer to it is under way
+                None => self.raft.report_snapshot_failed(offer.to),
+            }
+        }
+        others
+    }
+
+    /// Installs the leader's snapshot `meta` (Raft's `Ready` asks): the
+    /// apply thread replaces the state file, then the WAL restarts after it.
+    pub(super) fn install_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), String> {
+        let (path, header) =
+            self.snapshots.received.take().filter(|(_, h)| h.meta == meta).ok_or_else(|| {
+                format!("asked to install snapshot {meta:?}, which was not received")
+            })?;
+        let (done, outcome) = std::sync::mpsc::sync_channel(1);
+        self.apply
+            .send(ApplyJob::Install { path: path.clone(), done })
+            .map_err(|_| "the apply thread stopped".to_string())?;
+        outcome.recv().map_err(|_| "the apply thread stopped".to_string())??;
+        let store = self.raft.store_mut();
+        store.restore(meta).map_err(|e| format!("WAL after snapshot install: {e}"))?;
+        self.snapshots.last_index = meta.index;
+        self.snapshots.last_wal_bytes = store.wal.bytes();
+        self.snapshots.newest = Some((path, header));
+        snapshot_file::prune(&self.snapshots.dir, super::applier::SNAPSHOTS_KEPT)
+    }
+}
