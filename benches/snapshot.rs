@@ -37,7 +37,8 @@ fn load(dir: &std::path::Path) -> Db {
         txn.create_tree("d/bench").expect("tree");
         for _ in 0..KEYS_PER_TRANSACTION {
             let value: String = (0..VALUE_BYTES).map(|_| rng.alphanumeric()).collect();
-            txn.put("d/bench", format!("key-{keys:010}").as_bytes(), value.as_bytes()).expect("put");
+            txn.put("d/bench", format!("key-{keys:010}").as_bytes(), value.as_bytes())
+                .expect("put");
             keys += 1;
         }
         txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
@@ -55,7 +56,8 @@ fn snapshots(c: &mut Criterion) {
     let db = load(&scratch);
     let dir = scratch.join("snapshots");
     let meta = SnapshotMeta { index: 1, term: 1 };
-    let (path, header) = snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot");
+    let (path, header) =
+        snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot");
     let file_bytes = std::fs::metadata(&path).expect("file").len();
     println!(
         "snapshot: state {} MiB -> file {} MiB (LZ4)",
@@ -67,7 +69,9 @@ fn snapshots(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(20));
     group.throughput(Throughput::Bytes(header.content_bytes));
     group.bench_function("create", |b| {
-        b.iter(|| snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot"));
+        b.iter(|| {
+            snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot")
+        });
     });
     let installed = scratch.join("installed.db");
     group.bench_function("install", |b| {

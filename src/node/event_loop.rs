@@ -100,8 +100,7 @@ impl EventLoop {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
         };
-        let snapshots =
-            SnapshotState::new(config, recovered.newest, recovered.applied.index, &raft);
+        let snapshots = SnapshotState::new(config, recovered.newest, recovered.applied.index);
         Ok(EventLoop {
             raft,
             cell,

@@ -22,7 +22,7 @@ use super::applier::ApplyJob;
 use super::event_loop::EventLoop;
 use super::snapshot_file::{self, SnapshotHeader};
 use super::{Input, NodeConfig, Transport, SNAPSHOT_DIR_NAME};
-use crate::raft::{Body, Index, LogStore, Message, NodeId, Raft, SnapshotMeta};
+use crate::raft::{Body, Index, Message, NodeId, SnapshotMeta};
 
 /// A snapshot on disk.
 type SnapshotFile = (PathBuf, SnapshotHeader);
