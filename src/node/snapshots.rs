@@ -55,13 +55,9 @@ pub(super) struct SnapshotState {
 }
 
 impl SnapshotState {
-    pub(super) fn new<S: LogStore>(
-        config: &NodeConfig,
-        newest: Option<SnapshotFile>,
-        applied: Index,
-        raft: &Raft<S>,
-    ) -> Self {
-        let _ = raft;
+    /// Bookkeeping for a node that starts with `newest` on disk and its
+    /// state file applied up to `applied`.
+    pub(super) fn new(config: &NodeConfig, newest: Option<SnapshotFile>, applied: Index) -> Self {
         SnapshotState {
             entries: config.snapshot_entries.max(1),
             wal_bytes: config.snapshot_wal_bytes.max(1),
