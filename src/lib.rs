@@ -22,4 +22,5 @@ pub mod kv;
 pub mod node;
 pub mod raft;
 pub mod rpc;
+pub mod tls;
 pub use rdb_storage as storage;

@@ -46,6 +46,15 @@ pub struct ServeConfig {
     pub wal_segment_bytes: u64,
     /// Bytes per snapshot chunk sent to a follower.
     pub snapshot_chunk_bytes: usize,
+    /// This node's TLS certificate (PEM); with `tls_key` and `tls_ca`,
+    /// turns on HTTPS and mutual TLS between peers.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA that signs every node's certificate (PEM).
+    pub tls_ca: Option<PathBuf>,
+    /// If set, HTTP clients must present a certificate from this CA.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -65,6 +74,10 @@ impl Default for ServeConfig {
             compaction_margin_entries: 10_000,
             wal_segment_bytes: 64 << 20,
             snapshot_chunk_bytes: crate::rpc::CHUNK_BYTES,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            client_ca: None,
         }
     }
 }
@@ -120,6 +133,21 @@ impl ServeConfig {
         Ok(node)
     }
 
+    /// The TLS files, if TLS is configured (all three of cert, key and CA).
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                client_ca: self.client_ca.clone(),
+            })),
+            (None, None, None) if self.client_ca.is_none() => Ok(None),
+            (None, None, None) => Err("client_ca needs tls_cert, tls_key and tls_ca".into()),
+            _ => Err("TLS needs all of tls_cert, tls_key and tls_ca".into()),
+        }
+    }
+
     /// The RPC edge's settings.
     pub fn rpc(&self) -> Result<RpcConfig, String> {
         let members = self.members()?;
@@ -136,6 +164,7 @@ impl ServeConfig {
             members,
             cluster: self.cluster.clone(),
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
+            tls: None,
         })
     }
 }
@@ -154,6 +183,26 @@ mod tests {
         .expect("valid");
         assert_eq!(config.node().expect("valid").members, vec![1, 2, 3]);
         assert_eq!(config.rpc().expect("valid").listen, "10.0.0.2:9081".parse().expect("addr"));
+    }
+
+    /// deploy/rdb.toml shows every option with its default (but for `id`,
+    /// `peers` and the TLS paths, which have none).
+    #[test]
+    fn the_example_config_parses_and_shows_the_defaults() {
+        let example = ServeConfig::from_toml(include_str!("../../deploy/rdb.toml")).expect("valid");
+        let defaults = ServeConfig {
+            id: example.id,
+            peers: example.peers.clone(),
+            raft: example.raft,
+            http: example.http,
+            tls_cert: example.tls_cert.clone(),
+            tls_key: example.tls_key.clone(),
+            tls_ca: example.tls_ca.clone(),
+            ..ServeConfig::default()
+        };
+        assert_eq!(example, defaults);
+        assert!(example.tls_files().expect("complete").is_some());
+        assert_eq!(example.node().expect("valid").members, vec![1, 2, 3]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod config;
 mod dev;
+mod notify;
 mod serve;
 
 use std::path::PathBuf;
@@ -79,6 +80,19 @@ pub struct ServeArgs {
     /// Bytes per snapshot chunk sent to a follower.
     #[arg(long)]
     pub snapshot_chunk_bytes: Option<usize>,
+    /// This node's TLS certificate (PEM): with --tls-key and --tls-ca, HTTPS
+    /// for clients and mutual TLS between peers.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA that signs every node's certificate (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Require HTTP clients to present a certificate signed by this CA.
+    #[arg(long)]
+    pub client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -98,6 +112,16 @@ impl ServeArgs {
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
         apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
         apply!(snapshot_chunk_bytes);
+        for (flag, field) in [
+            (&self.tls_cert, &mut config.tls_cert),
+            (&self.tls_key, &mut config.tls_key),
+            (&self.tls_ca, &mut config.tls_ca),
+            (&self.client_ca, &mut config.client_ca),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
         if self.raft.is_some() {
             config.raft = self.raft;
         }

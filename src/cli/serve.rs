@@ -1,37 +1,99 @@
 //! `rdb serve`: wires storage, Raft, the peer RPC and the HTTP API into one
-//! running node.
+//! running node, and handles signals: SIGHUP re-reads the TLS files;
+//! SIGTERM (or SIGINT) stops accepting requests, lets those in flight finish
+//! (up to [`DRAIN_TIMEOUT`]), stops the node (which syncs the state file)
+//! and exits 0.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::config::ServeConfig;
+use crate::tls::TlsState;
 use crate::{http, node, rpc};
 
-/// Runs a node until the process is stopped; an error says why it could not
-/// start or why it stopped.
+/// How long a shutdown waits for requests in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a node until SIGTERM; an error says why it could not start.
 pub fn serve(config: &ServeConfig) -> Result<(), String> {
+    let tls = config.tls_files()?.map(TlsState::load).transpose()?;
     let node_config = config.node()?;
-    let rpc_config = config.rpc()?;
+    let mut rpc_config = config.rpc()?;
+    rpc_config.tls = tls.clone();
     let (handle, event_loop) = node::open(node_config)?;
     let http_listener = std::net::TcpListener::bind(config.http)
         .map_err(|e| format!("cannot listen for clients on {}: {e}", config.http))?;
     let (transport, forwarder) = rpc::start(rpc_config.clone(), handle.clone())?;
     handle.set_forwarder(Box::new(forwarder));
     let id = config.id;
-    std::thread::Builder::new()
+    let node_thread = std::thread::Builder::new()
         .name(format!("rdb-node-{id}"))
-        .spawn(move || match event_loop.run(Box::new(transport)) {
-            Ok(()) => std::process::exit(0),
-            Err(why) => {
+        .spawn(move || {
+            let result = event_loop.run(Box::new(transport));
+            if let Err(why) = &result {
                 log::error!("node {id} stopped: {why}");
                 std::process::exit(2);
             }
         })
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let stop = watch_signals(tls.clone())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let security = match (&tls, &config.client_ca) {
+        (None, _) => "plain HTTP and plaintext peers: no TLS certificate configured",
+        (Some(_), None) => "TLS; peers use mutual TLS",
+        (Some(_), Some(_)) => "TLS with client certificates; peers use mutual TLS",
+    };
     log::info!(
-        "node {id}: HTTP API on http://{} (plain HTTP: no TLS certificate configured), \
-         peers on {}, data in {}",
+        "node {id}: API on {scheme}://{} ({security}), peers on {}, data in {}",
         config.http,
         rpc_config.listen,
         config.data_dir.display()
     );
-    async_std::task::block_on(http::serve(http_listener, handle))
-        .map_err(|e| format!("HTTP server on {}: {e}", config.http))
+    super::notify::ready_when_joined(handle.clone());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    async_std::task::block_on(http::serve(
+        http_listener,
+        handle.clone(),
+        tls,
+        stop,
+        in_flight.clone(),
+    ));
+    super::notify::notify("STOPPING=1");
+    log::info!("node {id}: stopping; no new requests, finishing those in flight");
+    let started = Instant::now();
+    while in_flight.load(Ordering::Acquire) > 0 && started.elapsed() < DRAIN_TIMEOUT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.stop();
+    node_thread.join().map_err(|_| "the event loop panicked".to_string())?;
+    log::info!("node {id}: stopped cleanly");
+    Ok(())
+}
+
+/// Starts the signal thread; the receiver fires on SIGTERM or SIGINT.
+fn watch_signals(tls: Option<Arc<TlsState>>) -> Result<oneshot::Receiver<()>, String> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot handle signals: {e}"))?;
+    let (stop, stopped) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("rdb-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal != SIGHUP {
+                    let _ = stop.send(());
+                    return;
+                }
+                match tls.as_ref().map(|tls| tls.reload()) {
+                    Some(Ok(())) => log::info!("SIGHUP: TLS certificates re-read"),
+                    Some(Err(why)) => log::error!("SIGHUP: keeping the old certificates: {why}"),
+                    None => log::info!("SIGHUP: no TLS configured, nothing to re-read"),
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(stopped)
 }

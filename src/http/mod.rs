@@ -7,64 +7,43 @@
 //! read with a hard limit, so an oversized request is refused without being
 //! held in memory.
 
+mod listener;
+
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use futures::channel::oneshot;
 use futures::AsyncReadExt;
 use tide::{Body, Request, Response, StatusCode};
 
 use crate::kv::{Reply, BODY_BYTES_MAX};
 use crate::node::NodeHandle;
+use crate::tls::TlsState;
+
+pub use listener::HTTP_CONNECTIONS_MAX;
 
 /// Bytes of an oversized body read and discarded before answering 413.
 const BODY_DRAIN_BYTES_MAX: u64 = 16 << 20;
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_S: &str = "1";
 
-/// Client connections served at once, at most; more wait in the kernel's
-/// accept queue.
-pub const HTTP_CONNECTIONS_MAX: usize = 4_096;
-
-/// Serves the API on `listener` until the process ends.
-///
-/// The accept loop is ours rather than tide's so that every connection gets
-/// `TCP_NODELAY`: a response goes out in more than one write, and with
-/// Nagle's algorithm the second waits for the client's delayed ACK (40 ms).
-pub async fn serve(listener: std::net::TcpListener, node: NodeHandle) -> std::io::Result<()> {
+/// Serves the API on `listener` (over TLS when `tls` is given) until `stop`
+/// fires; `in_flight` counts the requests being answered.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    node: NodeHandle,
+    tls: Option<Arc<TlsState>>,
+    stop: oneshot::Receiver<()>,
+    in_flight: Arc<AtomicUsize>,
+) {
     let mut app = tide::with_state(node);
     app.at("/command").all(command);
     app.at("/health").get(health);
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot);
-    let listener = async_std::net::TcpListener::from(listener);
-    let open = Arc::new(AtomicUsize::new(0));
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                log::warn!("accepting a client connection failed: {error}");
-                async_std::task::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if open.load(Ordering::Relaxed) >= HTTP_CONNECTIONS_MAX {
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let (app, open) = (app.clone(), open.clone());
-        open.fetch_add(1, Ordering::Relaxed);
-        async_std::task::spawn(async move {
-            let served = async_h1::accept(stream, |request| async {
-                app.respond::<_, tide::http::Response>(request).await
-            });
-            if let Err(error) = served.await {
-                log::debug!("client connection ended: {error}");
-            }
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
+    listener::accept_loop(listener, app, tls, stop, in_flight).await;
 }
 
 async fn command(mut request: Request<NodeHandle>) -> tide::Result {

@@ -13,7 +13,7 @@ use capnp::message::ReaderOptions;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::{twoparty, Disconnector, RpcSystem};
 use futures::channel::mpsc;
-use futures::{Future, StreamExt};
+use futures::{AsyncReadExt, Future, StreamExt};
 
 use super::raft_capnp::peer;
 use super::server::PeerServer;
@@ -25,6 +25,8 @@ use super::{
 use crate::kv::Reply;
 use crate::node::NodeHandle;
 use crate::raft::{Message, NodeId};
+use crate::tls::TlsState;
+use std::sync::Arc;
 
 /// One live connection, seen from this end.
 pub(super) struct Conn {
@@ -62,6 +64,8 @@ pub(super) struct Links {
     pub(super) incoming: RefCell<Option<Incoming>>,
     /// Bytes per snapshot chunk sent.
     pub(super) chunk_bytes: usize,
+    /// Mutual TLS, if configured.
+    tls: Option<Arc<TlsState>>,
 }
 
 impl Links {
@@ -131,6 +135,7 @@ pub(super) fn run(
         forwards: Cell::new(0),
         incoming: RefCell::new(None),
         chunk_bytes: config.snapshot_chunk_bytes.clamp(1, CHUNK_BYTES_MAX),
+        tls: config.tls.clone(),
     });
     links.spawn(accept_loop(links.clone(), TcpListener::from(listener)));
     for (peer, addr, queue) in peers {
@@ -152,7 +157,7 @@ async fn accept_loop(links: Rc<Links>, listener: TcpListener) {
                 links.accepted.set(links.accepted.get() + 1);
                 let task_links = links.clone();
                 links.spawn(async move {
-                    run_connection(task_links.clone(), stream, Side::Server, None).await;
+                    accept_connection(task_links.clone(), stream, from).await;
                     task_links.accepted.set(task_links.accepted.get() - 1);
                     log::debug!("peer connection from {from} closed");
                 });
@@ -166,6 +171,27 @@ async fn accept_loop(links: Rc<Links>, listener: TcpListener) {
     }
 }
 
+/// Serves an accepted connection, after the TLS handshake if configured.
+async fn accept_connection(links: Rc<Links>, stream: TcpStream, from: SocketAddr) {
+    let Some(tls) = links.tls.clone() else {
+        run_connection(links, stream.clone(), stream, Side::Server, None).await;
+        return;
+    };
+    let acceptor = async_tls::TlsAcceptor::from(tls.configs().peer_server);
+    match async_std::future::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = stream.split();
+            run_connection(links, reader, writer, Side::Server, None).await;
+        }
+        Ok(Err(error)) => {
+            log::warn!("node {}: refused peer connection from {from}: {error}", links.id)
+        }
+        Err(_) => {
+            log::warn!("node {}: refused peer connection from {from}: no TLS handshake", links.id)
+        }
+    }
+}
+
 async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
     let mut backoff = BACKOFF_MIN;
     loop {
@@ -174,7 +200,7 @@ async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
         {
             let _ = stream.set_nodelay(true);
             backoff = BACKOFF_MIN;
-            run_connection(links.clone(), stream, Side::Client, Some(peer)).await;
+            dialed_connection(links.clone(), stream, peer, addr).await;
             log::info!("node {}: connection to peer {peer} at {addr} closed", links.id);
         }
         async_std::task::sleep(backoff).await;
@@ -182,9 +208,39 @@ async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
     }
 }
 
+/// Serves a dialed connection, after the TLS handshake if configured (the
+/// peer's certificate must name the address dialed).
+async fn dialed_connection(links: Rc<Links>, stream: TcpStream, peer: NodeId, addr: SocketAddr) {
+    let Some(tls) = links.tls.clone() else {
+        run_connection(links, stream.clone(), stream, Side::Client, Some(peer)).await;
+        return;
+    };
+    let connector = async_tls::TlsConnector::from(tls.configs().peer_client);
+    let handshake = connector.connect(addr.ip().to_string(), stream);
+    match async_std::future::timeout(HELLO_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => {
+            let (reader, writer) = stream.split();
+            run_connection(links, reader, writer, Side::Client, Some(peer)).await;
+        }
+        Ok(Err(error)) => {
+            log::warn!("node {}: TLS to peer {peer} at {addr} failed: {error}", links.id)
+        }
+        Err(_) => log::warn!("node {}: TLS to peer {peer} at {addr} timed out", links.id),
+    }
+}
+
 /// Serves one connection until it closes. `dialed` names the peer this end
 /// dialed (and must introduce itself to).
-async fn run_connection(links: Rc<Links>, stream: TcpStream, side: Side, dialed: Option<NodeId>) {
+async fn run_connection<R, W>(
+    links: Rc<Links>,
+    reader: R,
+    writer: W,
+    side: Side,
+    dialed: Option<NodeId>,
+) where
+    R: futures::AsyncRead + Unpin + 'static,
+    W: futures::AsyncWrite + Unpin + 'static,
+{
     let number = links.next_number.get();
     links.next_number.set(number + 1);
     let conn = Rc::new(Conn {
@@ -197,7 +253,7 @@ async fn run_connection(links: Rc<Links>, stream: TcpStream, side: Side, dialed:
         capnp_rpc::new_client(PeerServer { links: links.clone(), conn: conn.clone() });
     let mut options = ReaderOptions::new();
     options.traversal_limit_in_words(Some(MESSAGE_WORDS_MAX));
-    let network = twoparty::VatNetwork::new(stream.clone(), stream, side, options);
+    let network = twoparty::VatNetwork::new(reader, writer, side, options);
     let mut system = RpcSystem::new(Box::new(network), Some(local.client));
     let other_side = if side == Side::Client { Side::Server } else { Side::Client };
     let remote: peer::Client = system.bootstrap(other_side);

@@ -77,6 +77,8 @@ pub struct RpcConfig {
     pub cluster: String,
     /// Bytes per snapshot chunk sent (at most [`transfer::CHUNK_BYTES_MAX`]).
     pub snapshot_chunk_bytes: usize,
+    /// Mutual TLS between peers, if configured.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsState>>,
 }
 
 /// Outgoing Raft messages, queued per peer, and snapshot transfers.

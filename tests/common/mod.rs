@@ -20,12 +20,16 @@ pub struct TestNode {
     pub http_port: u16,
     pub data_dir: PathBuf,
     pub child: Option<Child>,
+    /// Arguments for this node only (certificates, say).
+    pub args: Vec<String>,
+    /// Environment variables for this node's process.
+    pub env: Vec<(String, String)>,
 }
 
 /// A running test cluster.
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
-    peers: String,
+    pub peers: String,
     extra_args: Vec<String>,
     _dir: tempfile::TempDir,
     agent: ureq::Agent,
@@ -34,6 +38,16 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `count` nodes with ports from `port_base`.
     pub fn start(count: u16, port_base: u16, extra_args: &[&str]) -> Self {
+        Self::start_each(count, port_base, extra_args, |_| Vec::new())
+    }
+
+    /// Like `start`, with arguments for each node from `args_of(id)`.
+    pub fn start_each(
+        count: u16,
+        port_base: u16,
+        extra_args: &[&str],
+        args_of: impl Fn(u16) -> Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let peers = (1..=count)
             .map(|id| format!("{id}=127.0.0.1:{}", port_base + PEER_PORT_OFFSET + id))
@@ -45,6 +59,8 @@ impl TestCluster {
                 http_port: port_base + id,
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
+                args: args_of(id),
+                env: Vec::new(),
             })
             .collect();
         let agent = ureq::Agent::config_builder()
@@ -76,12 +92,14 @@ impl TestCluster {
         let node = self.node(id);
         assert!(node.child.is_none(), "node {id} is running");
         let child = Command::new(env!("CARGO_BIN_EXE_rdb"))
+            .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("serve")
             .args(["--id", &id.to_string(), "--peers", &peers])
             .args(["--http", &format!("127.0.0.1:{}", node.http_port)])
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&extra)
+            .args(&node.args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -94,6 +112,26 @@ impl TestCluster {
         if let Some(mut child) = self.node(id).child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM to node `id` and waits (up to `timeout`) for it to exit;
+    /// returns whether it exited with status 0.
+    pub fn terminate(&mut self, id: u16, timeout: Duration) -> bool {
+        let mut child = self.node(id).child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -114,6 +152,17 @@ impl TestCluster {
             .header("Content-Type", "application/json")
             .send(body);
         read(response)
+    }
+
+    /// POSTs raw bytes to /command on node `id`; None if the node did not
+    /// answer (it may be going away).
+    pub fn post_raw_maybe(&self, id: u16, body: &[u8]) -> Option<u16> {
+        let response = self
+            .agent
+            .post(&self.url(id, "/command"))
+            .header("Content-Type", "application/json")
+            .send(body);
+        response.ok().map(|r| r.status().as_u16())
     }
 
     /// POSTs a command to node `id`.
