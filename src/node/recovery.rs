@@ -53,6 +53,17 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
         .map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
     let newest = newest_valid_snapshot(&snapshot_dir);
     let state_path = state_dir.join(STATE_FILE_NAME);
+    if !state_path.exists() {
+        if let Some((path, header)) = &newest {
+            // A data directory holding only a snapshot (a restored backup).
+            log::info!(
+                "no state file; starting from snapshot {} at index {}",
+                path.display(),
+                header.meta.index
+            );
+            restore_state_file(path, &state_dir)?;
+        }
+    }
     let db = match Db::open(disk.clone(), &state_path) {
         Ok(db) => db,
         Err(error) => {
@@ -88,6 +99,22 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
         restore_state_file(path, &state_dir)?;
         db = Db::open(disk, &state_path).map_err(|e| format!("restored state file: {e}"))?;
         applied = applied_of(&db);
+    }
+    let mut wal = wal;
+    if applied.index > wal.last_index() {
+        // Only an empty log may end before the state (a node started from a
+        // snapshot alone); entries missing from a non-empty one mean the WAL
+        // is not this state file's.
+        if wal.last_index() + 1 != wal.first_index() {
+            return Err(format!(
+                "the state file has applied index {} but the WAL {} ends at {}: \
+                 the WAL does not belong to this state file",
+                applied.index,
+                wal_dir.display(),
+                wal.last_index()
+            ));
+        }
+        wal.purge_prefix(applied.index).map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
     }
     // The state file covers everything up to its applied index, so Raft's
     // log starts after it (the snapshots are only for sending).

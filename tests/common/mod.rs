@@ -170,6 +170,11 @@ impl TestCluster {
         self.post_raw(id, body.to_string().as_bytes())
     }
 
+    /// POSTs an empty body to `path` on node `id`.
+    pub fn command_to(&self, id: u16, path: &str) -> (u16, Value) {
+        read(self.agent.post(&self.url(id, path)).send(&b""[..]))
+    }
+
     /// GETs `path` on node `id`.
     pub fn get(&self, id: u16, path: &str) -> (u16, Value) {
         read(self.agent.get(&self.url(id, path)).call())
