@@ -15,6 +15,7 @@ fn main() -> ExitCode {
             data_dir: args.data_dir,
             http_port: args.http_port,
             raft_port: args.raft_port,
+            tls: args.tls,
         }),
     };
     match result {

@@ -281,6 +281,37 @@ fn systemd_hears_ready_once_the_node_has_joined() {
     assert_eq!(&buffer[..n], b"STOPPING=1");
 }
 
+/// deploy/haproxy.cfg passes `haproxy -c` (where haproxy is installed), with
+/// its certificate paths pointed at certificates from gen-certs.sh.
+#[test]
+fn the_haproxy_config_is_valid() {
+    if !Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: haproxy is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    gen_certs(dir.path(), &["front:127.0.0.1"]);
+    let front = dir.path().join("front-bundle.pem");
+    let bundle = [
+        std::fs::read(dir.path().join("front.pem")).expect("cert"),
+        std::fs::read(dir.path().join("front-key.pem")).expect("key"),
+    ]
+    .concat();
+    std::fs::write(&front, bundle).expect("bundle");
+    let config =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
+            .expect("config");
+    let config = config
+        .replace("/etc/haproxy/rdb-frontend.pem", &front.display().to_string())
+        .replace("/etc/rdb/tls/ca.pem", &dir.path().join("ca.pem").display().to_string());
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, config).expect("write");
+    let out = Command::new("haproxy").arg("-c").arg("-f").arg(&path).output().expect("runs");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("WARNING"), "haproxy -c: {text}");
+}
+
 #[test]
 fn the_unit_file_is_valid_and_hardened() {
     let unit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rdb.service");

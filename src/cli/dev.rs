@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 /// Nodes in a dev cluster, at most.
 pub const DEV_NODES_MAX: u16 = 7;
+/// How long the nodes get to stop after SIGTERM.
+const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for the first leader before saying so.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
 
@@ -23,6 +25,8 @@ pub struct DevOptions {
     pub http_port: u16,
     /// Peer port of node 1; node i uses `raft_port + i - 1`.
     pub raft_port: u16,
+    /// HTTPS and mutual TLS with throwaway certificates.
+    pub tls: bool,
 }
 
 /// Starts the cluster and waits for Ctrl-C (or for a node to exit).
@@ -44,6 +48,22 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
         let _ = on_signal.send(());
     })
     .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    let certs = if options.tls {
+        Some(super::dev_certs::make(&options.data_dir.join("tls"))?)
+    } else {
+        None
+    };
+    let tls_args: Vec<std::ffi::OsString> = match &certs {
+        Some(certs) => vec![
+            "--tls-cert".into(),
+            certs.cert.clone().into(),
+            "--tls-key".into(),
+            certs.key.clone().into(),
+            "--tls-ca".into(),
+            certs.ca.clone().into(),
+        ],
+        None => Vec::new(),
+    };
     let mut children = Vec::new();
     for &id in &ids {
         let data_dir = options.data_dir.join(format!("node{id}"));
@@ -53,6 +73,7 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
             .args(["--http", &format!("127.0.0.1:{}", port(options.http_port, id)?)])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(&tls_args)
             .spawn()
             .map_err(|e| format!("cannot start node {id}: {e}"));
         match child {
@@ -63,15 +84,16 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
             }
         }
     }
-    print_usage(options, &ids);
-    wait_for_leader(options.http_port);
+    print_usage(options, &ids, certs.as_ref().map(|c| c.ca.as_path()));
+    wait_for_leader(options.http_port, certs.as_ref().map(|c| c.ca.as_path()));
     let result = supervise(&mut children, &stop);
     stop_all(&mut children);
     result
 }
 
-fn print_usage(options: &DevOptions, ids: &[u16]) {
-    let http = |id: u16| format!("http://127.0.0.1:{}", options.http_port + id - 1);
+fn print_usage(options: &DevOptions, ids: &[u16], ca: Option<&std::path::Path>) {
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let http = |id: u16| format!("{scheme}://127.0.0.1:{}", options.http_port + id - 1);
     println!("rdb dev: {} nodes, data under {}", ids.len(), options.data_dir.display());
     for &id in ids {
         println!(
@@ -81,18 +103,27 @@ fn print_usage(options: &DevOptions, ids: &[u16]) {
         );
     }
     let url = http(1);
+    let curl = match ca {
+        Some(ca) => format!("curl -s --cacert {}", ca.display()),
+        None => "curl -s".to_string(),
+    };
+    if let Some(ca) = ca {
+        println!("TLS: throwaway certificates; the CA is {}", ca.display());
+    }
     println!("\nTry:");
-    println!("  curl -s -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"put\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
-    println!("  curl -s -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"get\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
-    println!("  curl -s -X POST {url}/command -d '{{\"action\":\"list collections\"}}'");
-    println!("  curl -s {url}/status");
+    println!("  {curl} -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"put\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
+    println!("  {curl} -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"get\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
+    println!("  {curl} -X POST {url}/command -d '{{\"action\":\"list collections\"}}'");
+    println!("  {curl} {url}/status");
     println!("\nCtrl-C stops every node.");
 }
 
-fn wait_for_leader(http_port: u16) {
+fn wait_for_leader(http_port: u16, ca: Option<&std::path::Path>) {
     let started = Instant::now();
     while started.elapsed() < LEADER_WAIT {
-        if http_get(http_port, "/health").is_some_and(|answer| answer.starts_with("HTTP/1.1 200")) {
+        if http_get(http_port, "/health", ca)
+            .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
+        {
             println!("A leader is elected; the cluster is ready.");
             return;
         }
@@ -101,14 +132,38 @@ fn wait_for_leader(http_port: u16) {
     println!("No leader after {LEADER_WAIT:?}; see the nodes' logs above.");
 }
 
-/// A minimal GET against a local node, for the readiness check.
-fn http_get(port: u16, path: &str) -> Option<String> {
+/// A minimal GET against a local node (over TLS, trusting `ca`), for the
+/// readiness check.
+fn http_get(port: u16, path: &str, ca: Option<&std::path::Path>) -> Option<String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     let mut answer = String::new();
-    stream.take(64 * 1024).read_to_string(&mut answer).ok()?;
+    match ca {
+        None => {
+            let mut stream = stream;
+            stream.write_all(request.as_bytes()).ok()?;
+            stream.take(64 * 1024).read_to_string(&mut answer).ok()?;
+        }
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let pem = std::fs::read(ca).ok()?;
+            for der in rustls_pemfile::certs(&mut pem.as_slice()).ok()? {
+                roots.add(&rustls::Certificate(der)).ok()?;
+            }
+            let config = rustls::ClientConfig::builder()
+                .with_safe_defaults()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            let name = rustls::ServerName::try_from("127.0.0.1").ok()?;
+            let connection =
+                rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            tls.write_all(request.as_bytes()).ok()?;
+            let _ = tls.take(64 * 1024).read_to_string(&mut answer);
+        }
+    }
     Some(answer)
 }
 
@@ -129,11 +184,18 @@ fn supervise(
     }
 }
 
+/// Stops the nodes as systemd would: SIGTERM, then SIGKILL for any still
+/// running after [`STOP_WAIT`].
 fn stop_all(children: &mut Vec<(u16, Child)>) {
-    for (_, child) in children.iter_mut() {
-        let _ = child.kill();
+    for (_, child) in children.iter() {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     }
+    let deadline = Instant::now() + STOP_WAIT;
     for (_, mut child) in children.drain(..) {
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
         let _ = child.wait();
     }
 }

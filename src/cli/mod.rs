@@ -2,6 +2,7 @@
 
 mod config;
 mod dev;
+mod dev_certs;
 mod notify;
 mod serve;
 
@@ -144,4 +145,8 @@ pub struct DevArgs {
     /// Peer port of node 1 (node i: this + i - 1).
     #[arg(long, default_value_t = 9081)]
     pub raft_port: u16,
+    /// HTTPS and mutual TLS between the nodes, with throwaway certificates
+    /// made under the data directory.
+    #[arg(long)]
+    pub tls: bool,
 }

@@ -1,0 +1,111 @@
+//! `rdb dev`, as the README has a user run it: it starts the nodes, prints
+//! the curl commands, serves them (plain or with `--tls`), and stops every
+//! node on Ctrl-C (SIGINT).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn start_dev(
+    dir: &std::path::Path,
+    http_port: u16,
+    raft_port: u16,
+    tls: bool,
+) -> (Child, Vec<String>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rdb"));
+    command
+        .current_dir(dir)
+        .args([
+            "dev",
+            "--nodes",
+            "3",
+            "--http-port",
+            &http_port.to_string(),
+            "--raft-port",
+            &raft_port.to_string(),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    if tls {
+        command.arg("--tls");
+    }
+    let mut child = command.spawn().expect("rdb dev starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !lines.iter().any(|l: &String| l.contains("cluster is ready")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("rdb dev never became ready: {lines:?}"),
+        }
+    }
+    (child, lines)
+}
+
+fn curl(args: &[&str]) -> String {
+    let out =
+        Command::new("curl").args(["-s", "--max-time", "10"]).args(args).output().expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn interrupt_and_wait(mut dev: Child, http_port: u16) {
+    let status = Command::new("kill").args(["-INT", &dev.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.try_wait().expect("wait").is_none() {
+        assert!(Instant::now() < deadline, "rdb dev did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for port in http_port..http_port + 3 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "a node still listens on {port}"
+        );
+    }
+}
+
+#[test]
+fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (dev, lines) = start_dev(dir.path(), 22_301, 22_351, false);
+    assert!(
+        lines.iter().any(|l| l.contains("curl -s -X POST http://127.0.0.1:22301/command")),
+        "{lines:?}"
+    );
+    let put = curl(&[
+        "-X",
+        "POST",
+        "http://127.0.0.1:22302/command",
+        "-d",
+        r#"{"action":"put","payload":{"collection":"users","value":"alice"}}"#,
+    ]);
+    assert!(put.contains("\"value\":\"alice\""), "{put}");
+    assert!(dir.path().join("rdb-dev/node1/wal").is_dir(), "data under ./rdb-dev");
+    interrupt_and_wait(dev, 22_301);
+}
+
+#[test]
+fn rdb_dev_tls_serves_https_with_its_throwaway_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (dev, lines) = start_dev(dir.path(), 22_401, 22_451, true);
+    assert!(lines.iter().any(|l| l.contains("--cacert rdb-dev/tls/ca.pem")), "{lines:?}");
+    let ca = dir.path().join("rdb-dev/tls/ca.pem").display().to_string();
+    let put = curl(&[
+        "--cacert",
+        &ca,
+        "-X",
+        "POST",
+        "https://127.0.0.1:22403/command",
+        "-d",
+        r#"{"action":"put","payload":{"collection":"users","value":"bob"}}"#,
+    ]);
+    assert!(put.contains("\"value\":\"bob\""), "{put}");
+    interrupt_and_wait(dev, 22_401);
+}
