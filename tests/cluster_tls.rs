@@ -351,3 +351,62 @@ fn the_unit_file_is_valid_and_hardened() {
         );
     }
 }
+
+#[test]
+fn sighup_rotates_certificates_without_a_restart() {
+    // Phase 1: a TLS cluster on certificates from CA one.
+    let live = tempfile::tempdir().expect("dir");
+    let (one, two) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    gen_certs(one.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
+    gen_certs(two.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
+    let install = |from: &Path| {
+        for entry in std::fs::read_dir(from).expect("certs") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, live.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+    };
+    install(one.path());
+    let base = 22_500;
+    let mut cluster =
+        TestCluster::start_each(3, base, &[], |id| tls_args(live.path(), &format!("n{id}")));
+    let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
+    https_leader(one.path(), &ports);
+    let (ca_one, ca_two) = (one.path().join("ca.pem"), two.path().join("ca.pem"));
+    let status_with = |ca: &Path| {
+        curl(&[
+            "--cacert",
+            &ca.display().to_string(),
+            &format!("https://127.0.0.1:{}/status", ports[0]),
+        ])
+        .0
+    };
+    assert_eq!((status_with(&ca_one), status_with(&ca_two)), (200, 0));
+
+    // Phase 2: the files are replaced with CA two's and every node gets SIGHUP.
+    install(two.path());
+    for node in &cluster.nodes {
+        let pid = node.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args(["-HUP", &pid]).status().expect("kill").success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_with(&ca_two) != 200 {
+        assert!(Instant::now() < deadline, "the new certificate is not served after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status_with(&ca_one), 0, "the old certificate is still served");
+
+    // Phase 3: peers reconnect with the new certificates after a restart of
+    // one node (its new connections must pass the others' new CA).
+    cluster.kill(2);
+    cluster.restart(2);
+    let leader = https_leader(two.path(), &ports);
+    let body = put("rotated", "k", "v").to_string();
+    let (status, answer) = curl(&[
+        "--cacert",
+        &ca_two.display().to_string(),
+        "-d",
+        &body,
+        &format!("https://127.0.0.1:{}/command", ports[usize::from(leader - 1)]),
+    ]);
+    assert_eq!(status, 200, "{answer}");
+}
