@@ -12,7 +12,7 @@ use futures::channel::oneshot;
 use super::metrics::Metrics;
 use super::state_cell::StateCell;
 use super::status::Status;
-use super::{Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
+use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
 use crate::kv::{Command, Consistency, Query, Reply, Request};
 use crate::raft::{Message, NodeId, RaftError};
 
@@ -182,7 +182,12 @@ impl NodeHandle {
                     async_std::task::sleep(RETRY_PAUSE).await;
                 }
                 Some(Ok(Err(_))) => return no_leader(),
-                Some(Err(_)) => return Reply::unavailable("the node stopped; outcome unknown"),
+                Some(Err(_)) if accepted => {
+                    return Reply::error(504, "the node stopped; the outcome is unknown")
+                }
+                Some(Err(_)) => {
+                    return Reply::unavailable("the node stopped; nothing was proposed")
+                }
                 None if accepted => {
                     return Reply::error(504, "proposed, but not applied within the timeout")
                 }
@@ -195,7 +200,12 @@ impl NodeHandle {
         let Some(forwarder) = self.inner.forwarder.get() else { return no_leader() };
         match until(deadline, forwarder.forward(leader, body.to_vec())).await {
             Some(Ok(reply)) => reply,
-            Some(Err(why)) => Reply::unavailable(format!("leader {leader} unreachable: {why}")),
+            Some(Err(ForwardError::NotSent(why))) => {
+                Reply::unavailable(format!("leader {leader} unreachable: {why}"))
+            }
+            Some(Err(ForwardError::Unknown(why))) => {
+                Reply::error(504, format!("sent to leader {leader}, answer lost: {why}"))
+            }
             None => Reply::error(504, format!("leader {leader} did not answer within the timeout")),
         }
     }

@@ -114,11 +114,24 @@ pub trait Transport: Send + 'static {
     fn send_snapshot(&mut self, message: Message, path: PathBuf);
 }
 
+/// Why a forwarded request has no answer, by what the client may assume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardError {
+    /// It never left this node: nothing happened (503).
+    NotSent(String),
+    /// It was sent and the answer was lost: it may have happened (504).
+    Unknown(String),
+}
+
 /// Carries a client request to another member (the leader) and brings back
 /// its answer.
 pub trait Forwarder: Send + Sync + 'static {
     /// Forwards the raw request body to member `to`.
-    fn forward(&self, to: NodeId, request: Vec<u8>) -> BoxFuture<'static, Result<Reply, String>>;
+    fn forward(
+        &self,
+        to: NodeId,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Reply, ForwardError>>;
 }
 
 /// What the event loop is asked to do.

@@ -23,7 +23,7 @@ use super::{
     CALL_TIMEOUT, CONNECTIONS_MAX, FORWARDS_IN_FLIGHT_MAX, HELLO_TIMEOUT, MESSAGE_WORDS_MAX,
 };
 use crate::kv::Reply;
-use crate::node::NodeHandle;
+use crate::node::{ForwardError, NodeHandle};
 use crate::raft::{Message, NodeId};
 use crate::tls::TlsState;
 use std::sync::Arc;
@@ -337,7 +337,8 @@ async fn deliver(remote: &peer::Client, batch: &[Message]) -> Result<(), String>
 async fn forward_loop(links: Rc<Links>, mut jobs: mpsc::Receiver<ForwardJob>) {
     while let Some(job) = jobs.next().await {
         if links.forwards.get() >= FORWARDS_IN_FLIGHT_MAX {
-            let _ = job.reply.send(Err("too many requests are being forwarded".into()));
+            let refused = ForwardError::NotSent("too many requests are being forwarded".into());
+            let _ = job.reply.send(Err(refused));
             continue;
         }
         links.forwards.set(links.forwards.get() + 1);
@@ -350,17 +351,23 @@ async fn forward_loop(links: Rc<Links>, mut jobs: mpsc::Receiver<ForwardJob>) {
     }
 }
 
-async fn forward(links: &Links, to: NodeId, body: &[u8]) -> Result<Reply, String> {
-    let conn = links.link(to).ok_or_else(|| format!("no connection to member {to}"))?;
-    let remote = conn.remote.borrow().clone().ok_or("connection not ready")?;
+async fn forward(links: &Links, to: NodeId, body: &[u8]) -> Result<Reply, ForwardError> {
+    let not_sent = |why: String| ForwardError::NotSent(why);
+    let conn = links.link(to).ok_or_else(|| not_sent(format!("no connection to member {to}")))?;
+    let remote =
+        conn.remote.borrow().clone().ok_or_else(|| not_sent("connection not ready".into()))?;
     let mut request = remote.forward_request();
     request.get().set_request(body);
+    // From here on the request may have reached the leader: any failure
+    // leaves its outcome unknown.
+    let unknown = |why: String| ForwardError::Unknown(why);
     let response = async_std::future::timeout(CALL_TIMEOUT, request.send().promise)
         .await
-        .map_err(|_| format!("no answer within {CALL_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-    let answer = response.get().map_err(|e| e.to_string())?;
-    let body = answer.get_body().map_err(|e| e.to_string())?;
-    let body = serde_json::from_slice(body).map_err(|e| format!("leader sent a bad body: {e}"))?;
+        .map_err(|_| unknown(format!("no answer within {CALL_TIMEOUT:?}")))?
+        .map_err(|e| unknown(e.to_string()))?;
+    let answer = response.get().map_err(|e| unknown(e.to_string()))?;
+    let body = answer.get_body().map_err(|e| unknown(e.to_string()))?;
+    let body = serde_json::from_slice(body)
+        .map_err(|e| unknown(format!("leader sent a bad body: {e}")))?;
     Ok(Reply { status: answer.get_status(), body })
 }

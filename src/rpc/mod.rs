@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::kv::Reply;
-use crate::node::{Forwarder, NodeHandle, Transport};
+use crate::node::{ForwardError, Forwarder, NodeHandle, Transport};
 use crate::raft::{Message, NodeId};
 
 pub use codec::{decode, encode};
@@ -117,7 +117,7 @@ struct ForwardJob {
     /// The POST /command body.
     request: Vec<u8>,
     /// The answer.
-    reply: oneshot::Sender<Result<Reply, String>>,
+    reply: oneshot::Sender<Result<Reply, ForwardError>>,
 }
 
 /// Forwards client requests over the peer connections.
@@ -128,14 +128,21 @@ pub struct PeerForwarder {
 }
 
 impl Forwarder for PeerForwarder {
-    fn forward(&self, to: NodeId, request: Vec<u8>) -> BoxFuture<'static, Result<Reply, String>> {
+    fn forward(
+        &self,
+        to: NodeId,
+        request: Vec<u8>,
+    ) -> BoxFuture<'static, Result<Reply, ForwardError>> {
         let (reply, answer) = oneshot::channel();
         let queued = self.jobs.clone().try_send(ForwardJob { to, request, reply });
         async move {
             if queued.is_err() {
-                return Err("too many requests are being forwarded".to_string());
+                return Err(ForwardError::NotSent("too many requests are being forwarded".into()));
             }
-            answer.await.unwrap_or_else(|_| Err("the RPC system stopped".to_string()))
+            // Dropped by the RPC thread: it may have been sent already.
+            answer
+                .await
+                .unwrap_or_else(|_| Err(ForwardError::Unknown("the RPC system stopped".into())))
         }
         .boxed()
     }

@@ -91,10 +91,14 @@ impl TestCluster {
         let extra = self.extra_args.clone();
         let node = self.node(id);
         assert!(node.child.is_none(), "node {id} is running");
+        // A node's own `--peers` (through proxies, say) replaces the shared list.
+        let own_peers = node.args.iter().any(|arg| arg == "--peers");
+        let peers_args = if own_peers { Vec::new() } else { vec!["--peers".to_string(), peers] };
         let child = Command::new(env!("CARGO_BIN_EXE_rdb"))
             .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("serve")
-            .args(["--id", &id.to_string(), "--peers", &peers])
+            .args(["--id", &id.to_string()])
+            .args(&peers_args)
             .args(["--http", &format!("127.0.0.1:{}", node.http_port)])
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -133,6 +137,14 @@ impl TestCluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGSTOPs (true) or SIGCONTs (false) node `id`.
+    pub fn pause(&self, id: u16, stop: bool) {
+        let child = self.nodes[usize::from(id - 1)].child.as_ref().expect("running");
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
     }
 
     /// Ids of running nodes.

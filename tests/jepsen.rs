@@ -1,0 +1,380 @@
+//! Fault injection with a linearizability check, the way Jepsen tests etcd,
+//! on one machine: real clusters of `rdb serve`, peers connected through
+//! test-owned TCP proxies (`jepsen/proxy.rs`) so that partitions need no
+//! root, nemeses that kill, pause and cut, concurrent clients recording
+//! every operation (`jepsen/workload.rs`), and a Wing & Gong checker per key
+//! (`jepsen/checker.rs`). tests/README.md lists the faults and promises.
+//!
+//! - `RDB_JEPSEN_SECS` (default 10): how long each scenario's faults run.
+//! - `RDB_JEPSEN_SEED=<seed>`: replay one seed (a failure prints it).
+//! - `RDB_JEPSEN_SOAK=<n>`: run n more random seeds per scenario.
+
+#[path = "jepsen/checker.rs"]
+mod checker;
+mod common;
+#[path = "jepsen/proxy.rs"]
+mod proxy;
+#[path = "jepsen/workload.rs"]
+mod workload;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use checker::Verdict;
+use common::TestCluster;
+use proxy::{Link, Mode};
+
+/// Keys the clients share (few, so that operations collide).
+const KEYS: usize = 4;
+/// Concurrent clients.
+const CLIENTS: usize = 5;
+/// Faults per scenario, at most.
+const FAULTS_MAX: usize = 50;
+/// Search steps per key before the checker gives up (then the test fails
+/// as inconclusive rather than pass).
+const CHECK_STEPS_MAX: u64 = 20_000_000;
+
+/// The faults a scenario draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL the leader or a random node, restart it later.
+    Kill,
+    /// SIGSTOP the leader or a random node, SIGCONT it later.
+    Pause,
+    /// Cut every link of the leader.
+    IsolateLeader,
+    /// Cut a random minority off from the rest.
+    IsolateMinority,
+    /// Blackhole one direction of the leader's links (it hears, is not heard; or the reverse).
+    OneWay,
+    /// Two sides that cannot see each other, and one node that sees both.
+    Bridge,
+    /// Slow every link by a random delay.
+    Slow,
+    /// Kill a follower, let the others snapshot and compact, restart it, and
+    /// kill it again while the snapshot is arriving.
+    SnapshotCrash,
+}
+
+/// A cluster behind proxies.
+struct Rig {
+    cluster: TestCluster,
+    /// Proxies by (dialer, dialed): the lower id dials.
+    links: BTreeMap<(u16, u16), Link>,
+    http_ports: Vec<u16>,
+    agent: ureq::Agent,
+}
+
+impl Rig {
+    fn start(nodes: u16, base: u16, extra: &[&str]) -> Rig {
+        let real = |id: u16| SocketAddr::from(([127, 0, 0, 1], base + 50 + id));
+        let mut links = BTreeMap::new();
+        let mut port = base + 100;
+        for a in 1..=nodes {
+            for b in a + 1..=nodes {
+                port += 1;
+                links
+                    .insert((a, b), Link::start(SocketAddr::from(([127, 0, 0, 1], port)), real(b)));
+            }
+        }
+        let peers_of = |id: u16| -> String {
+            (1..=nodes)
+                .map(|other| {
+                    let addr = if other > id { links[&(id, other)].listen } else { real(other) };
+                    format!("{other}={addr}")
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let cluster = TestCluster::start_each(nodes, base, extra, |id| {
+            vec!["--peers".into(), peers_of(id), "--raft".into(), real(id).to_string()]
+        });
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_millis(500)))
+            .build()
+            .into();
+        let http_ports = (1..=nodes).map(|id| base + id).collect();
+        Rig { cluster, links, http_ports, agent }
+    }
+
+    /// The leader as some responsive node reports it.
+    fn leader(&self) -> Option<u16> {
+        for id in self.cluster.running() {
+            let url = format!("http://127.0.0.1:{}/status", self.http_ports[usize::from(id - 1)]);
+            let Ok(mut response) = self.agent.get(&url).call() else { continue };
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some(leader) = status["leader"].as_u64().filter(|&l| l != 0) {
+                return u16::try_from(leader).ok();
+            }
+        }
+        None
+    }
+
+    fn cut_between(&self, left: &[u16], right: &[u16]) {
+        for (&(a, b), link) in &self.links {
+            if (left.contains(&a) && right.contains(&b))
+                || (left.contains(&b) && right.contains(&a))
+            {
+                link.set(Mode::Cut, Mode::Cut);
+            }
+        }
+    }
+
+    fn heal(&self) {
+        self.links.values().for_each(Link::heal);
+    }
+}
+
+/// Applies one fault; returns how to undo it.
+fn inflict(rig: &mut Rig, fault: Fault, rng: &mut fastrand::Rng) -> Box<dyn FnOnce(&mut Rig)> {
+    let nodes = u16::try_from(rig.http_ports.len()).expect("small");
+    let all: Vec<u16> = (1..=nodes).collect();
+    let leader = rig.leader().unwrap_or(1);
+    let victim = if rng.bool() { leader } else { rng.u16(1..=nodes) };
+    match fault {
+        Fault::Kill => {
+            rig.cluster.kill(victim);
+            Box::new(move |rig| rig.cluster.restart(victim))
+        }
+        Fault::Pause => {
+            rig.cluster.pause(victim, true);
+            Box::new(move |rig| rig.cluster.pause(victim, false))
+        }
+        Fault::IsolateLeader => {
+            let rest: Vec<u16> = all.iter().copied().filter(|&id| id != leader).collect();
+            rig.cut_between(&[leader], &rest);
+            Box::new(|rig| rig.heal())
+        }
+        Fault::IsolateMinority => {
+            let mut shuffled = all.clone();
+            rng.shuffle(&mut shuffled);
+            let (minority, majority) = shuffled.split_at(usize::from((nodes - 1) / 2));
+            rig.cut_between(minority, majority);
+            Box::new(|rig| rig.heal())
+        }
+        Fault::OneWay => {
+            let deaf = rng.bool();
+            for (&(a, b), link) in &rig.links {
+                if a == leader || b == leader {
+                    // "up" is a -> b. Blackhole what the leader sends (or hears).
+                    let leader_sends_up = a == leader;
+                    let (up, down) = if leader_sends_up != deaf {
+                        (Mode::Blackhole, Mode::Pass)
+                    } else {
+                        (Mode::Pass, Mode::Blackhole)
+                    };
+                    link.set(up, down);
+                }
+            }
+            Box::new(|rig| rig.heal())
+        }
+        Fault::Bridge => {
+            let mut shuffled = all.clone();
+            rng.shuffle(&mut shuffled);
+            let half = usize::from(nodes / 2);
+            let (left, rest) = shuffled.split_at(half);
+            let right = &rest[1..]; // rest[0] is the bridge, which sees both
+            rig.cut_between(left, right);
+            Box::new(|rig| rig.heal())
+        }
+        Fault::Slow => {
+            let delay = Duration::from_millis(rng.u64(5..60));
+            rig.links.values().for_each(|link| link.delay(delay));
+            Box::new(|rig| rig.heal())
+        }
+        Fault::SnapshotCrash => snapshot_crash(rig, leader, nodes),
+    }
+}
+
+fn snapshot_crash(rig: &mut Rig, leader: u16, nodes: u16) -> Box<dyn FnOnce(&mut Rig)> {
+    let follower = (1..=nodes).find(|&id| id != leader).expect("a follower");
+    rig.cluster.kill(follower);
+    std::thread::sleep(Duration::from_millis(1_500));
+    rig.cluster.restart(follower);
+    let incoming =
+        rig.cluster.nodes[usize::from(follower - 1)].data_dir.join("snapshots/incoming.tmp");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if incoming.exists() {
+            rig.cluster.kill(follower);
+            return Box::new(move |rig| rig.cluster.restart(follower));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Box::new(|_| {})
+}
+
+/// Scenarios run one at a time: on two cores, six clusters at once would
+/// test the scheduler more than rdb.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs a scenario with `seed`; panics with an explanation on a violation.
+fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed: u64) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let secs = std::env::var("RDB_JEPSEN_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let mut rig = Rig::start(nodes, base, extra);
+    rig.cluster.wait_for_leader(Duration::from_secs(20));
+    let history = workload::History::new(KEYS);
+    let stop = AtomicBool::new(false);
+    let ports = rig.http_ports.clone();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut log = Vec::new();
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let (history, stop, ports) = (&history, &stop, &ports);
+            scope.spawn(move || workload::run_client(client, seed, ports, KEYS, history, stop));
+        }
+        let started = Instant::now();
+        for _ in 0..FAULTS_MAX {
+            if started.elapsed() >= Duration::from_secs(secs) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(rng.u64(200..800)));
+            let fault = faults[rng.usize(..faults.len())];
+            log.push(format!("{:?} at {:?}", fault, started.elapsed()));
+            let undo = inflict(&mut rig, fault, &mut rng);
+            std::thread::sleep(Duration::from_millis(rng.u64(500..2_500)));
+            undo(&mut rig);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    rig.heal();
+    rig.cluster.wait_for_leader(Duration::from_secs(30));
+    workload::final_reads(&ports, KEYS, &history);
+    let keys = history.keys.into_inner().expect("history");
+    let total: usize = keys.iter().map(Vec::len).sum();
+    for (key, events) in keys.iter().enumerate() {
+        match checker::check(events, None, CHECK_STEPS_MAX) {
+            Verdict::Linearizable => {}
+            verdict => fail(name, seed, key, events, &verdict, &log),
+        }
+    }
+    eprintln!(
+        "{name} seed {seed}: {total} operations on {KEYS} keys linearizable; faults: {log:?}"
+    );
+    assert!(total > 100, "{name}: only {total} operations completed");
+}
+
+fn fail(
+    name: &str,
+    seed: u64,
+    key: usize,
+    events: &[checker::Event],
+    verdict: &Verdict,
+    log: &[String],
+) -> ! {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("jepsen-{name}-{seed}-k{key}.txt"));
+    let mut text =
+        format!("{name}, seed {seed}, key k{key}: {verdict:?}\nfaults: {log:?}\n\nhistory:\n");
+    let mut sorted = events.to_vec();
+    sorted.sort_by_key(|e| e.call);
+    for e in &sorted {
+        text.push_str(&format!("  client {} [{} .. {:?}] {:?}\n", e.client, e.call, e.ret, e.op));
+    }
+    let _ = std::fs::write(&path, &text);
+    let explanation = match verdict {
+        Verdict::Violation(why) => why.clone(),
+        Verdict::TooHard(steps) => format!("inconclusive: the search gave up after {steps} steps"),
+        Verdict::Linearizable => "linearizable".into(),
+    };
+    panic!(
+        "{name}: key k{key} is not linearizable with seed {seed}.\n{explanation}\nhistory written to {}\n\
+         replay: RDB_JEPSEN_SEED={seed} cargo test --release --test jepsen {name}",
+        path.display()
+    );
+}
+
+/// The fixed seed of a scenario, or the replayed one; plus soak seeds.
+fn seeds(fixed: u64) -> Vec<u64> {
+    if let Some(seed) = std::env::var("RDB_JEPSEN_SEED").ok().and_then(|s| s.parse().ok()) {
+        return vec![seed];
+    }
+    let soak: u64 = std::env::var("RDB_JEPSEN_SOAK").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::iter::once(fixed)
+        .chain((0..soak).map(|i| clock.wrapping_mul(31).wrapping_add(i)))
+        .collect()
+}
+
+#[test]
+fn kills() {
+    for seed in seeds(1) {
+        run("kills", 3, 23_000, &[Fault::Kill], &[], seed);
+    }
+}
+
+#[test]
+fn pauses() {
+    for seed in seeds(2) {
+        run("pauses", 3, 23_200, &[Fault::Pause], &[], seed);
+    }
+}
+
+#[test]
+fn partitions() {
+    for seed in seeds(3) {
+        run(
+            "partitions",
+            3,
+            23_400,
+            &[Fault::IsolateLeader, Fault::IsolateMinority, Fault::Slow],
+            &[],
+            seed,
+        );
+    }
+}
+
+#[test]
+fn one_way_and_bridges() {
+    for seed in seeds(4) {
+        run(
+            "one_way_and_bridges",
+            5,
+            23_600,
+            &[Fault::OneWay, Fault::Bridge, Fault::IsolateMinority],
+            &[],
+            seed,
+        );
+    }
+}
+
+#[test]
+fn snapshot_crashes() {
+    let extra = [
+        "--snapshot-entries",
+        "200",
+        "--compaction-margin-entries",
+        "20",
+        "--wal-segment-bytes",
+        "8192",
+        "--snapshot-chunk-bytes",
+        "2048",
+    ];
+    for seed in seeds(5) {
+        run("snapshot_crashes", 3, 23_800, &[Fault::SnapshotCrash, Fault::Kill], &extra, seed);
+    }
+}
+
+#[test]
+fn everything_at_once() {
+    let all = [
+        Fault::Kill,
+        Fault::Pause,
+        Fault::IsolateLeader,
+        Fault::IsolateMinority,
+        Fault::OneWay,
+        Fault::Bridge,
+        Fault::Slow,
+    ];
+    for seed in seeds(6) {
+        run("everything_at_once", 5, 24_000, &all, &[], seed);
+    }
+}

@@ -1,0 +1,184 @@
+//! The clients: concurrent key-addressed put, linearizable get and cas on a
+//! few keys through random nodes, each operation recorded with its
+//! invocation and completion times and its result.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::checker::{Event, Op};
+
+/// The collection the workload uses.
+pub const COLLECTION: &str = "jepsen";
+/// A client gives up on a request after this (the node's own timeout is 5 s),
+/// and counts its outcome as unknown.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Every key's history, shared by the clients.
+pub struct History {
+    /// When the run started; times are microseconds since.
+    pub start: Instant,
+    /// Events per key.
+    pub keys: Mutex<Vec<Vec<Event>>>,
+}
+
+impl History {
+    pub fn new(keys: usize) -> Self {
+        History { start: Instant::now(), keys: Mutex::new(vec![Vec::new(); keys]) }
+    }
+
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn record(&self, key: usize, event: Event) {
+        self.keys.lock().expect("history")[key].push(event);
+    }
+}
+
+/// How one request ended.
+enum Outcome {
+    /// A status and body.
+    Answer(u16, Value),
+    /// No answer (connection error or client timeout): unknown.
+    Lost,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(CLIENT_TIMEOUT))
+        .build()
+        .into()
+}
+
+fn send(agent: &ureq::Agent, port: u16, body: &Value) -> Outcome {
+    let url = format!("http://127.0.0.1:{port}/command");
+    match agent.post(&url).send(body.to_string().as_bytes()) {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            Outcome::Answer(status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+        Err(_) => Outcome::Lost,
+    }
+}
+
+fn key_name(key: usize) -> String {
+    format!("k{key}")
+}
+
+/// Runs client `client` until `stop`, on `keys` keys, through `ports`.
+pub fn run_client(
+    client: usize,
+    seed: u64,
+    ports: &[u16],
+    keys: usize,
+    history: &History,
+    stop: &AtomicBool,
+) {
+    let agent = agent();
+    let mut rng = fastrand::Rng::with_seed(seed ^ (client as u64).wrapping_mul(0x9e37_79b9));
+    let mut last_seen: Vec<Option<String>> = vec![None; keys];
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = rng.usize(..keys);
+        let port = ports[rng.usize(..ports.len())];
+        let value = format!("c{client}-{n}");
+        let call = history.now();
+        match rng.u8(0..10) {
+            0..=3 => {
+                let body = json!({"action": "put", "payload": {"collection": COLLECTION, "key": key_name(key), "value": value}});
+                let outcome = send(&agent, port, &body);
+                let ret = history.now();
+                match outcome {
+                    Outcome::Answer(200, _) => history
+                        .record(key, Event { client, call, ret: Some(ret), op: Op::Put { value } }),
+                    Outcome::Answer(503, _) => {} // refused: nothing happened
+                    Outcome::Answer(504, _) | Outcome::Lost => history
+                        .record(key, Event { client, call, ret: None, op: Op::Put { value } }),
+                    Outcome::Answer(status, body) => panic!("put answered {status}: {body}"),
+                }
+            }
+            4..=6 => {
+                let body = json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
+                let outcome = send(&agent, port, &body);
+                let ret = history.now();
+                let seen = match outcome {
+                    Outcome::Answer(200, body) => Some(body["value"].as_str().map(str::to_string)),
+                    Outcome::Answer(404, _) => Some(None),
+                    Outcome::Answer(503 | 504, _) | Outcome::Lost => None, // a read that failed tells nothing
+                    Outcome::Answer(status, body) => panic!("get answered {status}: {body}"),
+                };
+                if let Some(value) = seen {
+                    last_seen[key].clone_from(&value);
+                    history
+                        .record(key, Event { client, call, ret: Some(ret), op: Op::Get { value } });
+                }
+            }
+            _ => {
+                let expected = last_seen[key].clone();
+                let body = json!({"action": "cas", "payload": {"collection": COLLECTION, "key": key_name(key), "expected": expected, "value": value}});
+                let outcome = send(&agent, port, &body);
+                let ret = history.now();
+                let op = match outcome {
+                    Outcome::Answer(200, _) => Some((Some(ret), Op::CasOk { expected, value })),
+                    Outcome::Answer(409, body) => {
+                        let current = body["value"].as_str().map(str::to_string);
+                        last_seen[key].clone_from(&current);
+                        Some((Some(ret), Op::CasFail { expected, current }))
+                    }
+                    Outcome::Answer(503, _) => None,
+                    Outcome::Answer(504, _) | Outcome::Lost => {
+                        Some((None, Op::CasUnknown { expected, value }))
+                    }
+                    Outcome::Answer(status, body) => panic!("cas answered {status}: {body}"),
+                };
+                if let Some((ret, op)) = op {
+                    history.record(key, Event { client, call, ret, op });
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..5)));
+    }
+}
+
+/// After the faults: one linearizable read of every key, retried until a
+/// node answers, recorded like any other read.
+pub fn final_reads(ports: &[u16], keys: usize, history: &History) {
+    let agent = agent();
+    for key in 0..keys {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        for attempt in 0.. {
+            let port = ports[(key + attempt) % ports.len()];
+            let call = history.now();
+            let body = json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
+            let value = match send(&agent, port, &body) {
+                Outcome::Answer(200, body) => Some(body["value"].as_str().map(str::to_string)),
+                Outcome::Answer(404, _) => Some(None),
+                Outcome::Answer(status, body) => {
+                    last = format!("port {port}: {status} {body}");
+                    None
+                }
+                Outcome::Lost => {
+                    last = format!("port {port}: no answer");
+                    None
+                }
+            };
+            if let Some(value) = value {
+                let ret = history.now();
+                history.record(
+                    key,
+                    Event { client: usize::MAX, call, ret: Some(ret), op: Op::Get { value } },
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "no final read of key {key}; last: {last}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
