@@ -1,20 +1,19 @@
 //! rdb: a fault-tolerant, replicated key-value store.
 //!
 //! A cluster of 3 or 5 nodes keeps one replicated log with Raft and answers
-//! JSON commands over HTTP. This crate will hold the node; for now it holds
-//! the Raft core ([`raft`]: consensus as a deterministic state machine, with
-//! a seeded cluster simulator) and the storage layer, re-exported from
-//! `rdb-storage`:
+//! JSON commands over HTTP(S). Dependencies point inward:
 //!
-//! - [`storage::wal`]: the segmented write-ahead log that holds the Raft log
-//!   and hard state;
-//! - [`storage::btree`]: the copy-on-write B+tree state file the replicated
-//!   state machine will live in;
-//! - [`storage::disk`]: the disk seam with a real and a crash-simulating
-//!   implementation.
-//!
-//! See `../shared/DESIGN.md` for the layout the rest of the crate will follow
-//! (`raft`, `kv`, `node`, `rpc`, `http`).
+//! - [`raft`]: consensus as a deterministic state machine (no IO, clocks or
+//!   threads), with a seeded cluster simulator;
+//! - [`storage`] (the `rdb-storage` crate): the write-ahead log, the
+//!   copy-on-write B+tree state file and the disk seam;
+//! - [`kv`]: the replicated state machine: request parsing, log-entry
+//!   encoding, deterministic apply, queries;
+//! - [`node`]: the one place that does IO for Raft: the event loop, the apply
+//!   thread, snapshots, and the handle the edges use;
+//! - [`rpc`] and [`http`]: the Cap'n Proto peer edge and the tide client
+//!   edge, which see only the node's handle; [`tls`] configures both;
+//! - [`cli`]: `rdb serve` and `rdb dev`.
 
 pub mod cli;
 pub mod http;
