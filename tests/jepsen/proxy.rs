@@ -42,6 +42,8 @@ pub struct Link {
     down: Arc<Direction>,
     /// Set when the test ends.
     stop: Arc<AtomicBool>,
+    /// The accept thread, joined on drop so that the port is free again.
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Poll interval of the pump threads (how quickly a mode change bites).
@@ -54,9 +56,16 @@ impl Link {
     pub fn start(listen: SocketAddr, target: SocketAddr) -> Link {
         let listener = TcpListener::bind(listen).expect("proxy port");
         listener.set_nonblocking(true).expect("nonblocking");
-        let link = Link { listen, up: Arc::default(), down: Arc::default(), stop: Arc::default() };
+        let mut link = Link {
+            listen,
+            up: Arc::default(),
+            down: Arc::default(),
+            stop: Arc::default(),
+            acceptor: None,
+        };
         let (up, down, stop) = (link.up.clone(), link.down.clone(), link.stop.clone());
-        std::thread::spawn(move || accept_loop(&listener, target, &up, &down, &stop));
+        link.acceptor =
+            Some(std::thread::spawn(move || accept_loop(&listener, target, &up, &down, &stop)));
         link
     }
 
@@ -83,6 +92,9 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
     }
 }
 
