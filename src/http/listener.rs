@@ -9,7 +9,7 @@
 //! at run time; and the loop must stop on request.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
@@ -34,10 +34,16 @@ pub(super) async fn accept_loop(
 ) {
     let listener = async_std::net::TcpListener::from(listener);
     let open = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(AtomicBool::new(false));
     loop {
         let accepted = futures::select! {
             accepted = listener.accept().fuse() => accepted,
-            _ = stop => return,
+            _ = stop => {
+                // Requests arriving on open keep-alive connections from now
+                // on are turned away; those already in flight finish.
+                draining.store(true, Ordering::Release);
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -51,17 +57,17 @@ pub(super) async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let (app, open, in_flight, tls) =
-            (app.clone(), open.clone(), in_flight.clone(), tls.clone());
+        let (app, open, tls) = (app.clone(), open.clone(), tls.clone());
+        let gate = Gate { in_flight: in_flight.clone(), draining: draining.clone() };
         open.fetch_add(1, Ordering::Relaxed);
         async_std::task::spawn(async move {
             match tls {
-                None => serve_connection(stream, app, in_flight).await,
+                None => serve_connection(stream, app, gate).await,
                 Some(tls) => match async_tls::TlsAcceptor::from(tls.configs().http)
                     .accept(stream)
                     .await
                 {
-                    Ok(stream) => serve_connection(Shared::new(stream), app, in_flight).await,
+                    Ok(stream) => serve_connection(Shared::new(stream), app, gate).await,
                     Err(error) => log::warn!("refused a client connection from {peer}: {error}"),
                 },
             }
@@ -70,16 +76,34 @@ pub(super) async fn accept_loop(
     }
 }
 
-async fn serve_connection<S>(stream: S, app: tide::Server<NodeHandle>, in_flight: Arc<AtomicUsize>)
+/// What a connection checks per request: whether the node is draining, and
+/// the count of requests in flight.
+#[derive(Clone)]
+struct Gate {
+    /// Requests being answered.
+    in_flight: Arc<AtomicUsize>,
+    /// Set once the node stops taking requests.
+    draining: Arc<AtomicBool>,
+}
+
+async fn serve_connection<S>(stream: S, app: tide::Server<NodeHandle>, gate: Gate)
 where
     S: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
 {
     let served = async_h1::accept(stream, |request| {
-        let (app, in_flight) = (app.clone(), in_flight.clone());
+        let (app, gate) = (app.clone(), gate.clone());
         async move {
-            in_flight.fetch_add(1, Ordering::AcqRel);
+            if gate.draining.load(Ordering::Acquire) {
+                let mut response =
+                    tide::http::Response::new(tide::http::StatusCode::ServiceUnavailable);
+                response.insert_header("Retry-After", "1");
+                response.insert_header("Connection", "close");
+                response.set_body(tide::http::Body::from_json(&serde_json::json!({"error": "the node is shutting down; retry on another node"}))?);
+                return Ok(response);
+            }
+            gate.in_flight.fetch_add(1, Ordering::AcqRel);
             let response = app.respond::<_, tide::http::Response>(request).await;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            gate.in_flight.fetch_sub(1, Ordering::AcqRel);
             response
         }
     });
