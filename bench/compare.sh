@@ -49,8 +49,8 @@ for _ in $(seq 100); do
   [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
   sleep 0.1
 done
-row rdb put "$(run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/put.lua")"
-row rdb "get (linearizable)" "$(run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/get.lua")"
+row rdb put "$(WRK_MODE=put run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/rdb.lua")"
+row rdb "get (linearizable)" "$(WRK_MODE=get run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/rdb.lua")"
 kill "${PIDS[@]}"; wait 2>/dev/null || true; PIDS=()
 
 # etcd

@@ -1,8 +1,9 @@
--- wrk script for etcd 3.4's JSON gateway, the same load as put.lua/get.lua:
+-- wrk script for etcd 3.4's JSON gateway, the same load as rdb.lua:
 -- WRK_MODE=put writes 100-byte values, WRK_MODE=get reads linearizably.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
+
 local mode = os.getenv("WRK_MODE") or "put"
 local counter = 0
-local thread_id = 0
 local chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 local function b64(data)
@@ -20,11 +21,6 @@ end
 
 local value = b64(string.rep("v", 100))
 
-function setup(thread)
-  thread:set("thread_id", thread_id)
-  thread_id = thread_id + 1
-end
-
 request = function()
   counter = counter + 1
   if mode == "put" then
@@ -32,13 +28,7 @@ request = function()
     return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"},
       '{"key":"' .. key .. '","value":"' .. value .. '"}')
   end
-  local key = b64(string.format("bench/t0-%08d", counter % 1000 + 1))
+  local key = b64(string.format("bench/t0-%08d", counter % 1000 + 1000))
   return wrk.format("POST", "/v3/kv/range", {["Content-Type"] = "application/json"},
     '{"key":"' .. key .. '"}')
-end
-
-function done(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d errors_status=%d duration_us=%d p50_us=%d p99_us=%d\n",
-    summary.requests, summary.errors.status, summary.duration,
-    latency:percentile(50), latency:percentile(99)))
 end

@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use futures::channel::oneshot;
 use futures::{AsyncRead, AsyncWrite, FutureExt};
 
+use crate::kv::Reply;
 use crate::node::NodeHandle;
 use crate::tls::TlsState;
 
@@ -94,12 +95,10 @@ where
         let (app, gate) = (app.clone(), gate.clone());
         async move {
             if gate.draining.load(Ordering::Acquire) {
-                let mut response =
-                    tide::http::Response::new(tide::http::StatusCode::ServiceUnavailable);
-                response.insert_header("Retry-After", "1");
+                let reply = Reply::unavailable("the node is shutting down; retry on another node");
+                let mut response = super::respond(&reply);
                 response.insert_header("Connection", "close");
-                response.set_body(tide::http::Body::from_json(&serde_json::json!({"error": "the node is shutting down; retry on another node"}))?);
-                return Ok(response);
+                return Ok(response.into());
             }
             gate.in_flight.fetch_add(1, Ordering::AcqRel);
             let response = app.respond::<_, tide::http::Response>(request).await;

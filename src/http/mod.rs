@@ -1,11 +1,13 @@
 //! The HTTP edge (tide on async-std): POST /command, GET /health,
-//! GET /status and GET /metrics, as API.md specifies them.
+//! GET /status and GET /metrics, as API.md specifies them, and
+//! POST /admin/snapshot.
 //!
 //! Handlers only translate: a request body goes to [`NodeHandle::execute`],
 //! which parses, proposes or reads, forwards to the leader when needed and
 //! times out; its [`Reply`] becomes the status and JSON body. The body is
 //! read with a hard limit, so an oversized request is refused without being
-//! held in memory.
+//! held in memory (what is left of it is drained, up to a bound, so that the
+//! client reads the 413).
 
 mod listener;
 

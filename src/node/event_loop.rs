@@ -137,7 +137,9 @@ impl EventLoop {
         let result = self.run_rounds(transport.as_mut());
         let _ = self.apply.send(ApplyJob::Stop);
         let applied = applier.join().map_err(|_| "the apply thread panicked".to_string())?;
-        result.and(applied)
+        // If the apply thread failed, its error is the cause ("the apply
+        // thread stopped" is only what the loop saw of it).
+        applied.and(result)
     }
 
     fn run_rounds(&mut self, transport: &mut dyn Transport) -> Result<(), String> {

@@ -13,9 +13,6 @@ use super::snapshot_file::{self, SnapshotHeader};
 use super::{NodeConfig, SNAPSHOT_DIR_NAME};
 use crate::raft::SnapshotMeta;
 
-/// Where an incoming snapshot is written until it is whole and verified.
-pub const INCOMING_NAME: &str = "incoming.tmp";
-
 /// What a node starts from.
 pub(super) struct Recovered {
     /// The log.
@@ -41,7 +38,7 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
     }
     // Leftovers of interrupted transfers and installs are never trusted.
     for leftover in [
-        snapshot_dir.join(INCOMING_NAME),
+        snapshot_dir.join(snapshot_file::INCOMING_NAME),
         snapshot_dir.join(snapshot_file::TEMP_NAME),
         state_dir.join(INSTALL_NAME),
     ] {

@@ -45,6 +45,9 @@ const MEMBER_SLOTS: usize = 9;
 const CRC_OFFSET: usize = 144;
 /// The name a snapshot is written under before it is complete.
 pub const TEMP_NAME: &str = "snapshot.tmp";
+/// The name a snapshot from the leader is received under until it is whole
+/// and verified (a leftover one is removed at start).
+pub const INCOMING_NAME: &str = "incoming.tmp";
 /// Buffer size for streaming files.
 const IO_BUFFER_BYTES: usize = 1 << 20;
 

@@ -164,6 +164,9 @@ impl EventLoop {
         messages: Vec<Message>,
         transport: &mut dyn Transport,
     ) -> Vec<Message> {
+        if !messages.iter().any(|m| matches!(m.body, Body::Snapshot { .. })) {
+            return messages; // the common case: no copy on the hot path
+        }
         let (offers, others): (Vec<Message>, Vec<Message>) =
             messages.into_iter().partition(|m| matches!(m.body, Body::Snapshot { .. }));
         for offer in offers {

@@ -26,8 +26,6 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 pub const CHUNK_BYTES_MAX: usize = 4 << 20;
 /// Transfers queued in the RPC thread, at most.
 pub const TRANSFER_QUEUE_LEN_MAX: usize = 64;
-/// Where an incoming snapshot is written until it is whole.
-const INCOMING_NAME: &str = "incoming.tmp";
 
 /// A snapshot to stream to a follower.
 #[derive(Debug)]
@@ -140,7 +138,7 @@ pub(super) async fn receive_chunk(
     let meta = SnapshotMeta { index: chunk.get_index(), term: chunk.get_snapshot_term() };
     let dir = links.node.snapshot_dir().to_path_buf();
     if chunk.get_offset() == 0 {
-        let path = dir.join(INCOMING_NAME);
+        let path = dir.join(snapshot_file::INCOMING_NAME);
         let file = std::fs::create_dir_all(&dir)
             .and_then(|()| File::create(&path))
             .map_err(|e| format!("{}: {e}", path.display()))?;

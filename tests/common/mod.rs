@@ -156,25 +156,22 @@ impl TestCluster {
         format!("http://127.0.0.1:{}{path}", self.nodes[usize::from(id - 1)].http_port)
     }
 
-    /// POSTs raw bytes to /command on node `id`.
-    pub fn post_raw(&self, id: u16, body: &[u8]) -> (u16, Value) {
-        let response = self
-            .agent
+    fn post(&self, id: u16, body: &[u8]) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent
             .post(&self.url(id, "/command"))
             .header("Content-Type", "application/json")
-            .send(body);
-        read(response)
+            .send(body)
+    }
+
+    /// POSTs raw bytes to /command on node `id`.
+    pub fn post_raw(&self, id: u16, body: &[u8]) -> (u16, Value) {
+        read(self.post(id, body))
     }
 
     /// POSTs raw bytes to /command on node `id`; None if the node did not
     /// answer (it may be going away).
     pub fn post_raw_maybe(&self, id: u16, body: &[u8]) -> Option<u16> {
-        let response = self
-            .agent
-            .post(&self.url(id, "/command"))
-            .header("Content-Type", "application/json")
-            .send(body);
-        response.ok().map(|r| r.status().as_u16())
+        self.post(id, body).ok().map(|r| r.status().as_u16())
     }
 
     /// POSTs a command to node `id`.
