@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::alloc::FreePages;
+use super::flush::Unhinted;
 use super::meta::Meta;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
@@ -54,6 +55,8 @@ pub(crate) struct WriterState {
     pub(crate) file_pages: u64,
     /// Why writing is refused, after an IO error.
     pub(crate) poisoned: Option<String>,
+    /// Writes not yet covered by a writeback hint (none after a sync).
+    pub(crate) unhinted: Unhinted,
 }
 
 /// Everything behind a [`Db`].
@@ -97,6 +100,7 @@ impl Db {
             durable_slot,
             file_pages: len / PAGE_BYTES as u64,
             poisoned: None,
+            unhinted: Unhinted::default(),
         };
         let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };
         let shared =
@@ -161,6 +165,7 @@ impl Shared {
     pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {
         let io = |e| Error::io(&self.path, e);
         self.file.sync_data().map_err(io)?;
+        writer.unhinted = Unhinted::default(); // the sync wrote them all
         let slot = 1 - writer.durable_slot;
         self.file.write_all_at(&meta.encode(), slot * PAGE_BYTES as u64).map_err(io)?;
         self.file.sync_data().map_err(io)?;

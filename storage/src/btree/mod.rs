@@ -5,7 +5,9 @@
 //! read-only mapping of the file: no copies, no locks, no system calls per
 //! read. The one writer never changes a committed page; it decodes the nodes
 //! on the paths it changes, edits them in memory, and at commit writes them to
-//! free pages with positioned writes. The commit itself is a single page: one
+//! free pages with positioned writes, asking the kernel to start writeback
+//! as it goes so that the disk works while the rest is encoded
+//! (`flush.rs`). The commit itself is a single page: one
 //! of two checksummed meta pages, pointing at the new catalog root. A crash
 //! at any point leaves the previous meta, and the tree it points at, intact.
 //!
@@ -20,14 +22,15 @@
 //! Named trees (rdb's collections) hang off a catalog tree. Large values live
 //! in overflow runs so that leaves stay small; a large key makes its node a
 //! multi-page run. `storage/FORMAT.md` has the byte layouts, the commit
-//! protocol, the free-page rule and the recovery steps; the only `unsafe`
-//! (the mapping) is in `disk/mapping.rs` with its safety argument.
+//! protocol, the free-page rule and the recovery steps; the `unsafe` of the
+//! mapping is in `disk/mapping.rs` with its safety argument.
 
 mod alloc;
 mod check;
 mod cursor;
 mod db;
 mod export;
+mod flush;
 mod meta;
 mod node;
 mod page;

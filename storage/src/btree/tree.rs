@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 
 use super::alloc::FreePages;
+use super::flush::RunWriter;
 use super::node::{encode_overflow, BranchEntry, Bytes, LeafEntry, Node, NodeRef, Value};
 use super::page::{PageId, PageReader, PageRun, RunKind, PAGE_BYTES};
 use super::view::VALUE_INLINE_BYTES_MAX;
@@ -259,16 +260,16 @@ fn free_run(run: PageRun, ctx: &mut TreeCtx<'_, '_>, visited: &mut HashSet<PageI
 pub(crate) fn spill(
     node_ref: &mut NodeRef,
     free: &mut FreePages,
-    writes: &mut Vec<(PageRun, Vec<u8>)>,
-) -> PageId {
+    out: &mut RunWriter<'_>,
+) -> Result<PageId> {
     let NodeRef::Dirty(node) = node_ref else {
         let NodeRef::Clean(id) = node_ref else { unreachable!() };
-        return *id;
+        return Ok(*id);
     };
     match &mut **node {
         Node::Branch(entries) => {
             for entry in entries.iter_mut() {
-                let child = spill(&mut entry.child, free, writes);
+                let child = spill(&mut entry.child, free, out)?;
                 entry.child = NodeRef::Clean(child);
             }
         }
@@ -280,7 +281,7 @@ pub(crate) fn spill(
                         let (run, encoded) = encode_overflow(run.id, bytes);
                         let len = u32::try_from(bytes.len()).expect("values are at most 1 MiB");
                         entry.value = Value::Overflow { page: run.id, len };
-                        writes.push((run, encoded));
+                        out.write(run, &encoded)?;
                     }
                 }
             }
@@ -289,9 +290,9 @@ pub(crate) fn spill(
     let used = node.encoded_bytes();
     let run = free.allocate(super::page::pages_for(used));
     let (run, encoded) = node.encode(run.id, used);
-    writes.push((run, encoded));
+    out.write(run, &encoded)?;
     *node_ref = NodeRef::Clean(run.id);
-    run.id
+    Ok(run.id)
 }
 
 /// The entry of a branch whose child holds `key`.

@@ -6,6 +6,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::alloc::FreePages;
 use super::db::{lock, poison_on_error, Db, Snapshot, WriterState};
+use super::flush::RunWriter;
 use super::meta::{Meta, USER_META_BYTES};
 use super::node::{NodeRef, Value};
 use super::page::{
@@ -22,9 +23,6 @@ pub const KEY_BYTES_MAX: usize = 4096;
 pub const VALUE_BYTES_MAX: usize = 1 << 20;
 /// The longest tree name accepted.
 pub const TREE_NAME_BYTES_MAX: usize = 255;
-/// The file grows by at most this much at a time (and at least doubles below
-/// it), so that growth, and re-mapping with it, is rare.
-const GROWTH_BYTES_MAX: u64 = 1 << 30;
 
 /// Whether a commit waits for the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,22 +235,27 @@ impl<'db> WriteTxn<'db> {
         user: [u8; USER_META_BYTES],
         durability: Durability,
     ) -> Result<()> {
-        let mut writes = Vec::new();
-        let catalog = self.spill_trees(&mut writes)?;
-        let freelist = self.spill_free_list(&mut writes)?;
+        let shared = Arc::clone(&self.db.shared);
+        let unhinted = std::mem::take(&mut self.writer.unhinted);
+        let mut out =
+            RunWriter::new(shared.file.as_ref(), &shared.path, self.writer.file_pages, unhinted);
+        let catalog = self.spill_trees(&mut out)?;
+        let freelist = self.spill_free_list(&mut out)?;
         let meta =
             Meta { txid: self.txid, catalog, freelist, page_count: self.free.page_count(), user };
-        let grown = self.grow_file(meta.page_count)?;
-        self.write_runs(&mut writes)?;
+        // A commit that freed more than it wrote still must cover its pages.
+        out.ensure_pages(meta.page_count)?;
+        let (file_pages, grown, unhinted) = out.finish()?;
+        self.writer.file_pages = file_pages;
+        self.writer.unhinted = unhinted;
         if durability == Durability::Durable {
-            let shared = Arc::clone(&self.db.shared);
             shared.write_durable_meta(&mut self.writer, meta)?;
         }
         self.publish(meta, grown)
     }
 
     /// Writes every changed tree and the catalog; returns the catalog root.
-    fn spill_trees(&mut self, writes: &mut Vec<(PageRun, Vec<u8>)>) -> Result<PageId> {
+    fn spill_trees(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
         let reader = reader(&self.base, &self.db.shared.path);
         let mut catalog = (self.base.meta.catalog != PageId::NONE)
             .then_some(NodeRef::Clean(self.base.meta.catalog));
@@ -263,21 +266,25 @@ impl<'db> WriteTxn<'db> {
                     tree::remove(&mut catalog, name.as_bytes(), &mut ctx)?;
                 }
                 TreeSlot::Live { root, dirty: true } => {
-                    let id = root.map_or(PageId::NONE, |mut root| {
-                        tree::spill(&mut root, &mut self.free, writes)
-                    });
+                    let id = match root {
+                        Some(mut root) => tree::spill(&mut root, &mut self.free, out)?,
+                        None => PageId::NONE,
+                    };
                     let value = Value::Bytes(id.get().to_le_bytes().to_vec().into());
                     tree::insert(&mut catalog, name.into_bytes(), value, &mut ctx)?;
                 }
                 TreeSlot::Live { dirty: false, .. } => {}
             }
         }
-        Ok(catalog.map_or(PageId::NONE, |mut root| tree::spill(&mut root, &mut self.free, writes)))
+        match catalog {
+            Some(mut root) => tree::spill(&mut root, &mut self.free, out),
+            None => Ok(PageId::NONE),
+        }
     }
 
     /// Frees the old free list with everything else this transaction freed,
     /// then writes the new free list; returns its first page.
-    fn spill_free_list(&mut self, writes: &mut Vec<(PageRun, Vec<u8>)>) -> Result<PageId> {
+    fn spill_free_list(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
         let old = self.base.meta.freelist;
         if old != PageId::NONE {
             let reader = reader(&self.base, &self.db.shared.path);
@@ -309,50 +316,8 @@ impl<'db> WriteTxn<'db> {
             bytes[at..at + 8].copy_from_slice(&id.to_le_bytes());
         }
         seal_run(&mut bytes);
-        writes.push((run, bytes));
+        out.write(run, &bytes)?;
         Ok(run.id)
-    }
-
-    /// Grows the file to hold `page_count` pages; true if it grew.
-    fn grow_file(&mut self, page_count: u64) -> Result<bool> {
-        if page_count <= self.writer.file_pages {
-            return Ok(false);
-        }
-        let current = self.writer.file_pages * PAGE_BYTES as u64;
-        let step = current.clamp(64 * PAGE_BYTES as u64, GROWTH_BYTES_MAX);
-        let wanted = (page_count * PAGE_BYTES as u64).max(current + step);
-        let path = &self.db.shared.path;
-        self.db.shared.file.set_len(wanted).map_err(|e| Error::io(path, e))?;
-        self.writer.file_pages = wanted / PAGE_BYTES as u64;
-        Ok(true)
-    }
-
-    /// Writes runs in page order, one write per contiguous stretch.
-    fn write_runs(&self, writes: &mut [(PageRun, Vec<u8>)]) -> Result<()> {
-        writes.sort_unstable_by_key(|(run, _)| run.id);
-        let file = &self.db.shared.file;
-        let io = |e| Error::io(&self.db.shared.path, e);
-        let mut stretch: Vec<u8> = Vec::new();
-        let mut stretch_start = PageId::NONE;
-        for (i, (run, bytes)) in writes.iter().enumerate() {
-            let next_follows = writes
-                .get(i + 1)
-                .is_some_and(|(next, _)| next.id.get() == run.id.get() + u64::from(run.pages));
-            if stretch.is_empty() && !next_follows {
-                // An isolated run (the common case): no copy.
-                file.write_all_at(bytes, run.id.offset()).map_err(io)?;
-                continue;
-            }
-            if stretch.is_empty() {
-                stretch_start = run.id;
-            }
-            stretch.extend_from_slice(bytes);
-            if !next_follows {
-                file.write_all_at(&stretch, stretch_start.offset()).map_err(io)?;
-                stretch.clear();
-            }
-        }
-        Ok(())
     }
 
     /// Makes the commit visible to new readers and the next writer.

@@ -1,5 +1,6 @@
-//! [`Mapping`]: a read-only view of a file's bytes. The only `unsafe` of the
-//! storage crate lives here.
+//! [`Mapping`]: a read-only view of a file's bytes. All `unsafe` around the
+//! mapping lives here (the crate's one other `unsafe` is the pointer-free
+//! `sync_file_range` call in `real.rs`).
 //!
 //! On the real disk a mapping is a shared, read-only `mmap` of the file: reads
 //! cost no copy and no system call, and later writes to the file through

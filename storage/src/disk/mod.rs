@@ -76,6 +76,12 @@ pub trait DiskFile: Send + Sync + fmt::Debug {
     /// Makes the file's contents and length durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
 
+    /// Asks for `len` bytes at `offset` to be written back to the device now,
+    /// without waiting. Only a hint: it makes nothing durable (that is
+    /// [`DiskFile::sync_data`]'s job), but the sync that follows has less
+    /// left to wait for.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()>;
+
     /// The file's length in bytes.
     fn len(&self) -> io::Result<u64>;
 

@@ -107,6 +107,8 @@ struct SimState {
     ops: u64,
     /// The operation number that fails, if any.
     fail_at: Option<u64>,
+    /// Writeback hints received (they change nothing else).
+    writeback_hints: u64,
 }
 
 /// An open file of a [`SimDisk`].
@@ -134,6 +136,7 @@ impl SimDisk {
             generation: 0,
             ops: 0,
             fail_at: None,
+            writeback_hints: 0,
         };
         SimDisk { state: Arc::new(Mutex::new(state)) }
     }
@@ -157,6 +160,11 @@ impl SimDisk {
     /// `ops()`.
     pub fn ops(&self) -> u64 {
         self.lock().ops
+    }
+
+    /// How many writeback hints ([`DiskFile::start_writeback`]) succeeded.
+    pub fn writeback_hints(&self) -> u64 {
+        self.lock().writeback_hints
     }
 
     /// Makes operation number `op` fail with an IO error and no effect.
@@ -433,6 +441,18 @@ impl DiskFile for SimFile {
             inode.pending.clear();
             Ok(())
         })
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        // An operation (so that tests can make it fail) with no effect: data
+        // written back early is no more durable in the model than any other
+        // unsynced write, which a crash may keep or lose.
+        offset_to_usize(offset.saturating_add(len))?;
+        let mut state = lock(&self.state);
+        state.begin_op()?;
+        state.inode(self.inode, self.generation)?;
+        state.writeback_hints += 1;
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {

@@ -1,0 +1,246 @@
+//! [`RunWriter`]: how a commit's runs reach the file.
+//!
+//! A durable commit at a million keys writes about 1,500 pages scattered
+//! over the file, then waits in `fdatasync` for all of them. Measured on the
+//! development VM, the disk takes ~16 ms for 1,300 scattered 4 KiB pages
+//! when they all arrive at once, and the CPU work of building them (encoding,
+//! checksums, `pwrite` into the page cache) takes about as long again. So the
+//! writer does not hold the runs back: each is written as soon as it is
+//! encoded, contiguous runs are joined into one write, and every
+//! [`WRITEBACK_HINT_BYTES`] the kernel is asked to start sending what was
+//! written so far ([`DiskFile::start_writeback`]) while the rest is still
+//! being encoded. The final `fdatasync` then waits only for the tail.
+//!
+//! Nothing here changes what is durable when: the hint starts IO early but
+//! promises nothing, and the commit protocol's syncs stay where they were.
+//! Deferred commits hint too, counting across commits: their pages are
+//! never rewritten before the next sync (freed pages wait for a durable
+//! meta), so early writeback costs no extra IO, and the sync that makes them
+//! durable (on the node's apply thread) no longer stalls for all of them.
+//!
+//! The writer also grows the file (and remembers that it did, so the commit
+//! maps it anew) before the first write past its end.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::page::{PageId, PageRun, PAGE_BYTES};
+use crate::disk::DiskFile;
+use crate::{Error, Result};
+
+/// Bytes written between two writeback hints. Measured on the development
+/// VM (1,000-key durable commits at a million keys): hints every 64-384 KiB
+/// all take a commit from ~23 ms to ~16-17 ms; every 16-32 KiB the system
+/// calls eat the gain; from ~448 KiB on, one hint's ~110 scattered pages
+/// pass the block layer's writeback throttling limit (`wbt_lat_usec`), the
+/// hint blocks until earlier requests finish, and the gain is gone.
+pub(crate) const WRITEBACK_HINT_BYTES: u64 = 256 << 10;
+/// A stretch of contiguous runs is written once it reaches this size, so
+/// memory stays bounded however many contiguous pages a commit has.
+const STRETCH_BYTES_MAX: usize = 1 << 20;
+/// The file grows by at most this much at a time (and at least doubles below
+/// it), so that growth, and re-mapping with it, is rare.
+const GROWTH_BYTES_MAX: u64 = 1 << 30;
+
+/// Writes since the last writeback hint. Carried from commit to commit in
+/// the writer's state, so that small deferred commits (the node makes one
+/// per applied batch) add up to hints too, and the periodic sync finds
+/// little left to write.
+#[derive(Debug, Default)]
+pub(crate) struct Unhinted {
+    /// Byte range covering every write since the last hint.
+    range: Option<Range<u64>>,
+    /// Bytes written since the last hint.
+    bytes: u64,
+}
+
+/// Writes one commit's runs, joining contiguous ones.
+pub(crate) struct RunWriter<'f> {
+    /// The state file.
+    file: &'f dyn DiskFile,
+    /// Its path, for errors.
+    path: &'f Path,
+    /// The file's length in pages; grows with the writes.
+    file_pages: u64,
+    /// Whether the file grew during this commit.
+    grown: bool,
+    /// Runs not yet written, contiguous, starting at `stretch_start`.
+    stretch: Vec<u8>,
+    /// The first page of `stretch`.
+    stretch_start: PageId,
+    /// Writes not yet covered by a hint.
+    unhinted: Unhinted,
+}
+
+impl<'f> RunWriter<'f> {
+    /// A writer for a file currently `file_pages` pages long, with the
+    /// writes the previous commits left unhinted.
+    pub(crate) fn new(
+        file: &'f dyn DiskFile,
+        path: &'f Path,
+        file_pages: u64,
+        unhinted: Unhinted,
+    ) -> Self {
+        RunWriter {
+            file,
+            path,
+            file_pages,
+            grown: false,
+            stretch: Vec::new(),
+            stretch_start: PageId::NONE,
+            unhinted,
+        }
+    }
+
+    /// Writes `bytes`, the whole encoded `run` (now or with the runs that
+    /// follow it).
+    pub(crate) fn write(&mut self, run: PageRun, bytes: &[u8]) -> Result<()> {
+        assert_eq!(bytes.len(), run.pages as usize * PAGE_BYTES, "a run is whole pages");
+        assert!(run.id >= PageId::FIRST_RUN, "runs never overwrite the meta pages");
+        let stretch_end = self.stretch_start.get() + (self.stretch.len() / PAGE_BYTES) as u64;
+        if !self.stretch.is_empty() && run.id.get() != stretch_end {
+            self.flush_stretch()?;
+        }
+        if self.stretch.is_empty() {
+            self.stretch_start = run.id;
+        }
+        self.stretch.extend_from_slice(bytes);
+        if self.stretch.len() >= STRETCH_BYTES_MAX {
+            self.flush_stretch()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is still held; returns the file's length in pages,
+    /// whether it grew, and the writes still unhinted.
+    pub(crate) fn finish(mut self) -> Result<(u64, bool, Unhinted)> {
+        self.flush_stretch()?;
+        Ok((self.file_pages, self.grown, self.unhinted))
+    }
+
+    /// Grows the file to hold `page_count` pages, if it does not yet.
+    pub(crate) fn ensure_pages(&mut self, page_count: u64) -> Result<()> {
+        if page_count <= self.file_pages {
+            return Ok(());
+        }
+        let current = self.file_pages * PAGE_BYTES as u64;
+        let step = current.clamp(64 * PAGE_BYTES as u64, GROWTH_BYTES_MAX);
+        let wanted = (page_count * PAGE_BYTES as u64).max(current + step);
+        self.file.set_len(wanted).map_err(|e| Error::io(self.path, e))?;
+        self.file_pages = wanted / PAGE_BYTES as u64;
+        self.grown = true;
+        Ok(())
+    }
+
+    fn flush_stretch(&mut self) -> Result<()> {
+        if self.stretch.is_empty() {
+            return Ok(());
+        }
+        let pages = (self.stretch.len() / PAGE_BYTES) as u64;
+        self.ensure_pages(self.stretch_start.get() + pages)?;
+        let offset = self.stretch_start.offset();
+        self.file.write_all_at(&self.stretch, offset).map_err(|e| Error::io(self.path, e))?;
+        let end = offset + self.stretch.len() as u64;
+        self.stretch.clear();
+        self.note_written(offset..end)
+    }
+
+    /// Counts a write towards the next hint, and gives the hint when due.
+    fn note_written(&mut self, written: Range<u64>) -> Result<()> {
+        let unhinted = &mut self.unhinted;
+        unhinted.bytes += written.end - written.start;
+        let range = match unhinted.range.take() {
+            Some(range) => range.start.min(written.start)..range.end.max(written.end),
+            None => written,
+        };
+        if unhinted.bytes < WRITEBACK_HINT_BYTES {
+            unhinted.range = Some(range);
+            return Ok(());
+        }
+        unhinted.bytes = 0;
+        self.file
+            .start_writeback(range.start, range.end - range.start)
+            .map_err(|e| Error::io(self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::disk::{Disk, SimDisk};
+
+    fn run(id: u64, pages: u32, fill: u8) -> (PageRun, Vec<u8>) {
+        (PageRun { id: PageId(id), pages }, vec![fill; pages as usize * PAGE_BYTES])
+    }
+
+    #[test]
+    fn runs_land_at_their_pages_in_any_order_and_the_file_grows_first() {
+        let disk = Arc::new(SimDisk::new(7));
+        let path = Path::new("/d/state.db");
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let file = disk.open(path, true).unwrap();
+        file.set_len(4 * PAGE_BYTES as u64).unwrap();
+        let mut writer = RunWriter::new(file.as_ref(), path, 4, Unhinted::default());
+        for (id, pages, fill) in [(3, 1, 3), (4, 2, 4), (2, 1, 2), (70, 1, 70), (6, 1, 6)] {
+            let (run, bytes) = run(id, pages, fill);
+            writer.write(run, &bytes).unwrap();
+        }
+        let (file_pages, grown, _) = writer.finish().unwrap();
+        assert!(grown, "page 70 lies past the 4-page file");
+        assert_eq!(file_pages * PAGE_BYTES as u64, file.len().unwrap());
+        assert!(file_pages >= 71, "the file holds page 70");
+        for (page, fill) in [(2, 2), (3, 3), (4, 4), (5, 4), (6, 6), (70, 70)] {
+            let mut bytes = vec![0u8; PAGE_BYTES];
+            file.read_exact_at(&mut bytes, page * PAGE_BYTES as u64).unwrap();
+            assert!(bytes.iter().all(|b| *b == fill), "page {page} holds its run");
+        }
+    }
+
+    #[test]
+    fn a_long_contiguous_stretch_is_written_in_bounded_pieces() {
+        let disk = Arc::new(SimDisk::new(8));
+        let path = Path::new("/d/state.db");
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let file = disk.open(path, true).unwrap();
+        let mut writer = RunWriter::new(file.as_ref(), path, 0, Unhinted::default());
+        let pages = 3 * STRETCH_BYTES_MAX / PAGE_BYTES + 5;
+        for i in 0..pages as u64 {
+            let (run, bytes) = run(2 + i, 1, (i % 251) as u8);
+            writer.write(run, &bytes).unwrap();
+            assert!(writer.stretch.len() < STRETCH_BYTES_MAX, "the stretch is bounded");
+        }
+        writer.finish().unwrap();
+        let mut bytes = vec![0u8; PAGE_BYTES];
+        let last = pages as u64 - 1;
+        file.read_exact_at(&mut bytes, (2 + last) * PAGE_BYTES as u64).unwrap();
+        assert!(bytes.iter().all(|b| *b == (last % 251) as u8));
+    }
+
+    #[test]
+    fn hints_come_every_hint_size_of_writes_counted_across_commits() {
+        let disk = Arc::new(SimDisk::new(9));
+        let path = Path::new("/d/state.db");
+        disk.create_dir_all(Path::new("/d")).unwrap();
+        let file = disk.open(path, true).unwrap();
+        let pages_per_hint = WRITEBACK_HINT_BYTES / PAGE_BYTES as u64;
+        // Scattered pages, as a commit at a million keys writes them; each
+        // "commit" writes 0.6 of a hint's worth.
+        let commit = |unhinted: Unhinted, first: u64| {
+            let mut writer = RunWriter::new(file.as_ref(), path, 0, unhinted);
+            for i in 0..pages_per_hint * 6 / 10 {
+                let (run, bytes) = run(first + 3 * i, 1, 1);
+                writer.write(run, &bytes).unwrap();
+            }
+            writer.finish().unwrap().2
+        };
+        let before = disk.writeback_hints();
+        let carried = commit(Unhinted::default(), 2);
+        assert_eq!(disk.writeback_hints(), before, "0.6 of a hint's worth: no hint yet");
+        commit(carried, 10_000);
+        assert_eq!(disk.writeback_hints(), before + 1, "1.2 of a hint's worth: one hint");
+        commit(Unhinted::default(), 20_000);
+        assert_eq!(disk.writeback_hints(), before + 1, "a fresh count starts from zero");
+    }
+}
