@@ -5,6 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use rdb::cli::{Cli, Cmd, DevOptions};
 
+/// mimalloc instead of the system allocator: a node's threads hand buffers
+/// to one another (HTTP task -> event loop -> apply thread -> HTTP task),
+/// and glibc's malloc spent ~11% of a loaded 3-node cluster's CPU on it
+/// (perf, `bench/compare.sh` put load); see README, "Performance".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
