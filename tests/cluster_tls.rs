@@ -171,6 +171,57 @@ fn a_tls_cluster_serves_https_and_refuses_strangers() {
     drop(cluster);
 }
 
+/// Every certificate the cluster CA signs, the HTTP API's client
+/// certificate included, passes the peer handshake; `hello` must then check
+/// that the certificate names the member claimed, or an application's API
+/// credential could join the cluster as a voting member.
+#[test]
+fn a_certificate_from_the_cluster_ca_joins_only_as_the_member_it_names() {
+    let certs = tempfile::tempdir().expect("dir");
+    gen_certs(certs.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
+    let base = 22_600;
+    let cluster =
+        TestCluster::start_each(3, base, &[], |id| tls_args(certs.path(), &format!("n{id}")));
+    let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
+    let leader = https_leader(certs.path(), &ports);
+    let ca = certs.path().join("ca.pem").display().to_string();
+
+    // A process holding the API client certificate (signed by the cluster
+    // CA, naming no address) poses as member 1, which dials 2 and 3.
+    let rogue_dir = tempfile::tempdir().expect("dir");
+    let mut rogue = Command::new(env!("CARGO_BIN_EXE_rdb"))
+        .args(["serve", "--id", "1", "--peers", &cluster.peers, "--http", "127.0.0.1:22660"])
+        .args(["--raft", "127.0.0.1:22661", "--data-dir"])
+        .arg(rogue_dir.path())
+        .args(tls_args(certs.path(), "client"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rogue starts");
+    std::thread::sleep(Duration::from_secs(3));
+    // Its HTTPS certificate names no address either: skip verification to
+    // read its status.
+    let (status, answer) = curl(&["-k", "https://127.0.0.1:22660/status"]);
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    assert_eq!(status, 200, "{answer}");
+    let rogue_status: Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(
+        (rogue_status["leader"].as_u64(), rogue_status["term"].as_u64()),
+        (Some(0), Some(0)),
+        "the rogue was let in as member 1: {rogue_status}"
+    );
+
+    // The real members never lost each other.
+    let body = put("tls", "after", "v").to_string();
+    let port = ports[usize::from(leader - 1)];
+    let (status, _) =
+        curl(&["--cacert", &ca, "-d", &body, &format!("https://127.0.0.1:{port}/command")]);
+    assert_eq!(status, 200, "the cluster keeps working");
+    drop(cluster);
+}
+
 #[test]
 fn with_a_client_ca_clients_need_a_certificate() {
     let certs = tempfile::tempdir().expect("dir");

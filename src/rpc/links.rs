@@ -3,7 +3,7 @@
 //! single-threaded executor, so shared state is `Rc<RefCell<..>>`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -26,7 +26,7 @@ use crate::kv::Reply;
 use crate::node::{ForwardError, NodeHandle};
 use crate::raft::{Message, NodeId};
 use crate::tls::TlsState;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// One live connection, seen from this end.
 pub(super) struct Conn {
@@ -38,6 +38,9 @@ pub(super) struct Conn {
     disconnector: RefCell<Option<Disconnector<Side>>>,
     /// The member at the other end, once introduced.
     pub(super) peer: Cell<Option<NodeId>>,
+    /// The client certificate an accepted TLS connection was verified with;
+    /// `hello` checks that it names the member claimed.
+    pub(super) certificate: Option<rustls::Certificate>,
 }
 
 /// State shared by every task of the RPC thread.
@@ -46,8 +49,8 @@ pub(super) struct Links {
     pub(super) id: NodeId,
     /// The cluster name peers must present.
     pub(super) cluster: String,
-    /// Every member's id.
-    pub(super) members: Vec<NodeId>,
+    /// Every member's peer address, by id.
+    pub(super) members: BTreeMap<NodeId, SocketAddr>,
     /// The node, for incoming messages and forwarded requests.
     pub(super) node: NodeHandle,
     /// Runs the RPC thread's tasks.
@@ -77,10 +80,13 @@ impl Links {
     /// Makes `conn` the connection to `peer`.
     pub(super) fn register(&self, peer: NodeId, conn: &Rc<Conn>) {
         conn.peer.set(Some(peer));
-        if let Some(old) = self.links.borrow_mut().insert(peer, conn.clone()) {
-            if old.number != conn.number {
-                self.close(&old);
-            }
+        // The map's borrow must end before `close`, which borrows it again
+        // (inside `if let`, the temporary borrow would live through the body:
+        // the panic killed the task serving the new connection, so a peer
+        // whose old connection was still registered could not reconnect).
+        let old = self.links.borrow_mut().insert(peer, conn.clone());
+        if let Some(old) = old.filter(|old| old.number != conn.number) {
+            self.close(&old);
         }
         log::info!("node {}: connected to peer {peer}", self.id);
     }
@@ -126,7 +132,7 @@ pub(super) fn run(
     let links = Rc::new(Links {
         id: config.id,
         cluster: config.cluster.clone(),
-        members: config.members.keys().copied().collect(),
+        members: config.members.clone(),
         node,
         executor: executor.clone(),
         links: RefCell::new(HashMap::new()),
@@ -171,17 +177,24 @@ async fn accept_loop(links: Rc<Links>, listener: TcpListener) {
     }
 }
 
-/// Serves an accepted connection, after the TLS handshake if configured.
+/// Serves an accepted connection, after the TLS handshake if configured
+/// (keeping the client certificate it was verified with).
 async fn accept_connection(links: Rc<Links>, stream: TcpStream, from: SocketAddr) {
     let Some(tls) = links.tls.clone() else {
-        run_connection(links, stream.clone(), stream, Side::Server, None).await;
+        run_connection(links, stream.clone(), stream, Side::Server, Peer::Unknown(None)).await;
         return;
     };
-    let acceptor = async_tls::TlsAcceptor::from(tls.configs().peer_server);
+    let accepted = Arc::new(OnceLock::new());
+    let config = match tls.configs().peer_server(accepted.clone()) {
+        Ok(config) => config,
+        Err(error) => return log::warn!("node {}: peer TLS: {error}", links.id),
+    };
+    let acceptor = async_tls::TlsAcceptor::from(config);
     match async_std::future::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let (reader, writer) = stream.split();
-            run_connection(links, reader, writer, Side::Server, None).await;
+            let certificate = accepted.get().cloned();
+            run_connection(links, reader, writer, Side::Server, Peer::Unknown(certificate)).await;
         }
         Ok(Err(error)) => {
             log::warn!("node {}: refused peer connection from {from}: {error}", links.id)
@@ -212,7 +225,7 @@ async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
 /// peer's certificate must name the address dialed).
 async fn dialed_connection(links: Rc<Links>, stream: TcpStream, peer: NodeId, addr: SocketAddr) {
     let Some(tls) = links.tls.clone() else {
-        run_connection(links, stream.clone(), stream, Side::Client, Some(peer)).await;
+        run_connection(links, stream.clone(), stream, Side::Client, Peer::Dialed(peer)).await;
         return;
     };
     let connector = async_tls::TlsConnector::from(tls.configs().peer_client);
@@ -220,7 +233,7 @@ async fn dialed_connection(links: Rc<Links>, stream: TcpStream, peer: NodeId, ad
     match async_std::future::timeout(HELLO_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
             let (reader, writer) = stream.split();
-            run_connection(links, reader, writer, Side::Client, Some(peer)).await;
+            run_connection(links, reader, writer, Side::Client, Peer::Dialed(peer)).await;
         }
         Ok(Err(error)) => {
             log::warn!("node {}: TLS to peer {peer} at {addr} failed: {error}", links.id)
@@ -229,15 +242,18 @@ async fn dialed_connection(links: Rc<Links>, stream: TcpStream, peer: NodeId, ad
     }
 }
 
-/// Serves one connection until it closes. `dialed` names the peer this end
-/// dialed (and must introduce itself to).
-async fn run_connection<R, W>(
-    links: Rc<Links>,
-    reader: R,
-    writer: W,
-    side: Side,
-    dialed: Option<NodeId>,
-) where
+/// Who is at the other end of a new connection.
+enum Peer {
+    /// The member this end dialed (and must introduce itself to).
+    Dialed(NodeId),
+    /// Someone who dialed this end, to be introduced by `hello`; with TLS,
+    /// the client certificate its handshake was verified with.
+    Unknown(Option<rustls::Certificate>),
+}
+
+/// Serves one connection until it closes.
+async fn run_connection<R, W>(links: Rc<Links>, reader: R, writer: W, side: Side, peer: Peer)
+where
     R: futures::AsyncRead + Unpin + 'static,
     W: futures::AsyncWrite + Unpin + 'static,
 {
@@ -248,6 +264,10 @@ async fn run_connection<R, W>(
         remote: RefCell::new(None),
         disconnector: RefCell::new(None),
         peer: Cell::new(None),
+        certificate: match &peer {
+            Peer::Unknown(certificate) => certificate.clone(),
+            Peer::Dialed(_) => None,
+        },
     });
     let local: peer::Client =
         capnp_rpc::new_client(PeerServer { links: links.clone(), conn: conn.clone() });
@@ -259,9 +279,9 @@ async fn run_connection<R, W>(
     let remote: peer::Client = system.bootstrap(other_side);
     *conn.remote.borrow_mut() = Some(remote.clone());
     *conn.disconnector.borrow_mut() = Some(system.get_disconnector());
-    match dialed {
-        Some(peer) => links.spawn(introduce(links.clone(), conn.clone(), remote, peer)),
-        None => links.spawn(expect_hello(links.clone(), conn.clone())),
+    match peer {
+        Peer::Dialed(peer) => links.spawn(introduce(links.clone(), conn.clone(), remote, peer)),
+        Peer::Unknown(_) => links.spawn(expect_hello(links.clone(), conn.clone())),
     }
     if let Err(error) = system.await {
         log::debug!("node {}: peer connection failed: {error}", links.id);

@@ -38,11 +38,20 @@ impl PeerServer {
         if cluster != self.links.cluster {
             return Err(self.refuse(format!("peer from cluster {cluster:?}")));
         }
-        if !self.links.members.contains(&from) || from >= self.links.id {
+        let Some(address) = self.links.members.get(&from).filter(|_| from < self.links.id) else {
             return Err(self.refuse(format!(
                 "hello from {from}, which is not a member that dials {}",
                 self.links.id
             )));
+        };
+        if let Some(certificate) = &self.conn.certificate {
+            if !crate::tls::names_ip(certificate, address.ip()) {
+                return Err(self.refuse(format!(
+                    "hello from {from}, whose certificate does not name member {from}'s \
+                     address {}",
+                    address.ip()
+                )));
+            }
         }
         if self.conn.peer.get().is_some() {
             return Err(self.refuse("a second hello".into()));

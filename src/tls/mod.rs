@@ -8,16 +8,25 @@
 //! host name in its subject alternative names). Clients of the HTTP API may
 //! be required to present a certificate from `client_ca`.
 //!
+//! A peer's certificate must also name the IP address its member is
+//! configured at, checked by both ends (`identity.rs` says why).
+//!
 //! The files are read at start and again on every [`TlsState::reload`]
 //! (SIGHUP): new connections use the new certificates, open ones keep theirs.
+
+mod identity;
+
+pub use identity::names_ip;
 
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
-use rustls::server::AllowAnyAuthenticatedClient;
+use rustls::server::{AllowAnyAuthenticatedClient, ClientCertVerifier};
 use rustls::{Certificate, ClientConfig, PrivateKey, RootCertStore, ServerConfig};
+
+use identity::RecordingVerifier;
 
 /// Where the PEM files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +46,32 @@ pub struct TlsFiles {
 pub struct TlsConfigs {
     /// For the HTTPS listener.
     pub http: Arc<ServerConfig>,
-    /// For accepted peer connections (client certificates required).
-    pub peer_server: Arc<ServerConfig>,
     /// For dialed peer connections (presents this node's certificate).
     pub peer_client: Arc<ClientConfig>,
+    /// This node's certificate chain, for accepted peer connections.
+    chain: Vec<Certificate>,
+    /// Its key.
+    key: PrivateKey,
+    /// Requires peers' client certificates from the cluster CA.
+    peer_verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl TlsConfigs {
+    /// The server side of one accepted peer connection: a client
+    /// certificate from the cluster CA is required, and the one accepted is
+    /// kept in `accepted` (so that `hello` can check whom it names).
+    pub fn peer_server(
+        &self,
+        accepted: Arc<OnceLock<Certificate>>,
+    ) -> Result<Arc<ServerConfig>, String> {
+        let verifier = RecordingVerifier { inner: self.peer_verifier.clone(), accepted };
+        ServerConfig::builder()
+            .with_safe_defaults()
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(self.chain.clone(), self.key.clone())
+            .map(Arc::new)
+            .map_err(|e| format!("TLS certificate: {e}"))
+    }
 }
 
 impl std::fmt::Debug for TlsConfigs {
@@ -94,21 +125,24 @@ fn build(files: &TlsFiles) -> Result<TlsConfigs, String> {
             .with_single_cert(chain.clone(), key.clone()),
     }
     .map_err(tls_error)?;
-    let peer_server = ServerConfig::builder()
-        .with_safe_defaults()
-        .with_client_cert_verifier(AllowAnyAuthenticatedClient::new(cluster_ca.clone()).boxed())
-        .with_single_cert(chain.clone(), key.clone())
-        .map_err(tls_error)?;
+    let peer_verifier = AllowAnyAuthenticatedClient::new(cluster_ca.clone()).boxed();
     let peer_client = ClientConfig::builder()
         .with_safe_defaults()
         .with_root_certificates(cluster_ca)
-        .with_client_auth_cert(chain, key)
+        .with_client_auth_cert(chain.clone(), key.clone())
         .map_err(tls_error)?;
-    Ok(TlsConfigs {
+    let configs = TlsConfigs {
         http: Arc::new(http),
-        peer_server: Arc::new(peer_server),
         peer_client: Arc::new(peer_client),
-    })
+        chain,
+        key,
+        peer_verifier,
+    };
+    // Fail at start (or reload), not at the first peer connection.
+    configs
+        .peer_server(Arc::new(OnceLock::new()))
+        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    Ok(configs)
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, String> {
