@@ -84,6 +84,73 @@ fn figure_8_old_term_entries_commit_only_with_a_current_term_entry() {
     assert_eq!(leader.committed(), 3);
 }
 
+/// §5.3: "the leader retries AppendEntries indefinitely" until the
+/// follower holds every entry. A pipelining leader that lost its appends to
+/// a follower, and has nothing new to send, must still find the gap: the
+/// follower's heartbeat answers show it is back, so the leader probes and
+/// resends. (Without this a follower cut off one way stayed behind after
+/// the network healed, until the next write; its linearizable reads, which
+/// wait for the leader's commit index, failed meanwhile.)
+#[test]
+fn lost_appends_are_resent_once_the_follower_answers_again_without_new_writes() {
+    let (mut leader, term) = elected_leader(vec![entry(1, 1)], 1);
+    let no_op = leader.last_index();
+    accept(&mut leader, 2, no_op);
+    accept(&mut leader, 3, no_op);
+
+    // Three writes; node 3 gets them, the appends to node 2 are lost.
+    for _ in 0..3 {
+        leader.propose(b"w".to_vec()).unwrap();
+    }
+    let sent = flush(&mut leader);
+    assert!(sent.iter().any(
+        |m| m.to == 2 && matches!(&m.body, Body::Append { entries, .. } if !entries.is_empty())
+    ));
+    let last = leader.last_index();
+    accept(&mut leader, 3, last);
+    assert_eq!(leader.committed(), last, "committed with node 3");
+
+    // Node 2 is reachable again and answers a heartbeat; nothing new is
+    // proposed. Node 2 holds the log up to the no-op only.
+    let mut resent = false;
+    for round in 1..=ROUNDS_MAX {
+        let round = u64::from(round);
+        leader.tick().unwrap();
+        let mut sent = flush(&mut leader);
+        leader.step(message(2, 1, term, Body::HeartbeatResponse { round })).unwrap();
+        sent.extend(flush(&mut leader));
+        for m in sent.iter().filter(|m| m.to == 2) {
+            match &m.body {
+                Body::Append { prev_index, entries, .. } if *prev_index <= no_op => {
+                    resent = entries.first().is_some_and(|e| e.index == no_op + 1);
+                }
+                Body::Append { prev_index, .. } => {
+                    // Node 2 lacks `prev_index`: it rejects, hinting its end.
+                    let body = Body::AppendResponse {
+                        reject: true,
+                        index: *prev_index,
+                        hint_index: no_op,
+                        hint_term: term,
+                    };
+                    leader.step(message(2, 1, term, body)).unwrap();
+                }
+                _ => {}
+            }
+        }
+        sent = flush(&mut leader);
+        for m in sent.iter().filter(|m| m.to == 2) {
+            if let Body::Append { prev_index, entries, .. } = &m.body {
+                resent |=
+                    *prev_index == no_op && entries.first().is_some_and(|e| e.index == no_op + 1);
+            }
+        }
+        if resent {
+            break;
+        }
+    }
+    assert!(resent, "the leader resends the lost entries after node 2 answers again");
+}
+
 /// §5.4.1: a node refuses its vote to a candidate whose log is less up to
 /// date: an older last term, or the same term and a shorter log.
 #[test]

@@ -267,7 +267,12 @@ impl<S: LogStore> Raft<S> {
             progress.inflight.pop_front();
         }
         if progress.match_index < self.log.last_index() {
-            self.send_append(from, false)?;
+            // Even if empty: a pipelining leader's next index is optimistic,
+            // so after lost appends it may have "nothing to send" while the
+            // follower lacks entries. The empty append's consistency check
+            // finds the gap (the follower rejects, the leader probes back),
+            // as a retry of §5.3 that needs no new write to trigger it.
+            self.send_append(from, true)?;
         }
         self.confirm_reads();
         Ok(())

@@ -146,39 +146,68 @@ pub fn run_client(
     }
 }
 
-/// After the faults: one linearizable read of every key, retried until a
-/// node answers, recorded like any other read.
+/// After healing, reads every key through every node (linearizable reads:
+/// a follower must reach the leader) and records the reads in the history.
+/// Every node must answer within [`HEALED_READ_DEADLINE`]: a node cut off
+/// from the leader after the network healed is a liveness bug, even if the
+/// others serve.
 pub fn final_reads(ports: &[u16], keys: usize, history: &History) {
     let agent = agent();
     for key in 0..keys {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        for attempt in 0.. {
-            let port = ports[(key + attempt) % ports.len()];
-            let call = history.now();
-            let body = json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
-            let value = match send(&agent, port, &body) {
-                Outcome::Answer(200, body) => Some(body["value"].as_str().map(str::to_string)),
-                Outcome::Answer(404, _) => Some(None),
-                Outcome::Answer(status, body) => {
-                    last = format!("port {port}: {status} {body}");
-                    None
-                }
-                Outcome::Lost => {
-                    last = format!("port {port}: no answer");
-                    None
-                }
-            };
-            if let Some(value) = value {
-                let ret = history.now();
-                history.record(
-                    key,
-                    Event { client: usize::MAX, call, ret: Some(ret), op: Op::Get { value } },
-                );
-                break;
-            }
-            assert!(Instant::now() < deadline, "no final read of key {key}; last: {last}");
-            std::thread::sleep(Duration::from_millis(100));
+        for &port in ports {
+            final_read(&agent, port, key, history, ports);
         }
+    }
+}
+
+/// Every node's /status, one per line, for failure messages.
+fn statuses(agent: &ureq::Agent, ports: &[u16]) -> String {
+    let status = |port: u16| {
+        let url = format!("http://127.0.0.1:{port}/status");
+        match agent.get(&url).call() {
+            Ok(mut response) => response.body_mut().read_to_string().unwrap_or_default(),
+            Err(error) => error.to_string(),
+        }
+    };
+    ports.iter().map(|&port| format!("  {port}: {}", status(port))).collect::<Vec<_>>().join("\n")
+}
+
+/// How long after healing a node may take to serve a linearizable read
+/// (elections and reconnection backoff included; both take at most a few
+/// seconds).
+const HEALED_READ_DEADLINE: Duration = Duration::from_secs(20);
+
+fn final_read(agent: &ureq::Agent, port: u16, key: usize, history: &History, all: &[u16]) {
+    let deadline = Instant::now() + HEALED_READ_DEADLINE;
+    let mut last = String::new();
+    loop {
+        let call = history.now();
+        let body =
+            json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
+        let value = match send(agent, port, &body) {
+            Outcome::Answer(200, body) => Some(body["value"].as_str().map(str::to_string)),
+            Outcome::Answer(404, _) => Some(None),
+            Outcome::Answer(status, body) => {
+                last = format!("{status} {body}");
+                None
+            }
+            Outcome::Lost => {
+                last = "no answer".into();
+                None
+            }
+        };
+        if let Some(value) = value {
+            let ret = history.now();
+            let event = Event { client: usize::MAX, call, ret: Some(ret), op: Op::Get { value } };
+            history.record(key, event);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node at port {port} served no linearizable read of key {key} within \
+             {HEALED_READ_DEADLINE:?} of healing; last: {last}\nstatus of every node:\n{}",
+            statuses(agent, all)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
