@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::{twoparty, RpcSystem};
@@ -95,6 +95,37 @@ fn garbage_from_peers_and_clients_crashes_nothing() {
         );
     }
     assert_all_alive_and_working(&mut cluster, "random-bodies");
+}
+
+/// A peer address where something accepts the connection and hangs up at
+/// once (a process of another cluster, a wrong certificate, a proxy): the
+/// node must redial with backoff (50 ms doubling to 2 s), not at full rate
+/// because the TCP connect itself succeeded.
+#[test]
+fn a_peer_that_accepts_and_hangs_up_is_redialled_with_backoff() {
+    const WATCH: Duration = Duration::from_secs(4);
+    let hang_up = std::net::TcpListener::bind("127.0.0.1:22752").expect("free port");
+    hang_up.set_nonblocking(true).expect("nonblocking");
+    let peers = "1=127.0.0.1:22751,2=127.0.0.1:22752".to_string();
+    let cluster =
+        TestCluster::start_each(1, 22_700, &[], |_| vec!["--peers".into(), peers.clone()]);
+    let started = Instant::now();
+    let mut accepted = 0;
+    while started.elapsed() < WATCH {
+        match hang_up.accept() {
+            Ok((stream, _)) => {
+                accepted += 1;
+                drop(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    drop(cluster);
+    // With backoff: dials at about 0, 0.05, 0.15, 0.35, 0.75, 1.55, 3.15 s.
+    assert!((1..=12).contains(&accepted), "{accepted} dials in {WATCH:?}");
 }
 
 /// Connects to a node's peer port as an impostor and tries three protocol

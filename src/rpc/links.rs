@@ -212,8 +212,13 @@ async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
             async_std::future::timeout(CALL_TIMEOUT, TcpStream::connect(addr)).await
         {
             let _ = stream.set_nodelay(true);
-            backoff = BACKOFF_MIN;
-            dialed_connection(links.clone(), stream, peer, addr).await;
+            // Only a connection that got as far as hello resets the backoff:
+            // a peer that accepts and then fails the handshake or hello (a
+            // wrong certificate, another cluster) is redialled ever more
+            // slowly, not 20 times a second with a warning each time.
+            if dialed_connection(links.clone(), stream, peer, addr).await {
+                backoff = BACKOFF_MIN;
+            }
             log::info!("node {}: connection to peer {peer} at {addr} closed", links.id);
         }
         async_std::task::sleep(backoff).await;
@@ -222,23 +227,33 @@ async fn dial_loop(links: Rc<Links>, peer: NodeId, addr: SocketAddr) {
 }
 
 /// Serves a dialed connection, after the TLS handshake if configured (the
-/// peer's certificate must name the address dialed).
-async fn dialed_connection(links: Rc<Links>, stream: TcpStream, peer: NodeId, addr: SocketAddr) {
+/// peer's certificate must name the address dialed). Returns whether the
+/// peer was introduced.
+async fn dialed_connection(
+    links: Rc<Links>,
+    stream: TcpStream,
+    peer: NodeId,
+    addr: SocketAddr,
+) -> bool {
     let Some(tls) = links.tls.clone() else {
-        run_connection(links, stream.clone(), stream, Side::Client, Peer::Dialed(peer)).await;
-        return;
+        return run_connection(links, stream.clone(), stream, Side::Client, Peer::Dialed(peer))
+            .await;
     };
     let connector = async_tls::TlsConnector::from(tls.configs().peer_client);
     let handshake = connector.connect(addr.ip().to_string(), stream);
     match async_std::future::timeout(HELLO_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
             let (reader, writer) = stream.split();
-            run_connection(links, reader, writer, Side::Client, Peer::Dialed(peer)).await;
+            run_connection(links, reader, writer, Side::Client, Peer::Dialed(peer)).await
         }
         Ok(Err(error)) => {
-            log::warn!("node {}: TLS to peer {peer} at {addr} failed: {error}", links.id)
+            log::warn!("node {}: TLS to peer {peer} at {addr} failed: {error}", links.id);
+            false
         }
-        Err(_) => log::warn!("node {}: TLS to peer {peer} at {addr} timed out", links.id),
+        Err(_) => {
+            log::warn!("node {}: TLS to peer {peer} at {addr} timed out", links.id);
+            false
+        }
     }
 }
 
@@ -251,8 +266,15 @@ enum Peer {
     Unknown(Option<rustls::Certificate>),
 }
 
-/// Serves one connection until it closes.
-async fn run_connection<R, W>(links: Rc<Links>, reader: R, writer: W, side: Side, peer: Peer)
+/// Serves one connection until it closes; returns whether the peer was
+/// introduced (`hello` went through) on it.
+async fn run_connection<R, W>(
+    links: Rc<Links>,
+    reader: R,
+    writer: W,
+    side: Side,
+    peer: Peer,
+) -> bool
 where
     R: futures::AsyncRead + Unpin + 'static,
     W: futures::AsyncWrite + Unpin + 'static,
@@ -287,6 +309,7 @@ where
         log::debug!("node {}: peer connection failed: {error}", links.id);
     }
     links.close(&conn);
+    conn.peer.get().is_some()
 }
 
 /// The dialing end's `hello`.
