@@ -75,6 +75,32 @@ fn https_leader(certs: &Path, ports: &[u16]) -> u16 {
     }
 }
 
+/// Runs a process that poses as member 1 of the cluster at `peers` (HTTP on
+/// `http_port`, peer port `http_port + 1`) with the TLS files `tls`, gives it
+/// 3 s to reach the members, and returns its /status as curl reads it with
+/// `trust` (its own CA, or `-k`).
+fn rogue_member_1_status(peers: &str, http_port: u16, tls: Vec<String>, trust: &[&str]) -> Value {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut rogue = Command::new(env!("CARGO_BIN_EXE_rdb"))
+        .args(["serve", "--id", "1", "--peers", peers])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .args(["--raft", &format!("127.0.0.1:{}", http_port + 1), "--data-dir"])
+        .arg(dir.path())
+        .args(tls)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("rogue starts");
+    std::thread::sleep(Duration::from_secs(3));
+    let url = format!("https://127.0.0.1:{http_port}/status");
+    let (status, answer) = curl(&[trust, &[url.as_str()]].concat());
+    let _ = rogue.kill();
+    let _ = rogue.wait();
+    assert_eq!(status, 200, "{answer}");
+    serde_json::from_str(&answer).expect("json")
+}
+
 #[test]
 fn gen_certs_makes_certificates_that_verify_with_their_names() {
     let dir = tempfile::tempdir().expect("dir");
@@ -141,24 +167,13 @@ fn a_tls_cluster_serves_https_and_refuses_strangers() {
     // A fourth process with a certificate from another CA poses as member 1
     // (which dials 2 and 3): the handshakes fail, it never learns a leader,
     // and the cluster goes on.
-    let rogue_dir = tempfile::tempdir().expect("dir");
-    let mut rogue = Command::new(env!("CARGO_BIN_EXE_rdb"))
-        .args(["serve", "--id", "1", "--peers", &cluster.peers, "--http", "127.0.0.1:21960"])
-        .args(["--raft", "127.0.0.1:21961", "--data-dir"])
-        .arg(rogue_dir.path())
-        .args(tls_args(foreign.path(), "n1"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rogue starts");
-    std::thread::sleep(Duration::from_secs(3));
     let foreign_ca = foreign.path().join("ca.pem").display().to_string();
-    let (status, answer) = curl(&["--cacert", &foreign_ca, "https://127.0.0.1:21960/status"]);
-    let _ = rogue.kill();
-    let _ = rogue.wait();
-    assert_eq!(status, 200, "{answer}");
-    let rogue_status: Value = serde_json::from_str(&answer).expect("json");
+    let rogue_status = rogue_member_1_status(
+        &cluster.peers,
+        21_960,
+        tls_args(foreign.path(), "n1"),
+        &["--cacert", &foreign_ca],
+    );
     assert_eq!(
         (rogue_status["leader"].as_u64(), rogue_status["term"].as_u64()),
         (Some(0), Some(0)),
@@ -188,25 +203,10 @@ fn a_certificate_from_the_cluster_ca_joins_only_as_the_member_it_names() {
 
     // A process holding the API client certificate (signed by the cluster
     // CA, naming no address) poses as member 1, which dials 2 and 3.
-    let rogue_dir = tempfile::tempdir().expect("dir");
-    let mut rogue = Command::new(env!("CARGO_BIN_EXE_rdb"))
-        .args(["serve", "--id", "1", "--peers", &cluster.peers, "--http", "127.0.0.1:22660"])
-        .args(["--raft", "127.0.0.1:22661", "--data-dir"])
-        .arg(rogue_dir.path())
-        .args(tls_args(certs.path(), "client"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rogue starts");
-    std::thread::sleep(Duration::from_secs(3));
-    // Its HTTPS certificate names no address either: skip verification to
-    // read its status.
-    let (status, answer) = curl(&["-k", "https://127.0.0.1:22660/status"]);
-    let _ = rogue.kill();
-    let _ = rogue.wait();
-    assert_eq!(status, 200, "{answer}");
-    let rogue_status: Value = serde_json::from_str(&answer).expect("json");
+    // Its HTTPS certificate names no address either: curl skips
+    // verification to read its status.
+    let rogue_status =
+        rogue_member_1_status(&cluster.peers, 22_660, tls_args(certs.path(), "client"), &["-k"]);
     assert_eq!(
         (rogue_status["leader"].as_u64(), rogue_status["term"].as_u64()),
         (Some(0), Some(0)),

@@ -103,9 +103,8 @@ impl Rig {
     /// The leader as some responsive node reports it.
     fn leader(&self) -> Option<u16> {
         for id in self.cluster.running() {
-            let url = format!("http://127.0.0.1:{}/status", self.http_ports[usize::from(id - 1)]);
-            let Ok(mut response) = self.agent.get(&url).call() else { continue };
-            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let port = self.http_ports[usize::from(id - 1)];
+            let Ok(text) = workload::status(&self.agent, port) else { continue };
             let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             if let Some(leader) = status["leader"].as_u64().filter(|&l| l != 0) {
                 return u16::try_from(leader).ok();

@@ -160,16 +160,20 @@ pub fn final_reads(ports: &[u16], keys: usize, history: &History) {
     }
 }
 
+/// The body of a node's /status, or why there is none.
+pub fn status(agent: &ureq::Agent, port: u16) -> Result<String, String> {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let mut response = agent.get(&url).call().map_err(|e| e.to_string())?;
+    response.body_mut().read_to_string().map_err(|e| e.to_string())
+}
+
 /// Every node's /status, one per line, for failure messages.
 fn statuses(agent: &ureq::Agent, ports: &[u16]) -> String {
-    let status = |port: u16| {
-        let url = format!("http://127.0.0.1:{port}/status");
-        match agent.get(&url).call() {
-            Ok(mut response) => response.body_mut().read_to_string().unwrap_or_default(),
-            Err(error) => error.to_string(),
-        }
+    let line = |port: u16| {
+        let text = status(agent, port).unwrap_or_else(|error| error);
+        format!("  {port}: {text}")
     };
-    ports.iter().map(|&port| format!("  {port}: {}", status(port))).collect::<Vec<_>>().join("\n")
+    ports.iter().map(|&port| line(port)).collect::<Vec<_>>().join("\n")
 }
 
 /// How long after healing a node may take to serve a linearizable read

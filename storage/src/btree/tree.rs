@@ -281,7 +281,7 @@ pub(crate) fn spill(
                         let (run, encoded) = encode_overflow(run.id, bytes);
                         let len = u32::try_from(bytes.len()).expect("values are at most 1 MiB");
                         entry.value = Value::Overflow { page: run.id, len };
-                        out.write(run, &encoded)?;
+                        out.write(run, encoded)?;
                     }
                 }
             }
@@ -290,7 +290,7 @@ pub(crate) fn spill(
     let used = node.encoded_bytes();
     let run = free.allocate(super::page::pages_for(used));
     let (run, encoded) = node.encode(run.id, used);
-    out.write(run, &encoded)?;
+    out.write(run, encoded)?;
     *node_ref = NodeRef::Clean(run.id);
     Ok(run.id)
 }

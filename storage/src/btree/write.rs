@@ -316,7 +316,7 @@ impl<'db> WriteTxn<'db> {
             bytes[at..at + 8].copy_from_slice(&id.to_le_bytes());
         }
         seal_run(&mut bytes);
-        out.write(run, &bytes)?;
+        out.write(run, bytes)?;
         Ok(run.id)
     }
 
