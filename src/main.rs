@@ -8,7 +8,7 @@ use rdb::cli::{Cli, Cmd, DevOptions};
 /// mimalloc instead of the system allocator: a node's threads hand buffers
 /// to one another (HTTP task -> event loop -> apply thread -> HTTP task),
 /// and glibc's malloc spent ~11% of a loaded 3-node cluster's CPU on it
-/// (perf, `bench/compare.sh` put load); see README, "Performance".
+/// (perf, `benches/cluster/compare.sh` put load); see docs/PERFORMANCE.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             http_port: args.http_port,
             raft_port: args.raft_port,
             tls: args.tls,
+            haproxy_port: args.haproxy.then_some(args.haproxy_port),
         }),
     };
     match result {

@@ -12,49 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tls::{curl, gen_certs, tls_args};
 use common::{get, put, TestCluster};
 use serde_json::Value;
-
-fn gen_certs(dir: &Path, nodes: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gen-certs.sh");
-    let status = Command::new(script)
-        .arg(dir)
-        .args(nodes)
-        .stdout(Stdio::null())
-        .status()
-        .expect("gen-certs.sh runs");
-    assert!(status.success(), "gen-certs.sh failed");
-}
 
 fn openssl(args: &[&str]) -> String {
     let out = Command::new("openssl").args(args).output().expect("openssl runs");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// curl as a client would run it; returns (HTTP status or 0 on failure, body).
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    let code = if out.status.success() { code.trim().parse().unwrap_or(0) } else { 0 };
-    (code, body.to_string())
-}
-
-fn tls_args(certs: &Path, name: &str) -> Vec<String> {
-    let file = |f: String| certs.join(f).display().to_string();
-    vec![
-        "--tls-cert".into(),
-        file(format!("{name}.pem")),
-        "--tls-key".into(),
-        file(format!("{name}-key.pem")),
-        "--tls-ca".into(),
-        file("ca.pem".into()),
-    ]
 }
 
 fn https_leader(certs: &Path, ports: &[u16]) -> u16 {
@@ -330,37 +295,6 @@ fn systemd_hears_ready_once_the_node_has_joined() {
     assert!(cluster.terminate(3, Duration::from_secs(15)), "SIGTERM: exit status 0");
     let n = socket.recv(&mut buffer).expect("STOPPING");
     assert_eq!(&buffer[..n], b"STOPPING=1");
-}
-
-/// deploy/haproxy.cfg passes `haproxy -c` (where haproxy is installed), with
-/// its certificate paths pointed at certificates from gen-certs.sh.
-#[test]
-fn the_haproxy_config_is_valid() {
-    if !Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success()) {
-        eprintln!("skipped: haproxy is not installed");
-        return;
-    }
-    let dir = tempfile::tempdir().expect("dir");
-    gen_certs(dir.path(), &["front:127.0.0.1"]);
-    let front = dir.path().join("front-bundle.pem");
-    let bundle = [
-        std::fs::read(dir.path().join("front.pem")).expect("cert"),
-        std::fs::read(dir.path().join("front-key.pem")).expect("key"),
-    ]
-    .concat();
-    std::fs::write(&front, bundle).expect("bundle");
-    let config =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg"))
-            .expect("config");
-    let config = config
-        .replace("/etc/haproxy/rdb-frontend.pem", &front.display().to_string())
-        .replace("/etc/rdb/tls/ca.pem", &dir.path().join("ca.pem").display().to_string());
-    let path = dir.path().join("haproxy.cfg");
-    std::fs::write(&path, config).expect("write");
-    let out = Command::new("haproxy").arg("-c").arg("-f").arg(&path).output().expect("runs");
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !text.contains("WARNING"), "haproxy -c: {text}");
 }
 
 #[test]

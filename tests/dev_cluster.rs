@@ -1,16 +1,21 @@
 //! `rdb dev`, as the README has a user run it: it starts the nodes, prints
-//! the curl commands, serves them (plain or with `--tls`), and stops every
-//! node on Ctrl-C (SIGINT).
+//! the curl commands, serves them (plain, with `--tls`, behind haproxy with
+//! `--haproxy`), and stops every node on Ctrl-C (SIGINT).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Starts `rdb dev` with `extra` flags in `dir`; waits for the line that
+/// contains `ready` and answers every line printed so far.
 fn start_dev(
     dir: &std::path::Path,
     http_port: u16,
     raft_port: u16,
-    tls: bool,
+    extra: &[&str],
+    ready: &str,
 ) -> (Child, Vec<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rdb"));
     command
@@ -24,11 +29,9 @@ fn start_dev(
             "--raft-port",
             &raft_port.to_string(),
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped());
-    if tls {
-        command.arg("--tls");
-    }
     let mut child = command.spawn().expect("rdb dev starts");
     let stdout = child.stdout.take().expect("stdout");
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
@@ -39,7 +42,7 @@ fn start_dev(
     });
     let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !lines.iter().any(|l: &String| l.contains("cluster is ready")) {
+    while !lines.iter().any(|l: &String| l.contains(ready)) {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines_rx.recv_timeout(left) {
             Ok(line) => lines.push(line),
@@ -74,7 +77,7 @@ fn interrupt_and_wait(mut dev: Child, http_port: u16) {
 #[test]
 fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
-    let (dev, lines) = start_dev(dir.path(), 22_301, 22_351, false);
+    let (dev, lines) = start_dev(dir.path(), 22_301, 22_351, &[], "cluster is ready");
     assert!(
         lines.iter().any(|l| l.contains("curl -s -X POST http://127.0.0.1:22301/command")),
         "{lines:?}"
@@ -94,7 +97,7 @@ fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
 #[test]
 fn rdb_dev_tls_serves_https_with_its_throwaway_ca() {
     let dir = tempfile::tempdir().expect("dir");
-    let (dev, lines) = start_dev(dir.path(), 22_401, 22_451, true);
+    let (dev, lines) = start_dev(dir.path(), 22_401, 22_451, &["--tls"], "cluster is ready");
     assert!(lines.iter().any(|l| l.contains("--cacert rdb-dev/tls/ca.pem")), "{lines:?}");
     let ca = dir.path().join("rdb-dev/tls/ca.pem").display().to_string();
     let put = curl(&[
@@ -108,4 +111,47 @@ fn rdb_dev_tls_serves_https_with_its_throwaway_ca() {
     ]);
     assert!(put.contains("\"value\":\"bob\""), "{put}");
     interrupt_and_wait(dev, 22_401);
+}
+
+#[test]
+fn rdb_dev_haproxy_puts_the_shipped_config_in_front() {
+    if !common::have_tool("haproxy") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let extra = ["--haproxy", "--haproxy-port", "24690"];
+    let (dev, lines) = start_dev(dir.path(), 24_601, 24_651, &extra, "sees every node UP");
+    assert!(
+        lines.iter().any(|l| l.contains("haproxy: http://127.0.0.1:24690/command")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("curl -s -X POST http://127.0.0.1:24690/command")),
+        "the printed commands go through haproxy: {lines:?}"
+    );
+    let put = curl(&[
+        "-X",
+        "POST",
+        "http://127.0.0.1:24690/command",
+        "-d",
+        r#"{"action":"put","payload":{"collection":"users","value":"carol"}}"#,
+    ]);
+    assert!(put.contains("\"value\":\"carol\""), "{put}");
+    interrupt_and_wait(dev, 24_601);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 24_690)).is_err(), "haproxy stopped too");
+}
+
+#[test]
+fn rdb_dev_haproxy_without_haproxy_says_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_rdb"))
+        .current_dir(dir.path())
+        .args(["dev", "--haproxy", "--http-port", "24701", "--raft-port", "24751"])
+        .env("PATH", dir.path())
+        .output()
+        .expect("rdb dev runs");
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("apt install haproxy"), "{text}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 24_701)).is_err(), "no node started");
 }

@@ -120,7 +120,7 @@ fn command_bodies_never_panic_the_parser() {
             mutate(&mut rng, &mut bytes);
             bytes
         };
-        match Request::parse(&bytes) {
+        match Request::parse(&bytes, &rdb::kv::Limits::default()) {
             Ok(_) => accepted += 1,
             Err(reply) => {
                 assert!(

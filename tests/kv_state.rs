@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdb::kv::{apply, Command, Query, Reply, Request};
+use rdb::kv::{apply, Command, Limits, Query, Reply, Request};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 use serde_json::json;
@@ -16,10 +16,86 @@ fn open(dir: &tempfile::TempDir, name: &str) -> Db {
 }
 
 fn status_of(body: serde_json::Value) -> u16 {
-    match Request::parse(body.to_string().as_bytes()) {
+    match Request::parse(body.to_string().as_bytes(), &Limits::default()) {
         Ok(_) => 200,
         Err(reply) => reply.status,
     }
+}
+
+/// The error message for raw `body`, or None if it parses.
+fn refusal(body: &str, limits: &Limits) -> Option<(u16, String)> {
+    let reply = Request::parse(body.as_bytes(), limits).err()?;
+    Some((reply.status, reply.body["error"].as_str().unwrap_or_default().to_string()))
+}
+
+/// One well-formed request per action, with every field it takes.
+const EVERY_ACTION: &[&str] = &[
+    r#""action":"put","payload":{"collection":"c","key":"k","value":"v""#,
+    r#""action":"get","payload":{"collection":"c","key":"k","consistency":"serializable""#,
+    r#""action":"get","payload":{"collection":"c","value":"v""#,
+    r#""action":"delete","payload":{"collection":"c","key":"k""#,
+    r#""action":"cas","payload":{"collection":"c","key":"k","expected":null,"value":"v""#,
+    r#""action":"drop collection","payload":{"collection":"c""#,
+    r#""action":"list collections","payload":{"consistency":"linearizable""#,
+    r#""action":"range","payload":{"collection":"c","start":"a","end":"z","prefix":"b","limit":5,"consistency":"serializable""#,
+];
+
+#[test]
+fn unknown_and_duplicate_fields_are_refused_by_name_for_every_action() {
+    let limits = Limits::default();
+    for action in EVERY_ACTION {
+        assert_eq!(refusal(&format!("{{{action}}}}}"), &limits), None, "{action}");
+        // A misspelt payload field.
+        let (status, error) =
+            refusal(&format!("{{{action},\"prefx\":\"a\"}}}}"), &limits).expect("refused");
+        assert_eq!(status, 400, "{action}");
+        assert!(error.contains("unknown field \"prefx\""), "{action}: {error}");
+        // A misspelt top-level field.
+        let (status, error) =
+            refusal(&format!("{{{action}}},\"paylod\":{{}}}}"), &limits).expect("refused");
+        assert!(status == 400 && error.contains("\"paylod\""), "{action}: {error}");
+        // A payload field given twice.
+        let (status, error) =
+            refusal(&format!("{{{action},\"collection\":\"d\"}}}}"), &limits).expect("refused");
+        assert_eq!(status, 400, "{action}");
+        assert!(error.contains("collection"), "{action}: {error}");
+        // The action given twice.
+        let twice = format!("{{\"action\":\"get\",{action}}}}}");
+        let (status, error) = refusal(&twice, &limits).expect("refused");
+        assert!(status == 400 && error.contains("duplicate field \"action\""), "{error}");
+    }
+    let (_, error) =
+        refusal(r#"{"action":"range","payload":{"collection":"c","prefx":"a"}}"#, &limits)
+            .expect("refused");
+    assert!(error.contains("prefix"), "the refusal lists the fields the action takes: {error}");
+}
+
+#[test]
+fn key_and_value_limits_are_settings_and_the_413_names_them() {
+    let limits = Limits { key_bytes_max: 8, value_bytes_max: 16, ..Limits::default() };
+    let put = |key: &str, value: &str| {
+        format!(
+            r#"{{"action":"put","payload":{{"collection":"c","key":"{key}","value":"{value}"}}}}"#
+        )
+    };
+    assert_eq!(refusal(&put("12345678", &"v".repeat(16)), &limits), None);
+    let (status, error) = refusal(&put("123456789", "v"), &limits).expect("refused");
+    assert!(
+        status == 413 && error.contains("8 bytes") && error.contains("--key-bytes-max"),
+        "{error}"
+    );
+    let (status, error) = refusal(&put("k", &"v".repeat(17)), &limits).expect("refused");
+    assert!(
+        status == 413 && error.contains("16 bytes") && error.contains("--value-bytes-max"),
+        "{error}"
+    );
+    let range = r#"{"action":"range","payload":{"collection":"c","prefix":"123456789"}}"#;
+    assert_eq!(refusal(range, &limits).expect("refused").0, 413);
+    let cas = r#"{"action":"cas","payload":{"collection":"c","key":"k","expected":"12345678901234567","value":"v"}}"#;
+    assert_eq!(refusal(cas, &limits).expect("refused").0, 413);
+    // Up to the state file's own key limit when raised.
+    let raised = Limits { key_bytes_max: rdb::kv::KEY_BYTES_MAX_LIMIT, ..Limits::default() };
+    assert_eq!(refusal(&put(&"k".repeat(rdb::kv::KEY_BYTES_MAX_LIMIT), "v"), &raised), None);
 }
 
 #[test]
@@ -59,7 +135,10 @@ fn requests_are_checked_before_anything_is_proposed() {
         assert_eq!(status_of(body.clone()), status, "{body}");
     }
     // A value-addressed put carries a fresh 64-hex key chosen here.
-    let parsed = Request::parse(br#"{"action":"put","payload":{"collection":"c","value":"v"}}"#);
+    let parsed = Request::parse(
+        br#"{"action":"put","payload":{"collection":"c","value":"v"}}"#,
+        &Limits::default(),
+    );
     let Ok(Request::Write(Command::PutValue { key, .. })) = parsed else { panic!("{parsed:?}") };
     assert!(
         key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

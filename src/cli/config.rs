@@ -55,6 +55,12 @@ pub struct ServeConfig {
     pub tls_ca: Option<PathBuf>,
     /// If set, HTTP clients must present a certificate from this CA.
     pub client_ca: Option<PathBuf>,
+    /// The largest request body, in bytes.
+    pub body_bytes_max: usize,
+    /// The largest key (and range bound or prefix), in bytes.
+    pub key_bytes_max: usize,
+    /// The largest value, in bytes.
+    pub value_bytes_max: usize,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +84,9 @@ impl Default for ServeConfig {
             tls_key: None,
             tls_ca: None,
             client_ca: None,
+            body_bytes_max: crate::kv::BODY_BYTES_MAX,
+            key_bytes_max: crate::kv::KEY_BYTES_MAX,
+            value_bytes_max: crate::kv::VALUE_BYTES_MAX,
         }
     }
 }
@@ -130,7 +139,19 @@ impl ServeConfig {
         node.snapshot_wal_bytes = self.snapshot_wal_bytes;
         node.compaction_margin_entries = self.compaction_margin_entries;
         node.wal_segment_bytes = self.wal_segment_bytes;
+        node.limits = self.limits()?;
         Ok(node)
+    }
+
+    /// The limits on client requests, checked against their bounds.
+    pub fn limits(&self) -> Result<crate::kv::Limits, String> {
+        let limits = crate::kv::Limits {
+            body_bytes_max: self.body_bytes_max,
+            key_bytes_max: self.key_bytes_max,
+            value_bytes_max: self.value_bytes_max,
+        };
+        limits.check()?;
+        Ok(limits)
     }
 
     /// The TLS files, if TLS is configured (all three of cert, key and CA).

@@ -27,12 +27,20 @@ pub struct DevOptions {
     pub raft_port: u16,
     /// HTTPS and mutual TLS with throwaway certificates.
     pub tls: bool,
+    /// If set, haproxy listens on 127.0.0.1 at this port in front of the
+    /// nodes (deploy/haproxy.cfg adapted).
+    pub haproxy_port: Option<u16>,
 }
 
 /// Starts the cluster and waits for Ctrl-C (or for a node to exit).
 pub fn dev(options: &DevOptions) -> Result<(), String> {
     if !(1..=DEV_NODES_MAX).contains(&options.nodes) {
         return Err(format!("--nodes must be from 1 to {DEV_NODES_MAX}"));
+    }
+    if options.haproxy_port.is_some() && !super::haproxy::installed() {
+        return Err("--haproxy needs haproxy on PATH (Debian: apt install haproxy); \
+                    start without --haproxy to use the nodes directly"
+            .into());
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let ids: Vec<u16> = (1..=options.nodes).collect();
@@ -84,11 +92,64 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
             }
         }
     }
+    if let Some(haproxy_port) = options.haproxy_port {
+        match start_haproxy(options, haproxy_port, &ids, certs.as_ref()) {
+            Ok(child) => children.push((0, child)),
+            Err(why) => {
+                stop_all(&mut children);
+                return Err(why);
+            }
+        }
+    }
     print_usage(options, &ids, certs.as_ref().map(|c| c.ca.as_path()));
     wait_for_leader(options.http_port, certs.as_ref().map(|c| c.ca.as_path()));
+    if options.haproxy_port.is_some() {
+        wait_for_haproxy(&options.data_dir.join("haproxy/admin.sock"));
+    }
     let result = supervise(&mut children, &stop);
     stop_all(&mut children);
     result
+}
+
+/// haproxy in front of the nodes, with the shipped configuration adapted;
+/// its files and log under `<data-dir>/haproxy`.
+fn start_haproxy(
+    options: &DevOptions,
+    port: u16,
+    ids: &[u16],
+    certs: Option<&super::dev_certs::DevCerts>,
+) -> Result<Child, String> {
+    let dir = options.data_dir.join("haproxy");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // haproxy runs with its own idea of the working directory's role in
+    // paths; give it absolute ones.
+    let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tls = match certs {
+        Some(certs) => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+            };
+            let front = dir.join("front.pem");
+            std::fs::write(&front, [read(&certs.cert)?, read(&certs.key)?].concat())
+                .map_err(|e| format!("{}: {e}", front.display()))?;
+            Some((front, std::fs::canonicalize(&certs.ca).map_err(|e| e.to_string())?))
+        }
+        None => None,
+    };
+    let servers = ids
+        .iter()
+        .map(|&id| {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], options.http_port + id - 1));
+            (format!("rdb{id}"), addr, "localhost".to_string())
+        })
+        .collect();
+    let plan = super::haproxy::HaproxyPlan {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        tls,
+        stats_socket: dir.join("admin.sock"),
+        servers,
+    };
+    super::haproxy::start(&plan, &dir)
 }
 
 fn print_usage(options: &DevOptions, ids: &[u16], ca: Option<&std::path::Path>) {
@@ -110,6 +171,14 @@ fn print_usage(options: &DevOptions, ids: &[u16], ca: Option<&std::path::Path>) 
     if let Some(ca) = ca {
         println!("TLS: throwaway certificates; the CA is {}", ca.display());
     }
+    let url = match options.haproxy_port {
+        Some(port) => {
+            let front = format!("{scheme}://127.0.0.1:{port}");
+            println!("  haproxy: {front}/command  (in front of every node; log and config in {}/haproxy)", options.data_dir.display());
+            front
+        }
+        None => url,
+    };
     println!("\nTry:");
     println!("  {curl} -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"put\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
     println!("  {curl} -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"get\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
@@ -130,6 +199,21 @@ fn wait_for_leader(http_port: u16, ca: Option<&std::path::Path>) {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!("No leader after {LEADER_WAIT:?}; see the nodes' logs above.");
+}
+
+/// Waits until haproxy's checks find every node UP (it starts them DOWN).
+fn wait_for_haproxy(socket: &std::path::Path) {
+    let started = Instant::now();
+    let mut states = Vec::new();
+    while started.elapsed() < LEADER_WAIT {
+        states = super::haproxy::server_states(socket).unwrap_or_default();
+        if !states.is_empty() && states.iter().all(|(_, state)| state == "UP") {
+            println!("haproxy sees every node UP.");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("haproxy does not see every node UP after {LEADER_WAIT:?}: {states:?}");
 }
 
 /// A minimal GET against a local node (over TLS, trusting `ca`), for the
@@ -178,7 +262,8 @@ fn supervise(
         }
         for (id, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("node {id} exited ({status}); stopping the others"));
+                let what = if *id == 0 { "haproxy".to_string() } else { format!("node {id}") };
+                return Err(format!("{what} exited ({status}); stopping the others"));
             }
         }
     }

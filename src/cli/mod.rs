@@ -3,6 +3,7 @@
 mod config;
 mod dev;
 mod dev_certs;
+pub mod haproxy;
 mod notify;
 mod serve;
 
@@ -94,6 +95,15 @@ pub struct ServeArgs {
     /// Require HTTP clients to present a certificate signed by this CA.
     #[arg(long)]
     pub client_ca: Option<PathBuf>,
+    /// The largest request body in bytes (default 3 MiB, at most 16 MiB).
+    #[arg(long)]
+    pub body_bytes_max: Option<usize>,
+    /// The largest key in bytes (default 1024, at most 4096).
+    #[arg(long)]
+    pub key_bytes_max: Option<usize>,
+    /// The largest value in bytes (default and most: 1 MiB).
+    #[arg(long)]
+    pub value_bytes_max: Option<usize>,
 }
 
 impl ServeArgs {
@@ -107,12 +117,18 @@ impl ServeArgs {
             }
             None => ServeConfig::default(),
         };
+        self.apply_flags(&mut config);
+        Ok(config)
+    }
+
+    /// Sets every field of `config` that a flag gives.
+    fn apply_flags(&self, config: &mut ServeConfig) {
         macro_rules! apply {
             ($($field:ident),*) => { $( if let Some(value) = &self.$field { config.$field = value.clone().into(); } )* };
         }
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
         apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
-        apply!(snapshot_chunk_bytes);
+        apply!(snapshot_chunk_bytes, body_bytes_max, key_bytes_max, value_bytes_max);
         for (flag, field) in [
             (&self.tls_cert, &mut config.tls_cert),
             (&self.tls_key, &mut config.tls_key),
@@ -126,7 +142,6 @@ impl ServeArgs {
         if self.raft.is_some() {
             config.raft = self.raft;
         }
-        Ok(config)
     }
 }
 
@@ -149,4 +164,11 @@ pub struct DevArgs {
     /// made under the data directory.
     #[arg(long)]
     pub tls: bool,
+    /// Put haproxy (Debian's package) in front of the nodes, with
+    /// deploy/haproxy.cfg adapted to the dev ports.
+    #[arg(long)]
+    pub haproxy: bool,
+    /// The port haproxy listens on, on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    pub haproxy_port: u16,
 }

@@ -4,11 +4,12 @@
 //!
 //! Handlers only translate: a request body goes to [`NodeHandle::execute`],
 //! which parses, proposes or reads, forwards to the leader when needed and
-//! times out; its [`Reply`] becomes the status and JSON body. The body is
-//! read with a hard limit, so an oversized request is refused without being
-//! held in memory (what is left of it is drained, up to a bound, so that the
-//! client reads the 413).
+//! times out; its [`Reply`] becomes the status and JSON body. Connections
+//! are ours ([`h1`]): each request's body is read whole, within the node's
+//! body limit, before a handler runs, so an oversized request is refused
+//! (413) without being held in memory.
 
+mod h1;
 mod listener;
 
 use std::fmt::Write as _;
@@ -16,17 +17,14 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use futures::AsyncReadExt;
 use tide::{Body, Request, Response, StatusCode};
 
-use crate::kv::{Reply, BODY_BYTES_MAX};
+use crate::kv::Reply;
 use crate::node::NodeHandle;
 use crate::tls::TlsState;
 
+pub use h1::{HEADERS_MAX, HEAD_BYTES_MAX, IDLE_TIMEOUT};
 pub use listener::HTTP_CONNECTIONS_MAX;
-
-/// Bytes of an oversized body read and discarded before answering 413.
-const BODY_DRAIN_BYTES_MAX: u64 = 16 << 20;
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_S: &str = "1";
 
@@ -39,13 +37,25 @@ pub async fn serve(
     stop: oneshot::Receiver<()>,
     in_flight: Arc<AtomicUsize>,
 ) {
+    let body_bytes_max = node.limits().body_bytes_max;
     let mut app = tide::with_state(node);
+    // Keep in step with `allowed_methods`.
     app.at("/command").all(command);
     app.at("/health").get(health);
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot);
-    listener::accept_loop(listener, app, tls, stop, in_flight).await;
+    listener::accept_loop(listener, app, tls, stop, in_flight, body_bytes_max).await;
+}
+
+/// The methods an endpoint takes (the `Allow` header of a 405), if it
+/// exists.
+pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
+    match path {
+        "/command" | "/admin/snapshot" => Some("POST"),
+        "/health" | "/status" | "/metrics" => Some("GET, HEAD"),
+        _ => None,
+    }
 }
 
 async fn command(mut request: Request<NodeHandle>) -> tide::Result {
@@ -54,27 +64,15 @@ async fn command(mut request: Request<NodeHandle>) -> tide::Result {
         response.insert_header("Allow", "POST");
         return Ok(response);
     }
-    let limit = u64::try_from(BODY_BYTES_MAX).unwrap_or(u64::MAX) + 1;
-    let mut reader = request.take_body();
-    let mut body = Vec::new();
-    if let Err(error) = (&mut reader).take(limit).read_to_end(&mut body).await {
-        return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))));
-    }
-    if body.len() > BODY_BYTES_MAX {
-        // Read (a bounded amount of) what the client is still sending, so
-        // that it gets to read the answer instead of a reset connection.
-        let drain = (&mut reader).take(BODY_DRAIN_BYTES_MAX);
-        let _ = futures::io::copy(drain, &mut futures::io::sink()).await;
-        let mut response = respond(&too_large());
-        response.insert_header("Connection", "close");
-        return Ok(response);
-    }
+    // The connection has read the whole body, within the body limit.
+    let body = match request.body_bytes().await {
+        Ok(body) => body,
+        Err(error) => {
+            return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))))
+        }
+    };
     let reply = request.state().execute(&body, false).await;
     Ok(respond(&reply))
-}
-
-fn too_large() -> Reply {
-    Reply::error(413, format!("the body is larger than {BODY_BYTES_MAX} bytes"))
 }
 
 /// A reply as an HTTP response.

@@ -4,8 +4,10 @@
 const FORMAT_VERSION: u8 = 1;
 /// The largest encoded command: a maximal value and key, the collection
 /// name and the framing.
-pub const COMMAND_BYTES_MAX: usize =
-    super::VALUE_BYTES_MAX * 2 + super::KEY_BYTES_MAX + super::COLLECTION_BYTES_MAX + 64;
+pub const COMMAND_BYTES_MAX: usize = super::VALUE_BYTES_MAX_LIMIT * 2
+    + super::KEY_BYTES_MAX_LIMIT
+    + super::COLLECTION_BYTES_MAX
+    + 64;
 
 /// A write, as stored in a log entry. Everything apply needs is inside: in
 /// particular the key of a value-addressed put, chosen by the proposing

@@ -18,23 +18,21 @@
 
 mod apply;
 mod command;
+mod limits;
 mod query;
 mod reply;
 mod request;
+mod strict_json;
 
 pub use apply::apply;
 pub use command::{new_key, Command, COMMAND_BYTES_MAX};
+pub use limits::{
+    Limits, BODY_BYTES_MAX, BODY_BYTES_MAX_LIMIT, KEY_BYTES_MAX, KEY_BYTES_MAX_LIMIT,
+    VALUE_BYTES_MAX, VALUE_BYTES_MAX_LIMIT,
+};
 pub use query::Query;
 pub use reply::Reply;
 pub use request::{Consistency, Request};
-
-/// The largest request body accepted, in bytes: a maximal value plus room
-/// for JSON escaping and the other fields.
-pub const BODY_BYTES_MAX: usize = 3 << 20;
-/// The largest value, in bytes (the state file's own limit).
-pub const VALUE_BYTES_MAX: usize = rdb_storage::btree::VALUE_BYTES_MAX;
-/// The largest key, in bytes.
-pub const KEY_BYTES_MAX: usize = 1024;
 /// The largest collection name, in bytes (leaves room for the tree prefix).
 pub const COLLECTION_BYTES_MAX: usize = 200;
 /// The `range` limit when none is given.

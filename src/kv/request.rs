@@ -1,15 +1,34 @@
 //! Parsing and checking a POST /command body. Everything a client can get
-//! wrong is refused here, with the status API.md gives, before the request
-//! reaches the log.
+//! wrong is refused here, with the status docs/API.md gives, before the
+//! request reaches the log.
+//!
+//! Decoding is strict: a field the action does not take (a typo such as
+//! `prefx`) and a key given twice in one object are 400s that name the
+//! field, never silently ignored. A follower decodes a request before
+//! forwarding it and the leader decodes the same bytes again with this
+//! same function, so both see the same request.
 
 use serde_json::{Map, Value};
 
 use super::command::{new_key, Command};
+use super::limits::Limits;
 use super::query::Query;
 use super::reply::Reply;
-use super::{
-    COLLECTION_BYTES_MAX, KEY_BYTES_MAX, RANGE_LIMIT_DEFAULT, RANGE_LIMIT_MAX, VALUE_BYTES_MAX,
-};
+use super::{strict_json, COLLECTION_BYTES_MAX, RANGE_LIMIT_DEFAULT, RANGE_LIMIT_MAX};
+
+/// The fields the top level of a request may have.
+const REQUEST_FIELDS: &[&str] = &["action", "payload"];
+
+/// The payload fields each action takes.
+const ACTIONS: &[(&str, &[&str])] = &[
+    ("put", &["collection", "key", "value"]),
+    ("get", &["collection", "key", "value", "consistency"]),
+    ("delete", &["collection", "key", "value"]),
+    ("cas", &["collection", "key", "expected", "value"]),
+    ("drop collection", &["collection"]),
+    ("list collections", &["consistency"]),
+    ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
+];
 
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +54,26 @@ pub enum Request {
 }
 
 impl Request {
-    /// Parses a request body; the error is the answer to give the client.
-    pub fn parse(body: &[u8]) -> Result<Self, Reply> {
-        let root: Value = serde_json::from_slice(body)
+    /// Parses a request body under `limits`; the error is the answer to
+    /// give the client (400, or 413 for a key or value over its limit).
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<Self, Reply> {
+        let root = strict_json::parse(body)
             .map_err(|e| Reply::bad_request(format!("malformed JSON: {e}")))?;
         let Value::Object(root) = root else {
             return Err(Reply::bad_request("the body must be a JSON object"));
         };
+        only_fields(&root, REQUEST_FIELDS, "the request")?;
         let action = match root.get("action") {
             Some(Value::String(action)) => action.as_str(),
             Some(_) => return Err(Reply::bad_request("\"action\" must be a string")),
             None => return Err(Reply::bad_request("missing \"action\"")),
+        };
+        let Some(&(_, fields)) = ACTIONS.iter().find(|(name, _)| *name == action) else {
+            let known: Vec<&str> = ACTIONS.iter().map(|(name, _)| *name).collect();
+            return Err(Reply::bad_request(format!(
+                "unknown action {action:?}; the actions are {}",
+                known.join(", ")
+            )));
         };
         let empty = Map::new();
         let payload = match root.get("payload") {
@@ -53,7 +81,8 @@ impl Request {
             None | Some(Value::Null) => &empty,
             Some(_) => return Err(Reply::bad_request("\"payload\" must be an object")),
         };
-        Self::from_action(action, &Payload(payload))
+        only_fields(payload, fields, &format!("the \"payload\" of {action:?}"))?;
+        Self::from_action(action, &Payload { fields: payload, limits })
     }
 
     fn from_action(action: &str, payload: &Payload<'_>) -> Result<Self, Reply> {
@@ -110,7 +139,7 @@ impl Request {
     }
 
     fn range(payload: &Payload<'_>) -> Result<Self, Reply> {
-        let limit = match payload.0.get("limit") {
+        let limit = match payload.fields.get("limit") {
             None | Some(Value::Null) => RANGE_LIMIT_DEFAULT,
             Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
                 Some(n) if (1..=RANGE_LIMIT_MAX).contains(&n) => n,
@@ -124,16 +153,16 @@ impl Request {
         };
         let query = Query::Range {
             collection: payload.collection()?,
-            start: payload.optional_string("start", KEY_BYTES_MAX)?,
-            end: payload.optional_string("end", KEY_BYTES_MAX)?,
-            prefix: payload.optional_string("prefix", KEY_BYTES_MAX)?,
+            start: payload.key_like("start")?,
+            end: payload.key_like("end")?,
+            prefix: payload.key_like("prefix")?,
             limit,
         };
         Self::read(query, payload)
     }
 
     fn read(query: Query, payload: &Payload<'_>) -> Result<Self, Reply> {
-        let consistency = match payload.0.get("consistency") {
+        let consistency = match payload.fields.get("consistency") {
             None | Some(Value::Null) => Consistency::Linearizable,
             Some(Value::String(s)) if s == "linearizable" => Consistency::Linearizable,
             Some(Value::String(s)) if s == "serializable" => Consistency::Serializable,
@@ -159,12 +188,28 @@ fn missing(field: &str) -> Reply {
     Reply::bad_request(format!("missing {field} in \"payload\""))
 }
 
+/// Refuses a field of `object` that is not in `allowed`, naming it.
+fn only_fields(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), Reply> {
+    match object.keys().find(|field| !allowed.contains(&field.as_str())) {
+        None => Ok(()),
+        Some(field) => Err(Reply::bad_request(format!(
+            "unknown field {field:?} in {what}; it takes {}",
+            allowed.join(", ")
+        ))),
+    }
+}
+
 /// The payload object, with typed getters that answer the client's mistakes.
-struct Payload<'a>(&'a Map<String, Value>);
+struct Payload<'a> {
+    /// The payload's fields.
+    fields: &'a Map<String, Value>,
+    /// The node's limits on keys and values.
+    limits: &'a Limits,
+}
 
 impl Payload<'_> {
     fn collection(&self) -> Result<String, Reply> {
-        match self.0.get("collection") {
+        match self.fields.get("collection") {
             Some(Value::String(name)) if name.is_empty() => {
                 Err(Reply::bad_request("\"collection\" must not be empty"))
             }
@@ -181,7 +226,7 @@ impl Payload<'_> {
 
     /// The key, if given; an empty key is refused.
     fn key(&self) -> Result<Option<String>, Reply> {
-        let key = self.optional_string("key", KEY_BYTES_MAX)?;
+        let key = self.key_like("key")?;
         if key.as_deref() == Some("") {
             return Err(Reply::bad_request("\"key\" must not be empty"));
         }
@@ -191,7 +236,7 @@ impl Payload<'_> {
     /// The value, if given; `addressed` values (looked up by content) must
     /// not be empty.
     fn value(&self, addressed: bool) -> Result<Option<String>, Reply> {
-        let value = self.optional_string("value", VALUE_BYTES_MAX)?;
+        let value = self.value_like("value")?;
         if addressed && value.as_deref() == Some("") {
             return Err(Reply::bad_request("\"value\" must not be empty"));
         }
@@ -200,30 +245,41 @@ impl Payload<'_> {
 
     /// `expected` of a cas: a string, or null for "only if absent".
     fn expected(&self) -> Result<Option<String>, Reply> {
-        match self.0.get("expected") {
+        match self.fields.get("expected") {
             Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() > VALUE_BYTES_MAX => Err(too_large("expected")),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(_)) => self.value_like("expected"),
             Some(_) => Err(Reply::bad_request("\"expected\" must be a string or null")),
             None => Err(missing("\"expected\" (null means absent)")),
         }
     }
 
-    fn optional_string(&self, field: &str, bytes_max: usize) -> Result<Option<String>, Reply> {
-        match self.0.get(field) {
+    /// A key, or a bound or prefix of keys: at most `key_bytes_max`.
+    fn key_like(&self, field: &str) -> Result<Option<String>, Reply> {
+        self.optional_string(field, self.limits.key_bytes_max, "--key-bytes-max")
+    }
+
+    /// A value: at most `value_bytes_max`.
+    fn value_like(&self, field: &str) -> Result<Option<String>, Reply> {
+        self.optional_string(field, self.limits.value_bytes_max, "--value-bytes-max")
+    }
+
+    fn optional_string(
+        &self,
+        field: &str,
+        bytes_max: usize,
+        setting: &str,
+    ) -> Result<Option<String>, Reply> {
+        match self.fields.get(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if s.len() > bytes_max => Err(too_large(field)),
+            Some(Value::String(s)) if s.len() > bytes_max => Err(Reply::error(
+                413,
+                format!(
+                    "\"{field}\" is {} bytes, over the limit of {bytes_max} bytes ({setting})",
+                    s.len()
+                ),
+            )),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(Reply::bad_request(format!("\"{field}\" must be a string"))),
         }
     }
-}
-
-fn too_large(field: &str) -> Reply {
-    let max = if field == "key" || field == "start" || field == "end" || field == "prefix" {
-        KEY_BYTES_MAX
-    } else {
-        VALUE_BYTES_MAX
-    };
-    Reply::error(413, format!("\"{field}\" is larger than {max} bytes"))
 }

@@ -40,7 +40,7 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 /// much free space waits.
 pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// How long a busy apply thread gathers jobs for one transaction
-/// (`bench/compare.sh`: 500 µs gave the best throughput and p99 among 0,
+/// (`benches/cluster/compare.sh`: 500 µs gave the best throughput and p99 among 0,
 /// 0.5, 1, 2 and 3 ms).
 const GATHER: Duration = Duration::from_micros(500);
 /// Work arriving within this of the previous commit means the node is busy.

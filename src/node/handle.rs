@@ -13,7 +13,7 @@ use super::metrics::Metrics;
 use super::state_cell::StateCell;
 use super::status::Status;
 use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
-use crate::kv::{Command, Consistency, Query, Reply, Request};
+use crate::kv::{Command, Consistency, Limits, Query, Reply, Request};
 use crate::raft::{Message, NodeId, RaftError};
 
 /// Pause before retrying a request while no leader is known.
@@ -42,6 +42,8 @@ struct Inner {
     forwarder: OnceLock<Box<dyn Forwarder>>,
     /// The request timeout.
     timeout: Duration,
+    /// What clients may send.
+    limits: Limits,
     /// `<data-dir>/snapshots`.
     snapshot_dir: PathBuf,
 }
@@ -68,6 +70,7 @@ impl NodeHandle {
             metrics,
             forwarder: OnceLock::new(),
             timeout: config.request_timeout,
+            limits: config.limits,
             snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
         };
         NodeHandle { inner: Arc::new(inner) }
@@ -86,6 +89,11 @@ impl NodeHandle {
     /// The status after the loop's latest round.
     pub fn status(&self) -> Status {
         self.inner.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// What clients may send to this node.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The metrics.
@@ -133,7 +141,7 @@ impl NodeHandle {
     /// follower and are not forwarded again.
     pub async fn execute(&self, body: &[u8], forwarded: bool) -> Reply {
         let started = Instant::now();
-        let (action, reply) = match Request::parse(body) {
+        let (action, reply) = match Request::parse(body, &self.inner.limits) {
             Err(reply) => ("invalid", reply),
             Ok(request) => {
                 let action = request.action();

@@ -84,6 +84,8 @@ pub struct NodeConfig {
     pub compaction_margin_entries: u64,
     /// The WAL's segment size limit (compaction deletes whole segments).
     pub wal_segment_bytes: u64,
+    /// What clients may send.
+    pub limits: crate::kv::Limits,
 }
 
 impl NodeConfig {
@@ -100,6 +102,7 @@ impl NodeConfig {
             snapshot_wal_bytes: 64 << 20,
             compaction_margin_entries: 10_000,
             wal_segment_bytes: 64 << 20,
+            limits: crate::kv::Limits::default(),
         }
     }
 }

@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+pub mod tls;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -287,6 +290,23 @@ fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16
     let text = response.body_mut().read_to_string().expect("a body");
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
+}
+
+/// Whether `tool` is on PATH. Where CI installs it (`RDB_REQUIRE_TOOLS=1`),
+/// a missing tool fails the test instead of skipping it.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("RDB_REQUIRE_TOOLS").is_err(),
+            "{tool} is required (RDB_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
 }
 
 /// A put command.

@@ -5,11 +5,11 @@
 # Writes go to the leader of each (a follower forwards, which measures the
 # forwarding hop instead). Prints a Markdown table.
 #
-#   bench/compare.sh [seconds]      (needs: cargo, wrk, etcd)
+#   benches/cluster/compare.sh [seconds]      (needs: cargo, wrk, etcd)
 set -euo pipefail
 DURATION="${1:-10}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(dirname "$HERE")"
+ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
