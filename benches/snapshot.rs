@@ -56,8 +56,13 @@ fn snapshots(c: &mut Criterion) {
     let db = load(&scratch);
     let dir = scratch.join("snapshots");
     let meta = SnapshotMeta { index: 1, term: 1 };
-    let (path, header) =
-        snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot");
+    let (path, header) = snapshot_file::write(
+        &dir,
+        &db.begin_read(),
+        meta,
+        &rdb::raft::Membership::voters_only(&[1, 2, 3]),
+    )
+    .expect("snapshot");
     let file_bytes = std::fs::metadata(&path).expect("file").len();
     println!(
         "snapshot: state {} MiB -> file {} MiB (LZ4)",
@@ -70,7 +75,13 @@ fn snapshots(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(header.content_bytes));
     group.bench_function("create", |b| {
         b.iter(|| {
-            snapshot_file::write(&dir, &db.begin_read(), meta, &[1, 2, 3]).expect("snapshot")
+            snapshot_file::write(
+                &dir,
+                &db.begin_read(),
+                meta,
+                &rdb::raft::Membership::voters_only(&[1, 2, 3]),
+            )
+            .expect("snapshot")
         });
     });
     let installed = scratch.join("installed.db");

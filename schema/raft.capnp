@@ -4,7 +4,8 @@
 # Every member runs one `Peer` capability. The member with the lower id dials
 # the one with the higher id, and both ends then hold the other's `Peer` on
 # that one connection (capnp-rpc is symmetric), so each pair of members shares
-# exactly one connection. Raft messages are one-way: `deliver` returns as soon
+# one connection. The higher id dials too when no connection has come for a
+# few seconds (a joining node with a low id knows no one to dial). Raft messages are one-way: `deliver` returns as soon
 # as the receiver has queued them, and answers travel back as messages of
 # their own, as in the Raft paper's asynchronous model.
 @0xdb0da394cca89a4b;
@@ -15,6 +16,9 @@ struct Entry {
   # A no-op carries no data; a leader appends one when it is elected (§5.4.2).
   noop @2 :Bool;
   data @3 :Data;
+  # A membership (rdb's encoding in `data`), in force on each node once it is
+  # in its log (thesis §4.1).
+  config @4 :Bool;
 }
 
 # Candidate asks for a vote (§5.2). With `preVote` it only asks whether the
@@ -61,6 +65,8 @@ struct HeartbeatResponse {
 struct SnapshotOffer {
   index @0 :UInt64;
   term @1 :UInt64;
+  # The membership as of `index` (rdb's encoding).
+  membership @2 :Data;
 }
 
 struct ReadIndex {
@@ -110,9 +116,11 @@ interface Peer {
   # Raft messages, in order; one-way in meaning.
   deliver @1 (messages :List(Message)) -> ();
 
-  # A client command (the JSON body of POST /command) that a follower
-  # forwards to the leader; the answer is the leader's HTTP status and body.
-  forward @2 (request :Data) -> (status :UInt16, body :Data);
+  # A client command (the JSON body of POST /command, when `target` is empty)
+  # or an admin request (`target` "METHOD /admin/...", its JSON body) that a
+  # follower forwards to the leader; the answer is the leader's HTTP status
+  # and body.
+  forward @2 (request :Data, target :Text) -> (status :UInt16, body :Data);
 
   # A chunk of a snapshot (used once snapshots are shipped, see the snapshot
   # issue); `accepted` false asks the sender to restart the transfer.

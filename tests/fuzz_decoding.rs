@@ -7,7 +7,7 @@
 //! `RDB_FUZZ_SEED` replays a seed.
 
 use rdb::kv::Request;
-use rdb::raft::{Body, Entry, EntryKind, Message, SnapshotMeta};
+use rdb::raft::{Body, Entry, EntryKind, Membership, Message, SnapshotMeta};
 use rdb::rpc::raft_capnp::peer;
 
 fn iterations() -> usize {
@@ -44,16 +44,22 @@ fn valid_deliver(rng: &mut fastrand::Rng) -> Vec<u8> {
         Body::Append {
             prev_index: 3,
             prev_term: 1,
-            entries: vec![Entry {
-                term: 2,
-                index: 4,
-                kind: EntryKind::Normal,
-                data: vec![1, 2, 3],
-            }],
+            entries: vec![
+                Entry { term: 2, index: 4, kind: EntryKind::Normal, data: vec![1, 2, 3] },
+                Entry {
+                    term: 2,
+                    index: 5,
+                    kind: EntryKind::Config,
+                    data: Membership::voters_only(&[1, 2, 3]).encode(),
+                },
+            ],
             commit: 3,
         },
         Body::Heartbeat { commit: 9, round: 4 },
-        Body::Snapshot { meta: SnapshotMeta { index: 10, term: 2 } },
+        Body::Snapshot {
+            meta: SnapshotMeta { index: 10, term: 2 },
+            membership: Membership::voters_only(&[1, 2, 3]),
+        },
         Body::ReadIndexResponse { ctx: 5, index: 9 },
     ];
     let count = rng.usize(1..=bodies.len());

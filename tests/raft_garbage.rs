@@ -4,7 +4,8 @@
 
 use rdb::raft::sim::Rng;
 use rdb::raft::{
-    Body, Config, Entry, EntryKind, MemStore, Message, Raft, RaftError, Role, SnapshotMeta,
+    Body, Config, Entry, EntryKind, MemStore, Membership, Message, Raft, RaftError, Role,
+    SnapshotMeta,
 };
 
 /// Random messages per node role.
@@ -26,9 +27,33 @@ fn plausible_append(rng: &mut Rng, raft: &Raft<MemStore>, term: u64) -> Body {
     let prev_index = raft.last_index();
     let prev_term = raft.log().term(prev_index).unwrap_or(0);
     let entries = (1..=rng.below(3) as u64)
-        .map(|i| Entry { term, index: prev_index + i, kind: EntryKind::Normal, data: vec![2] })
+        .map(|i| {
+            let (kind, data) = any_entry_data(rng);
+            Entry { term, index: prev_index + i, kind, data }
+        })
         .collect();
     Body::Append { prev_index, prev_term, entries, commit: any_u64(rng) }
+}
+
+/// Some voters among 1..=5, possibly without this node (1).
+fn any_membership(rng: &mut Rng) -> Membership {
+    let ids: Vec<u64> = (1..=5).filter(|_| rng.chance(60)).collect();
+    Membership::voters_only(&ids)
+}
+
+/// A command, a valid membership, or a damaged one.
+fn any_entry_data(rng: &mut Rng) -> (EntryKind, Vec<u8>) {
+    match rng.below(4) {
+        0 => (EntryKind::Config, any_membership(rng).encode()),
+        1 => {
+            let mut bytes = any_membership(rng).encode();
+            let at = rng.below(bytes.len());
+            bytes[at] ^= 1 << rng.below(8);
+            (EntryKind::Config, bytes)
+        }
+        2 => (EntryKind::Noop, Vec::new()),
+        _ => (EntryKind::Normal, vec![1]),
+    }
 }
 
 fn any_body(rng: &mut Rng) -> Body {
@@ -44,11 +69,9 @@ fn any_body(rng: &mut Rng) -> Body {
             let prev_index = any_u64(rng);
             let first = prev_index.wrapping_add(1);
             let entries = (0..rng.below(3) as u64)
-                .map(|i| Entry {
-                    term: any_u64(rng),
-                    index: first.wrapping_add(i),
-                    kind: EntryKind::Normal,
-                    data: vec![1],
+                .map(|i| {
+                    let (kind, data) = any_entry_data(rng);
+                    Entry { term: any_u64(rng), index: first.wrapping_add(i), kind, data }
                 })
                 .collect();
             Body::Append { prev_index, prev_term: any_u64(rng), entries, commit: any_u64(rng) }
@@ -61,7 +84,10 @@ fn any_body(rng: &mut Rng) -> Body {
         },
         4 => Body::Heartbeat { commit: any_u64(rng), round: any_u64(rng) },
         5 => Body::HeartbeatResponse { round: any_u64(rng) },
-        6 => Body::Snapshot { meta: SnapshotMeta { index: any_u64(rng), term: any_u64(rng) } },
+        6 => Body::Snapshot {
+            meta: SnapshotMeta { index: any_u64(rng), term: any_u64(rng) },
+            membership: any_membership(rng),
+        },
         7 => Body::ReadIndex { ctx: any_u64(rng) },
         _ => Body::ReadIndexResponse { ctx: any_u64(rng), index: any_u64(rng) },
     }

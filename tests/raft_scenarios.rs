@@ -291,7 +291,7 @@ fn leadership_transfer_hands_over_promptly() {
     cluster.deliver_all().unwrap();
     let target = other_than(&cluster, &[leader]);
 
-    cluster.transfer(leader, target).unwrap();
+    cluster.transfer(leader, target).unwrap().unwrap();
     cluster.deliver_all().unwrap();
     assert_eq!(cluster.leader(), Some(target), "no tick needed");
     let again = cluster.propose(target).unwrap().unwrap();

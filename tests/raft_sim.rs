@@ -1,5 +1,7 @@
 //! Seeded random runs of whole simulated clusters (src/raft/sim): safety is
-//! checked after every step, liveness after healing at the end.
+//! checked after every step, liveness after healing at the end. Membership
+//! changes (learners added, promoted, any member removed, the leader
+//! included, servers re-added) are among the random steps.
 //!
 //! CI runs a bounded set; `RDB_RAFT_SEEDS=N` runs N seeds per cluster size,
 //! `RDB_RAFT_SEED=S` replays one seed, `RDB_RAFT_STEPS=K` changes the steps.
@@ -35,23 +37,25 @@ fn run_seeds(name: &str, size: u64, faults: Faults) {
         Some(seed) => vec![seed],
         None => (0..env_u64("RDB_RAFT_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect(),
     };
-    let (mut acked, mut reads, mut crashes, mut terms) = (0, 0, 0, 0);
+    let (mut acked, mut reads, mut crashes, mut terms, mut changes) = (0, 0, 0, 0, 0);
     for &seed in &seeds {
         let cluster = run(name, size, seed, steps, faults).unwrap_or_else(|why| panic!("{why}"));
         acked += cluster.stats.acked;
         reads += cluster.stats.reads;
         crashes += cluster.stats.crashes;
         terms += cluster.stats.term_max;
+        changes += cluster.stats.changes;
     }
     eprintln!(
         "{size} nodes: {} seeds x {steps} steps: {acked} acknowledged proposals, {reads} reads, \
-         {crashes} crashes, {terms} terms",
+         {crashes} crashes, {terms} terms, {changes} membership changes",
         seeds.len()
     );
     // A run where nothing happens proves nothing: the workload must get
     // through despite the faults.
     assert!(acked > seeds.len() as u64, "too few proposals acknowledged: {acked}");
     assert!(reads > 0, "no read was served");
+    assert!(changes >= seeds.len() as u64 / 4, "too few membership changes: {changes}");
 }
 
 #[test]

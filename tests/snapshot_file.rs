@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rdb::node::snapshot_file::{self, HEADER_BYTES};
-use rdb::raft::SnapshotMeta;
+use rdb::raft::{Member, MemberRole, Membership, SnapshotMeta};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 
@@ -20,6 +20,22 @@ fn filled_db(dir: &std::path::Path, keys: u32) -> Db {
     db
 }
 
+/// Two voters and a learner, with addresses.
+fn membership() -> Membership {
+    let member = |id: u64, role| Member {
+        id,
+        role,
+        peer: format!("10.0.0.{id}:9081"),
+        client_url: format!("https://10.0.0.{id}:8081"),
+    };
+    Membership::new(vec![
+        member(1, MemberRole::Voter),
+        member(2, MemberRole::Voter),
+        member(4, MemberRole::Learner),
+    ])
+    .expect("valid")
+}
+
 fn items(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
     let txn = db.begin_read();
     let range = txn.range("d/c", &KeyRange::all()).expect("range");
@@ -33,9 +49,10 @@ fn a_state_file_round_trips_through_a_snapshot() {
     let meta = SnapshotMeta { index: 42, term: 3 };
     let snapshots = dir.path().join("snapshots");
     let (path, header) =
-        snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1, 2, 3]).expect("write");
+        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
     assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(header.file_name().as_str()));
-    assert_eq!((header.meta, header.members.as_slice()), (meta, [1, 2, 3].as_slice()));
+    assert_eq!((header.meta, &header.membership), (meta, &membership()));
+    assert_eq!(snapshot_file::read_header(&path).expect("header"), header);
     let compressed = std::fs::metadata(&path).expect("file").len();
     assert!(compressed < header.content_bytes, "{compressed} >= {}", header.content_bytes);
 
@@ -54,10 +71,15 @@ fn damage_to_a_snapshot_is_detected() {
     let db = filled_db(dir.path(), 2_000);
     let snapshots = dir.path().join("snapshots");
     let meta = SnapshotMeta { index: 9, term: 1 };
-    let (path, _) = snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1]).expect("write");
+    let (path, header) =
+        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
     let good = std::fs::read(&path).expect("read");
     let mut rng = fastrand::Rng::with_seed(5);
-    let mut offsets: Vec<usize> = vec![0, 20, 50, 143, HEADER_BYTES, good.len() - 1];
+    // The fixed header, the membership block after it, the content.
+    let content = usize::try_from(header.content_offset()).expect("small");
+    assert!(content > HEADER_BYTES);
+    let mut offsets: Vec<usize> =
+        vec![0, 12, 20, 50, 143, HEADER_BYTES, HEADER_BYTES + 9, content - 1, good.len() - 1];
     offsets.extend((0..40).map(|_| rng.usize(HEADER_BYTES..good.len())));
     for at in offsets {
         let mut bad = good.clone();
@@ -81,7 +103,7 @@ fn listing_is_newest_first_and_pruning_keeps_the_newest() {
         txn.put("d/c", b"marker", &index.to_string().into_bytes()).expect("put");
         txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
         let meta = SnapshotMeta { index, term: 1 };
-        snapshot_file::write(&snapshots, &db.begin_read(), meta, &[1]).expect("write");
+        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
     }
     std::fs::write(snapshots.join("state_garbage.lz4"), b"not a snapshot").expect("garbage");
     let indexes: Vec<u64> =

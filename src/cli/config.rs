@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::node::NodeConfig;
-use crate::raft::NodeId;
+use crate::node::{InitialMembership, NodeConfig};
+use crate::raft::{Member, MemberRole, Membership, NodeId};
 use crate::rpc::RpcConfig;
 
-/// Members in a cluster, at most.
-pub const MEMBERS_MAX: usize = 9;
+/// Voters in a new cluster (`--peers`), at most.
+pub const MEMBERS_MAX: usize = crate::raft::VOTERS_MAX;
 
 /// Everything `rdb serve` needs. Field names are the TOML keys.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -26,8 +26,13 @@ pub struct ServeConfig {
     pub http: SocketAddr,
     /// The peer address this node listens on (default: its entry in `peers`).
     pub raft: Option<SocketAddr>,
-    /// Every member as `id=host:port`, comma-separated, this node included.
+    /// The initial members of a new cluster as `id=host:port`,
+    /// comma-separated, this node included; ignored once the data directory
+    /// records a membership.
     pub peers: String,
+    /// Start knowing no members and wait for a leader to add this node
+    /// (instead of `peers`).
+    pub join: bool,
     /// A name shared by the members; peers presenting another are refused.
     pub cluster: String,
     /// The Raft tick in milliseconds.
@@ -71,6 +76,7 @@ impl Default for ServeConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8081)),
             raft: None,
             peers: String::new(),
+            join: false,
             cluster: "rdb".into(),
             tick_ms: 100,
             election_ticks: 10,
@@ -97,7 +103,7 @@ impl ServeConfig {
         toml::from_str(text).map_err(|e| format!("config file: {e}"))
     }
 
-    /// The members, checked.
+    /// The initial members (`peers`), checked.
     pub fn members(&self) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
         let mut members = BTreeMap::new();
         for item in self.peers.split(',').map(str::trim).filter(|item| !item.is_empty()) {
@@ -120,6 +126,37 @@ impl ServeConfig {
         Ok(members)
     }
 
+    /// Where the node's membership comes from when its data directory
+    /// records none: `peers` (a new cluster) or nothing (`join`).
+    pub fn initial_membership(&self) -> Result<InitialMembership, String> {
+        if self.id == 0 {
+            return Err("--id must be a positive integer".into());
+        }
+        match (self.join, self.peers.trim().is_empty()) {
+            (true, true) => Ok(InitialMembership::Join),
+            (true, false) => Err("--join and --peers exclude each other: a joining node learns \
+                                  the members from the leader"
+                .into()),
+            (false, true) => Err("--peers (the initial members of a new cluster) or --join (to \
+                                  be added to a running one) is required"
+                .into()),
+            (false, false) => {
+                let members = self
+                    .members()?
+                    .into_iter()
+                    .map(|(id, addr)| Member {
+                        id,
+                        role: MemberRole::Voter,
+                        peer: addr.to_string(),
+                        client_url: String::new(),
+                    })
+                    .collect();
+                let membership = Membership::new(members).map_err(|e| e.to_string())?;
+                Ok(InitialMembership::Bootstrap(membership))
+            }
+        }
+    }
+
     /// The node's settings.
     pub fn node(&self) -> Result<NodeConfig, String> {
         if self.tick_ms == 0 || self.request_timeout_ms == 0 || self.election_ticks < 2 {
@@ -130,8 +167,7 @@ impl ServeConfig {
         if !(min..=max).contains(&self.wal_segment_bytes) {
             return Err(format!("wal_segment_bytes must be from {min} to {max}"));
         }
-        let mut node =
-            NodeConfig::new(self.id, self.members()?.into_keys().collect(), self.data_dir.clone());
+        let mut node = NodeConfig::new(self.id, self.initial_membership()?, self.data_dir.clone());
         node.tick = Duration::from_millis(self.tick_ms);
         node.election_ticks = self.election_ticks;
         node.request_timeout = Duration::from_millis(self.request_timeout_ms);
@@ -171,8 +207,13 @@ impl ServeConfig {
 
     /// The RPC edge's settings.
     pub fn rpc(&self) -> Result<RpcConfig, String> {
-        let members = self.members()?;
-        let listen = self.raft.unwrap_or(members[&self.id]);
+        let listen = match self.raft {
+            Some(listen) => listen,
+            None if self.join => {
+                return Err("a joining node needs --raft (its peer address)".into())
+            }
+            None => self.members()?[&self.id],
+        };
         if !(1..=crate::rpc::CHUNK_BYTES_MAX).contains(&self.snapshot_chunk_bytes) {
             return Err(format!(
                 "snapshot_chunk_bytes must be from 1 to {}",
@@ -182,7 +223,6 @@ impl ServeConfig {
         Ok(RpcConfig {
             id: self.id,
             listen,
-            members,
             cluster: self.cluster.clone(),
             snapshot_chunk_bytes: self.snapshot_chunk_bytes,
             tls: None,
@@ -202,7 +242,11 @@ mod tests {
              cluster = \"prod\"\ntick_ms = 50\nelection_ticks = 20\nrequest_timeout_ms = 2000\n",
         )
         .expect("valid");
-        assert_eq!(config.node().expect("valid").members, vec![1, 2, 3]);
+        let InitialMembership::Bootstrap(membership) = config.node().expect("valid").initial else {
+            panic!("a new cluster's node")
+        };
+        assert_eq!(membership.voters().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(membership.get(3).expect("member").peer, "10.0.0.3:9081");
         assert_eq!(config.rpc().expect("valid").listen, "10.0.0.2:9081".parse().expect("addr"));
     }
 
@@ -223,7 +267,7 @@ mod tests {
         };
         assert_eq!(example, defaults);
         assert!(example.tls_files().expect("complete").is_some());
-        assert_eq!(example.node().expect("valid").members, vec![1, 2, 3]);
+        assert!(matches!(example.node().expect("valid").initial, InitialMembership::Bootstrap(_)));
     }
 
     #[test]
@@ -234,5 +278,12 @@ mod tests {
         assert!(config("2=127.0.0.1:1").members().unwrap_err().contains("not among"));
         assert!(config("1=127.0.0.1:1,1=127.0.0.1:2").members().unwrap_err().contains("twice"));
         assert!(config("0=127.0.0.1:1").members().is_err());
+        let join = ServeConfig { id: 4, join: true, ..Default::default() };
+        assert_eq!(join.initial_membership(), Ok(InitialMembership::Join));
+        assert!(join.rpc().unwrap_err().contains("--raft"));
+        let both = ServeConfig { peers: "4=127.0.0.1:1".into(), ..join };
+        assert!(both.initial_membership().unwrap_err().contains("exclude"));
+        let neither = ServeConfig { id: 1, ..Default::default() };
+        assert!(neither.initial_membership().unwrap_err().contains("--join"));
     }
 }

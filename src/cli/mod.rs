@@ -52,9 +52,15 @@ pub struct ServeArgs {
     /// The peer address to listen on (default: this node's entry in --peers).
     #[arg(long)]
     pub raft: Option<std::net::SocketAddr>,
-    /// Every member as id=host:port, comma-separated, this node included.
+    /// The initial members of a new cluster as id=host:port, comma-separated,
+    /// this node included (ignored once the data directory holds a
+    /// membership).
     #[arg(long)]
     pub peers: Option<String>,
+    /// Join a running cluster: start knowing no members, never campaign, and
+    /// wait for its leader to add this node (POST /admin/members).
+    #[arg(long)]
+    pub join: bool,
     /// The cluster name peers must share.
     #[arg(long)]
     pub cluster: Option<String>,
@@ -129,6 +135,15 @@ impl ServeArgs {
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
         apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
         apply!(snapshot_chunk_bytes, body_bytes_max, key_bytes_max, value_bytes_max);
+        self.apply_tls_flags(config);
+        if self.raft.is_some() {
+            config.raft = self.raft;
+        }
+        config.join |= self.join;
+    }
+
+    /// Sets the certificate paths that flags give.
+    fn apply_tls_flags(&self, config: &mut ServeConfig) {
         for (flag, field) in [
             (&self.tls_cert, &mut config.tls_cert),
             (&self.tls_key, &mut config.tls_key),
@@ -138,9 +153,6 @@ impl ServeArgs {
             if flag.is_some() {
                 field.clone_from(flag);
             }
-        }
-        if self.raft.is_some() {
-            config.raft = self.raft;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The HTTP edge (tide on async-std): POST /command, GET /health,
-//! GET /status and GET /metrics, as API.md specifies them, and
-//! POST /admin/snapshot.
+//! GET /status and GET /metrics, as docs/API.md specifies them, and the
+//! admin endpoints: /admin/snapshot, /admin/members, /admin/leader.
 //!
 //! Handlers only translate: a request body goes to [`NodeHandle::execute`],
 //! which parses, proposes or reads, forwards to the leader when needed and
@@ -45,17 +45,41 @@ pub async fn serve(
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot);
+    app.at("/admin/members").get(admin).post(admin);
+    app.at("/admin/members/:id").delete(admin);
+    app.at("/admin/members/:id/promote").post(admin);
+    app.at("/admin/leader").post(admin);
     listener::accept_loop(listener, app, tls, stop, in_flight, body_bytes_max).await;
 }
 
 /// The methods an endpoint takes (the `Allow` header of a 405), if it
 /// exists.
 pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
-    match path {
-        "/command" | "/admin/snapshot" => Some("POST"),
+    match path.trim_end_matches('/') {
+        "/command" | "/admin/snapshot" | "/admin/leader" => Some("POST"),
         "/health" | "/status" | "/metrics" => Some("GET, HEAD"),
+        "/admin/members" => Some("GET, HEAD, POST"),
+        other if other.starts_with("/admin/members/") && other.ends_with("/promote") => {
+            Some("POST")
+        }
+        other if other.starts_with("/admin/members/") => Some("DELETE"),
         _ => None,
     }
+}
+
+/// The membership and leadership endpoints (docs/API.md, "Cluster
+/// administration"); the node checks and runs them.
+async fn admin(mut request: Request<NodeHandle>) -> tide::Result {
+    let body = match request.body_bytes().await {
+        Ok(body) => body,
+        Err(error) => {
+            return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))))
+        }
+    };
+    let method = request.method().to_string();
+    let path = request.url().path().to_string();
+    let reply = request.state().admin(&method, &path, &body, false).await;
+    Ok(respond(&reply))
 }
 
 async fn command(mut request: Request<NodeHandle>) -> tide::Result {
@@ -124,7 +148,8 @@ async fn health(request: Request<NodeHandle>) -> tide::Result {
 
 async fn status(request: Request<NodeHandle>) -> tide::Result {
     let status = request.state().status();
-    let body = serde_json::to_value(&status).unwrap_or_default();
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    body["members"] = crate::node::members_json(&status.membership)["members"].take();
     Ok(respond(&Reply { status: 200, body }))
 }
 

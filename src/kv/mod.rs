@@ -33,6 +33,7 @@ pub use limits::{
 pub use query::Query;
 pub use reply::Reply;
 pub use request::{Consistency, Request};
+pub use strict_json::parse as strict_json;
 /// The largest collection name, in bytes (leaves room for the tree prefix).
 pub const COLLECTION_BYTES_MAX: usize = 200;
 /// The `range` limit when none is given.

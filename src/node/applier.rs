@@ -18,20 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use rdb_storage::btree::{Db, Durability, USER_META_BYTES};
+use rdb_storage::btree::{Db, Durability};
 use rdb_storage::disk::RealDisk;
 
 use super::metrics::Metrics;
 use super::snapshot_file;
 use super::state_cell::StateCell;
+use super::state_file::{self, decode_meta, encode_meta, STATE_FILE_NAME};
 use super::Input;
 use crate::kv::{self, Command, Reply};
-use crate::raft::{Entry, EntryKind, Index, NodeId, RaftError, SnapshotMeta, Term};
+use crate::raft::{Entry, EntryKind, Membership, RaftError, SnapshotMeta, Term};
 
-/// The state file's name inside `<data-dir>/state`.
-pub const STATE_FILE_NAME: &str = "state.db";
-/// The name a snapshot is unpacked under before it replaces the state file.
-pub const INSTALL_NAME: &str = "state.db.install";
 /// Snapshots kept on disk; older ones are removed.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
@@ -89,8 +86,6 @@ pub(super) struct Applier {
     pub(super) state_dir: PathBuf,
     /// Where snapshots are written.
     pub(super) snapshot_dir: PathBuf,
-    /// The cluster's members, recorded in snapshots.
-    pub(super) members: Vec<NodeId>,
     /// The event loop's inbox, told when a snapshot is written.
     pub(super) inbox: SyncSender<Input>,
     /// Counts snapshots.
@@ -199,14 +194,14 @@ impl Applier {
     fn start_snapshot(&mut self) -> Result<(), String> {
         self.sync()?;
         let txn = self.db.begin_read();
-        let (dir, meta, members) =
-            (self.snapshot_dir.clone(), self.last_applied, self.members.clone());
+        let membership = state_file::read_membership(&txn)?.unwrap_or_default();
+        let (dir, meta) = (self.snapshot_dir.clone(), self.last_applied);
         let (inbox, metrics) = (self.inbox.clone(), self.metrics.clone());
         std::thread::Builder::new()
             .name("rdb-snapshot".into())
             .spawn(move || {
                 let started = Instant::now();
-                let result = snapshot_file::write(&dir, &txn, meta, &members)
+                let result = snapshot_file::write(&dir, &txn, meta, &membership)
                     .and_then(|taken| snapshot_file::prune(&dir, SNAPSHOTS_KEPT).map(|()| taken));
                 drop(txn);
                 if let Ok((path, header)) = &result {
@@ -292,35 +287,26 @@ impl Answer {
     }
 }
 
-/// Applies one entry; a no-op has no reply.
+/// Applies one entry; a no-op has no reply. A configuration entry is
+/// recorded in the state file and answered with the new membership.
 fn apply_entry(
     txn: &mut rdb_storage::btree::WriteTxn<'_>,
     entry: &Entry,
 ) -> Result<Option<Reply>, String> {
-    if entry.kind == EntryKind::Noop {
-        return Ok(None);
-    }
-    let reply = match Command::decode(&entry.data) {
-        Ok(command) => kv::apply(txn, &command).map_err(|e| format!("state file: {e}"))?,
-        Err(why) => Reply::bad_request(why),
+    let reply = match entry.kind {
+        EntryKind::Noop => return Ok(None),
+        EntryKind::Config => {
+            // Raft refused any configuration entry that does not decode
+            // before it reached the log.
+            let membership = Membership::decode(&entry.data)
+                .map_err(|why| format!("configuration entry {}: {why}", entry.index))?;
+            state_file::write_membership(txn, &membership)?;
+            Reply { status: 200, body: super::members_json(&membership) }
+        }
+        EntryKind::Normal => match Command::decode(&entry.data) {
+            Ok(command) => kv::apply(txn, &command).map_err(|e| format!("state file: {e}"))?,
+            Err(why) => Reply::bad_request(why),
+        },
     };
     Ok(Some(reply))
-}
-
-/// The state file's user metadata: applied index and its term.
-pub(super) fn encode_meta(index: Index, term: Term) -> [u8; USER_META_BYTES] {
-    let mut meta = [0u8; USER_META_BYTES];
-    meta[..8].copy_from_slice(&index.to_le_bytes());
-    meta[8..16].copy_from_slice(&term.to_le_bytes());
-    meta
-}
-
-/// Reads [`encode_meta`]'s layout.
-pub(super) fn decode_meta(meta: [u8; USER_META_BYTES]) -> (Index, Term) {
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&meta[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    (word(0), word(8))
 }

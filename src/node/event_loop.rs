@@ -2,7 +2,7 @@
 //! WAL and the state file. See the module docs of [`crate::node`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -71,7 +71,7 @@ impl EventLoop {
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let recovered = super::recovery::recover(config)?;
-        let mut raft_config = Config::new(config.id, config.members.clone());
+        let mut raft_config = Config::with_membership(config.id, recovered.membership.clone());
         raft_config.applied = recovered.applied.index;
         raft_config.election_ticks = config.election_ticks;
         // Raft refuses proposals above its message limit; every command the
@@ -79,7 +79,8 @@ impl EventLoop {
         raft_config.message_bytes_max =
             raft_config.message_bytes_max.max(crate::kv::COMMAND_BYTES_MAX);
         raft_config.seed = config.id ^ seed_from_clock();
-        let newest = recovered.newest.as_ref().map(|(_, header)| header.meta);
+        let newest =
+            recovered.newest.as_ref().map(|(_, header)| (header.meta, header.membership.clone()));
         let store = WalStore { wal: recovered.wal, floor: recovered.floor, newest };
         let raft = Raft::new(raft_config, store).map_err(|e| format!("raft at start: {e}"))?;
         let cell = StateCell::new(recovered.db.clone());
@@ -90,7 +91,6 @@ impl EventLoop {
             cell: cell.clone(),
             state_dir: config.data_dir.join("state"),
             snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
-            members: config.members.clone(),
             inbox: inbox_sender,
             metrics: metrics.clone(),
             last_applied: recovered.applied,
@@ -143,6 +143,7 @@ impl EventLoop {
     }
 
     fn run_rounds(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
+        transport.set_membership(self.raft.membership());
         let mut next_tick = Instant::now() + self.tick;
         self.publish_status();
         loop {
@@ -180,14 +181,24 @@ impl EventLoop {
                 Err(error) => log::debug!("peer message refused: {error}"),
                 Ok(()) => {}
             },
-            Input::Propose { payload, accepted, done } => match self.raft.propose(payload) {
-                Ok((index, term)) => {
-                    accepted.store(true, Ordering::Release);
-                    self.proposals.insert(index, Pending { term, done });
+            Input::Propose { payload, accepted, done } => {
+                let proposed = self.raft.propose(payload);
+                self.proposed(proposed, &accepted, done)?;
+            }
+            Input::ChangeMembership { change, accepted, done } => {
+                let proposed = self.raft.propose_membership(&change);
+                if proposed.is_ok() {
+                    log::info!("node {}: proposed membership change {change:?}", self.raft.id());
                 }
+                self.proposed(proposed, &accepted, done)?;
+            }
+            Input::TransferLeader { to, done } => match self.raft.transfer_leader(to) {
                 Err(RaftError::Fatal(why)) => return Err(why),
-                Err(error) => {
-                    let _ = done.send(Err(error));
+                result => {
+                    if let Ok(to) = result {
+                        log::info!("node {}: handing leadership to {to}", self.raft.id());
+                    }
+                    let _ = done.send(result);
                 }
             },
             Input::Read { ready } => {
@@ -209,6 +220,26 @@ impl EventLoop {
         Ok(false)
     }
 
+    /// Records a proposal's waiting client, or answers it with the refusal.
+    fn proposed(
+        &mut self,
+        proposed: Result<(Index, crate::raft::Term), RaftError>,
+        accepted: &AtomicBool,
+        done: oneshot::Sender<Result<crate::kv::Reply, RaftError>>,
+    ) -> Result<(), String> {
+        match proposed {
+            Ok((index, term)) => {
+                accepted.store(true, Ordering::Release);
+                self.proposals.insert(index, Pending { term, done });
+            }
+            Err(RaftError::Fatal(why)) => return Err(why),
+            Err(error) => {
+                let _ = done.send(Err(error));
+            }
+        }
+        Ok(())
+    }
+
     /// Persist, send, hand over to apply, release reads: the `Ready`
     /// protocol.
     fn process_ready(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
@@ -217,6 +248,10 @@ impl EventLoop {
                 return Ok(());
             }
             let mut ready = self.raft.ready().map_err(|e| e.to_string())?;
+            if let Some(membership) = &ready.membership {
+                log::info!("node {}: membership now {membership}", self.raft.id());
+                transport.set_membership(membership);
+            }
             // A leader may send its appends before its own fsync (thesis
             // §10.2.1): followers then write in parallel with it, and the
             // leader counts itself towards a quorum only for what `advance`
@@ -303,6 +338,7 @@ impl EventLoop {
                 .into_iter()
                 .map(|(id, match_index)| PeerStatus { id, match_index })
                 .collect(),
+            membership: raft.membership().clone(),
         };
         *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
     }

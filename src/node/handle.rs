@@ -14,7 +14,7 @@ use super::state_cell::StateCell;
 use super::status::Status;
 use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
 use crate::kv::{Command, Consistency, Limits, Query, Reply, Request};
-use crate::raft::{Message, NodeId, RaftError};
+use crate::raft::{MembershipChange, Message, NodeId, RaftError};
 
 /// Pause before retrying a request while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -23,15 +23,15 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 #[derive(Clone)]
 pub struct NodeHandle {
     /// Shared by every clone.
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// What every clone shares.
-struct Inner {
+pub(super) struct Inner {
     /// This node.
     id: NodeId,
     /// The event loop's inbox.
-    inbox: SyncSender<Input>,
+    pub(super) inbox: SyncSender<Input>,
     /// The state file, for reads on the caller's thread.
     state: StateCell,
     /// Published by the loop after each round.
@@ -41,7 +41,7 @@ struct Inner {
     /// Forwards to the leader; set once the RPC edge is up.
     forwarder: OnceLock<Box<dyn Forwarder>>,
     /// The request timeout.
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// What clients may send.
     limits: Limits,
     /// `<data-dir>/snapshots`.
@@ -166,15 +166,24 @@ impl NodeHandle {
         forwarded: bool,
         deadline: Instant,
     ) -> Reply {
-        let payload = command.encode();
+        let proposal = Proposal::Command(command.encode());
+        self.propose(&proposal, Target::Command, body, forwarded, deadline).await
+    }
+
+    /// Proposes until applied, refused, forwarded to the leader or out of
+    /// time. A forwarded request goes out as `target` with `body`.
+    pub(super) async fn propose(
+        &self,
+        proposal: &Proposal,
+        target: Target<'_>,
+        body: &[u8],
+        forwarded: bool,
+        deadline: Instant,
+    ) -> Reply {
         loop {
             let accepted = Arc::new(AtomicBool::new(false));
             let (done_tx, done) = oneshot::channel();
-            let input = Input::Propose {
-                payload: payload.clone(),
-                accepted: accepted.clone(),
-                done: done_tx,
-            };
+            let input = proposal.input(accepted.clone(), done_tx);
             if self.inner.inbox.try_send(input).is_err() {
                 return busy();
             }
@@ -183,9 +192,15 @@ impl NodeHandle {
             match outcome {
                 Some(Ok(Ok(reply))) => return reply,
                 Some(Ok(Err(RaftError::NotLeader { leader: Some(leader) }))) if !forwarded => {
-                    return self.forward(leader, body, deadline).await;
+                    return self.forward(leader, target, body, deadline).await;
                 }
                 Some(Ok(Err(RaftError::Invalid(why)))) => return Reply::bad_request(why),
+                Some(Ok(Err(RaftError::Membership(why)))) => return super::admin::refused(&why),
+                Some(Ok(Err(RaftError::Busy | RaftError::Transferring)))
+                    if Instant::now() + RETRY_PAUSE < deadline =>
+                {
+                    async_std::task::sleep(RETRY_PAUSE).await;
+                }
                 Some(Ok(Err(_))) if !forwarded && Instant::now() + RETRY_PAUSE < deadline => {
                     async_std::task::sleep(RETRY_PAUSE).await;
                 }
@@ -204,9 +219,20 @@ impl NodeHandle {
         }
     }
 
-    async fn forward(&self, leader: NodeId, body: &[u8], deadline: Instant) -> Reply {
+    /// Sends the request to the leader and relays its answer.
+    pub(super) async fn forward(
+        &self,
+        leader: NodeId,
+        target: Target<'_>,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Reply {
         let Some(forwarder) = self.inner.forwarder.get() else { return no_leader() };
-        match until(deadline, forwarder.forward(leader, body.to_vec())).await {
+        let target = match target {
+            Target::Command => String::new(),
+            Target::Admin(target) => target.to_string(),
+        };
+        match until(deadline, forwarder.forward(leader, target, body.to_vec())).await {
             Some(Ok(reply)) => reply,
             Some(Err(ForwardError::NotSent(why))) => {
                 Reply::unavailable(format!("leader {leader} unreachable: {why}"))
@@ -249,16 +275,55 @@ impl NodeHandle {
     }
 }
 
+/// What a proposal proposes.
+#[derive(Debug, Clone)]
+pub(super) enum Proposal {
+    /// An encoded client command.
+    Command(Vec<u8>),
+    /// A membership change.
+    Membership(MembershipChange),
+}
+
+impl Proposal {
+    /// The event-loop input that proposes it.
+    fn input(
+        &self,
+        accepted: Arc<AtomicBool>,
+        done: oneshot::Sender<Result<Reply, RaftError>>,
+    ) -> Input {
+        match self {
+            Proposal::Command(payload) => {
+                Input::Propose { payload: payload.clone(), accepted, done }
+            }
+            Proposal::Membership(change) => {
+                Input::ChangeMembership { change: change.clone(), accepted, done }
+            }
+        }
+    }
+}
+
+/// Where a request goes when it is forwarded to the leader.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target<'a> {
+    /// POST /command.
+    Command,
+    /// An admin endpoint: "METHOD /path".
+    Admin(&'a str),
+}
+
 /// Awaits `future` until `deadline`; None if the deadline passed first.
-async fn until<F: std::future::Future>(deadline: Instant, future: F) -> Option<F::Output> {
+pub(super) async fn until<F: std::future::Future>(
+    deadline: Instant,
+    future: F,
+) -> Option<F::Output> {
     let left = deadline.saturating_duration_since(Instant::now());
     async_std::future::timeout(left, future).await.ok()
 }
 
-fn no_leader() -> Reply {
+pub(super) fn no_leader() -> Reply {
     Reply::unavailable("no leader with a quorum within the request timeout; retry")
 }
 
-fn busy() -> Reply {
+pub(super) fn busy() -> Reply {
     Reply::unavailable("the node is overloaded; retry")
 }

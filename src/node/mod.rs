@@ -24,6 +24,7 @@
 //! A storage error in either thread stops the node (the process exits with a
 //! message naming the error) rather than let it diverge from its peers.
 
+mod admin;
 mod applier;
 mod event_loop;
 mod handle;
@@ -32,6 +33,7 @@ mod recovery;
 pub mod snapshot_file;
 mod snapshots;
 mod state_cell;
+pub mod state_file;
 mod status;
 mod wal_store;
 
@@ -43,6 +45,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 use futures::future::BoxFuture;
 
+pub use admin::{members_json, MEMBERSHIP_WAIT};
 pub use handle::NodeHandle;
 pub use metrics::Metrics;
 pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX};
@@ -52,7 +55,7 @@ pub use snapshot_file::SnapshotHeader;
 pub use state_cell::StateCell;
 
 use crate::kv::Reply;
-use crate::raft::{Message, NodeId, RaftError};
+use crate::raft::{Membership, MembershipChange, Message, NodeId, RaftError};
 
 /// The snapshot directory's name inside the data directory.
 pub const SNAPSHOT_DIR_NAME: &str = "snapshots";
@@ -61,13 +64,23 @@ pub const INBOX_LEN_MAX: usize = 65_536;
 /// Inputs handled per round before the loop persists and sends.
 pub const ROUND_INPUTS_MAX: usize = 4_096;
 
+/// Where a node's membership comes from when its data directory holds none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitialMembership {
+    /// The initial members of a new cluster (`--peers`).
+    Bootstrap(Membership),
+    /// None: the node joins an existing cluster, whose leader adds it
+    /// (`--join`).
+    Join,
+}
+
 /// Settings of one node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     /// This node's id (never 0).
     pub id: NodeId,
-    /// Every member's id, this node's included.
-    pub members: Vec<NodeId>,
+    /// The membership to start with if the data directory records none.
+    pub initial: InitialMembership,
     /// Holds `wal/` and `state/`.
     pub data_dir: PathBuf,
     /// The Raft tick.
@@ -89,11 +102,11 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults for everything but identity and place.
-    pub fn new(id: NodeId, members: Vec<NodeId>, data_dir: PathBuf) -> Self {
+    /// Defaults for everything but identity, membership and place.
+    pub fn new(id: NodeId, initial: InitialMembership, data_dir: PathBuf) -> Self {
         NodeConfig {
             id,
-            members,
+            initial,
             data_dir,
             tick: Duration::from_millis(100),
             election_ticks: 10,
@@ -115,6 +128,9 @@ pub trait Transport: Send + 'static {
     /// receiver step `message` (a `Body::Snapshot`); the outcome comes back
     /// as [`Input::SnapshotSent`].
     fn send_snapshot(&mut self, message: Message, path: PathBuf);
+    /// The membership in force changed: connect to its members (at their
+    /// peer addresses) and drop the others.
+    fn set_membership(&mut self, membership: &Membership);
 }
 
 /// Why a forwarded request has no answer, by what the client may assume.
@@ -129,10 +145,13 @@ pub enum ForwardError {
 /// Carries a client request to another member (the leader) and brings back
 /// its answer.
 pub trait Forwarder: Send + Sync + 'static {
-    /// Forwards the raw request body to member `to`.
+    /// Forwards the raw request body to member `to`: a POST /command body
+    /// when `target` is empty, else an admin request to `target`
+    /// ("METHOD /path").
     fn forward(
         &self,
         to: NodeId,
+        target: String,
         request: Vec<u8>,
     ) -> BoxFuture<'static, Result<Reply, ForwardError>>;
 }
@@ -185,6 +204,24 @@ pub enum Input {
         ok: bool,
         /// Bytes sent.
         bytes: u64,
+    },
+    /// A membership change (the leader proposes it); answered once it is
+    /// applied, like a write.
+    ChangeMembership {
+        /// The change.
+        change: MembershipChange,
+        /// Set when the change is in the leader's log.
+        accepted: Arc<AtomicBool>,
+        /// The new membership (as a reply), or why Raft refused.
+        done: oneshot::Sender<Result<Reply, RaftError>>,
+    },
+    /// Hand leadership to voter `to` (0: the most caught-up one); answered
+    /// with the voter chosen once the transfer has begun.
+    TransferLeader {
+        /// The voter, or 0.
+        to: NodeId,
+        /// The voter chosen, or why not.
+        done: oneshot::Sender<Result<NodeId, RaftError>>,
     },
     /// Stop the loop after this round.
     Stop,

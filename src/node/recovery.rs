@@ -8,10 +8,10 @@ use rdb_storage::btree::Db;
 use rdb_storage::disk::RealDisk;
 use rdb_storage::wal::{Wal, WalOptions};
 
-use super::applier::{decode_meta, INSTALL_NAME, STATE_FILE_NAME};
 use super::snapshot_file::{self, SnapshotHeader};
-use super::{NodeConfig, SNAPSHOT_DIR_NAME};
-use crate::raft::SnapshotMeta;
+use super::state_file::{self, INSTALL_NAME, STATE_FILE_NAME};
+use super::{InitialMembership, NodeConfig, SNAPSHOT_DIR_NAME};
+use crate::raft::{Membership, SnapshotMeta};
 
 /// What a node starts from.
 pub(super) struct Recovered {
@@ -25,6 +25,8 @@ pub(super) struct Recovered {
     pub(super) floor: SnapshotMeta,
     /// The state file's applied index and term.
     pub(super) applied: SnapshotMeta,
+    /// The membership as of `applied`.
+    pub(super) membership: Membership,
 }
 
 /// Opens everything under `config.data_dir`, creating what is missing.
@@ -116,12 +118,36 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
     // The state file covers everything up to its applied index, so Raft's
     // log starts after it (the snapshots are only for sending).
     let floor = applied;
-    Ok(Recovered { wal, db, newest, floor, applied })
+    let membership = membership_of(&db, &config.initial)?;
+    Ok(Recovered { wal, db, newest, floor, applied, membership })
 }
 
 fn applied_of(db: &Db) -> SnapshotMeta {
-    let (index, term) = decode_meta(db.begin_read().user_meta());
-    SnapshotMeta { index, term }
+    state_file::applied_of(&db.begin_read())
+}
+
+/// The membership the state file records; a new cluster's node records its
+/// initial members now (so `--peers` means nothing once the data directory
+/// holds a membership); a joining node starts knowing none.
+fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership, String> {
+    if let Some(membership) = state_file::read_membership(&db.begin_read())? {
+        return Ok(membership);
+    }
+    let applied = applied_of(db);
+    match initial {
+        InitialMembership::Join => Ok(Membership::default()),
+        InitialMembership::Bootstrap(membership) if applied.index == 0 => {
+            let mut txn = db.begin_write().map_err(|e| format!("state file: {e}"))?;
+            state_file::write_membership(&mut txn, membership)?;
+            let meta = state_file::encode_meta(applied.index, applied.term);
+            txn.commit(meta, rdb_storage::btree::Durability::Durable)
+                .map_err(|e| format!("state file: {e}"))?;
+            Ok(membership.clone())
+        }
+        // A state file from before memberships were recorded: the members
+        // it was started with.
+        InitialMembership::Bootstrap(membership) => Ok(membership.clone()),
+    }
 }
 
 /// The newest snapshot whose content verifies; damaged ones are reported

@@ -1,22 +1,27 @@
 //! Snapshot files: `<data-dir>/snapshots/state_<hash>.lz4`.
 //!
 //! A snapshot is a compact copy of the state file at one applied index
-//! (`ReadTxn::export`), compressed as one LZ4 frame behind a fixed header:
+//! (`ReadTxn::export`), compressed as one LZ4 frame behind a header and the
+//! cluster's membership as of that index:
 //!
 //! ```text
 //! offset size
 //!      0    8  magic "rdbSNAP1"
-//!      8    4  format version (1)
-//!     12    4  member count (at most MEMBERS_MAX)
+//!      8    4  format version (2)
+//!     12    4  membership bytes m (at most MEMBERSHIP_BYTES_MAX)
 //!     16    8  last included index
 //!     24    8  its term
 //!     32    8  content bytes (the uncompressed state file)
 //!     40   32  SHA-256 of the content
-//!     72   72  member ids, 9 x u64, unused slots 0
-//!    144    4  CRC-32 of bytes 0..144
+//!     72   72  zero
+//!    144    4  CRC-32 of bytes 0..144 followed by the m membership bytes
 //!    148   12  zero
-//!    160  ...  LZ4 frame of the content
+//!    160    m  the membership (`Membership::encode`)
+//!  160+m  ...  LZ4 frame of the content
 //! ```
+//!
+//! Version 1 (read, never written) had no membership block: bytes 12..16
+//! counted member ids in 72..144, all voters, and the CRC covered 0..144.
 //!
 //! `<hash>` is the first 16 bytes of the content's SHA-256 in hex, so equal
 //! states get equal names. A file is written under a temporary name, synced,
@@ -31,16 +36,20 @@ use std::path::{Path, PathBuf};
 use rdb_storage::btree::ReadTxn;
 use sha2::{Digest, Sha256};
 
-use crate::raft::{NodeId, SnapshotMeta};
+use crate::raft::{Membership, SnapshotMeta};
 
 /// Identifies a snapshot file.
 const MAGIC: [u8; 8] = *b"rdbSNAP1";
-/// The format this code writes and reads.
-const VERSION: u32 = 1;
-/// Bytes before the compressed content.
+/// The format this code writes.
+const VERSION: u32 = 2;
+/// The first format, still read.
+const VERSION_1: u32 = 1;
+/// Bytes of the fixed header, before the membership.
 pub const HEADER_BYTES: usize = 160;
-/// Member slots in the header.
-const MEMBER_SLOTS: usize = 9;
+/// Bytes of an encoded membership, at most.
+pub const MEMBERSHIP_BYTES_MAX: usize = 16 << 10;
+/// Member slots in a version 1 header.
+const MEMBER_SLOTS_V1: usize = 9;
 /// Where the header's CRC sits (it covers everything before).
 const CRC_OFFSET: usize = 144;
 /// The name a snapshot is written under before it is complete.
@@ -56,38 +65,52 @@ const IO_BUFFER_BYTES: usize = 1 << 20;
 pub struct SnapshotHeader {
     /// The last index and term it includes.
     pub meta: SnapshotMeta,
-    /// The cluster's members.
-    pub members: Vec<NodeId>,
+    /// The cluster's membership as of `meta.index`.
+    pub membership: Membership,
     /// Bytes of the uncompressed state file.
     pub content_bytes: u64,
     /// SHA-256 of the uncompressed state file.
     pub hash: [u8; 32],
+    /// The file's format version.
+    pub version: u32,
 }
 
 impl SnapshotHeader {
-    fn encode(&self) -> Result<[u8; HEADER_BYTES], String> {
-        if self.members.len() > MEMBER_SLOTS {
-            return Err(format!("{} members do not fit a snapshot header", self.members.len()));
+    /// The header and membership block, as written at the file's start.
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        let membership = self.membership.encode();
+        if membership.len() > MEMBERSHIP_BYTES_MAX {
+            return Err(format!("a membership of {} bytes", membership.len()));
         }
-        let mut out = [0u8; HEADER_BYTES];
+        let mut out = vec![0u8; HEADER_BYTES];
         out[..8].copy_from_slice(&MAGIC);
         out[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        let count = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
-        out[12..16].copy_from_slice(&count.to_le_bytes());
+        let length = u32::try_from(membership.len()).unwrap_or(u32::MAX);
+        out[12..16].copy_from_slice(&length.to_le_bytes());
         out[16..24].copy_from_slice(&self.meta.index.to_le_bytes());
         out[24..32].copy_from_slice(&self.meta.term.to_le_bytes());
         out[32..40].copy_from_slice(&self.content_bytes.to_le_bytes());
         out[40..72].copy_from_slice(&self.hash);
-        for (slot, id) in self.members.iter().enumerate() {
-            out[72 + 8 * slot..80 + 8 * slot].copy_from_slice(&id.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&out[..CRC_OFFSET]);
-        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&out[..CRC_OFFSET]);
+        crc.update(&membership);
+        out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.finalize().to_le_bytes());
+        out.extend_from_slice(&membership);
         Ok(out)
     }
 
-    /// Reads and checks a header.
-    pub fn decode(bytes: &[u8; HEADER_BYTES]) -> Result<Self, String> {
+    /// Where the compressed content starts.
+    pub fn content_offset(&self) -> u64 {
+        match self.version {
+            VERSION_1 => HEADER_BYTES as u64,
+            _ => (HEADER_BYTES + self.membership.encode().len()) as u64,
+        }
+    }
+
+    /// Reads and checks a header and membership block from `file`.
+    fn read(file: &mut impl Read) -> Result<Self, String> {
+        let mut bytes = [0u8; HEADER_BYTES];
+        file.read_exact(&mut bytes).map_err(|e| format!("snapshot header: {e}"))?;
         let u64_at =
             |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
         let u32_at =
@@ -95,23 +118,42 @@ impl SnapshotHeader {
         if bytes[..8] != MAGIC {
             return Err("not a snapshot file (bad magic)".into());
         }
-        if crc32fast::hash(&bytes[..CRC_OFFSET]) != u32_at(CRC_OFFSET) {
+        let version = u32_at(8);
+        let block = match version {
+            VERSION => usize::try_from(u32_at(12)).unwrap_or(usize::MAX),
+            VERSION_1 => 0,
+            other => return Err(format!("snapshot format version {other} is not {VERSION}")),
+        };
+        if block > MEMBERSHIP_BYTES_MAX {
+            return Err(format!("snapshot header claims a membership of {block} bytes"));
+        }
+        let mut membership = vec![0u8; block];
+        file.read_exact(&mut membership).map_err(|e| format!("snapshot membership: {e}"))?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes[..CRC_OFFSET]);
+        crc.update(&membership);
+        if crc.finalize() != u32_at(CRC_OFFSET) {
             return Err("snapshot header fails its checksum".into());
         }
-        if u32_at(8) != VERSION {
-            return Err(format!("snapshot format version {} is not {VERSION}", u32_at(8)));
-        }
-        let count = usize::try_from(u32_at(12)).unwrap_or(usize::MAX);
-        if count > MEMBER_SLOTS {
-            return Err(format!("snapshot header lists {count} members"));
-        }
+        let membership = match version {
+            VERSION_1 => {
+                let count = usize::try_from(u32_at(12)).unwrap_or(usize::MAX);
+                if count > MEMBER_SLOTS_V1 {
+                    return Err(format!("snapshot header lists {count} members"));
+                }
+                let ids: Vec<u64> = (0..count).map(|slot| u64_at(72 + 8 * slot)).collect();
+                Membership::voters_only(&ids)
+            }
+            _ => Membership::decode(&membership)?,
+        };
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&bytes[40..72]);
         Ok(SnapshotHeader {
             meta: SnapshotMeta { index: u64_at(16), term: u64_at(24) },
-            members: (0..count).map(|slot| u64_at(72 + 8 * slot)).collect(),
+            membership,
             content_bytes: u64_at(32),
             hash,
+            version,
         })
     }
 
@@ -152,13 +194,21 @@ pub fn write(
     dir: &Path,
     txn: &ReadTxn,
     meta: SnapshotMeta,
-    members: &[NodeId],
+    membership: &Membership,
 ) -> Result<(PathBuf, SnapshotHeader), String> {
     let io = |what: &str, e: std::io::Error| format!("snapshot {what} in {}: {e}", dir.display());
     fs::create_dir_all(dir).map_err(|e| io("directory", e))?;
     let temp = dir.join(TEMP_NAME);
     let mut file = File::create(&temp).map_err(|e| io("create", e))?;
-    file.write_all(&[0u8; HEADER_BYTES]).map_err(|e| io("write", e))?;
+    let mut header = SnapshotHeader {
+        meta,
+        membership: membership.clone(),
+        content_bytes: 0,
+        hash: [0; 32],
+        version: VERSION,
+    };
+    // The real header, the same length, is written once the content is.
+    file.write_all(&header.encode()?).map_err(|e| io("write", e))?;
     let encoder =
         lz4_flex::frame::FrameEncoder::new(BufWriter::with_capacity(IO_BUFFER_BYTES, file));
     let mut hashing = Hashing { inner: encoder, hasher: Sha256::new(), bytes: 0 };
@@ -169,12 +219,8 @@ pub fn write(
         .map_err(|e| format!("snapshot compression: {e}"))?
         .into_inner()
         .map_err(|e| io("flush", e.into_error()))?;
-    let header = SnapshotHeader {
-        meta,
-        members: members.to_vec(),
-        content_bytes: bytes,
-        hash: hasher.finalize().into(),
-    };
+    header.content_bytes = bytes;
+    header.hash = hasher.finalize().into();
     file.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
     file.write_all(&header.encode()?).map_err(|e| io("write", e))?;
     file.sync_all().map_err(|e| io("sync", e))?;
@@ -186,10 +232,8 @@ pub fn write(
 
 /// Reads a file's header (without checking its content).
 pub fn read_header(path: &Path) -> Result<SnapshotHeader, String> {
-    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut bytes = [0u8; HEADER_BYTES];
-    file.read_exact(&mut bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    SnapshotHeader::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    SnapshotHeader::read(&mut BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Decompresses the snapshot at `path` into `out`, checking its length and
@@ -199,7 +243,7 @@ pub fn unpack(path: &Path, out: &mut dyn Write) -> Result<SnapshotHeader, String
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
     reader
-        .seek(SeekFrom::Start(HEADER_BYTES as u64))
+        .seek(SeekFrom::Start(header.content_offset()))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut decoder = lz4_flex::frame::FrameDecoder::new(reader).take(header.content_bytes + 1);
     let mut hashing = Hashing { inner: out, hasher: Sha256::new(), bytes: 0 };

@@ -146,7 +146,7 @@ impl EventLoop {
         };
         let meta = taken.1.meta;
         let store = self.raft.store_mut();
-        store.newest = Some(meta);
+        store.newest = Some((meta, taken.1.membership.clone()));
         store
             .compact(meta.index.saturating_sub(self.snapshots.margin))
             .map_err(|e| format!("WAL compaction: {e}"))?;
@@ -170,7 +170,7 @@ impl EventLoop {
         let (offers, others): (Vec<Message>, Vec<Message>) =
             messages.into_iter().partition(|m| matches!(m.body, Body::Snapshot { .. }));
         for offer in offers {
-            let Body::Snapshot { meta } = offer.body else { continue };
+            let Body::Snapshot { meta, .. } = offer.body else { continue };
             let file = self.snapshots.newest.as_ref().filter(|(_, h)| h.meta == meta);
             match file {
                 Some((path, _)) if self.snapshots.sending.insert(offer.to) => {
@@ -196,7 +196,9 @@ impl EventLoop {
             .map_err(|_| "the apply thread stopped".to_string())?;
         outcome.recv().map_err(|_| "the apply thread stopped".to_string())??;
         let store = self.raft.store_mut();
-        store.restore(meta).map_err(|e| format!("WAL after snapshot install: {e}"))?;
+        store
+            .restore(meta, header.membership.clone())
+            .map_err(|e| format!("WAL after snapshot install: {e}"))?;
         self.snapshots.last_index = meta.index;
         self.snapshots.last_wal_bytes = store.wal.bytes();
         self.snapshots.newest = Some((path, header));

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::raft::{Index, NodeId, Term};
+use crate::raft::{Index, Membership, NodeId, Term};
 
 /// A member's replication progress, as the leader sees it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub struct Status {
     pub wal_bytes: u64,
     /// On the leader: each member's match index.
     pub peers: Vec<PeerStatus>,
+    /// The membership in force on this node (shown as `members`).
+    #[serde(skip)]
+    pub membership: Membership,
 }
 
 /// How far the applied index may trail the commit index on a healthy node.

@@ -3,12 +3,16 @@
 
 use rdb_storage::wal::{self, Wal};
 
-use crate::raft::{Entry, EntryKind, HardState, Index, LogStore, SnapshotMeta, StoreError, Term};
+use crate::raft::{
+    Entry, EntryKind, HardState, Index, LogStore, Membership, SnapshotMeta, StoreError, Term,
+};
 
 /// The first payload byte of a record: what kind of entry follows.
 const KIND_NOOP: u8 = 0;
 /// See [`KIND_NOOP`].
 const KIND_NORMAL: u8 = 1;
+/// See [`KIND_NOOP`].
+const KIND_CONFIG: u8 = 2;
 
 /// Raft's stable log, on the WAL.
 ///
@@ -21,9 +25,9 @@ pub struct WalStore {
     pub(crate) wal: Wal,
     /// The last index Raft treats as compacted, and its term.
     pub(crate) floor: SnapshotMeta,
-    /// The newest snapshot on disk, sent to followers that need entries
-    /// below the floor.
-    pub(crate) newest: Option<SnapshotMeta>,
+    /// The newest snapshot on disk and the membership it records, sent to
+    /// followers that need entries below the floor.
+    pub(crate) newest: Option<(SnapshotMeta, Membership)>,
 }
 
 impl WalStore {
@@ -69,13 +73,17 @@ impl WalStore {
 
     /// The log after installing the leader's snapshot `meta`: everything up
     /// to it is gone, and entries continue after it.
-    pub fn restore(&mut self, meta: SnapshotMeta) -> rdb_storage::Result<()> {
+    pub fn restore(
+        &mut self,
+        meta: SnapshotMeta,
+        membership: Membership,
+    ) -> rdb_storage::Result<()> {
         if meta.index < self.wal.last_index() {
             self.wal.truncate_suffix(meta.index + 1)?;
         }
         self.wal.purge_prefix(meta.index)?;
         self.floor = meta;
-        self.newest = Some(meta);
+        self.newest = Some((meta, membership));
         Ok(())
     }
 }
@@ -85,6 +93,7 @@ fn to_record(entry: &Entry) -> wal::Entry {
     payload.push(match entry.kind {
         EntryKind::Noop => KIND_NOOP,
         EntryKind::Normal => KIND_NORMAL,
+        EntryKind::Config => KIND_CONFIG,
     });
     payload.extend_from_slice(&entry.data);
     wal::Entry { index: entry.index, term: entry.term, payload }
@@ -94,6 +103,7 @@ fn from_record(record: wal::Entry) -> Result<Entry, StoreError> {
     let kind = match record.payload.first() {
         Some(&KIND_NOOP) => EntryKind::Noop,
         Some(&KIND_NORMAL) => EntryKind::Normal,
+        Some(&KIND_CONFIG) => EntryKind::Config,
         _ => {
             return Err(StoreError::Fatal(format!("WAL record {} has no entry kind", record.index)))
         }
@@ -139,7 +149,7 @@ impl LogStore for WalStore {
         records.into_iter().map(from_record).collect()
     }
 
-    fn snapshot(&self) -> Result<SnapshotMeta, StoreError> {
-        self.newest.ok_or(StoreError::SnapshotUnavailable)
+    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
+        self.newest.clone().ok_or(StoreError::SnapshotUnavailable)
     }
 }

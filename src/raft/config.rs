@@ -1,6 +1,7 @@
 //! The settings of one Raft node, with the limits that bound its memory and
 //! its messages.
 
+use super::membership::Membership;
 use super::message::{Index, NodeId};
 
 /// Settings of one node. Times are in ticks; the node decides how long a
@@ -9,8 +10,11 @@ use super::message::{Index, NodeId};
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every member, this node included.
-    pub members: Vec<NodeId>,
+    /// The membership as of `applied` (from the state machine, or the
+    /// initial members of a new cluster). It may omit this node: a node
+    /// joining a cluster starts knowing no members and never campaigns
+    /// until a configuration entry makes it a voter.
+    pub membership: Membership,
     /// Ticks without a leader before an election; the actual timeout is
     /// drawn from `election_ticks..2 * election_ticks`.
     pub election_ticks: u32,
@@ -34,6 +38,8 @@ pub struct Config {
     pub uncommitted_entries_max: usize,
     /// Pending ReadIndex requests, beyond which `read_index` refuses.
     pub pending_reads_max: usize,
+    /// Entries a learner may lag the leader by and still be promoted.
+    pub promotion_lag_max: u64,
     /// The index the state machine has applied (from the state file).
     pub applied: Index,
     /// Seeds the election-timeout randomness (tests replay it).
@@ -41,11 +47,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for `id` among `members`.
+    /// Defaults for `id` among the voters `members`.
     pub fn new(id: NodeId, members: Vec<NodeId>) -> Self {
+        Self::with_membership(id, Membership::voters_only(&members))
+    }
+
+    /// Defaults for `id` in `membership`.
+    pub fn with_membership(id: NodeId, membership: Membership) -> Self {
         Config {
             id,
-            members,
+            membership,
             election_ticks: 10,
             heartbeat_ticks: 1,
             pre_vote: true,
@@ -55,6 +66,7 @@ impl Config {
             apply_bytes_max: 16 << 20,
             uncommitted_entries_max: 100_000,
             pending_reads_max: 100_000,
+            promotion_lag_max: 1_000,
             applied: 0,
             seed: id,
         }
@@ -64,15 +76,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.id == 0 {
             return Err("node id 0 is reserved".into());
-        }
-        if !self.members.contains(&self.id) {
-            return Err(format!("members {:?} do not include this node {}", self.members, self.id));
-        }
-        let mut sorted = self.members.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != self.members.len() || sorted.contains(&0) {
-            return Err(format!("members {:?} repeat an id or use 0", self.members));
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
             return Err("need 0 < heartbeat_ticks < election_ticks".into());

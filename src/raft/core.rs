@@ -8,12 +8,15 @@
 //! configured seed, so a simulation replays exactly.
 //!
 //! This file holds the state, the roles and the node-facing calls; `step.rs`
-//! the message handlers; `leader.rs` replication, commit and reads.
+//! the message handlers; `leader.rs` replication, commit and reads;
+//! `reconfig.rs` membership changes.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::config::Config;
 use super::log::RaftLog;
+use super::membership::{Membership, MembershipError};
+use super::membership_log::MembershipLog;
 use super::message::{Body, Entry, EntryKind, HardState, Index, Message, NodeId, Term};
 use super::progress::{is_lost, is_majority, Progress};
 use super::ready::{RaftError, ReadState, Ready};
@@ -70,6 +73,10 @@ pub struct Raft<S> {
     pub(super) leader: NodeId,
     /// The log.
     pub(super) log: RaftLog<S>,
+    /// The memberships in the log; the newest is in force.
+    pub(super) membership: MembershipLog,
+    /// The membership last handed out in a `Ready`.
+    prev_membership: Membership,
     /// Per member (self included) replication progress; leader only.
     pub(super) progress: BTreeMap<NodeId, Progress>,
     /// Votes received in the current (pre-)election.
@@ -115,7 +122,10 @@ impl<S: LogStore> Raft<S> {
         let applied = config.applied.max(snapshot.index);
         let committed = hard_state.commit.max(applied);
         let log = RaftLog::new(store, committed, applied)?;
+        let membership = recover_membership(&log, applied, config.membership.clone())?;
         let mut raft = Raft {
+            prev_membership: config.membership.clone(),
+            membership,
             rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
             config,
             term: hard_state.term,
@@ -202,14 +212,24 @@ impl<S: LogStore> Raft<S> {
         &self.config
     }
 
-    /// The members other than this node.
+    /// The members (voters and learners) other than this node.
     pub(super) fn peers(&self) -> Vec<NodeId> {
-        self.config.members.iter().copied().filter(|&id| id != self.config.id).collect()
+        self.membership.current().ids().filter(|&id| id != self.config.id).collect()
     }
 
-    /// Whether `id` is a member other than this node.
-    pub(super) fn is_peer(&self, id: NodeId) -> bool {
-        id != self.config.id && self.config.members.contains(&id)
+    /// The voters other than this node.
+    pub(super) fn voter_peers(&self) -> Vec<NodeId> {
+        self.membership.current().voters().filter(|&id| id != self.config.id).collect()
+    }
+
+    /// Whether `id` is a voter in the membership in force.
+    pub(super) fn is_voter(&self, id: NodeId) -> bool {
+        self.membership.current().is_voter(id)
+    }
+
+    /// The membership in force (the newest in the log).
+    pub fn membership(&self) -> &Membership {
+        self.membership.current()
     }
 
     /// One unit of time passed.
@@ -221,9 +241,26 @@ impl<S: LogStore> Raft<S> {
         }
         self.election_elapsed += 1;
         if self.election_elapsed >= self.election_timeout {
+            if !self.may_campaign() {
+                self.reset_election_timer();
+                return Ok(());
+            }
             return self.campaign(self.config.pre_vote, false);
         }
         Ok(())
+    }
+
+    /// Whether this node may stand for election: if it is a voter in the
+    /// newest membership it knows, or if that membership is not committed
+    /// yet and the committed one makes it a voter (a leader that removed
+    /// itself may still be needed to commit its removal, thesis §4.2.2; it
+    /// then counts only the new voters' votes). A learner, a joining node
+    /// and a node whose removal it knows committed never campaign.
+    pub(super) fn may_campaign(&self) -> bool {
+        let own = self.config.id;
+        self.is_voter(own)
+            || (self.membership.has_uncommitted(self.log.committed())
+                && self.membership.committed().is_voter(own))
     }
 
     /// Appends a command to the log; it is committed (or lost) later.
@@ -248,7 +285,7 @@ impl<S: LogStore> Raft<S> {
             return Err(RaftError::Busy);
         }
         let index = self.log.last_index() + 1;
-        self.log.append(vec![Entry { term: self.term, index, kind: EntryKind::Normal, data }]);
+        self.append_entries(vec![Entry { term: self.term, index, kind: EntryKind::Normal, data }])?;
         self.broadcast_append(false)?;
         Ok((index, self.term))
     }
@@ -281,24 +318,29 @@ impl<S: LogStore> Raft<S> {
         }
     }
 
-    /// Hands leadership to `to` once its log has caught up (thesis §3.10).
-    /// Proposals are refused meanwhile; the attempt lapses after an election
-    /// timeout.
-    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), RaftError> {
+    /// Hands leadership to voter `to` (0: the most caught-up other voter)
+    /// once its log has caught up (thesis §3.10). Proposals are refused
+    /// meanwhile; the attempt lapses after an election timeout. Returns the
+    /// voter chosen.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<NodeId, RaftError> {
         if self.role != Role::Leader {
             return Err(RaftError::NotLeader { leader: self.leader() });
         }
-        if !self.is_peer(to) {
-            return Err(RaftError::Invalid(format!("{to} is not another member")));
+        let to = if to == 0 { self.most_caught_up_voter() } else { to };
+        if to == self.config.id || !self.is_voter(to) {
+            return Err(RaftError::Membership(match self.membership.current().contains(to) {
+                true => MembershipError::Invalid(format!("{to} is not another voter")),
+                false => MembershipError::UnknownMember(to),
+            }));
         }
         self.transferee = to;
         self.election_elapsed = 0;
-        if self.progress[&to].match_index == self.log.last_index() {
+        if self.progress.get(&to).is_some_and(|p| p.match_index == self.log.last_index()) {
             self.send(to, Body::TimeoutNow);
         } else {
             self.send_append(to, true)?;
         }
-        Ok(())
+        Ok(to)
     }
 
     /// The node could not deliver a snapshot to `to`: probe again.
@@ -378,7 +420,11 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// Starts a (pre-)election; `transfer` bypasses voters' leader leases.
+    /// See `may_campaign` for who may.
     pub(super) fn campaign(&mut self, pre: bool, transfer: bool) -> Result<(), RaftError> {
+        if !self.may_campaign() {
+            return Ok(());
+        }
         let vote_term = if pre {
             self.role = Role::PreCandidate;
             self.set_leader(0);
@@ -398,23 +444,27 @@ impl<S: LogStore> Raft<S> {
             return self.win(pre);
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.peers() {
+        for peer in self.voter_peers() {
             let body = Body::Vote { pre, last_index, last_term, transfer };
             self.send_at(peer, vote_term, body);
         }
         Ok(())
     }
 
-    /// Whether the votes so far make a majority.
+    /// How many voters' answers in `votes` are `granted`.
+    fn voters_answering(&self, granted: bool) -> usize {
+        let membership = self.membership.current();
+        self.votes.iter().filter(|(&id, &g)| g == granted && membership.is_voter(id)).count()
+    }
+
+    /// Whether the votes so far make a majority of the voters.
     pub(super) fn election_won(&self) -> bool {
-        let yes = self.votes.values().filter(|&&granted| granted).count();
-        is_majority(yes, self.config.members.len())
+        is_majority(self.voters_answering(true), self.membership.current().voter_count())
     }
 
     /// Whether the votes so far rule a majority out.
     pub(super) fn election_lost(&self) -> bool {
-        let no = self.votes.values().filter(|&&granted| !granted).count();
-        is_lost(no, self.config.members.len())
+        is_lost(self.voters_answering(false), self.membership.current().voter_count())
     }
 
     /// A pre-election won leads to the election; an election to leadership.
@@ -436,18 +486,15 @@ impl<S: LogStore> Raft<S> {
         self.election_elapsed = 0;
         self.round = 0;
         let next = self.log.last_index() + 1;
-        for id in self.config.members.clone() {
-            let mut progress = Progress::new(next, self.config.inflight_max);
-            if id == self.config.id {
-                progress.match_index = self.log.persisted_index();
-                progress.recent_active = true;
-                progress.become_replicate();
-            }
-            self.progress.insert(id, progress);
-        }
+        let mut own = Progress::new(next, self.config.inflight_max);
+        own.match_index = self.log.persisted_index();
+        own.recent_active = true;
+        own.become_replicate();
+        self.progress.insert(self.config.id, own);
+        self.sync_progress();
         let index = self.log.last_index() + 1;
         let noop = Entry { term: self.term, index, kind: EntryKind::Noop, data: Vec::new() };
-        self.log.append(vec![noop]);
+        self.append_entries(vec![noop])?;
         self.broadcast_append(true)
     }
 
@@ -466,6 +513,7 @@ impl<S: LogStore> Raft<S> {
             || self.log.committed() > self.log.applied()
             || !self.reads_failed.is_empty()
             || self.reads_ready.iter().any(|read| read.index <= self.log.applied())
+            || *self.membership.current() != self.prev_membership
     }
 
     /// The work to do now (see [`Ready`] for the order). Committed entries
@@ -486,6 +534,11 @@ impl<S: LogStore> Raft<S> {
         let hard_state = self.hard_state();
         let changed = hard_state != self.prev_hard_state;
         self.prev_hard_state = hard_state;
+        self.membership.commit_to(self.log.committed());
+        let membership = (*self.membership.current() != self.prev_membership).then(|| {
+            self.prev_membership = self.membership.current().clone();
+            self.prev_membership.clone()
+        });
         Ok(Ready {
             hard_state: changed.then_some(hard_state),
             snapshot: self.log.unstable_snapshot(),
@@ -494,6 +547,7 @@ impl<S: LogStore> Raft<S> {
             committed,
             reads,
             reads_failed: std::mem::take(&mut self.reads_failed),
+            membership,
         })
     }
 
@@ -507,12 +561,35 @@ impl<S: LogStore> Raft<S> {
         }
         if self.role == Role::Leader {
             let persisted = self.log.persisted_index();
-            let own = self.progress.get_mut(&self.config.id).expect("leader tracks itself");
-            own.match_index = own.match_index.max(persisted);
-            if self.maybe_commit()? {
-                self.broadcast_append(true)?;
+            if let Some(own) = self.progress.get_mut(&self.config.id) {
+                own.match_index = own.match_index.max(persisted);
             }
+            self.commit_and_broadcast()?;
         }
         Ok(())
     }
+}
+
+/// The membership log at start: `base` is in force as of `applied`; every
+/// configuration entry after it in the store is too, newest last.
+fn recover_membership<S: LogStore>(
+    log: &RaftLog<S>,
+    applied: Index,
+    base: Membership,
+) -> Result<MembershipLog, RaftError> {
+    let mut memberships = MembershipLog::new(applied, base);
+    let (mut next, last) = (applied + 1, log.last_index());
+    while next <= last {
+        let entries = log.entries(next, last + 1, 1 << 20)?;
+        let Some(end) = entries.last().map(|entry| entry.index) else { break };
+        for entry in entries.iter().filter(|entry| entry.kind == EntryKind::Config) {
+            let membership = Membership::decode(&entry.data).map_err(|why| {
+                RaftError::Fatal(format!("configuration entry {} in the log: {why}", entry.index))
+            })?;
+            memberships.append(entry.index, membership);
+        }
+        next = end + 1;
+    }
+    memberships.commit_to(log.committed());
+    Ok(memberships)
 }

@@ -42,15 +42,21 @@ impl<S: LogStore> Raft<S> {
         Ok(())
     }
 
-    /// Whether a majority was heard from since the last check; resets the
-    /// marks for the next one.
+    /// Whether a majority of the voters was heard from since the last
+    /// check (this node counts if it is one); resets the marks for the next.
     fn quorum_active(&mut self) -> bool {
         let own = self.config.id;
-        let active = self.progress.iter().filter(|(&id, p)| id == own || p.recent_active).count();
+        let membership = self.membership.current();
+        let active = self
+            .progress
+            .iter()
+            .filter(|(&id, p)| membership.is_voter(id) && (id == own || p.recent_active))
+            .count();
+        let voters = membership.voter_count();
         for (&id, progress) in &mut self.progress {
             progress.recent_active = id == own;
         }
-        is_majority(active, self.config.members.len())
+        is_majority(active, voters)
     }
 
     /// Sends each follower what it lacks; with `even_if_empty`, an empty
@@ -69,7 +75,7 @@ impl<S: LogStore> Raft<S> {
         to: NodeId,
         even_if_empty: bool,
     ) -> Result<bool, RaftError> {
-        let progress = &self.progress[&to];
+        let Some(progress) = self.progress.get(&to) else { return Ok(false) };
         if progress.is_paused() {
             return Ok(false);
         }
@@ -99,12 +105,12 @@ impl<S: LogStore> Raft<S> {
 
     /// Sends the store's snapshot to `to`, if one is available now.
     fn send_snapshot(&mut self, to: NodeId) -> Result<bool, RaftError> {
-        let meta = match self.log.store().snapshot() {
-            Ok(meta) => meta,
+        let (meta, membership) = match self.log.store().snapshot() {
+            Ok(snapshot) => snapshot,
             Err(StoreError::SnapshotUnavailable) => return Ok(false),
             Err(error) => return Err(error.into()),
         };
-        self.send(to, Body::Snapshot { meta });
+        self.send(to, Body::Snapshot { meta, membership });
         self.progress.get_mut(&to).expect("peer tracked").become_snapshot(meta.index);
         Ok(true)
     }
@@ -115,7 +121,7 @@ impl<S: LogStore> Raft<S> {
             if !self.send_append(to, false)? {
                 break;
             }
-            if self.progress[&to].state != ProgressState::Replicate {
+            if self.progress.get(&to).is_none_or(|p| p.state != ProgressState::Replicate) {
                 break;
             }
         }
@@ -128,15 +134,33 @@ impl<S: LogStore> Raft<S> {
         self.round_due = false;
         let round = self.round;
         for peer in self.peers() {
-            let commit = self.progress[&peer].match_index.min(self.log.committed());
+            let Some(progress) = self.progress.get(&peer) else { continue };
+            let commit = progress.match_index.min(self.log.committed());
             self.send(peer, Body::Heartbeat { commit, round });
         }
     }
 
-    /// Commits what a majority holds, if it is of this term (§5.4.2).
-    /// Returns whether the commit index moved.
-    pub(super) fn maybe_commit(&mut self) -> Result<bool, RaftError> {
-        let mut matches: Vec<Index> = self.progress.values().map(|p| p.match_index).collect();
+    /// Commits what a majority holds, then tells the followers; a leader
+    /// whose removal has committed hands over and steps down (§4.2.2).
+    pub(super) fn commit_and_broadcast(&mut self) -> Result<(), RaftError> {
+        if self.maybe_commit()? {
+            self.broadcast_append(true)?;
+            self.leader_after_commit();
+        }
+        Ok(())
+    }
+
+    /// Commits what a majority of the voters holds, if it is of this term
+    /// (§5.4.2). Returns whether the commit index moved.
+    fn maybe_commit(&mut self) -> Result<bool, RaftError> {
+        let membership = self.membership.current();
+        let mut matches: Vec<Index> = membership
+            .voters()
+            .map(|id| self.progress.get(&id).map_or(0, |p| p.match_index))
+            .collect();
+        if matches.is_empty() {
+            return Ok(false);
+        }
         let index = quorum_index(&mut matches);
         if index <= self.log.committed() || self.log.term(index)? != self.term {
             return Ok(false);
@@ -169,13 +193,16 @@ impl<S: LogStore> Raft<S> {
     /// Releases the reads whose round a majority has answered.
     fn confirm_reads(&mut self) {
         let own = self.config.id;
+        let membership = self.membership.current().clone();
         while let Some(&read) = self.pending_reads.front() {
             let acks = self
                 .progress
                 .iter()
-                .filter(|(&id, p)| id == own || p.round_acked >= read.round)
+                .filter(|(&id, p)| {
+                    membership.is_voter(id) && (id == own || p.round_acked >= read.round)
+                })
                 .count();
-            if !is_majority(acks, self.config.members.len()) {
+            if !is_majority(acks, membership.voter_count()) {
                 break;
             }
             self.pending_reads.pop_front();
@@ -191,6 +218,8 @@ impl<S: LogStore> Raft<S> {
     pub(super) fn step_leader(&mut self, message: Message) -> Result<(), RaftError> {
         let from = message.from;
         match message.body {
+            // Answers from a node that is no longer (or not yet) a member.
+            _ if !self.progress.contains_key(&from) => Ok(()),
             Body::AppendResponse { reject, index, hint_index, hint_term } => {
                 self.progress.get_mut(&from).expect("peer tracked").recent_active = true;
                 if reject {
@@ -245,12 +274,15 @@ impl<S: LogStore> Raft<S> {
                 }
                 _ => {}
             }
-            if self.maybe_commit()? {
-                self.broadcast_append(true)?;
-            }
+            self.commit_and_broadcast()?;
+        }
+        if self.role != super::core::Role::Leader {
+            return Ok(()); // stepped down: its removal committed
         }
         self.send_while_possible(from)?;
-        if from == self.transferee && self.progress[&from].match_index == self.log.last_index() {
+        let caught_up =
+            self.progress.get(&from).is_some_and(|p| p.match_index == self.log.last_index());
+        if from == self.transferee && caught_up {
             self.send(from, Body::TimeoutNow);
         }
         Ok(())

@@ -6,6 +6,8 @@
 //! newer leader or election, and answers one from an older term only where
 //! the sender must learn that it is stale.
 
+use super::membership::Membership;
+
 /// Identifies a cluster member. Never 0 (0 means "nobody").
 pub type NodeId = u64;
 /// A Raft term. Term 0 precedes every election.
@@ -21,6 +23,9 @@ pub enum EntryKind {
     /// The empty entry a new leader appends so that it can commit entries of
     /// its term (§5.4.2, thesis §6.4).
     Noop,
+    /// A new membership (thesis §4.1), encoded by `Membership::encode`; in
+    /// force on every node from the moment it is appended to its log.
+    Config,
 }
 
 /// One log entry.
@@ -161,6 +166,8 @@ pub enum Body {
     Snapshot {
         /// Which snapshot.
         meta: SnapshotMeta,
+        /// The membership as of the snapshot's index.
+        membership: Membership,
     },
     /// Asks the receiver to start an election at once (leadership transfer,
     /// thesis §3.10).

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::membership::{Membership, MembershipError};
 use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
 
 /// One batch of work, in this order: persist `snapshot`, `entries` and
@@ -26,6 +27,9 @@ pub struct Ready {
     /// Read requests that can no longer be confirmed (leadership lost):
     /// answer them with "retry".
     pub reads_failed: Vec<u64>,
+    /// The membership in force, if it changed since the last batch (the
+    /// node connects to new members and drops removed ones).
+    pub membership: Option<Membership>,
 }
 
 impl Ready {
@@ -38,6 +42,7 @@ impl Ready {
             && self.committed.is_empty()
             && self.reads.is_empty()
             && self.reads_failed.is_empty()
+            && self.membership.is_none()
     }
 }
 
@@ -66,6 +71,8 @@ pub enum RaftError {
     Busy,
     /// The request itself is wrong (answer the client).
     Invalid(String),
+    /// A membership change that cannot be made now (answer the operator).
+    Membership(MembershipError),
     /// The log store failed: stop the node.
     Fatal(String),
 }
@@ -78,6 +85,7 @@ impl fmt::Display for RaftError {
             RaftError::Transferring => write!(f, "leadership transfer in progress"),
             RaftError::Busy => write!(f, "too many requests pending"),
             RaftError::Invalid(why) => write!(f, "invalid request: {why}"),
+            RaftError::Membership(why) => write!(f, "membership change refused: {why}"),
             RaftError::Fatal(why) => write!(f, "fatal: {why}"),
         }
     }

@@ -3,18 +3,23 @@
 //! what each role does with the rest.
 
 use super::core::{Raft, Role};
-use super::message::{Body, Entry, Index, Message, NodeId, SnapshotMeta, Term};
+use super::membership::Membership;
+use super::message::{Body, Entry, EntryKind, Index, Message, NodeId, SnapshotMeta, Term};
 use super::ready::{RaftError, ReadState};
 use super::store::{LogStore, StoreError};
 
 impl<S: LogStore> Raft<S> {
     /// Handles a message from a peer. A message not addressed to this node,
-    /// from a non-member, or malformed is refused with `Invalid` and changes
-    /// nothing; no message can make this panic.
+    /// from itself or from id 0, or malformed, is refused with `Invalid` and
+    /// changes nothing; no message can make this panic. Messages from
+    /// servers outside the membership this node knows are taken as any
+    /// other (a leader may already know a newer membership, and a joining
+    /// node knows none); their answers to a leader are ignored, and their
+    /// votes count only if they are voters.
     pub fn step(&mut self, message: Message) -> Result<(), RaftError> {
-        if message.to != self.config.id || !self.is_peer(message.from) {
+        if message.to != self.config.id || message.from == self.config.id || message.from == 0 {
             return Err(RaftError::Invalid(format!(
-                "message from {} to {} is not for member {}",
+                "message from {} to {} is not for node {}",
                 message.from, message.to, self.config.id
             )));
         }
@@ -144,9 +149,9 @@ impl<S: LogStore> Raft<S> {
                 self.send(from, Body::HeartbeatResponse { round });
                 Ok(())
             }
-            Body::Snapshot { meta } => {
+            Body::Snapshot { meta, membership } => {
                 self.heard_from_leader(from);
-                self.install_snapshot(from, meta);
+                self.install_snapshot(from, meta, membership);
                 Ok(())
             }
             Body::TimeoutNow => self.campaign(false, true),
@@ -211,7 +216,7 @@ impl<S: LogStore> Raft<S> {
             // Entries already held stay; from the first conflict on, the
             // leader's replace ours (§5.3).
             let mut entries = entries;
-            self.log.append(entries.split_off(held));
+            self.append_entries(entries.split_off(held))?;
         }
         self.log.commit_to(commit.min(last_new));
         self.send(from, Body::accepted(last_new));
@@ -219,7 +224,7 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// Takes the leader's snapshot unless the log already covers it.
-    fn install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta) {
+    fn install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, membership: Membership) {
         let committed = self.log.committed();
         let index = if meta.index <= committed {
             committed
@@ -229,6 +234,7 @@ impl<S: LogStore> Raft<S> {
             meta.index
         } else {
             self.log.restore(meta);
+            self.membership.restore(meta.index, membership);
             meta.index
         };
         self.send(from, Body::accepted(index));
@@ -247,7 +253,7 @@ fn validate(message: &Message) -> Result<(), RaftError> {
         Body::Append { prev_index, entries, .. } => {
             check_entries(*prev_index, message.term, entries)
         }
-        Body::Snapshot { meta } if meta.term > message.term || meta.index >= INDEX_MAX => {
+        Body::Snapshot { meta, .. } if meta.term > message.term || meta.index >= INDEX_MAX => {
             Err(RaftError::Invalid(format!("peer {} sent snapshot {meta:?}", message.from)))
         }
         _ => Ok(()),
@@ -266,6 +272,11 @@ fn check_entries(prev_index: Index, term: Term, entries: &[Entry]) -> Result<(),
                 "append after {prev_index} holds entry {} of term {} out of place",
                 entry.index, entry.term
             )));
+        }
+        if entry.kind == EntryKind::Config {
+            Membership::decode(&entry.data).map_err(|why| {
+                RaftError::Invalid(format!("configuration entry {}: {why}", entry.index))
+            })?;
         }
     }
     Ok(())

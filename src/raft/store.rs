@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use super::membership::Membership;
 use super::message::{count_within, Entry, HardState, Index, SnapshotMeta, Term};
 
 /// Why a store could not answer.
@@ -49,8 +50,9 @@ pub trait LogStore {
     /// Entries `lo..hi`, stopping early (but never before the first) once
     /// their sizes pass `max_bytes`.
     fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, StoreError>;
-    /// The newest snapshot, for sending to a follower.
-    fn snapshot(&self) -> Result<SnapshotMeta, StoreError>;
+    /// The newest snapshot, with the membership as of its index, for
+    /// sending to a follower.
+    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError>;
 }
 
 /// A log held in memory: what tests and the simulator persist into.
@@ -60,6 +62,8 @@ pub struct MemStore {
     pub hard_state: HardState,
     /// The snapshot the entries follow.
     pub snapshot: SnapshotMeta,
+    /// The membership as of the snapshot.
+    pub snapshot_membership: Membership,
     /// Entries `snapshot.index + 1 ..`.
     pub entries: Vec<Entry>,
 }
@@ -78,18 +82,20 @@ impl MemStore {
 
     /// Replaces the log with a snapshot: entries it covers go; entries after
     /// it stay only if the log agrees with it at its index.
-    pub fn apply_snapshot(&mut self, meta: SnapshotMeta) {
+    pub fn apply_snapshot(&mut self, meta: SnapshotMeta, membership: Membership) {
         if self.term(meta.index) == Ok(meta.term) {
-            self.compact(meta.index);
+            self.compact(meta.index, membership.clone());
         } else {
             self.entries.clear();
         }
         self.snapshot = meta;
+        self.snapshot_membership = membership;
         self.hard_state.commit = self.hard_state.commit.max(meta.index);
     }
 
-    /// Drops entries up to `index` (which must be held) into a snapshot.
-    pub fn compact(&mut self, index: Index) {
+    /// Drops entries up to `index` (which must be held) into a snapshot
+    /// whose membership is `membership`.
+    pub fn compact(&mut self, index: Index, membership: Membership) {
         if index <= self.snapshot.index {
             return;
         }
@@ -97,6 +103,7 @@ impl MemStore {
         let drop = usize::try_from(index - self.snapshot.index).expect("fits memory");
         self.entries.drain(..drop);
         self.snapshot = SnapshotMeta { index, term };
+        self.snapshot_membership = membership;
     }
 
     /// The entry at `index`, if held.
@@ -144,7 +151,7 @@ impl LogStore for MemStore {
         Ok(wanted[..count_within(wanted, 0, max_bytes)].to_vec())
     }
 
-    fn snapshot(&self) -> Result<SnapshotMeta, StoreError> {
-        Ok(self.snapshot)
+    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
+        Ok((self.snapshot, self.snapshot_membership.clone()))
     }
 }

@@ -5,7 +5,7 @@
 use capnp::Error;
 
 use super::raft_capnp::{entry, message};
-use crate::raft::{Body, Entry, EntryKind, Message};
+use crate::raft::{Body, Entry, EntryKind, Membership, Message};
 
 /// Writes `message` into `builder`.
 pub fn encode(message: &Message, mut builder: message::Builder<'_>) -> Result<(), Error> {
@@ -51,10 +51,11 @@ pub fn encode(message: &Message, mut builder: message::Builder<'_>) -> Result<()
             heartbeat.set_round(*round);
         }
         Body::HeartbeatResponse { round } => body.init_heartbeat_response().set_round(*round),
-        Body::Snapshot { meta } => {
+        Body::Snapshot { meta, membership } => {
             let mut offer = body.init_snapshot();
             offer.set_index(meta.index);
             offer.set_term(meta.term);
+            offer.set_membership(&membership.encode());
         }
         Body::TimeoutNow => {
             let mut body = body;
@@ -74,6 +75,7 @@ fn encode_entry(entry: &Entry, mut builder: entry::Builder<'_>) {
     builder.set_term(entry.term);
     builder.set_index(entry.index);
     builder.set_noop(entry.kind == EntryKind::Noop);
+    builder.set_config(entry.kind == EntryKind::Config);
     builder.set_data(&entry.data);
 }
 
@@ -123,7 +125,8 @@ pub fn decode(reader: message::Reader<'_>) -> Result<Message, Error> {
             let offer = offer?;
             let meta =
                 crate::raft::SnapshotMeta { index: offer.get_index(), term: offer.get_term() };
-            Body::Snapshot { meta }
+            let membership = Membership::decode(offer.get_membership()?).map_err(Error::failed)?;
+            Body::Snapshot { meta, membership }
         }
         Which::TimeoutNow(()) => Body::TimeoutNow,
         Which::ReadIndex(read) => Body::ReadIndex { ctx: read?.get_ctx() },
@@ -136,7 +139,12 @@ pub fn decode(reader: message::Reader<'_>) -> Result<Message, Error> {
 }
 
 fn decode_entry(reader: entry::Reader<'_>) -> Result<Entry, Error> {
-    let kind = if reader.get_noop() { EntryKind::Noop } else { EntryKind::Normal };
+    let kind = match (reader.get_noop(), reader.get_config()) {
+        (false, false) => EntryKind::Normal,
+        (true, false) => EntryKind::Noop,
+        (false, true) => EntryKind::Config,
+        (true, true) => return Err(Error::failed("an entry both no-op and config".into())),
+    };
     Ok(Entry {
         term: reader.get_term(),
         index: reader.get_index(),
@@ -169,13 +177,20 @@ mod tests {
             Body::Append {
                 prev_index: 4,
                 prev_term: 2,
-                entries: vec![entry(5, EntryKind::Noop, b""), entry(6, EntryKind::Normal, b"x")],
+                entries: vec![
+                    entry(5, EntryKind::Noop, b""),
+                    entry(6, EntryKind::Normal, b"x"),
+                    entry(7, EntryKind::Config, &Membership::voters_only(&[1, 2]).encode()),
+                ],
                 commit: 4,
             },
             Body::AppendResponse { reject: true, index: 7, hint_index: 5, hint_term: 1 },
             Body::Heartbeat { commit: 11, round: 12 },
             Body::HeartbeatResponse { round: 12 },
-            Body::Snapshot { meta: SnapshotMeta { index: 100, term: 4 } },
+            Body::Snapshot {
+                meta: SnapshotMeta { index: 100, term: 4 },
+                membership: Membership::voters_only(&[1, 2, 3]),
+            },
             Body::TimeoutNow,
             Body::ReadIndex { ctx: 77 },
             Body::ReadIndexResponse { ctx: 77, index: 12 },

@@ -11,13 +11,22 @@
 //! Each pair of members shares one TCP connection: the member with the lower
 //! id dials, introduces itself with `hello`, and both ends then call the
 //! other's `Peer` capability on it. A dialer reconnects with exponential
-//! backoff. A connection that sends something undecodable, claims to be
-//! someone else, or does not introduce itself in time is closed; a call that
-//! takes longer than [`CALL_TIMEOUT`] closes its connection too, so a peer
-//! that stalls is redialed rather than waited on forever.
+//! backoff. The higher id dials as well once no connection has come for
+//! [`FALLBACK_DIAL_AFTER`]: a node joining the cluster knows no one, so if
+//! its id is the lower, only the other side can connect. A connection that
+//! sends something undecodable, claims to be someone else, or does not
+//! introduce itself in time is closed; a call that takes longer than
+//! [`CALL_TIMEOUT`] closes its connection too, so a peer that stalls is
+//! redialed rather than waited on forever.
+//!
+//! The members change at run time: the event loop hands every new
+//! membership to [`PeerTransport::set_membership`], and the RPC thread
+//! starts dialing new members and closes its connections to removed ones.
 
 mod codec;
+mod connect;
 mod links;
+mod outbound;
 #[rustfmt::skip]
 #[allow(clippy::all, clippy::pedantic, clippy::unimplemented, missing_docs, unused_qualifications, dead_code)]
 pub mod raft_capnp;
@@ -34,7 +43,7 @@ use futures::FutureExt;
 
 use crate::kv::Reply;
 use crate::node::{ForwardError, Forwarder, NodeHandle, Transport};
-use crate::raft::{Message, NodeId};
+use crate::raft::{Membership, Message, NodeId, MEMBERS_MAX};
 
 pub use codec::{decode, encode};
 pub use transfer::{CHUNK_BYTES, CHUNK_BYTES_MAX};
@@ -63,16 +72,22 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// The longest pause between dials.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long the member with the higher id waits for the lower one to
+/// connect before it dials itself.
+pub const FALLBACK_DIAL_AFTER: Duration = Duration::from_secs(3);
+/// Peers with a send queue at once, at most (members and the leader of a
+/// cluster this node is joining).
+pub const PEER_QUEUES_MAX: usize = 2 * MEMBERS_MAX;
+/// Control messages queued for the RPC thread, at most.
+pub const CONTROL_QUEUE_LEN_MAX: usize = 256;
 
-/// Where this member listens and where the others are.
+/// Where this member listens.
 #[derive(Debug, Clone)]
 pub struct RpcConfig {
     /// This member.
     pub id: NodeId,
     /// The address peers reach this member at.
     pub listen: SocketAddr,
-    /// Every member's address, this one's included.
-    pub members: BTreeMap<NodeId, SocketAddr>,
     /// A name shared by the cluster; a peer with another name is refused.
     pub cluster: String,
     /// Bytes per snapshot chunk sent (at most [`transfer::CHUNK_BYTES_MAX`]).
@@ -81,15 +96,42 @@ pub struct RpcConfig {
     pub tls: Option<std::sync::Arc<crate::tls::TlsState>>,
 }
 
+/// What the event loop tells the RPC thread.
+#[derive(Debug)]
+enum Control {
+    /// Send the messages queued here to this peer.
+    Queue(NodeId, mpsc::Receiver<Message>),
+    /// The members and their peer addresses (this node's own included when
+    /// it is a member).
+    Members(BTreeMap<NodeId, SocketAddr>),
+}
+
 /// Outgoing Raft messages, queued per peer, and snapshot transfers.
 #[derive(Debug)]
 pub struct PeerTransport {
-    /// One bounded queue per peer.
+    /// One bounded queue per peer, made when first needed.
     queues: HashMap<NodeId, mpsc::Sender<Message>>,
+    /// New queues and memberships for the RPC thread.
+    control: mpsc::Sender<Control>,
     /// Snapshot transfers for the RPC thread.
     transfers: mpsc::Sender<transfer::TransferJob>,
     /// Told when a transfer cannot even be queued.
     node: NodeHandle,
+}
+
+impl PeerTransport {
+    /// The queue to `to`, made (and handed to the RPC thread) if needed.
+    fn queue(&mut self, to: NodeId) -> Option<&mut mpsc::Sender<Message>> {
+        if !self.queues.contains_key(&to) {
+            if self.queues.len() >= PEER_QUEUES_MAX {
+                return None;
+            }
+            let (sender, receiver) = mpsc::channel(PEER_QUEUE_LEN_MAX);
+            self.control.try_send(Control::Queue(to, receiver)).ok()?;
+            self.queues.insert(to, sender);
+        }
+        self.queues.get_mut(&to)
+    }
 }
 
 impl Transport for PeerTransport {
@@ -102,9 +144,30 @@ impl Transport for PeerTransport {
 
     fn send(&mut self, messages: Vec<Message>) {
         for message in messages {
-            if let Some(queue) = self.queues.get_mut(&message.to) {
+            if let Some(queue) = self.queue(message.to) {
                 let _ = queue.try_send(message);
             }
+        }
+    }
+
+    fn set_membership(&mut self, membership: &Membership) {
+        let mut addresses = BTreeMap::new();
+        for member in membership.members() {
+            match member.peer.parse::<SocketAddr>() {
+                Ok(addr) => {
+                    addresses.insert(member.id, addr);
+                }
+                Err(_) => log::warn!(
+                    "member {} has no usable peer address ({:?}); it cannot be dialed",
+                    member.id,
+                    member.peer
+                ),
+            }
+        }
+        // Queues to removed members end (their send loops with them).
+        self.queues.retain(|id, _| membership.contains(*id));
+        if self.control.try_send(Control::Members(addresses)).is_err() {
+            log::error!("the RPC thread did not take the new membership");
         }
     }
 }
@@ -114,7 +177,9 @@ impl Transport for PeerTransport {
 struct ForwardJob {
     /// The member to ask.
     to: NodeId,
-    /// The POST /command body.
+    /// Empty for POST /command, else "METHOD /admin/...".
+    target: String,
+    /// The request body.
     request: Vec<u8>,
     /// The answer.
     reply: oneshot::Sender<Result<Reply, ForwardError>>,
@@ -131,10 +196,11 @@ impl Forwarder for PeerForwarder {
     fn forward(
         &self,
         to: NodeId,
+        target: String,
         request: Vec<u8>,
     ) -> BoxFuture<'static, Result<Reply, ForwardError>> {
         let (reply, answer) = oneshot::channel();
-        let queued = self.jobs.clone().try_send(ForwardJob { to, request, reply });
+        let queued = self.jobs.clone().try_send(ForwardJob { to, target, request, reply });
         async move {
             if queued.is_err() {
                 return Err(ForwardError::NotSent("too many requests are being forwarded".into()));
@@ -155,23 +221,19 @@ pub fn start(
 ) -> Result<(PeerTransport, PeerForwarder), String> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen for peers on {}: {e}", config.listen))?;
-    let mut queues = HashMap::new();
-    let mut receivers = Vec::new();
-    for (&id, &addr) in &config.members {
-        if id != config.id {
-            let (sender, receiver) = mpsc::channel(PEER_QUEUE_LEN_MAX);
-            queues.insert(id, sender);
-            receivers.push((id, addr, receiver));
-        }
-    }
+    let (control, control_receiver) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
     let (jobs, job_receiver) = mpsc::channel(FORWARD_QUEUE_LEN_MAX);
     let (transfers, transfer_receiver) = mpsc::channel(transfer::TRANSFER_QUEUE_LEN_MAX);
     let rpc_node = node.clone();
+    let channels = links::Channels {
+        control: control_receiver,
+        jobs: job_receiver,
+        transfers: transfer_receiver,
+    };
     std::thread::Builder::new()
         .name(format!("rdb-rpc-{}", config.id))
-        .spawn(move || {
-            links::run(&config, rpc_node, listener, receivers, job_receiver, transfer_receiver);
-        })
+        .spawn(move || links::run(&config, rpc_node, listener, channels))
         .map_err(|e| format!("cannot start the RPC thread: {e}"))?;
-    Ok((PeerTransport { queues, transfers, node }, PeerForwarder { jobs }))
+    let transport = PeerTransport { queues: HashMap::new(), control, transfers, node };
+    Ok((transport, PeerForwarder { jobs }))
 }

@@ -38,19 +38,30 @@ impl PeerServer {
         if cluster != self.links.cluster {
             return Err(self.refuse(format!("peer from cluster {cluster:?}")));
         }
-        let Some(address) = self.links.members.get(&from).filter(|_| from < self.links.id) else {
-            return Err(self.refuse(format!(
-                "hello from {from}, which is not a member that dials {}",
-                self.links.id
-            )));
-        };
-        if let Some(certificate) = &self.conn.certificate {
-            if !crate::tls::names_ip(certificate, address.ip()) {
-                return Err(self.refuse(format!(
-                    "hello from {from}, whose certificate does not name member {from}'s \
-                     address {}",
-                    address.ip()
-                )));
+        if from == self.links.id || from == 0 {
+            return Err(self.refuse(format!("hello from {from}, which is this node or no one")));
+        }
+        let address = self.links.members.borrow().get(&from).copied();
+        match address {
+            Some(address) => {
+                if let Some(certificate) = &self.conn.certificate {
+                    if !crate::tls::names_ip(certificate, address.ip()) {
+                        return Err(self.refuse(format!(
+                            "hello from {from}, whose certificate does not name member {from}'s \
+                             address {}",
+                            address.ip()
+                        )));
+                    }
+                }
+            }
+            // A node that is not a member itself (joining, or removed) cannot
+            // tell its peers apart: it takes any peer of the cluster (with
+            // TLS, one whose certificate the cluster CA signed).
+            None if !self.links.is_member() => {}
+            None => {
+                return Err(
+                    self.refuse(format!("hello from {from}, which is not a member of the cluster"))
+                )
             }
         }
         if self.conn.peer.get().is_some() {
@@ -110,8 +121,16 @@ impl peer::Server for PeerServer {
         mut results: peer::ForwardResults,
     ) -> Result<(), Error> {
         self.peer()?;
-        let request = params.get()?.get_request()?.to_vec();
-        let reply = self.links.node.execute(&request, true).await;
+        let params = params.get()?;
+        let request = params.get_request()?.to_vec();
+        let target = params.get_target()?.to_str().map_err(|e| Error::failed(e.to_string()))?;
+        let reply = match target.split_once(' ') {
+            None if target.is_empty() => self.links.node.execute(&request, true).await,
+            Some((method, path)) if path.starts_with("/admin/") => {
+                self.links.node.admin(method, path, &request, true).await
+            }
+            _ => return Err(self.refuse(format!("a forwarded request to {target:?}"))),
+        };
         let mut answer = results.get();
         answer.set_status(reply.status);
         answer.set_body(&reply.body_bytes());

@@ -70,7 +70,7 @@ pub(super) async fn transfer_loop(links: Rc<Links>, mut jobs: mpsc::Receiver<Tra
 }
 
 async fn send_file(links: &Links, job: &TransferJob) -> Result<u64, String> {
-    let Body::Snapshot { meta } = job.message.body else {
+    let Body::Snapshot { meta, .. } = job.message.body else {
         return Err("not a snapshot offer".into());
     };
     let remote = links.remote(job.message.to).ok_or("no connection")?;
@@ -220,7 +220,7 @@ async fn finish(links: &Links, whole: Incoming, dir: PathBuf) -> Result<bool, St
         from: whole.from,
         to: links.id,
         term: whole.term,
-        body: Body::Snapshot { meta: whole.meta },
+        body: Body::Snapshot { meta: whole.meta, membership: header.membership.clone() },
     };
     links.node.snapshot_received(target, header, message);
     Ok(true)

@@ -10,7 +10,8 @@
 //! of ticks.
 //!
 //! Scenario tests use the same verbs a script would: `tick`, `deliver_all`,
-//! `propose`, `partition`, `heal`, `crash`, `restart`, `transfer`.
+//! `propose`, `partition`, `heal`, `crash`, `restart`, `transfer`,
+//! `add_server` and `change` (membership).
 
 mod checker;
 mod network;
@@ -24,6 +25,7 @@ pub use self::network::{Envelope, Network, IN_FLIGHT_MAX};
 pub use self::node::{proposal_data, PendingProposal, SimNode};
 pub use self::random::Faults;
 use super::core::{splitmix64, Role};
+use super::membership::{Membership, MembershipChange};
 use super::message::{Index, NodeId};
 use super::ready::RaftError;
 
@@ -69,6 +71,8 @@ pub struct Stats {
     pub reads: u64,
     /// Crashes injected.
     pub crashes: u64,
+    /// Membership changes proposed and accepted by a leader.
+    pub changes: u64,
     /// Highest term reached.
     pub term_max: u64,
 }
@@ -84,8 +88,10 @@ pub struct Cluster {
     pub checker: Checker,
     /// The run's random source.
     pub rng: Rng,
-    /// The member ids.
+    /// Every server's id (members, joining and removed ones alike).
     members: Vec<NodeId>,
+    /// How many servers the cluster started with.
+    pub initial_size: usize,
     /// The seed, for restarts.
     seed: u64,
     /// Acknowledged proposals: index -> client id.
@@ -97,15 +103,18 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// `size` fresh nodes with ids 1..=size.
+    /// `size` fresh nodes with ids 1..=size, all voters.
     pub fn new(size: u64, seed: u64) -> Self {
         let members: Vec<NodeId> = (1..=size).collect();
-        let nodes = members.iter().map(|&id| (id, SimNode::new(id, &members, seed))).collect();
+        let membership = Membership::voters_only(&members);
+        let nodes =
+            members.iter().map(|&id| (id, SimNode::new(id, membership.clone(), seed))).collect();
         Cluster {
             nodes,
             network: Network::default(),
             checker: Checker::default(),
             rng: Rng::new(seed),
+            initial_size: members.len(),
             members,
             seed,
             acked: BTreeMap::new(),
@@ -247,22 +256,57 @@ impl Cluster {
 
     /// Restarts node `id` from its disk (if crashed).
     pub fn restart(&mut self, id: NodeId) -> Result<(), String> {
-        let members = self.members.clone();
         let node = self.nodes.get_mut(&id).expect("member");
         if node.raft.is_none() {
-            node.start(&members, self.seed);
+            node.start(self.seed);
             self.drive(id)?;
         }
         Ok(())
     }
 
-    /// Asks leader `from` to hand over to `to`.
-    pub fn transfer(&mut self, from: NodeId, to: NodeId) -> Result<(), String> {
-        if let Some(raft) = self.nodes.get_mut(&from).and_then(|n| n.raft.as_mut()) {
-            let _ = raft.transfer_leader(to);
-            self.drive(from)?;
+    /// Starts a new server `id` with an empty disk that knows no members
+    /// (`rdb serve --join`); a leader must add it.
+    pub fn add_server(&mut self, id: NodeId) {
+        if !self.nodes.contains_key(&id) {
+            self.nodes.insert(id, SimNode::new(id, Membership::default(), self.seed));
+            self.members.push(id);
         }
-        Ok(())
+    }
+
+    /// Asks node `at` (the leader, if it is one) for a membership change:
+    /// the entry's index, or why Raft refused (Err only if the node failed).
+    pub fn change(
+        &mut self,
+        at: NodeId,
+        change: &MembershipChange,
+    ) -> Result<Result<Index, RaftError>, String> {
+        let Some(raft) = self.nodes.get_mut(&at).and_then(|n| n.raft.as_mut()) else {
+            return Ok(Err(RaftError::NotLeader { leader: None }));
+        };
+        match raft.propose_membership(change) {
+            Ok((index, _)) => {
+                self.stats.changes += 1;
+                self.drive(at)?;
+                Ok(Ok(index))
+            }
+            Err(RaftError::Fatal(why)) => Err(format!("node {at}: change: {why}")),
+            Err(error) => Ok(Err(error)),
+        }
+    }
+
+    /// Asks leader `from` to hand over to `to` (0: the most caught-up
+    /// voter): the voter chosen, or why not (Err only if the node failed).
+    pub fn transfer(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<Result<NodeId, RaftError>, String> {
+        let Some(raft) = self.nodes.get_mut(&from).and_then(|n| n.raft.as_mut()) else {
+            return Ok(Err(RaftError::NotLeader { leader: None }));
+        };
+        let chosen = raft.transfer_leader(to);
+        self.drive(from)?;
+        Ok(chosen)
     }
 
     /// Compacts node `id`'s log up to what it applied.
@@ -282,8 +326,13 @@ impl Cluster {
             .map(|raft| raft.id())
     }
 
-    /// The member ids.
+    /// Every server's id (members or not).
     pub fn members(&self) -> &[NodeId] {
         &self.members
+    }
+
+    /// The membership in force on node `id`, if it runs.
+    pub fn membership_of(&self, id: NodeId) -> Option<&Membership> {
+        self.nodes.get(&id).and_then(|n| n.raft.as_ref()).map(|raft| raft.membership())
     }
 }

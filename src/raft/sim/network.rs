@@ -3,18 +3,21 @@
 
 use std::collections::BTreeSet;
 
+use super::super::membership::Membership;
 use super::super::message::{Message, NodeId, SnapshotMeta};
 
 /// Most messages in flight; past it the oldest is lost (a full queue).
 pub const IN_FLIGHT_MAX: usize = 4096;
 
 /// A machine state that travels beside a snapshot message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotState {
     /// Which snapshot.
     pub meta: SnapshotMeta,
     /// The state machine's hash at `meta.index`.
     pub state_hash: u64,
+    /// The membership the state machine had applied at `meta.index`.
+    pub membership: Membership,
 }
 
 /// A message on its way.

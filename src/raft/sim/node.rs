@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use super::super::config::Config;
 use super::super::core::{Raft, Role};
-use super::super::message::{Body, Index, NodeId, Term};
+use super::super::membership::Membership;
+use super::super::message::{Body, EntryKind, Index, NodeId, Term};
 use super::super::ready::Ready;
 use super::super::store::{LogStore, MemStore};
 use super::checker::{data_hash, Checker};
@@ -40,6 +41,9 @@ pub struct SimNode {
     pub disk: MemStore,
     /// The state machine: the index applied up to and its running hash.
     pub state: (Index, u64),
+    /// The membership the state machine has applied (what the real node
+    /// keeps in its state file).
+    pub applied_membership: Membership,
     /// The state at the disk's snapshot.
     pub snapshot: SnapshotState,
     /// A snapshot received from the leader, not yet installed.
@@ -66,14 +70,17 @@ pub struct Outcome {
 }
 
 impl SimNode {
-    /// A node with an empty disk, started.
-    pub fn new(id: NodeId, members: &[NodeId], seed: u64) -> Self {
+    /// A node with an empty disk whose cluster starts as `membership`
+    /// (empty for a node joining an existing cluster), started.
+    pub fn new(id: NodeId, membership: Membership, seed: u64) -> Self {
+        let disk = MemStore { snapshot_membership: membership.clone(), ..MemStore::default() };
         let mut node = SimNode {
             id,
             raft: None,
-            disk: MemStore::default(),
+            disk,
             state: (0, 0),
-            snapshot: SnapshotState { meta: Default::default(), state_hash: 0 },
+            applied_membership: membership.clone(),
+            snapshot: SnapshotState { meta: Default::default(), state_hash: 0, membership },
             incoming: None,
             proposals: BTreeMap::new(),
             reads: BTreeMap::new(),
@@ -81,19 +88,20 @@ impl SimNode {
             commit_seen: 0,
             starts: 0,
         };
-        node.start(members, seed);
+        node.start(seed);
         node
     }
 
     /// Starts the node from its disk: the state machine from the snapshot.
-    pub fn start(&mut self, members: &[NodeId], seed: u64) {
+    pub fn start(&mut self, seed: u64) {
         self.starts += 1;
-        let mut config = Config::new(self.id, members.to_vec());
+        let mut config = Config::with_membership(self.id, self.snapshot.membership.clone());
         config.seed = seed ^ self.id.rotate_left(32) ^ self.starts.rotate_left(48);
         config.applied = self.snapshot.meta.index;
         config.inflight_max = 8;
         config.message_bytes_max = 256;
         self.state = (self.snapshot.meta.index, self.snapshot.state_hash);
+        self.applied_membership = self.snapshot.membership.clone();
         self.commit_seen = self.disk.hard_state.commit;
         let raft = Raft::new(config, self.disk.clone()).expect("a valid configuration");
         self.raft = Some(raft);
@@ -137,10 +145,11 @@ impl SimNode {
             let incoming = self.incoming.take().filter(|s| s.meta == meta).ok_or_else(|| {
                 format!("node {}: asked to install snapshot {meta:?} it never received", self.id)
             })?;
-            raft.store_mut().apply_snapshot(meta);
-            self.disk.apply_snapshot(meta);
-            self.snapshot = incoming;
+            raft.store_mut().apply_snapshot(meta, incoming.membership.clone());
+            self.disk.apply_snapshot(meta, incoming.membership.clone());
             self.state = (meta.index, incoming.state_hash);
+            self.applied_membership = incoming.membership.clone();
+            self.snapshot = incoming;
         }
         if let Some(first) = ready.entries.first() {
             let mut prev_term = self.disk.term(first.index - 1).unwrap_or(0);
@@ -166,7 +175,8 @@ impl SimNode {
     /// Puts the ready's messages on the network.
     fn send(&self, ready: &Ready, network: &mut Network) {
         for message in &ready.messages {
-            let snapshot = matches!(message.body, Body::Snapshot { .. }).then_some(self.snapshot);
+            let snapshot =
+                matches!(message.body, Body::Snapshot { .. }).then(|| self.snapshot.clone());
             network.send(Envelope { message: message.clone(), snapshot });
         }
     }
@@ -187,6 +197,11 @@ impl SimNode {
             }
             checker.applied(self.id, entry)?;
             self.state = (entry.index, self.state.1.rotate_left(5) ^ data_hash(entry));
+            if entry.kind == EntryKind::Config {
+                self.applied_membership = Membership::decode(&entry.data).map_err(|why| {
+                    format!("node {}: applies entry {}: {why}", self.id, entry.index)
+                })?;
+            }
             if let Some(proposal) = self.proposals.remove(&entry.index) {
                 if proposal.term == entry.term && entry.data == proposal.id.to_le_bytes() {
                     outcome.acked.push((entry.index, proposal.id));
@@ -235,6 +250,23 @@ impl SimNode {
         Ok(())
     }
 
+    /// One line on the node: id, role, term, log, membership, applied.
+    pub fn describe(&self) -> String {
+        match &self.raft {
+            None => format!("{} crashed", self.id),
+            Some(raft) => format!(
+                "{} {:?} term {} last {} commit {} applied {} membership {}",
+                self.id,
+                raft.role(),
+                raft.term(),
+                raft.last_index(),
+                raft.committed(),
+                self.state.0,
+                raft.membership()
+            ),
+        }
+    }
+
     /// Folds the log up to the applied index into a snapshot.
     pub fn compact(&mut self) {
         let Some(raft) = self.raft.as_mut() else { return };
@@ -242,9 +274,13 @@ impl SimNode {
         if index <= self.disk.snapshot.index || index > self.disk.last_index() {
             return;
         }
-        raft.store_mut().compact(index);
-        self.disk.compact(index);
-        self.snapshot = SnapshotState { meta: self.disk.snapshot, state_hash: self.state.1 };
+        raft.store_mut().compact(index, self.applied_membership.clone());
+        self.disk.compact(index, self.applied_membership.clone());
+        self.snapshot = SnapshotState {
+            meta: self.disk.snapshot,
+            state_hash: self.state.1,
+            membership: self.applied_membership.clone(),
+        };
     }
 }
 

@@ -1,9 +1,14 @@
 //! Random runs: each step picks one action (deliver, lose, duplicate, tick,
-//! propose, read, partition, heal, crash, restart, transfer, compact) from
-//! the seed; then `settle` heals the cluster and checks liveness.
+//! propose, read, partition, heal, crash, restart, transfer, compact,
+//! membership change) from the seed; then `settle` heals the cluster and
+//! checks liveness.
 
+use super::super::membership::{Member, MemberRole, MembershipChange};
 use super::super::message::NodeId;
-use super::{Cluster, SETTLE_TICKS_MAX};
+use super::{Cluster, SimNode, SETTLE_TICKS_MAX};
+
+/// Servers a random run may add beyond the initial members.
+const EXTRA_SERVERS_MAX: usize = 2;
 
 /// How hostile a random run is. Each step picks an action; these are the
 /// chances, in percent, that the action turns into a fault.
@@ -21,11 +26,15 @@ pub struct Faults {
     /// Crashes may take down a majority (safety must hold; progress stops);
     /// otherwise at most a minority is down at once.
     pub crash_any: bool,
+    /// A picked membership step (1 % of steps) proposes a random change at
+    /// the leader: add a learner (a new server, or one removed before),
+    /// promote one, add a voter, or remove any member, the leader included.
+    pub membership: u64,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { loss: 5, duplicate: 3, partition: 20, crash: 10, crash_any: true }
+        Faults { loss: 5, duplicate: 3, partition: 20, crash: 10, crash_any: true, membership: 100 }
     }
 }
 
@@ -56,6 +65,7 @@ impl Cluster {
             900..=929 => self.change_partition(faults),
             930..=959 => self.crash_or_restart(faults, id),
             960..=969 => self.transfer_randomly(id),
+            970..=979 if self.rng.chance(faults.membership) => self.change_randomly(),
             _ => self.tick_all(1),
         }
     }
@@ -136,9 +146,49 @@ impl Cluster {
     /// Asks the leader to hand over to `to`.
     fn transfer_randomly(&mut self, to: NodeId) -> Result<(), String> {
         match self.leader() {
-            Some(leader) if leader != to => self.transfer(leader, to),
+            Some(leader) if leader != to => self.transfer(leader, to).map(|_| ()),
             _ => Ok(()),
         }
+    }
+
+    /// Proposes a random membership change at the leader, if there is one.
+    fn change_randomly(&mut self) -> Result<(), String> {
+        let Some(leader) = self.leader() else { return Ok(()) };
+        let Some(membership) = self.membership_of(leader).cloned() else { return Ok(()) };
+        let pick = |rng: &mut super::Rng, ids: &[NodeId]| {
+            (!ids.is_empty()).then(|| ids[rng.below(ids.len())])
+        };
+        let change = match self.rng.below(4) {
+            0 | 1 => {
+                let outsiders: Vec<NodeId> =
+                    self.members().iter().copied().filter(|&id| !membership.contains(id)).collect();
+                let id = match pick(&mut self.rng, &outsiders) {
+                    Some(id) if self.rng.chance(50) => id,
+                    _ if self.members().len() < self.initial_size + EXTRA_SERVERS_MAX => {
+                        let id = self.members().iter().max().copied().unwrap_or(0) + 1;
+                        self.add_server(id);
+                        id
+                    }
+                    _ => return Ok(()),
+                };
+                let role =
+                    if self.rng.chance(80) { MemberRole::Learner } else { MemberRole::Voter };
+                let member = Member { id, role, peer: String::new(), client_url: String::new() };
+                MembershipChange::Add(member)
+            }
+            2 => {
+                let learners: Vec<NodeId> =
+                    membership.ids().filter(|&id| !membership.is_voter(id)).collect();
+                let Some(id) = pick(&mut self.rng, &learners) else { return Ok(()) };
+                MembershipChange::Promote(id)
+            }
+            _ => {
+                let ids: Vec<NodeId> = membership.ids().collect();
+                let Some(id) = pick(&mut self.rng, &ids) else { return Ok(()) };
+                MembershipChange::Remove(id)
+            }
+        };
+        self.change(leader, &change).map(|_| ())
     }
 
     /// Heals the network, restarts every node and runs with a reliable
@@ -161,17 +211,28 @@ impl Cluster {
                     }
                 }
             }
-            let done = self.nodes.values().all(|node| node.state.0 >= target)
-                && self.nodes.values().all(|node| node.state == self.nodes[&1].state);
-            if done && target > 0 {
+            if target > 0 && self.members_agree(target) {
                 return Ok(());
             }
             self.tick_all(1)?;
         }
-        let states: Vec<_> = self.nodes.values().map(|node| (node.id, node.state.0)).collect();
+        let nodes: Vec<String> = self.nodes.values().map(SimNode::describe).collect();
         Err(format!(
-            "liveness: after healing and {SETTLE_TICKS_MAX} ticks, applied {states:?}, \
-             acknowledged up to {target}"
+            "liveness: after healing and {SETTLE_TICKS_MAX} ticks, acknowledged up to {target}; \
+             nodes: {}",
+            nodes.join("; ")
         ))
+    }
+
+    /// Whether every member of the leader's membership has applied at
+    /// least `target`, all to the same state.
+    fn members_agree(&self, target: u64) -> bool {
+        let Some(membership) = self.leader().and_then(|l| self.membership_of(l)) else {
+            return false;
+        };
+        let states: Vec<_> =
+            membership.ids().filter_map(|id| self.nodes.get(&id)).map(|n| n.state).collect();
+        states.len() == membership.members().len()
+            && states.iter().all(|state| state.0 >= target && *state == states[0])
     }
 }
