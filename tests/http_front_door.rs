@@ -48,6 +48,88 @@ fn real_clients_get_answers() {
     error_bodies(port(leader));
     apache_bench(&cluster, port(follower));
     curl_http_1_0(port(follower));
+    hostile_heads(&cluster, port(leader));
+    bounded_resources(port(follower));
+}
+
+/// What a hostile or sloppy client sends: a Host that looks like a path, a
+/// lowercase method, bytes beyond ASCII, a body cut short.
+fn hostile_heads(cluster: &TestCluster, port: u16) {
+    // The path comes from the request target only; a Host with a path in
+    // it is refused, not routed.
+    let body = put_body("smuggle", "k", "v");
+    let mut conn = RawConn::open(port);
+    conn.send(
+        format!(
+            "POST /health HTTP/1.1\r\nHost: x/command#\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(conn.response().status, 400);
+    assert_eq!(value_of(cluster, 1, "smuggle", "k"), None, "nothing applied");
+    let mut conn = RawConn::open(port);
+    conn.send(b"GET /nope HTTP/1.0\r\nHost: x/status?\r\n\r\n");
+    assert_eq!(conn.response().status, 400);
+    // Method names are case-sensitive.
+    let mut conn = RawConn::open(port);
+    conn.send(b"get /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().status, 501);
+    // A header with bytes beyond ASCII is no reason to refuse a request.
+    let mut conn = RawConn::open(port);
+    conn.send(b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: caf\xc3\xa9\r\n\r\n");
+    assert_eq!(conn.response().status, 200);
+    // A body cut short by a client that half-closes is answered.
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut conn = RawConn::from_stream(stream.try_clone().expect("clone"));
+    conn.send(b"POST /command HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}");
+    stream.shutdown(std::net::Shutdown::Write).expect("half-close");
+    assert_eq!(conn.response().status, 400);
+}
+
+/// One client cannot take a node's memory or connections: bodies held at
+/// once are bounded (503 past the budget), and connections past the limit
+/// are answered 503 rather than closed unanswered.
+fn bounded_resources(port: u16) {
+    // 64 MiB of bodies at once at most: 1,024 bodies of 64 KiB (this
+    // cluster's --body-bytes-max) announced and not sent hold all of it;
+    // the next one does not fit.
+    let head = "POST /command HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n{";
+    let budget = rdb::http::BODY_BUDGET_BYTES / 65536;
+    let mut holding: Vec<RawConn> = (0..budget)
+        .map(|_| {
+            let mut conn = RawConn::open(port);
+            conn.send(head.as_bytes());
+            conn
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = RawConn::open(port);
+    refused.send(head.as_bytes());
+    let answer = refused.response();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    holding.clear();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut conn = RawConn::open(port);
+    conn.send(&post("HTTP/1.1", "", &put_body("budget", "k", "back")));
+    assert_eq!(conn.response().status, 200, "the budget is given back");
+
+    // 4,096 connections at most; the next is told 503.
+    let idle: Vec<std::net::TcpStream> = (0..rdb::http::HTTP_CONNECTIONS_MAX)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut over = RawConn::open(port);
+    over.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = over.response();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert!(answer.json()["error"].as_str().expect("error").contains("connections"));
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut conn = RawConn::open(port);
+    conn.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(conn.response().status, 200, "served again once they are gone");
 }
 
 fn http_1_0(cluster: &TestCluster, follower: u16, leader: u16) {

@@ -91,6 +91,11 @@ fn key_and_value_limits_are_settings_and_the_413_names_them() {
     );
     let range = r#"{"action":"range","payload":{"collection":"c","prefix":"123456789"}}"#;
     assert_eq!(refusal(range, &limits).expect("refused").0, 413);
+    // Paging past a key at the limit: start = that key followed by \u0000.
+    let page = r#"{"action":"range","payload":{"collection":"c","start":"12345678\u0000"}}"#;
+    assert_eq!(refusal(page, &limits), None);
+    let past = r#"{"action":"range","payload":{"collection":"c","start":"123456789\u0000"}}"#;
+    assert_eq!(refusal(past, &limits).expect("refused").0, 413);
     let cas = r#"{"action":"cas","payload":{"collection":"c","key":"k","expected":"12345678901234567","value":"v"}}"#;
     assert_eq!(refusal(cas, &limits).expect("refused").0, 413);
     // Up to the state file's own key limit when raised.
@@ -116,6 +121,8 @@ fn requests_are_checked_before_anything_is_proposed() {
         (json!({"action": "put", "payload": {"collection": "c", "value": ""}}), 400),
         (json!({"action": "put", "payload": {"collection": "c", "key": "", "value": "v"}}), 400),
         (json!({"action": "get", "payload": {"collection": "c"}}), 400),
+        (json!({"action": "put", "payload": {"collection": "c", "key": null, "value": "v"}}), 400),
+        (json!({"action": "get", "payload": {"collection": "c", "key": null}}), 400),
         (json!({"action": "range", "payload": {"collection": "c", "start": 5}}), 400),
         (json!({"action": "put", "payload": {"collection": "c".repeat(201), "value": "v"}}), 400),
         (

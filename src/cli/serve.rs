@@ -25,7 +25,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), String> {
     let mut rpc_config = config.rpc()?;
     rpc_config.tls = tls.clone();
     let (handle, event_loop) = node::open(node_config)?;
-    let http_listener = std::net::TcpListener::bind(config.http)
+    let http_listener = http::bind(config.http)
         .map_err(|e| format!("cannot listen for clients on {}: {e}", config.http))?;
     let (transport, forwarder) = rpc::start(rpc_config.clone(), handle.clone())?;
     handle.set_forwarder(Box::new(forwarder));

@@ -23,8 +23,8 @@ use crate::kv::Reply;
 use crate::node::NodeHandle;
 use crate::tls::TlsState;
 
-pub use h1::{HEADERS_MAX, HEAD_BYTES_MAX, IDLE_TIMEOUT};
-pub use listener::HTTP_CONNECTIONS_MAX;
+pub use h1::{BODY_TIMEOUT, HEADERS_MAX, HEAD_BYTES_MAX, HEAD_TIMEOUT, IDLE_TIMEOUT};
+pub use listener::{bind, ACCEPT_BACKLOG, BODY_BUDGET_BYTES, HTTP_CONNECTIONS_MAX};
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_S: &str = "1";
 
@@ -139,7 +139,8 @@ async fn health(request: Request<NodeHandle>) -> tide::Result {
         Reply {
             status: 503,
             body: serde_json::json!({"status": "unavailable", "id": status.id,
-                                     "leader": status.leader, "role": status.role,
+                                     "leader": status.leader, "term": status.term,
+                                     "role": status.role,
                                      "error": "no known leader, or applying too far behind"}),
         }
     };

@@ -153,8 +153,8 @@ impl Request {
         };
         let query = Query::Range {
             collection: payload.collection()?,
-            start: payload.key_like("start")?,
-            end: payload.key_like("end")?,
+            start: payload.bound("start")?,
+            end: payload.bound("end")?,
             prefix: payload.key_like("prefix")?,
             limit,
         };
@@ -226,6 +226,11 @@ impl Payload<'_> {
 
     /// The key, if given; an empty key is refused.
     fn key(&self) -> Result<Option<String>, Reply> {
+        if self.fields.get("key") == Some(&Value::Null) {
+            return Err(Reply::bad_request(
+                "\"key\" must be a string (leave it out to address the item by its value)",
+            ));
+        }
         let key = self.key_like("key")?;
         if key.as_deref() == Some("") {
             return Err(Reply::bad_request("\"key\" must not be empty"));
@@ -256,6 +261,12 @@ impl Payload<'_> {
     /// A key, or a bound or prefix of keys: at most `key_bytes_max`.
     fn key_like(&self, field: &str) -> Result<Option<String>, Reply> {
         self.optional_string(field, self.limits.key_bytes_max, "--key-bytes-max")
+    }
+
+    /// A range bound: a key, or one byte longer (the documented way to page
+    /// is to start after the last key returned, followed by `\u0000`).
+    fn bound(&self, field: &str) -> Result<Option<String>, Reply> {
+        self.optional_string(field, self.limits.key_bytes_max + 1, "--key-bytes-max, plus one")
     }
 
     /// A value: at most `value_bytes_max`.

@@ -42,7 +42,11 @@ pub struct RawConn {
 impl RawConn {
     /// Connects to 127.0.0.1:`port`.
     pub fn open(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        Self::from_stream(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    }
+
+    /// A client on a connected `stream`.
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
         RawConn { stream, buf: Vec::new() }
     }

@@ -9,17 +9,23 @@
 //! Every limit is checked before the bytes it guards are held: a request
 //! head is at most [`HEAD_BYTES_MAX`] with at most [`HEADERS_MAX`] fields
 //! (else 431), a body at most the configured `body_bytes_max` (else 413),
-//! and each wait for the client has a timeout.
+//! all bodies held at once at most a [`BodyBudget`] (else 503), and each
+//! wait for the client has a deadline: a head must arrive whole within
+//! [`HEAD_TIMEOUT`] of its first byte, a body within [`BODY_TIMEOUT`]
+//! (a client that trickles bytes is cut off like a silent one).
 //!
 //! Caveats: only the `chunked` transfer coding is understood (others are
 //! 501); chunk extensions and trailer fields are read and ignored; a request
 //! with both `Content-Length` and `Transfer-Encoding` is refused (400), as
 //! RFC 9112 §6.1 allows, because it is the shape of request smuggling.
 
-use std::io;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{AsyncRead, AsyncReadExt};
+
+use super::head::{parse_head, Framing, Head, Refusal};
 
 /// Bytes of a request head (request line and header fields), at most.
 pub const HEAD_BYTES_MAX: usize = 64 << 10;
@@ -27,58 +33,16 @@ pub const HEAD_BYTES_MAX: usize = 64 << 10;
 pub const HEADERS_MAX: usize = 100;
 /// Bytes of a chunk-size line (with its extensions), at most.
 const CHUNK_LINE_BYTES_MAX: usize = 4 << 10;
+/// Hex digits of a chunk size, at most (16 would pass 2^64).
+const CHUNK_SIZE_DIGITS_MAX: usize = 15;
 /// Bytes asked of the socket per read.
 const READ_BYTES: usize = 16 << 10;
 /// How long an idle keep-alive connection waits for a request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the rest of a request (head or body) may take once begun.
-pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a request says about its body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// `Content-Length: n` (no header: 0).
-    Length(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-}
-
-/// A parsed request head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    /// The method, as sent (a token).
-    pub method: String,
-    /// The request target, as sent.
-    pub target: String,
-    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
-    pub minor_version: u8,
-    /// Every header field, in order (names as sent, values ASCII).
-    pub headers: Vec<(String, String)>,
-    /// How the body is delimited.
-    pub framing: Framing,
-    /// Whether the client wants the connection kept after the response.
-    pub keep_alive: bool,
-    /// `Expect: 100-continue` on an HTTP/1.1 request with a body.
-    pub expect_continue: bool,
-    /// The `Host` header, if any.
-    pub host: Option<String>,
-}
-
-/// A request the server must refuse: answered with `status` and `message`,
-/// then the connection is closed (its framing can no longer be trusted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The HTTP status.
-    pub status: u16,
-    /// What was wrong, for the client.
-    pub message: String,
-}
-
-impl Refusal {
-    fn new(status: u16, message: impl Into<String>) -> Self {
-        Refusal { status, message: message.into() }
-    }
-}
+/// How long a request head may take, from its first byte to its end.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request body may take, whole.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why no request could be read.
 #[derive(Debug)]
@@ -92,6 +56,64 @@ pub enum ReadError {
 impl From<Refusal> for ReadError {
     fn from(refusal: Refusal) -> Self {
         ReadError::Refused(refusal)
+    }
+}
+
+/// The bytes of request bodies every connection of a node holds at once,
+/// at most: a body is refused with 503 rather than held past it.
+#[derive(Debug)]
+pub struct BodyBudget {
+    /// Bytes held now.
+    used: AtomicUsize,
+    /// The limit.
+    max: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(BodyBudget { used: AtomicUsize::new(0), max })
+    }
+
+    /// Takes `bytes` out of the budget until the reservation is dropped.
+    fn reserve(self: &Arc<Self>, bytes: usize) -> Option<Reservation> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let wanted = used.checked_add(bytes).filter(|&total| total <= self.max)?;
+            match self.used.compare_exchange(used, wanted, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Reservation { budget: self.clone(), bytes }),
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+/// Bytes of a [`BodyBudget`] held by one request.
+#[derive(Debug)]
+pub struct Reservation {
+    /// Where they go back.
+    budget: Arc<BodyBudget>,
+    /// How many.
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Adds `bytes` more, if the budget has them.
+    fn grow(&mut self, bytes: usize) -> bool {
+        match self.budget.reserve(bytes) {
+            Some(more) => {
+                self.bytes += more.bytes;
+                std::mem::forget(more);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 
@@ -115,13 +137,15 @@ impl<S: AsyncRead + Unpin> Reader<S> {
     }
 
     /// Reads the next request head, waiting up to [`IDLE_TIMEOUT`] for it
-    /// to begin.
+    /// to begin and [`HEAD_TIMEOUT`] for the rest.
     pub async fn read_head(&mut self) -> Result<Head, ReadError> {
+        let mut deadline = None;
         loop {
             // RFC 9112 §2.2: ignore empty lines before a request line.
             let blank = self.buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
             self.buf.drain(..blank);
             if !self.buf.is_empty() {
+                deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
                 let parsed = parse_head(&self.buf)?;
                 let used = parsed.as_ref().map_or(self.buf.len(), |(_, used)| *used);
                 if used > HEAD_BYTES_MAX {
@@ -133,8 +157,8 @@ impl<S: AsyncRead + Unpin> Reader<S> {
                     return Ok(head);
                 }
             }
-            let timeout = if self.buf.is_empty() { IDLE_TIMEOUT } else { REQUEST_READ_TIMEOUT };
-            if self.fill(timeout).await? == 0 {
+            let until = deadline.unwrap_or_else(|| Instant::now() + IDLE_TIMEOUT);
+            if self.fill(until).await? == 0 {
                 if self.buf.is_empty() {
                     return Err(ReadError::Gone);
                 }
@@ -145,31 +169,40 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         }
     }
 
-    /// Reads a whole body of `framing`, refusing (413) one over
-    /// `bytes_max`; `limit_name` names the setting in the refusal.
+    /// Reads a whole body of `framing`, refusing one over `bytes_max` (413;
+    /// `limit_name` names the setting) or one `budget` cannot hold (503).
+    /// The reservation keeps its bytes out of the budget until dropped.
     pub async fn read_body(
         &mut self,
         framing: Framing,
         bytes_max: usize,
         limit_name: &str,
-    ) -> Result<Vec<u8>, ReadError> {
+        budget: &Arc<BodyBudget>,
+    ) -> Result<(Vec<u8>, Reservation), ReadError> {
+        let deadline = Instant::now() + BODY_TIMEOUT;
         match framing {
             Framing::Length(length) => {
                 let length = usize::try_from(length).unwrap_or(usize::MAX);
                 if length > bytes_max {
                     return Err(too_large(&format!("{length} bytes"), bytes_max, limit_name).into());
                 }
+                let reservation = budget.reserve(length).ok_or_else(over_budget)?;
                 let mut body = Vec::with_capacity(length);
-                self.read_exact_into(&mut body, length).await?;
-                Ok(body)
+                self.read_exact_into(&mut body, length, deadline).await?;
+                Ok((body, reservation))
             }
-            Framing::Chunked => self.read_chunked(bytes_max, limit_name).await,
+            Framing::Chunked => {
+                let mut reservation = budget.reserve(0).ok_or_else(over_budget)?;
+                let body =
+                    self.read_chunked(bytes_max, limit_name, &mut reservation, deadline).await?;
+                Ok((body, reservation))
+            }
         }
     }
 
     /// Reads and discards up to `bytes` of body, so that a client still
     /// sending gets to read the answer; false if it stopped early.
-    pub async fn discard(&mut self, bytes: u64) -> bool {
+    pub async fn discard(&mut self, bytes: u64, deadline: Instant) -> bool {
         let mut left = bytes;
         loop {
             let taken = self.buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -178,7 +211,8 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             if left == 0 {
                 return true;
             }
-            if !matches!(self.fill(REQUEST_READ_TIMEOUT).await, Ok(n) if n > 0) {
+            self.buf.clear();
+            if !matches!(self.fill(deadline).await, Ok(n) if n > 0) {
                 return false;
             }
         }
@@ -188,49 +222,63 @@ impl<S: AsyncRead + Unpin> Reader<S> {
         &mut self,
         bytes_max: usize,
         limit_name: &str,
+        reservation: &mut Reservation,
+        deadline: Instant,
     ) -> Result<Vec<u8>, ReadError> {
         let mut body = Vec::new();
         loop {
-            let size = self.chunk_size().await?;
+            let size = self.chunk_size(deadline).await?;
             if size == 0 {
-                self.skip_trailers().await?;
+                self.skip_trailers(deadline).await?;
                 return Ok(body);
             }
             let size = usize::try_from(size).unwrap_or(usize::MAX);
             if size > bytes_max.saturating_sub(body.len()) {
                 return Err(too_large("a chunked body", bytes_max, limit_name).into());
             }
-            self.read_exact_into(&mut body, size).await?;
+            if !reservation.grow(size) {
+                return Err(over_budget().into());
+            }
+            self.read_exact_into(&mut body, size, deadline).await?;
             let mut crlf = Vec::with_capacity(2);
-            self.read_exact_into(&mut crlf, 2).await?;
+            self.read_exact_into(&mut crlf, 2, deadline).await?;
             if crlf != b"\r\n" {
                 return Err(Refusal::new(400, "a chunk is not followed by CRLF").into());
             }
         }
     }
 
-    /// Reads a chunk-size line; answers the size.
-    async fn chunk_size(&mut self) -> Result<u64, ReadError> {
+    /// Reads a chunk-size line: hex digits, then optional extensions
+    /// (`;name[=value]`, whitespace allowed only before a `;`), then CRLF.
+    async fn chunk_size(&mut self, deadline: Instant) -> Result<u64, ReadError> {
         loop {
-            match httparse::parse_chunk_size(&self.buf) {
-                Ok(httparse::Status::Complete((consumed, size))) => {
-                    self.buf.drain(..consumed);
-                    return Ok(size);
-                }
-                Ok(httparse::Status::Partial) if self.buf.len() <= CHUNK_LINE_BYTES_MAX => {}
-                Ok(httparse::Status::Partial) | Err(_) => {
-                    return Err(Refusal::new(400, "malformed chunk size line").into())
-                }
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let size = parse_chunk_size(&self.buf[..end])
+                    .ok_or_else(|| Refusal::new(400, "malformed chunk size line"))?;
+                self.buf.drain(..end + 2);
+                return Ok(size);
             }
-            self.fill_or_refuse().await?;
+            if self.buf.len() > CHUNK_LINE_BYTES_MAX {
+                return Err(Refusal::new(400, "a chunk size line is too long").into());
+            }
+            self.fill_or_refuse(deadline).await?;
         }
     }
 
-    /// Reads trailer fields up to the empty line that ends the body.
-    async fn skip_trailers(&mut self) -> Result<(), ReadError> {
+    /// Reads trailer fields (`name: value` lines) up to the empty line that
+    /// ends the body.
+    async fn skip_trailers(&mut self, deadline: Instant) -> Result<(), ReadError> {
         let mut skipped = 0;
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line_ok = end == 0
+                    || self.buf[..end]
+                        .iter()
+                        .position(|&b| b == b':')
+                        .is_some_and(|colon| colon > 0);
+                if !line_ok {
+                    return Err(Refusal::new(400, "a malformed trailer field").into());
+                }
                 self.buf.drain(..end + 2);
                 if end == 0 {
                     return Ok(());
@@ -239,14 +287,19 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             } else if self.buf.len() + skipped > HEAD_BYTES_MAX {
                 return Err(Refusal::new(431, "the trailer fields are too large").into());
             } else {
-                self.fill_or_refuse().await?;
+                self.fill_or_refuse(deadline).await?;
             }
         }
     }
 
     /// Moves `length` bytes of body into `out`: the buffered ones first,
     /// then straight from the stream.
-    async fn read_exact_into(&mut self, out: &mut Vec<u8>, length: usize) -> Result<(), ReadError> {
+    async fn read_exact_into(
+        &mut self,
+        out: &mut Vec<u8>,
+        length: usize,
+        deadline: Instant,
+    ) -> Result<(), ReadError> {
         let buffered = self.buf.len().min(length);
         out.extend(self.buf.drain(..buffered));
         let start = out.len();
@@ -255,31 +308,53 @@ impl<S: AsyncRead + Unpin> Reader<S> {
             return Ok(());
         }
         out.resize(start + rest, 0);
-        let read = self.stream.read_exact(&mut out[start..]);
-        match async_std::io::timeout(REQUEST_READ_TIMEOUT, read).await {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match async_std::io::timeout(left, self.stream.read_exact(&mut out[start..])).await {
             Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(Refusal::new(400, "the connection ended inside the body").into())
+            }
             Err(_) => Err(ReadError::Gone),
         }
     }
 
-    async fn fill_or_refuse(&mut self) -> Result<(), ReadError> {
-        match self.fill(REQUEST_READ_TIMEOUT).await? {
+    async fn fill_or_refuse(&mut self, deadline: Instant) -> Result<(), ReadError> {
+        match self.fill(deadline).await? {
             0 => Err(Refusal::new(400, "the connection ended inside the body").into()),
             _ => Ok(()),
         }
     }
 
-    /// Reads once from the stream into the buffer; 0 at the end of the
-    /// stream.
-    async fn fill(&mut self, timeout: Duration) -> Result<usize, ReadError> {
+    /// Reads once from the stream into the buffer, by `deadline`; 0 at the
+    /// end of the stream.
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         let Reader { stream, buf } = self;
         let len = buf.len();
         buf.resize(len + READ_BYTES, 0);
-        let read = async_std::io::timeout(timeout, stream.read(&mut buf[len..])).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read = async_std::io::timeout(left, stream.read(&mut buf[len..])).await;
         let n = *read.as_ref().unwrap_or(&0);
         buf.truncate(len + n);
-        read.map_err(|_: io::Error| ReadError::Gone)
+        read.map_err(|_| ReadError::Gone)
     }
+}
+
+/// The size of a chunk-size line (without its CRLF), if well formed.
+fn parse_chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > CHUNK_SIZE_DIGITS_MAX {
+        return None;
+    }
+    let rest = &line[digits..];
+    let after_space = rest.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(rest.len());
+    let rest = &rest[after_space..];
+    if !(rest.is_empty() && after_space == 0) && rest.first() != Some(&b';') {
+        return None;
+    }
+    if rest.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
 }
 
 fn too_large(what: &str, bytes_max: usize, limit_name: &str) -> Refusal {
@@ -289,209 +364,66 @@ fn too_large(what: &str, bytes_max: usize, limit_name: &str) -> Refusal {
     )
 }
 
-/// Parses a complete head at the start of `buf`: the head and the bytes it
-/// took, or None if more bytes are needed.
-fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Refusal> {
-    let mut fields = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut request = httparse::Request::new(&mut fields);
-    let consumed = match request.parse(buf) {
-        Ok(httparse::Status::Complete(consumed)) => consumed,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refusal::new(431, format!("more than {HEADERS_MAX} header fields")))
-        }
-        Err(httparse::Error::Version) => {
-            return Err(Refusal::new(505, "only HTTP/1.0 and HTTP/1.1 are supported"))
-        }
-        Err(error) => return Err(Refusal::new(400, format!("malformed request: {error}"))),
-    };
-    let mut headers = Vec::with_capacity(request.headers.len());
-    for field in request.headers.iter() {
-        let value = std::str::from_utf8(field.value)
-            .ok()
-            .filter(|value| value.is_ascii())
-            .ok_or_else(|| Refusal::new(400, format!("header {:?} is not ASCII", field.name)))?;
-        headers.push((field.name.to_string(), value.trim().to_string()));
-    }
-    let head = Head {
-        method: request.method.unwrap_or_default().to_string(),
-        target: request.path.unwrap_or_default().to_string(),
-        minor_version: request.version.unwrap_or(1),
-        framing: Framing::Length(0),
-        keep_alive: false,
-        expect_continue: false,
-        host: None,
-        headers,
-    };
-    Ok(Some((check_head(head)?, consumed)))
-}
-
-/// Applies RFC 9112's rules on Host, framing, Connection and Expect.
-fn check_head(mut head: Head) -> Result<Head, Refusal> {
-    let values = |name: &str| -> Vec<String> {
-        head.headers
-            .iter()
-            .filter(|(field, _)| field.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.clone())
-            .collect()
-    };
-    let hosts = values("host");
-    if head.minor_version == 1 && hosts.len() != 1 {
-        let message =
-            format!("an HTTP/1.1 request needs exactly one Host header ({} given)", hosts.len());
-        return Err(Refusal::new(400, message));
-    }
-    let (lengths, codings) = (values("content-length"), values("transfer-encoding"));
-    let connection = values("connection").join(",").to_ascii_lowercase();
-    let has_token = |token: &str| connection.split(',').any(|t| t.trim() == token);
-    head.keep_alive = match head.minor_version {
-        0 => has_token("keep-alive"),
-        _ => !has_token("close"),
-    };
-    head.framing = framing(head.minor_version, &lengths, &codings)?;
-    let has_body = head.framing != Framing::Length(0);
-    let expects = values("expect");
-    match expects.as_slice() {
-        [] => {}
-        [expect] if expect.eq_ignore_ascii_case("100-continue") => {
-            head.expect_continue = head.minor_version == 1 && has_body;
-        }
-        _ => return Err(Refusal::new(417, format!("cannot meet Expect: {}", expects.join(", ")))),
-    }
-    head.host = hosts.into_iter().next();
-    Ok(head)
-}
-
-/// How the body is delimited (RFC 9112 §6).
-fn framing(minor_version: u8, lengths: &[String], codings: &[String]) -> Result<Framing, Refusal> {
-    if !codings.is_empty() {
-        if minor_version == 0 {
-            return Err(Refusal::new(400, "Transfer-Encoding is not allowed in HTTP/1.0"));
-        }
-        if !lengths.is_empty() {
-            return Err(Refusal::new(400, "both Content-Length and Transfer-Encoding are given"));
-        }
-        let coding = codings.join(",");
-        if !coding.trim().eq_ignore_ascii_case("chunked") {
-            let message = format!("Transfer-Encoding {coding:?} is not supported (only chunked)");
-            return Err(Refusal::new(501, message));
-        }
-        return Ok(Framing::Chunked);
-    }
-    let mut length = None;
-    for value in lengths.iter().flat_map(|value| value.split(',')) {
-        let value = value.trim();
-        let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| value.parse::<u64>().ok())
-            .flatten()
-            .ok_or_else(|| {
-                Refusal::new(400, format!("Content-Length {value:?} is not a number"))
-            })?;
-        if length.is_some_and(|length| length != parsed) {
-            return Err(Refusal::new(400, "Content-Length is given with different values"));
-        }
-        length = Some(parsed);
-    }
-    Ok(Framing::Length(length.unwrap_or(0)))
+fn over_budget() -> Refusal {
+    Refusal::new(503, "too many request bodies are being read at once; retry")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn head(text: &str) -> Result<Option<Head>, Refusal> {
-        parse_head(text.as_bytes()).map(|parsed| parsed.map(|(head, _)| head))
-    }
-
-    fn refused(text: &str) -> u16 {
-        head(text).expect_err("refused").status
-    }
-
     #[test]
-    fn versions_and_keep_alive() {
-        let h = head("GET /a HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert_eq!((h.minor_version, h.keep_alive), (0, false));
-        let h = head("GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap();
-        assert!(h.keep_alive);
-        let h = head("GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
-        assert!(h.keep_alive);
-        let h =
-            head("GET /a HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n").unwrap();
-        assert!(!h.unwrap().keep_alive);
-        assert_eq!(refused("GET /a HTTP/2.0\r\n\r\n"), 505);
-        assert!(head("GET /a HTTP/1.1\r\nHost: x\r\n").unwrap().is_none(), "partial");
-    }
-
-    #[test]
-    fn host_rules() {
-        assert_eq!(refused("GET / HTTP/1.1\r\n\r\n"), 400);
-        assert_eq!(refused("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
-        assert!(head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some(), "1.0 needs no Host");
-    }
-
-    #[test]
-    fn framing_rules() {
-        let body = |text: &str| head(text).unwrap().unwrap().framing;
-        assert_eq!(
-            body("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n"),
-            Framing::Length(12)
-        );
-        assert_eq!(
-            body("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
-            Framing::Length(5)
-        );
-        assert_eq!(
-            body("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"),
-            Framing::Chunked
-        );
-        for bad in [
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    fn chunk_size_lines() {
+        for (line, size) in [
+            ("5", 5),
+            ("1A", 26),
+            ("0", 0),
+            ("00a", 10),
+            ("5;ext=1", 5),
+            ("5 ;e", 5),
+            ("5\t; e=\"q\"", 5),
         ] {
-            assert_eq!(refused(bad), 400, "{bad:?}");
+            assert_eq!(parse_chunk_size(line.as_bytes()), Some(size), "{line:?}");
         }
-        assert_eq!(
-            refused("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
-            501
-        );
+        for line in ["", " 5", "5 ", "-1", "+5", "0x5", "5x", "1234567890abcdef", "5;\u{1}"] {
+            assert_eq!(parse_chunk_size(line.as_bytes()), None, "{line:?}");
+        }
     }
 
     #[test]
-    fn expect_rules() {
-        let h =
-            head("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
-        assert!(h.unwrap().unwrap().expect_continue);
-        let h = head("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n");
-        assert!(!h.unwrap().unwrap().expect_continue, "no body, nothing to continue");
-        assert_eq!(refused("POST / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n"), 417);
-    }
-
-    #[test]
-    fn malformed_heads() {
-        assert_eq!(refused("GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"), 400);
-        assert_eq!(refused("GET / HTTP/1.1\r\nHost: \u{e9}\r\n\r\n"), 400);
-        let many: String = (0..=HEADERS_MAX).map(|i| format!("X-{i}: y\r\n")).collect();
-        assert_eq!(refused(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")), 431);
+    fn the_budget_is_shared_and_given_back() {
+        let budget = BodyBudget::new(10);
+        let mut a = budget.reserve(6).expect("fits");
+        assert!(budget.reserve(5).is_none());
+        assert!(a.grow(4) && !a.grow(1));
+        drop(a);
+        assert!(budget.reserve(10).is_some());
     }
 
     fn read_all(bytes: &[u8], bytes_max: usize) -> (Vec<Result<Vec<u8>, u16>>, Vec<u8>) {
+        read_within(bytes, bytes_max, &BodyBudget::new(1 << 20))
+    }
+
+    fn read_within(
+        bytes: &[u8],
+        bytes_max: usize,
+        budget: &Arc<BodyBudget>,
+    ) -> (Vec<Result<Vec<u8>, u16>>, Vec<u8>) {
         let mut reader = Reader::new(futures::io::Cursor::new(bytes.to_vec()));
         let mut bodies = Vec::new();
         async_std::task::block_on(async {
             for _ in 0..8 {
                 match reader.read_head().await {
-                    Ok(head) => match reader.read_body(head.framing, bytes_max, "limit").await {
-                        Ok(body) => bodies.push(Ok(body)),
-                        Err(ReadError::Refused(r)) => {
-                            bodies.push(Err(r.status));
-                            break;
+                    Ok(head) => {
+                        match reader.read_body(head.framing, bytes_max, "limit", budget).await {
+                            Ok((body, _)) => bodies.push(Ok(body)),
+                            Err(ReadError::Refused(r)) => {
+                                bodies.push(Err(r.status));
+                                break;
+                            }
+                            Err(ReadError::Gone) => break,
                         }
-                        Err(ReadError::Gone) => break,
-                    },
+                    }
                     Err(ReadError::Refused(r)) => {
                         bodies.push(Err(r.status));
                         break;
@@ -523,6 +455,23 @@ mod tests {
         let bad = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
         assert_eq!(read_all(bad, 10).0, vec![Err(400)]);
         let cut = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
-        assert_eq!(read_all(cut, 10).0, Vec::<Result<Vec<u8>, u16>>::new(), "client gone");
+        assert_eq!(read_all(cut, 10).0, vec![Err(400)], "a body cut short is answered");
+        let short = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}";
+        assert_eq!(read_all(short, 1000).0, vec![Err(400)]);
+        // An empty size line is not the last chunk (a smuggling opening).
+        let empty = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\r\n\r\nGET /s HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(read_all(empty, 100).0, vec![Err(400)]);
+        let trailer = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nnot a field\r\n\r\n";
+        assert_eq!(read_all(trailer, 100).0, vec![Err(400)]);
+    }
+
+    #[test]
+    fn bodies_past_the_budget_are_refused() {
+        let budget = BodyBudget::new(5);
+        let held = budget.reserve(3).expect("fits");
+        let request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(read_within(request, 100, &budget).0, vec![Err(503)]);
+        drop(held);
+        assert_eq!(read_within(request, 100, &budget).0, vec![Ok(b"abc".to_vec())]);
     }
 }

@@ -28,6 +28,7 @@
 
 mod decode;
 mod encode;
+mod head;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -35,17 +36,26 @@ use std::sync::Arc;
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tide::http::{Method, Request, Response, StatusCode, Url};
 
-use decode::{Head, ReadError, Reader, Refusal};
+use decode::{ReadError, Reader};
 use encode::{write_response, Exchange};
+use head::{Framing, Head, Refusal};
 
 use crate::kv::Reply;
 use crate::node::NodeHandle;
 
-pub use decode::{HEADERS_MAX, HEAD_BYTES_MAX, IDLE_TIMEOUT};
+pub use decode::{
+    BodyBudget, BODY_TIMEOUT, HEADERS_MAX, HEAD_BYTES_MAX, HEAD_TIMEOUT, IDLE_TIMEOUT,
+};
 
 /// Bytes of an oversized body read and discarded before answering 413, so
 /// that a client still sending it reads the answer rather than a reset.
 const BODY_DRAIN_BYTES_MAX: u64 = 16 << 20;
+/// After refusing a request, bytes the client may still be sending are read
+/// (at most these, for at most [`LINGER`]) so that the answer is not lost
+/// to a TCP reset.
+const LINGER_BYTES_MAX: u64 = 1 << 20;
+/// See [`LINGER_BYTES_MAX`].
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a connection checks per request: whether the node is draining, the
 /// count of requests in flight, and the body limit.
@@ -57,13 +67,24 @@ pub struct Gate {
     pub draining: Arc<AtomicBool>,
     /// The largest request body, in bytes.
     pub body_bytes_max: usize,
+    /// The bytes of bodies all connections may hold at once.
+    pub budget: Arc<BodyBudget>,
     /// "https" or "http", for the request URL.
     pub scheme: &'static str,
 }
 
-/// Serves requests on `stream` until the client or the server closes it.
-pub async fn serve_connection<S>(stream: S, app: tide::Server<NodeHandle>, gate: Gate)
-where
+/// Ends the sending half of the connection's socket (`shutdown(Write)`),
+/// which closing an async stream does not do.
+pub type Shutdown = dyn Fn() + Send + Sync;
+
+/// Serves requests on `stream` until the client or the server closes it;
+/// `shutdown` ends the socket's sending half.
+pub async fn serve_connection<S>(
+    stream: S,
+    app: tide::Server<NodeHandle>,
+    gate: Gate,
+    shutdown: &Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut reader = Reader::new(stream);
@@ -71,9 +92,11 @@ where
         let head = match reader.read_head().await {
             Ok(head) => head,
             Err(ReadError::Gone) => return,
-            Err(ReadError::Refused(refusal)) => return refuse(&mut reader, &refusal).await,
+            Err(ReadError::Refused(refusal)) => {
+                return refuse(&mut reader, &refusal, shutdown).await
+            }
         };
-        match serve_request(&mut reader, &app, &gate, head).await {
+        match serve_request(&mut reader, &app, &gate, head, shutdown).await {
             Ok(true) => {}
             Ok(false) | Err(()) => break,
         }
@@ -88,6 +111,7 @@ async fn serve_request<S>(
     app: &tide::Server<NodeHandle>,
     gate: &Gate,
     head: Head,
+    shutdown: &Shutdown,
 ) -> Result<bool, ()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -97,12 +121,13 @@ where
         keep_alive: head.keep_alive,
         head_only: head.method == "HEAD",
     };
-    if let decode::Framing::Length(length) = head.framing {
+    if let Framing::Length(length) = head.framing {
         if length > gate.body_bytes_max as u64 {
             // Tell a client waiting for 100 Continue at once; read (a bounded
             // amount of) what another is already sending, so it reads the 413.
             if !head.expect_continue && length <= BODY_DRAIN_BYTES_MAX {
-                reader.discard(length).await;
+                let deadline = std::time::Instant::now() + BODY_TIMEOUT;
+                reader.discard(length, deadline).await;
             }
         }
     }
@@ -111,18 +136,21 @@ where
         stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.map_err(drop)?;
         stream.flush().await.map_err(drop)?;
     }
-    let body = match reader.read_body(head.framing, gate.body_bytes_max, "--body-bytes-max").await {
-        Ok(body) => body,
+    let limit = "--body-bytes-max";
+    let read = reader.read_body(head.framing, gate.body_bytes_max, limit, &gate.budget).await;
+    // The reservation holds the body's bytes in the budget until answered.
+    let (body, _reservation) = match read {
+        Ok(read) => read,
         Err(ReadError::Gone) => return Err(()),
         Err(ReadError::Refused(refusal)) => {
-            refuse(reader, &refusal).await;
+            refuse(reader, &refusal, shutdown).await;
             return Err(());
         }
     };
     let response = match to_request(&head, body, gate.scheme) {
         Ok(request) => respond(app, gate, request).await,
         Err(refusal) => {
-            refuse(reader, &refusal).await;
+            refuse(reader, &refusal, shutdown).await;
             return Err(());
         }
     };
@@ -132,8 +160,8 @@ where
 /// Whether a body of this framing fits the limit, as far as the head says.
 fn fits(head: &Head, body_bytes_max: usize) -> bool {
     match head.framing {
-        decode::Framing::Length(length) => length <= body_bytes_max as u64,
-        decode::Framing::Chunked => true,
+        Framing::Length(length) => length <= body_bytes_max as u64,
+        Framing::Chunked => true,
     }
 }
 
@@ -185,30 +213,41 @@ fn to_request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, Refus
     })?;
     let url = url_of(head, scheme)?;
     let mut request = Request::new(method, url);
-    for (name, value) in &head.headers {
+    // Fields with bytes beyond ASCII are read by no handler: left out.
+    for (name, value) in head.headers.iter().filter(|(_, value)| value.is_ascii()) {
         request.append_header(name.as_str(), value.as_str());
     }
     request.set_body(body);
     Ok(request)
 }
 
-/// The absolute URL of a request target (RFC 9112 §3.2, §3.3).
+/// The URL tide routes on: the request target's path and query under a
+/// fixed authority (RFC 9112 §3.2, §3.3). Neither the Host header nor an
+/// absolute-form target's authority can change the path.
 fn url_of(head: &Head, scheme: &str) -> Result<Url, Refusal> {
-    let bad = || Refusal { status: 400, message: format!("bad request target {:?}", head.target) };
-    if head.target.starts_with("http://") || head.target.starts_with("https://") {
-        return Url::parse(&head.target).map_err(|_| bad());
-    }
-    if !head.target.starts_with('/') {
+    let bad = || Refusal::new(400, format!("bad request target {:?}", head.target));
+    let target = head.target.as_str();
+    let lower = target.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let origin_form = if lower.starts_with("http://") || lower.starts_with("https://") {
+        let absolute = Url::parse(target).map_err(|_| bad())?;
+        match absolute.query() {
+            Some(query) => format!("{}?{query}", absolute.path()),
+            None => absolute.path().to_string(),
+        }
+    } else if target.starts_with('/') {
+        target.to_string()
+    } else {
+        return Err(bad());
+    };
+    let url = Url::parse(&format!("{scheme}://localhost{origin_form}")).map_err(|_| bad())?;
+    if url.host_str() != Some("localhost") || url.fragment().is_some() {
         return Err(bad());
     }
-    let host = head.host.as_deref().filter(|host| !host.is_empty()).unwrap_or("localhost");
-    Url::parse(&format!("{scheme}://{host}{}", head.target))
-        .or_else(|_| Url::parse(&format!("{scheme}://localhost{}", head.target)))
-        .map_err(|_| bad())
+    Ok(url)
 }
 
 /// Answers a request that cannot be served, then the connection closes.
-async fn refuse<S>(reader: &mut Reader<S>, refusal: &Refusal)
+async fn refuse<S>(reader: &mut Reader<S>, refusal: &Refusal, shutdown: &Shutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -216,8 +255,15 @@ where
     let response: Response = super::respond(&reply).into();
     let exchange = Exchange { minor_version: 1, keep_alive: false, head_only: false };
     let stream = reader.stream_mut();
-    let _ = write_response(stream, response, exchange).await;
+    if write_response(stream, response, exchange).await.is_err() {
+        return;
+    }
+    // Close our side, then read (a bounded amount of) what the client may
+    // still send, so that its kernel does not answer it with a reset that
+    // could destroy our answer before it is read.
     let _ = stream.close().await;
+    shutdown();
+    reader.discard(LINGER_BYTES_MAX, std::time::Instant::now() + LINGER).await;
 }
 
 #[cfg(test)]
@@ -230,7 +276,7 @@ mod tests {
             target: target.into(),
             minor_version: 1,
             headers: Vec::new(),
-            framing: decode::Framing::Length(0),
+            framing: Framing::Length(0),
             keep_alive: true,
             expect_continue: false,
             host: host.map(str::to_string),
@@ -239,12 +285,18 @@ mod tests {
 
     #[test]
     fn request_targets() {
-        let url = |target, host| url_of(&head(target, host), "http").map(|u| u.to_string());
-        assert_eq!(url("/status?x=1", Some("a:8081")).unwrap(), "http://a:8081/status?x=1");
-        assert_eq!(url("/status", None).unwrap(), "http://localhost/status");
-        assert_eq!(url("/status", Some("bad host")).unwrap(), "http://localhost/status");
-        assert_eq!(url("http://b/health", Some("a")).unwrap(), "http://b/health");
+        let url = |target, host| url_of(&head(target, host), "http").map(|u| u.path().to_string());
+        assert_eq!(url("/status?x=1", Some("a:8081")).unwrap(), "/status");
+        assert_eq!(url("/status", None).unwrap(), "/status");
+        assert_eq!(url("http://b/health", Some("a")).unwrap(), "/health");
+        assert_eq!(url("HTTP://b/health?q", Some("a")).unwrap(), "/health");
         assert_eq!(url("health", Some("a")).unwrap_err().status, 400);
         assert_eq!(url("*", Some("a")).unwrap_err().status, 400);
+        assert_eq!(url("/health#x", Some("a")).unwrap_err().status, 400);
+        assert_eq!(
+            url("//evil/command", Some("a")).unwrap(),
+            "//evil/command",
+            "a path, not a host"
+        );
     }
 }
