@@ -15,6 +15,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    let client_command = match &cli.command {
+        Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
+        Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
+        _ => None,
+    };
+    if let Some(outcome) = client_command {
+        return match outcome {
+            Ok(out) => {
+                println!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("rdb: {}", error.message());
+                ExitCode::from(error.exit_code())
+            }
+        };
+    }
     let result = match cli.command {
         Cmd::Serve(args) => args.resolve().and_then(|config| rdb::cli::serve(&config)),
         Cmd::Dev(args) => rdb::cli::dev(&DevOptions {
@@ -25,6 +42,7 @@ fn main() -> ExitCode {
             tls: args.tls,
             haproxy_port: args.haproxy.then_some(args.haproxy_port),
         }),
+        Cmd::Member { .. } | Cmd::Leader { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

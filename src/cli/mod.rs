@@ -1,9 +1,12 @@
-//! The command line: `rdb serve` and `rdb dev`.
+//! The command line: `rdb serve`, `rdb dev`, and the operator subcommands
+//! that drive a running cluster (`rdb member`, `rdb leader`).
 
+pub mod client;
 mod config;
 mod dev;
 mod dev_certs;
 pub mod haproxy;
+pub mod member;
 mod notify;
 mod serve;
 
@@ -32,6 +35,24 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// Run a local cluster on 127.0.0.1 for trying rdb out.
     Dev(DevArgs),
+    /// List, add, promote or remove cluster members (through any node).
+    Member {
+        /// What to do.
+        #[command(subcommand)]
+        command: member::MemberCmd,
+        /// Where the cluster is.
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Move leadership to another voter (through any node).
+    Leader {
+        /// What to do.
+        #[command(subcommand)]
+        command: member::LeaderCmd,
+        /// Where the cluster is.
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
 }
 
 /// `rdb serve` flags; each overrides the config file.

@@ -1,8 +1,10 @@
 //! `rdb serve`: wires storage, Raft, the peer RPC and the HTTP API into one
 //! running node, and handles signals: SIGHUP re-reads the TLS files;
-//! SIGTERM (or SIGINT) stops accepting requests, lets those in flight finish
-//! (up to [`DRAIN_TIMEOUT`]), stops the node (which syncs the state file)
-//! and exits 0.
+//! SIGTERM (or SIGINT) on the leader first hands leadership to the most
+//! caught-up voter (up to [`HANDOVER_TIMEOUT`], serving meanwhile), then
+//! stops accepting requests, lets those in flight finish (up to
+//! [`DRAIN_TIMEOUT`]), stops the node (which syncs the state file) and
+//! exits 0.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use crate::{http, node, rpc};
 
 /// How long a shutdown waits for requests in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping leader waits for another voter to take over.
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a node until SIGTERM; an error says why it could not start.
 pub fn serve(config: &ServeConfig) -> Result<(), String> {
@@ -40,7 +44,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), String> {
             }
         })
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    let stop = watch_signals(tls.clone())?;
+    let stop = watch_signals(tls.clone(), handle.clone())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let security = match (&tls, &config.client_ca) {
         (None, _) => "plain HTTP and plaintext peers: no TLS certificate configured",
@@ -74,8 +78,12 @@ pub fn serve(config: &ServeConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the signal thread; the receiver fires on SIGTERM or SIGINT.
-fn watch_signals(tls: Option<Arc<TlsState>>) -> Result<oneshot::Receiver<()>, String> {
+/// Starts the signal thread; the receiver fires on SIGTERM or SIGINT, once
+/// a leader has handed over.
+fn watch_signals(
+    tls: Option<Arc<TlsState>>,
+    node: node::NodeHandle,
+) -> Result<oneshot::Receiver<()>, String> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let (stop, stopped) = oneshot::channel();
@@ -84,6 +92,7 @@ fn watch_signals(tls: Option<Arc<TlsState>>) -> Result<oneshot::Receiver<()>, St
         .spawn(move || {
             for signal in signals.forever() {
                 if signal != SIGHUP {
+                    hand_over(&node);
                     let _ = stop.send(());
                     return;
                 }
@@ -96,4 +105,19 @@ fn watch_signals(tls: Option<Arc<TlsState>>) -> Result<oneshot::Receiver<()>, St
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(stopped)
+}
+
+/// On the leader: hands leadership to the most caught-up voter and waits
+/// (up to [`HANDOVER_TIMEOUT`]) until another node leads, so that the
+/// cluster need not wait an election timeout for this node's absence.
+fn hand_over(node: &node::NodeHandle) {
+    let id = node.id();
+    if node.status().role != "leader" {
+        return;
+    }
+    log::info!("node {id}: stopping; handing leadership over first");
+    match async_std::task::block_on(node.hand_over(HANDOVER_TIMEOUT)) {
+        Some(successor) => log::info!("node {id}: node {successor} leads now"),
+        None => log::warn!("node {id}: no voter took over within {HANDOVER_TIMEOUT:?}; stopping"),
+    }
 }

@@ -65,6 +65,24 @@ pub(super) fn refused(error: &MembershipError) -> Reply {
 }
 
 impl NodeHandle {
+    /// On the leader: hands leadership to the most caught-up voter and
+    /// waits up to `timeout` for another node to lead; the new leader, if
+    /// one took over.
+    pub async fn hand_over(&self, timeout: Duration) -> Option<NodeId> {
+        let (done_tx, done) = oneshot::channel();
+        self.inner.inbox.try_send(Input::TransferLeader { to: 0, done: done_tx }).ok()?;
+        let deadline = Instant::now() + timeout;
+        until(deadline, done).await?.ok()?.ok()?;
+        while Instant::now() < deadline {
+            let status = self.status();
+            if status.leader != 0 && status.leader != self.id() {
+                return Some(status.leader);
+            }
+            async_std::task::sleep(POLL).await;
+        }
+        None
+    }
+
     /// Serves an admin request: `method` and `path` as received, `body` the
     /// JSON body (may be empty). `forwarded` requests came from a follower.
     pub async fn admin(&self, method: &str, path: &str, body: &[u8], forwarded: bool) -> Reply {

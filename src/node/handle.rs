@@ -18,6 +18,11 @@ use crate::raft::{MembershipChange, Message, NodeId, RaftError};
 
 /// Pause before retrying a request while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
+/// Times one request is forwarded, at most (the leader may change).
+const FORWARDS_MAX: usize = 3;
+/// How long a follower waits to hear of a new leader after the old one
+/// answered 503.
+const REFORWARD_WAIT: Duration = Duration::from_millis(500);
 
 /// A cheap, cloneable handle on a running node.
 #[derive(Clone)]
@@ -219,8 +224,47 @@ impl NodeHandle {
         }
     }
 
-    /// Sends the request to the leader and relays its answer.
+    /// Sends the request to the leader and relays its answer. A leader
+    /// that answers 503 (nothing happened) because it just handed over is
+    /// not the last word: once this node hears of the new leader (within
+    /// [`REFORWARD_WAIT`] and the deadline) the request goes there, at most
+    /// [`FORWARDS_MAX`] times in all.
     pub(super) async fn forward(
+        &self,
+        leader: NodeId,
+        target: Target<'_>,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Reply {
+        let mut leader = leader;
+        let mut reply = self.forward_once(leader, target, body, deadline).await;
+        for _ in 1..FORWARDS_MAX {
+            if reply.status != 503 {
+                break;
+            }
+            let Some(next) = self.new_leader(leader, deadline).await else { break };
+            leader = next;
+            reply = self.forward_once(leader, target, body, deadline).await;
+        }
+        reply
+    }
+
+    /// A leader other than `old` (and this node), once this node knows one.
+    async fn new_leader(&self, old: NodeId, deadline: Instant) -> Option<NodeId> {
+        let wait_until = deadline.min(Instant::now() + REFORWARD_WAIT);
+        loop {
+            let leader = self.status().leader;
+            if leader != 0 && leader != old && leader != self.id() {
+                return Some(leader);
+            }
+            if Instant::now() + RETRY_PAUSE >= wait_until {
+                return None;
+            }
+            async_std::task::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    async fn forward_once(
         &self,
         leader: NodeId,
         target: Target<'_>,

@@ -6,7 +6,7 @@
 use super::core::{Raft, Role};
 use super::membership::{MembershipChange, MembershipError};
 use super::message::{Body, Entry, EntryKind, Index, NodeId, Term};
-use super::progress::Progress;
+use super::progress::{Progress, ProgressState};
 use super::ready::RaftError;
 use super::store::LogStore;
 
@@ -44,11 +44,16 @@ impl<S: LogStore> Raft<S> {
         Ok((index, self.term))
     }
 
-    /// A learner may be promoted once it is close behind the leader.
+    /// A learner may be promoted once the leader knows its log matches
+    /// (it answered an append: not still probed or sent a snapshot) and it
+    /// is at most `promotion_lag_max` entries behind.
     fn check_caught_up(&self, id: NodeId) -> Result<(), RaftError> {
         let Some(progress) = self.progress.get(&id) else { return Ok(()) };
         let behind = self.log.last_index().saturating_sub(progress.match_index);
-        if self.membership.current().is_voter(id) || behind <= self.config.promotion_lag_max {
+        let matching = progress.state == ProgressState::Replicate && progress.match_index > 0;
+        if self.membership.current().is_voter(id)
+            || (matching && behind <= self.config.promotion_lag_max)
+        {
             return Ok(());
         }
         Err(RaftError::Membership(MembershipError::LearnerBehind { id, behind }))

@@ -53,7 +53,8 @@ pub(super) async fn accept_loop(links: Rc<Links>, listener: TcpListener) {
 /// (keeping the client certificate it was verified with).
 async fn accept_connection(links: Rc<Links>, stream: TcpStream, from: SocketAddr) {
     let Some(tls) = links.tls.clone() else {
-        run_connection(links, stream.clone(), stream, Side::Server, Peer::Unknown(None)).await;
+        run_connection(links, stream.clone(), stream, Side::Server, Peer::Unknown(None, from))
+            .await;
         return;
     };
     let accepted = Arc::new(OnceLock::new());
@@ -66,7 +67,8 @@ async fn accept_connection(links: Rc<Links>, stream: TcpStream, from: SocketAddr
         Ok(Ok(stream)) => {
             let (reader, writer) = stream.split();
             let certificate = accepted.get().cloned();
-            run_connection(links, reader, writer, Side::Server, Peer::Unknown(certificate)).await;
+            run_connection(links, reader, writer, Side::Server, Peer::Unknown(certificate, from))
+                .await;
         }
         Ok(Err(error)) => {
             log::warn!("node {}: refused peer connection from {from}: {error}", links.id)
@@ -151,9 +153,10 @@ async fn dialed_connection(
 enum Peer {
     /// The member this end dialed (and must introduce itself to).
     Dialed(NodeId),
-    /// Someone who dialed this end, to be introduced by `hello`; with TLS,
-    /// the client certificate its handshake was verified with.
-    Unknown(Option<rustls::Certificate>),
+    /// Someone who dialed this end from an address, to be introduced by
+    /// `hello`; with TLS, the client certificate its handshake was verified
+    /// with.
+    Unknown(Option<rustls::Certificate>, SocketAddr),
 }
 
 /// Serves one connection until it closes; returns whether the peer was
@@ -177,7 +180,11 @@ where
         disconnector: RefCell::new(None),
         peer: Cell::new(None),
         certificate: match &peer {
-            Peer::Unknown(certificate) => certificate.clone(),
+            Peer::Unknown(certificate, _) => certificate.clone(),
+            Peer::Dialed(_) => None,
+        },
+        from: match &peer {
+            Peer::Unknown(_, from) => Some(*from),
             Peer::Dialed(_) => None,
         },
     });
@@ -193,7 +200,7 @@ where
     *conn.disconnector.borrow_mut() = Some(system.get_disconnector());
     match peer {
         Peer::Dialed(peer) => links.spawn(introduce(links.clone(), conn.clone(), remote, peer)),
-        Peer::Unknown(_) => links.spawn(expect_hello(links.clone(), conn.clone())),
+        Peer::Unknown(..) => links.spawn(expect_hello(links.clone(), conn.clone())),
     }
     if let Err(error) = system.await {
         log::debug!("node {}: peer connection failed: {error}", links.id);

@@ -24,6 +24,9 @@ use crate::node::NodeHandle;
 use crate::raft::NodeId;
 use crate::tls::TlsState;
 
+/// Removed members whose connections are still accepted, at most.
+const FORMER_MAX: usize = crate::raft::MEMBERS_MAX;
+
 /// One live connection, seen from this end.
 pub(super) struct Conn {
     /// Tells connections apart when a peer reconnects.
@@ -37,6 +40,8 @@ pub(super) struct Conn {
     /// The client certificate an accepted TLS connection was verified with;
     /// `hello` checks that it names the member claimed.
     pub(super) certificate: Option<rustls::Certificate>,
+    /// Where an accepted connection comes from.
+    pub(super) from: Option<SocketAddr>,
 }
 
 /// State shared by every task of the RPC thread.
@@ -50,6 +55,10 @@ pub(super) struct Links {
     pub(super) members: RefCell<BTreeMap<NodeId, SocketAddr>>,
     /// The address each running dial loop dials, by peer.
     pub(super) dialing: RefCell<BTreeMap<NodeId, SocketAddr>>,
+    /// Members removed lately (at most [`FORMER_MAX`]), with the address
+    /// they had: a leader that removed itself still needs to reach the
+    /// others until its removal commits.
+    pub(super) former: RefCell<BTreeMap<NodeId, SocketAddr>>,
     /// The node, for incoming messages and forwarded requests.
     pub(super) node: NodeHandle,
     /// Runs the RPC thread's tasks.
@@ -121,26 +130,20 @@ impl Links {
         self.members.borrow().contains_key(&self.id)
     }
 
-    /// Takes a new membership: dials new members, stops dialing and closes
-    /// the connections of removed ones (unless this node is not a member
-    /// itself: then it cannot tell, and keeps what it has).
+    /// Takes a new membership: dials new members and stops dialing removed
+    /// ones. Connections to removed members stay open (a leader that
+    /// removed itself needs them until its removal commits and it hands
+    /// over); nothing is sent to them any more.
     pub(super) fn set_members(self: &Rc<Self>, members: BTreeMap<NodeId, SocketAddr>) {
-        *self.members.borrow_mut() = members.clone();
-        if members.contains_key(&self.id) {
-            let gone: Vec<Rc<Conn>> = self
-                .links
-                .borrow()
-                .iter()
-                .filter(|(id, _)| !members.contains_key(id))
-                .map(|(_, conn)| conn.clone())
-                .collect();
-            for conn in gone {
-                log::info!(
-                    "node {}: closing the connection to removed member {:?}",
-                    self.id,
-                    conn.peer.get()
-                );
-                self.close(&conn);
+        let old = std::mem::replace(&mut *self.members.borrow_mut(), members.clone());
+        {
+            let mut former = self.former.borrow_mut();
+            for (id, addr) in old.into_iter().filter(|(id, _)| !members.contains_key(id)) {
+                former.insert(id, addr);
+            }
+            former.retain(|id, _| !members.contains_key(id));
+            while former.len() > FORMER_MAX {
+                former.pop_first();
             }
         }
         self.dialing.borrow_mut().retain(|id, addr| members.get(id) == Some(addr));
@@ -179,6 +182,7 @@ pub(super) fn run(
         cluster: config.cluster.clone(),
         members: RefCell::new(BTreeMap::new()),
         dialing: RefCell::new(BTreeMap::new()),
+        former: RefCell::new(BTreeMap::new()),
         node,
         executor: executor.clone(),
         links: RefCell::new(HashMap::new()),

@@ -41,27 +41,30 @@ impl PeerServer {
         if from == self.links.id || from == 0 {
             return Err(self.refuse(format!("hello from {from}, which is this node or no one")));
         }
-        let address = self.links.members.borrow().get(&from).copied();
-        match address {
-            Some(address) => {
-                if let Some(certificate) = &self.conn.certificate {
-                    if !crate::tls::names_ip(certificate, address.ip()) {
-                        return Err(self.refuse(format!(
-                            "hello from {from}, whose certificate does not name member {from}'s \
-                             address {}",
-                            address.ip()
-                        )));
-                    }
-                }
-            }
-            // A node that is not a member itself (joining, or removed) cannot
-            // tell its peers apart: it takes any peer of the cluster (with
-            // TLS, one whose certificate the cluster CA signed).
-            None if !self.links.is_member() => {}
+        let member = self.links.members.borrow().get(&from).copied();
+        let former = self.links.former.borrow().get(&from).copied();
+        // A member (or one removed lately) must present a certificate naming
+        // its configured address. A node that is not a member itself
+        // (joining, or removed) cannot tell its peers apart: it takes any
+        // peer of the cluster whose certificate names the address it
+        // connects from (the API client certificate names none).
+        let expected_ip = match member.or(former) {
+            Some(address) => address.ip(),
+            None if !self.links.is_member() => match self.conn.from {
+                Some(from) => from.ip(),
+                None => return Err(self.refuse("hello on a dialed connection".into())),
+            },
             None => {
                 return Err(
                     self.refuse(format!("hello from {from}, which is not a member of the cluster"))
                 )
+            }
+        };
+        if let Some(certificate) = &self.conn.certificate {
+            if !crate::tls::names_ip(certificate, expected_ip) {
+                return Err(self.refuse(format!(
+                    "hello from {from}, whose certificate does not name {expected_ip}"
+                )));
             }
         }
         if self.conn.peer.get().is_some() {

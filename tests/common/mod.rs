@@ -27,6 +27,20 @@ pub struct TestNode {
     pub args: Vec<String>,
     /// Environment variables for this node's process.
     pub env: Vec<(String, String)>,
+    /// Started with `--join` (and its own `--raft`) instead of `--peers`.
+    pub join: bool,
+}
+
+impl TestNode {
+    /// This node's peer address.
+    pub fn peer_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port + PEER_PORT_OFFSET)
+    }
+
+    /// This node's client URL.
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
 }
 
 /// A running test cluster.
@@ -64,6 +78,7 @@ impl TestCluster {
                 child: None,
                 args: args_of(id),
                 env: Vec::new(),
+                join: false,
             })
             .collect();
         let agent = ureq::Agent::config_builder()
@@ -88,15 +103,50 @@ impl TestCluster {
         &mut self.nodes[usize::from(id - 1)]
     }
 
+    /// Starts the next node (id = nodes so far + 1) with `--join` and an
+    /// empty data directory; a leader must add it. Returns its id.
+    pub fn start_joining(&mut self) -> u16 {
+        let args = self.nodes[0].args.clone();
+        self.start_joining_with(args)
+    }
+
+    /// Like `start_joining`, with `args` for the new node alone.
+    pub fn start_joining_with(&mut self, args: Vec<String>) -> u16 {
+        let id = u16::try_from(self.nodes.len() + 1).expect("small");
+        let http_port = self.nodes[0].http_port - 1 + id;
+        let data_dir = self._dir.path().join(format!("node{id}"));
+        self.nodes.push(TestNode {
+            id,
+            http_port,
+            data_dir,
+            child: None,
+            args,
+            env: Vec::new(),
+            join: true,
+        });
+        self.restart(id);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+            assert!(Instant::now() < deadline, "node {id} never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        id
+    }
+
     /// Starts node `id` (again).
     pub fn restart(&mut self, id: u16) {
         let peers = self.peers.clone();
         let extra = self.extra_args.clone();
         let node = self.node(id);
         assert!(node.child.is_none(), "node {id} is running");
-        // A node's own `--peers` (through proxies, say) replaces the shared list.
+        // A node's own `--peers` (through proxies, say) replaces the shared
+        // list; a joining node has none.
         let own_peers = node.args.iter().any(|arg| arg == "--peers");
-        let peers_args = if own_peers { Vec::new() } else { vec!["--peers".to_string(), peers] };
+        let peers_args = match (node.join, own_peers) {
+            (true, _) => vec!["--join".to_string(), "--raft".to_string(), node.peer_addr()],
+            (false, true) => Vec::new(),
+            (false, false) => vec!["--peers".to_string(), peers],
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_rdb"))
             .envs(node.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("serve")
@@ -182,6 +232,33 @@ impl TestCluster {
         self.post_raw(id, body.to_string().as_bytes())
     }
 
+    /// An admin request (`method` `path`, JSON `body` or none) to node `id`.
+    pub fn admin(&self, id: u16, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(self.url(id, path))
+            .body(body)
+            .expect("a request");
+        read(self.agent.run(request))
+    }
+
+    /// Voter and learner ids as node `id` lists them (GET /admin/members).
+    pub fn members_of(&self, id: u16) -> (Vec<u64>, Vec<u64>) {
+        let (status, body) = self.admin(id, "GET", "/admin/members", None);
+        assert_eq!(status, 200, "{body}");
+        let ids = |role: &str| -> Vec<u64> {
+            body["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .filter(|m| m["role"] == role)
+                .map(|m| m["id"].as_u64().expect("id"))
+                .collect()
+        };
+        (ids("voter"), ids("learner"))
+    }
+
     /// POSTs an empty body to `path` on node `id`.
     pub fn command_to(&self, id: u16, path: &str) -> (u16, Value) {
         read(self.agent.post(&self.url(id, path)).send(&b""[..]))
@@ -205,10 +282,14 @@ impl TestCluster {
 
     /// Waits until the running nodes agree on a leader; returns it.
     pub fn wait_for_leader(&self, timeout: Duration) -> u16 {
+        self.wait_for_leader_of(&self.running(), timeout)
+    }
+
+    /// Waits until nodes `ids` agree on a leader; returns it.
+    pub fn wait_for_leader_of(&self, ids: &[u16], timeout: Duration) -> u16 {
         let deadline = Instant::now() + timeout;
         loop {
-            let leaders: Vec<u64> = self
-                .running()
+            let leaders: Vec<u64> = ids
                 .iter()
                 .map(|&id| self.status(id).map_or(0, |s| s["leader"].as_u64().unwrap_or(0)))
                 .collect();
