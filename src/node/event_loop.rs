@@ -81,7 +81,12 @@ impl EventLoop {
         raft_config.seed = config.id ^ seed_from_clock();
         let newest =
             recovered.newest.as_ref().map(|(_, header)| (header.meta, header.membership.clone()));
-        let store = WalStore { wal: recovered.wal, floor: recovered.floor, newest };
+        let store = WalStore {
+            wal: recovered.wal,
+            floor: recovered.floor,
+            newest,
+            snapshot_wanted: std::cell::Cell::new(false),
+        };
         let raft = Raft::new(raft_config, store).map_err(|e| format!("raft at start: {e}"))?;
         let cell = StateCell::new(recovered.db.clone());
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));

@@ -115,11 +115,25 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
         }
         wal.purge_prefix(applied.index).map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
     }
-    // The state file covers everything up to its applied index, so Raft's
-    // log starts after it (the snapshots are only for sending).
-    let floor = applied;
+    let floor = log_floor(&wal, applied);
     let membership = membership_of(&db, &config.initial)?;
     Ok(Recovered { wal, db, newest, floor, applied, membership })
+}
+
+/// Where Raft's log starts: what the WAL holds. Entries up to the state
+/// file's applied index are applied already (Raft is told so) but are still
+/// sent to followers that lack them; without them a node restarted as
+/// leader could serve a lagging follower or a new learner only with a
+/// snapshot. The floor is the start of the log if the WAL still holds entry
+/// 1, else its first entry (whose term is known; the one before it may not
+/// be), or the applied index if the WAL holds nothing at or below it.
+fn log_floor(wal: &Wal, applied: SnapshotMeta) -> SnapshotMeta {
+    let first = wal.first_index();
+    match wal.term(first) {
+        Some(_) if first == 1 && applied.index > 0 => SnapshotMeta::default(),
+        Some(term) if first <= applied.index => SnapshotMeta { index: first, term },
+        _ => applied,
+    }
 }
 
 fn applied_of(db: &Db) -> SnapshotMeta {

@@ -91,7 +91,10 @@ impl EventLoop {
         let by_entries = applied >= state.last_index + state.entries;
         let by_bytes =
             applied > state.last_index && wal_bytes >= state.last_wal_bytes + state.wal_bytes;
-        if by_entries || by_bytes {
+        // A follower needs entries no longer in the log and there is no
+        // snapshot to send it.
+        let wanted = self.raft.log().store().snapshot_wanted.take();
+        if by_entries || by_bytes || wanted {
             self.request_snapshot()?;
         }
         Ok(())

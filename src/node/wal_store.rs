@@ -28,6 +28,9 @@ pub struct WalStore {
     /// The newest snapshot on disk and the membership it records, sent to
     /// followers that need entries below the floor.
     pub(crate) newest: Option<(SnapshotMeta, Membership)>,
+    /// Raft asked for a snapshot to send and there was none: the loop
+    /// takes one.
+    pub(crate) snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl WalStore {
@@ -150,6 +153,8 @@ impl LogStore for WalStore {
     }
 
     fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
-        self.newest.clone().ok_or(StoreError::SnapshotUnavailable)
+        let newest = self.newest.clone();
+        self.snapshot_wanted.set(newest.is_none());
+        newest.ok_or(StoreError::SnapshotUnavailable)
     }
 }

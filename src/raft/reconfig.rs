@@ -44,13 +44,14 @@ impl<S: LogStore> Raft<S> {
         Ok((index, self.term))
     }
 
-    /// A learner may be promoted once the leader knows its log matches
-    /// (it answered an append: not still probed or sent a snapshot) and it
-    /// is at most `promotion_lag_max` entries behind.
+    /// A learner may be promoted once the leader knows its log matches up
+    /// to some entry (it accepted one, and is not waiting for a snapshot)
+    /// and it is at most `promotion_lag_max` entries behind.
     fn check_caught_up(&self, id: NodeId) -> Result<(), RaftError> {
         let Some(progress) = self.progress.get(&id) else { return Ok(()) };
         let behind = self.log.last_index().saturating_sub(progress.match_index);
-        let matching = progress.state == ProgressState::Replicate && progress.match_index > 0;
+        let matching =
+            progress.match_index > 0 && !matches!(progress.state, ProgressState::Snapshot { .. });
         if self.membership.current().is_voter(id)
             || (matching && behind <= self.config.promotion_lag_max)
         {

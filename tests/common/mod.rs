@@ -307,10 +307,15 @@ impl TestCluster {
     /// Waits until every running node has applied the same index as the
     /// leader's commit index.
     pub fn wait_for_convergence(&self, timeout: Duration) {
+        self.wait_for_convergence_of(&self.running(), timeout);
+    }
+
+    /// Waits until nodes `ids` have applied the highest commit index any of
+    /// them knows.
+    pub fn wait_for_convergence_of(&self, ids: &[u16], timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let applied: Vec<(u64, u64)> = self
-                .running()
+            let applied: Vec<(u64, u64)> = ids
                 .iter()
                 .map(|&id| {
                     self.status(id).map_or((0, 1), |s| {
