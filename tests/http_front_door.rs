@@ -103,10 +103,18 @@ fn bounded_resources(port: u16) {
             conn
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut refused = RawConn::open(port);
-    refused.send(head.as_bytes());
-    let answer = refused.response();
+    // Once the node holds them all, the next does not fit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let mut refused = RawConn::open(port);
+        refused.send(head.as_bytes());
+        refused.send(&[b' '; 65_535]);
+        let answer = refused.response();
+        if answer.status == 503 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(answer.status, 503, "{answer:?}");
     assert_eq!(answer.header("retry-after"), Some("1"));
     holding.clear();
@@ -119,10 +127,18 @@ fn bounded_resources(port: u16) {
     let idle: Vec<std::net::TcpStream> = (0..rdb::http::HTTP_CONNECTIONS_MAX)
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect"))
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut over = RawConn::open(port);
-    over.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    let answer = over.response();
+    // Once the node has accepted them all (a probe answered 200 was let in
+    // and goes away again), the next is refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let mut over = RawConn::open(port);
+        over.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = over.response();
+        if answer.status != 200 || std::time::Instant::now() > deadline {
+            break answer;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(answer.status, 503, "{answer:?}");
     assert!(answer.json()["error"].as_str().expect("error").contains("connections"));
     drop(idle);

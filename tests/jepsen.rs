@@ -56,12 +56,16 @@ enum Fault {
     /// Kill a follower, let the others snapshot and compact, restart it, and
     /// kill it again while the snapshot is arriving.
     SnapshotCrash,
+    /// Remove a random voter (the leader too) through a random node; re-add
+    /// it later as a learner and promote it.
+    Reconfigure,
 }
 
 /// A cluster behind proxies.
 struct Rig {
     cluster: TestCluster,
-    /// Proxies by (dialer, dialed): the lower id dials.
+    /// Proxies by (dialer, dialed): one each way for every pair, since the
+    /// higher id dials too when no connection came (`rpc::FALLBACK_DIAL_AFTER`).
     links: BTreeMap<(u16, u16), Link>,
     http_ports: Vec<u16>,
     agent: ureq::Agent,
@@ -73,7 +77,7 @@ impl Rig {
         let mut links = BTreeMap::new();
         let mut port = base + 100;
         for a in 1..=nodes {
-            for b in a + 1..=nodes {
+            for b in (1..=nodes).filter(|&b| b != a) {
                 port += 1;
                 links
                     .insert((a, b), Link::start(SocketAddr::from(([127, 0, 0, 1], port)), real(b)));
@@ -82,7 +86,7 @@ impl Rig {
         let peers_of = |id: u16| -> String {
             (1..=nodes)
                 .map(|other| {
-                    let addr = if other > id { links[&(id, other)].listen } else { real(other) };
+                    let addr = if other == id { real(id) } else { links[&(id, other)].listen };
                     format!("{other}={addr}")
                 })
                 .collect::<Vec<_>>()
@@ -186,7 +190,60 @@ fn inflict(rig: &mut Rig, fault: Fault, rng: &mut fastrand::Rng) -> Box<dyn FnOn
             Box::new(|rig| rig.heal())
         }
         Fault::SnapshotCrash => snapshot_crash(rig, leader, nodes),
+        Fault::Reconfigure => reconfigure(rig, rng),
     }
+}
+
+/// An admin request through random nodes until one answers other than 503
+/// (nothing happened) or `tries` are spent; the last status.
+fn admin(
+    rig: &Rig,
+    rng: &mut fastrand::Rng,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    tries: usize,
+) -> u16 {
+    let mut status = 0;
+    for _ in 0..tries {
+        let id = rng.u16(1..=u16::try_from(rig.http_ports.len()).expect("small"));
+        if !rig.cluster.running().contains(&id) {
+            continue;
+        }
+        status = rig.cluster.admin(id, method, path, body).0;
+        if status != 503 {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    status
+}
+
+/// Removes a random voter (when more than one votes) and, on undo, adds it
+/// back as a learner at the address it had and promotes it.
+fn reconfigure(rig: &mut Rig, rng: &mut fastrand::Rng) -> Box<dyn FnOnce(&mut Rig)> {
+    let running = rig.cluster.running();
+    let Some(&asked) = running.get(rng.usize(..running.len().max(1))) else {
+        return Box::new(|_| {});
+    };
+    let (code, listed) = rig.cluster.admin(asked, "GET", "/admin/members", None);
+    let members = listed["members"].as_array().cloned().unwrap_or_default();
+    let voters: Vec<&serde_json::Value> = members.iter().filter(|m| m["role"] == "voter").collect();
+    if code != 200 || voters.len() < 2 {
+        return Box::new(|_| {});
+    }
+    let victim = voters[rng.usize(..voters.len())].clone();
+    let id = victim["id"].as_u64().expect("id");
+    if admin(rig, rng, "DELETE", &format!("/admin/members/{id}"), None, 30) != 200 {
+        return Box::new(|_| {});
+    }
+    let mut rng = fastrand::Rng::with_seed(rng.u64(..));
+    Box::new(move |rig| {
+        let add = serde_json::json!({"id": id, "peer": victim["peer"], "learner": true});
+        if admin(rig, &mut rng, "POST", "/admin/members", Some(&add), 30) == 200 {
+            admin(rig, &mut rng, "POST", &format!("/admin/members/{id}/promote"), None, 50);
+        }
+    })
 }
 
 fn snapshot_crash(rig: &mut Rig, leader: u16, nodes: u16) -> Box<dyn FnOnce(&mut Rig)> {
@@ -359,6 +416,18 @@ fn snapshot_crashes() {
     ];
     for seed in seeds(5) {
         run("snapshot_crashes", 3, 23_800, &[Fault::SnapshotCrash, Fault::Kill], &extra, seed);
+    }
+}
+
+/// Members removed (the leader too) and re-added among crashes and pauses.
+/// Partitions through the proxies are left out: they are per pair of
+/// nodes, while a membership change gives every node the leader's one
+/// address per member (the pauses isolate a node instead).
+#[test]
+fn membership_changes() {
+    let faults = [Fault::Reconfigure, Fault::Reconfigure, Fault::Kill, Fault::Pause];
+    for seed in seeds(7) {
+        run("membership_changes", 5, 24_200, &faults, &[], seed);
     }
 }
 
