@@ -8,8 +8,8 @@
 //! - the time from adding a learner to it having caught up with a state of
 //!   `RDB_BENCH_KEYS` keys (default 1,000,000).
 //!
-//! Both systems run 3 nodes on 127.0.0.1 with their defaults (rdb: 100 ms
-//! ticks, election timeout 1-2 s; etcd: 100 ms heartbeat, 1 s election
+//! Both systems run 3 nodes on 127.0.0.1 with their defaults (rdb: 50 ms
+//! ticks, election timeout 0.5-1 s; etcd: 100 ms heartbeat, 1 s election
 //! timeout), and are driven over HTTP/1.1 keep-alive: rdb's POST /command
 //! and etcd's JSON gateway (/v3/kv/put), 8 writer threads each, through the
 //! nodes that are not stopped. `RDB_BENCH_RUNS` rounds (default 5), medians
@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const WRITERS: usize = 8;
+/// Pause after a round's restart before the next round.
+const SETTLE: Duration = Duration::from_secs(4);
 const WAIT: Duration = Duration::from_secs(30);
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -467,21 +469,34 @@ fn gap_after(acks: &[Instant], from: Instant) -> Duration {
     longest
 }
 
-/// One round: the leader gets `signal` while writers write through the
-/// other nodes; the longest time without an acknowledged write after it.
+/// One round: writers write through every node; the leader of that
+/// moment (looked up right before, since etcd without pre-vote may have
+/// changed leaders when a restarted node rejoined) gets `signal`; the
+/// longest time without an acknowledged write after it.
 fn round<S: System + Sync>(system: &mut S, signal: &str) -> Duration {
-    let leader = system.leader();
-    let others: Vec<usize> = (0..3).filter(|&n| n != leader).collect();
-    let pid = system.pid(leader);
+    system.leader();
     let event = Mutex::new(None);
-    let acks = with_writers(&*system, &others, || {
-        *event.lock().expect("event") = Some(Instant::now());
+    let acks = with_writers(&*system, &[0, 1, 2], || {
+        let leader = system.leader();
+        let pid = system.pid(leader);
+        *event.lock().expect("event") = Some((Instant::now(), leader));
         Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
     });
+    let (at, leader) = event.into_inner().expect("event").expect("signalled");
     system.reap(leader);
-    let at = event.into_inner().expect("event").expect("signalled");
     let gap = gap_after(&acks, at);
+    let after = system.leader();
+    eprintln!(
+        "  {} {signal}: node {leader} led; node {after} leads after; {} writes acknowledged, gap {} ms",
+        system.name(),
+        acks.len(),
+        ms(gap)
+    );
     system.restart(leader);
+    system.leader();
+    // A restarted etcd node without pre-vote may start an election when it
+    // rejoins; let that happen before the next round picks its leader.
+    std::thread::sleep(SETTLE);
     system.leader();
     gap
 }

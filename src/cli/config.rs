@@ -78,7 +78,7 @@ impl Default for ServeConfig {
             peers: String::new(),
             join: false,
             cluster: "rdb".into(),
-            tick_ms: 100,
+            tick_ms: 50,
             election_ticks: 10,
             request_timeout_ms: 5_000,
             snapshot_entries: 100_000,

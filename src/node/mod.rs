@@ -108,7 +108,7 @@ impl NodeConfig {
             id,
             initial,
             data_dir,
-            tick: Duration::from_millis(100),
+            tick: Duration::from_millis(50),
             election_ticks: 10,
             request_timeout: Duration::from_secs(5),
             snapshot_entries: 100_000,
