@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let client_command = match &cli.command {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
+        Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
         _ => None,
     };
     if let Some(outcome) = client_command {
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
             tls: args.tls,
             haproxy_port: args.haproxy.then_some(args.haproxy_port),
         }),
-        Cmd::Member { .. } | Cmd::Leader { .. } => Ok(()),
+        Cmd::Member { .. } | Cmd::Leader { .. } | Cmd::Bench(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The command line: `rdb serve`, `rdb dev`, and the operator subcommands
-//! that drive a running cluster (`rdb member`, `rdb leader`).
+//! that drive a running cluster (`rdb member`, `rdb leader`, `rdb bench`).
 
+pub mod bench;
 pub mod client;
 mod config;
 mod dev;
@@ -53,6 +54,8 @@ pub enum Cmd {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Load a cluster with puts or gets and report throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 /// `rdb serve` flags; each overrides the config file.

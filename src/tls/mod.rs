@@ -149,7 +149,7 @@ fn open(path: &Path) -> Result<BufReader<File>, String> {
     File::open(path).map(BufReader::new).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<Certificate>, String> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<Certificate>, String> {
     let certs =
         rustls_pemfile::certs(&mut open(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
     if certs.is_empty() {
@@ -158,7 +158,7 @@ fn read_certs(path: &Path) -> Result<Vec<Certificate>, String> {
     Ok(certs.into_iter().map(Certificate).collect())
 }
 
-fn read_key(path: &Path) -> Result<PrivateKey, String> {
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKey, String> {
     let items = rustls_pemfile::read_all(&mut open(path)?)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     items
@@ -172,7 +172,7 @@ fn read_key(path: &Path) -> Result<PrivateKey, String> {
         .ok_or_else(|| format!("{}: no PEM private key in it", path.display()))
 }
 
-fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     for cert in read_certs(path)? {
         roots.add(&cert).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,0 +1,267 @@
+//! One keep-alive HTTP/1.1 connection of `rdb bench`, plain or TLS: a
+//! request out in one write, the answer's head parsed and its body read by
+//! `Content-Length` (what rdb's `/command` always sends), so many requests
+//! share one connection as a real client's do.
+//!
+//! Caveats: no pipelining (one request in flight per connection, like wrk
+//! and etcd's clients' unary calls); a chunked answer is an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::net::TcpStream;
+
+use async_io::Async;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The most bytes an answer's head may take.
+const HEAD_BYTES_MAX: usize = 16 * 1024;
+/// The largest answer body read (a get of the largest value, with room).
+const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The most bytes one read takes.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// The time a connection may take to open (TCP and TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A byte stream an answer can be read from and a request written to.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// The connection's bytes: TCP itself, or TLS over it.
+enum Transport {
+    Plain(Async<TcpStream>),
+    Tls(Box<dyn Stream>),
+}
+
+/// Where requests go.
+#[derive(Clone)]
+pub struct Target {
+    /// `host:port`, as dialed and as the Host header.
+    pub authority: String,
+    /// The host alone, for TLS's server name.
+    host: String,
+    /// Set for `https://` endpoints.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.authority)
+    }
+}
+
+impl Target {
+    /// `http://host:port` or `https://host:port` (a trailing `/` allowed,
+    /// no other path); `tls` is needed for `https`.
+    pub fn parse(endpoint: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, String> {
+        let endpoint = endpoint.trim().trim_end_matches('/');
+        let (secure, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = endpoint.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!(
+                "{endpoint}: an endpoint is http://host:port or https://host:port"
+            ));
+        };
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(format!("{endpoint}: an endpoint is a scheme, a host and a port only"));
+        }
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                let port: u16 = port.parse().map_err(|_| format!("{endpoint}: bad port"))?;
+                (host.to_string(), port)
+            }
+            _ => (rest.to_string(), if secure { 443 } else { 80 }),
+        };
+        let tls = if secure {
+            Some(tls.ok_or_else(|| format!("{endpoint}: https needs TLS settings"))?)
+        } else {
+            None
+        };
+        let authority = format!("{host}:{port}");
+        Ok(Target { authority, host: host.trim_matches(['[', ']']).to_string(), tls })
+    }
+}
+
+/// What one request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    /// The server will close the connection after it.
+    pub closing: bool,
+}
+
+/// An open connection.
+pub struct Conn {
+    transport: Transport,
+    /// Bytes read past the last answer (none, without pipelining; kept for
+    /// correctness).
+    buffer: Vec<u8>,
+    /// The request being written.
+    request: Vec<u8>,
+    /// Where reads land (on the heap: a request's future stays small, as
+    /// it is moved into its timeout each time).
+    read_chunk: Vec<u8>,
+    host_header: String,
+}
+
+impl Conn {
+    /// Opens a connection to `target` (TCP_NODELAY, as every latency-minded
+    /// client sets).
+    pub async fn open(target: &Target) -> std::io::Result<Conn> {
+        let dial = async {
+            let address = async_std::net::ToSocketAddrs::to_socket_addrs(&target.authority)
+                .await?
+                .next()
+                .ok_or_else(|| invalid("the host has no address"))?;
+            let tcp = Async::<TcpStream>::connect(address).await?;
+            tcp.get_ref().set_nodelay(true)?;
+            Ok::<_, std::io::Error>(match &target.tls {
+                None => Transport::Plain(tcp),
+                Some(config) => {
+                    let connector = async_tls::TlsConnector::from(config.clone());
+                    Transport::Tls(Box::new(connector.connect(&target.host, tcp).await?))
+                }
+            })
+        };
+        let transport =
+            async_std::future::timeout(CONNECT_TIMEOUT, dial).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        Ok(Conn {
+            transport,
+            buffer: Vec::with_capacity(4096),
+            request: Vec::with_capacity(512),
+            read_chunk: vec![0; READ_CHUNK_BYTES],
+            host_header: target.authority.clone(),
+        })
+    }
+
+    /// Sends `POST /command` with `body` and reads the answer.
+    pub async fn command(&mut self, body: &str) -> std::io::Result<Answer> {
+        self.request.clear();
+        self.request.extend_from_slice(b"POST /command HTTP/1.1\r\nhost: ");
+        self.request.extend_from_slice(self.host_header.as_bytes());
+        self.request.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+        self.request.extend_from_slice(body.len().to_string().as_bytes());
+        self.request.extend_from_slice(b"\r\n\r\n");
+        self.request.extend_from_slice(body.as_bytes());
+        match &mut self.transport {
+            Transport::Plain(tcp) => {
+                tcp.write_all(&self.request).await?;
+                // The answer cannot be there yet: wait for it rather than
+                // try a read that would find nothing.
+                tcp.readable().await?;
+            }
+            Transport::Tls(tls) => {
+                tls.write_all(&self.request).await?;
+                tls.flush().await?;
+            }
+        }
+        self.read_answer().await
+    }
+
+    /// Reads one answer: its head, then its body, which is dropped.
+    async fn read_answer(&mut self) -> std::io::Result<Answer> {
+        loop {
+            if let Some((head_bytes, answer, body_bytes)) = parse_head(&self.buffer)? {
+                let total = head_bytes + body_bytes;
+                while self.buffer.len() < total {
+                    self.fill().await?;
+                }
+                self.buffer.drain(..total);
+                return Ok(answer);
+            }
+            if self.buffer.len() > HEAD_BYTES_MAX {
+                return Err(invalid("an answer's head is too large"));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more bytes into the buffer; end of stream is an error.
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let chunk = &mut self.read_chunk;
+        let n = match &mut self.transport {
+            Transport::Plain(tcp) => tcp.read(chunk).await?,
+            Transport::Tls(tls) => tls.read(chunk).await?,
+        };
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        self.buffer.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn invalid(why: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string())
+}
+
+/// Parses an answer's head from the front of `bytes`: its length, the
+/// answer, and the body's length; `None` if the head is not all there.
+fn parse_head(bytes: &[u8]) -> std::io::Result<Option<(usize, Answer, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head_bytes = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(&format!("a malformed answer: {e}"))),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut body_bytes = None;
+    let mut closing = response.version == Some(0);
+    for header in response.headers.iter() {
+        let value = std::str::from_utf8(header.value).unwrap_or("").trim();
+        if header.name.eq_ignore_ascii_case("content-length") {
+            body_bytes = Some(value.parse::<usize>().map_err(|_| invalid("bad content-length"))?);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(invalid("a chunked answer (rdb bench reads Content-Length bodies)"));
+        } else if header.name.eq_ignore_ascii_case("connection") {
+            closing = value.eq_ignore_ascii_case("close");
+        }
+    }
+    let body_bytes = match body_bytes {
+        Some(n) if n <= BODY_BYTES_MAX => n,
+        Some(_) => return Err(invalid("an answer's body is too large")),
+        None if status == 204 || status == 304 || (100..200).contains(&status) => 0,
+        None => return Err(invalid("an answer without Content-Length")),
+    };
+    Ok(Some((head_bytes, Answer { status, closing }, body_bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_or_are_refused_clearly() {
+        let t = Target::parse("http://127.0.0.1:8081/", None).unwrap();
+        assert_eq!(t.authority, "127.0.0.1:8081");
+        assert_eq!(Target::parse("http://db.example", None).unwrap().authority, "db.example:80");
+        assert_eq!(Target::parse("http://[::1]:8081", None).unwrap().host, "::1");
+        for bad in ["127.0.0.1:8081", "http://h:x", "http://h:1/command", "https://h:1", "http://"]
+        {
+            assert!(Target::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_are_framed_by_content_length() {
+        let bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1";
+        let (head, answer, body) = parse_head(bytes).unwrap().unwrap();
+        assert_eq!((answer.status, answer.closing, body), (200, false, 2));
+        assert_eq!(&bytes[head..head + body], b"{}");
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ncontent-len").unwrap().is_none());
+        let closing = b"HTTP/1.1 503 x\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert!(parse_head(closing).unwrap().unwrap().1.closing);
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
+    }
+}

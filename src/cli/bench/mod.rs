@@ -1,0 +1,386 @@
+//! `rdb bench`: the load generator operators run against their own cluster,
+//! in the manner of etcd's `benchmark` tool. Many keep-alive connections,
+//! each with one request in flight, on async-std's executor (one thread per
+//! core, like wrk's `-t`), key-addressed puts and gets of keys chosen as
+//! `--keys` says (`workload.rs`), a progress line each second on stderr and
+//! a table (or `--json`) at the end (`report.rs`).
+//!
+//! Caveats: it measures from the client: latency includes its own queueing
+//! when the client is CPU-starved, and on a machine shared with the cluster
+//! it takes CPU the cluster would have used (the table reports its CPU per
+//! request so that can be judged). Requests that fail are not retried.
+
+mod conn;
+mod report;
+mod workload;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+pub use workload::{mix64, random_key, sequential_key, Consistency, KeyOrder, Operation};
+
+use crate::cli::client::{ClientArgs, ClientError};
+use conn::{Conn, Target};
+use report::{process_cpu, progress_line, Stats, Summary};
+use workload::{Rng, Workload};
+
+/// The most connections one run opens.
+pub const CONNECTIONS_MAX: usize = 10_000;
+/// The largest value a run writes (rdb's own limit).
+pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
+/// The time one request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The pause before a connection that failed is opened again.
+const RECONNECT_DELAY: Duration = Duration::from_millis(100);
+
+/// `rdb bench` flags.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// What each request does.
+    #[arg(value_enum)]
+    pub operation: Operation,
+    /// Connections, each with one request in flight.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: usize,
+    /// Threads the connections are dealt to (default: one per core).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
+    pub threads: usize,
+    /// How long to run (e.g. 30s, 2m, 500ms); the default when --requests
+    /// is not given is 30s.
+    #[arg(long, value_parser = parse_duration, conflicts_with = "requests")]
+    pub duration: Option<Duration>,
+    /// Stop after this many requests in all.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Bytes in each value put.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// How keys are chosen: random (new keys, scattered), sequential (new
+    /// keys, ascending: a friendly pattern), existing (among the keys a
+    /// random put run of --key-space requests wrote). Default: existing for
+    /// get, random otherwise. The gets of mixed always read existing keys.
+    #[arg(long, value_enum)]
+    pub keys: Option<KeyOrder>,
+    /// How many keys `existing` chooses among.
+    #[arg(long, default_value_t = 100_000)]
+    pub key_space: u64,
+    /// The index of the first new key (to continue an earlier run's keys).
+    #[arg(long, default_value_t = 0)]
+    pub first_key: u64,
+    /// The share of gets in `mixed`, 0 to 1.
+    #[arg(long, default_value_t = 0.9)]
+    pub read_ratio: f64,
+    /// The consistency of gets (the server's default: linearizable).
+    #[arg(long, value_enum)]
+    pub consistency: Option<Consistency>,
+    /// The collection written and read.
+    #[arg(long, default_value = "bench")]
+    pub collection: String,
+    /// The seed of key names and of each connection's choices.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Where the cluster is (connections are spread over the endpoints).
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?}: not a duration like 30s"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h")),
+    };
+    if !(seconds > 0.0 && seconds <= 7.0 * 86_400.0) {
+        return Err(format!("{text:?}: between 1 ms and 7 days"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// When the run ends: a deadline, or a number of requests handed out.
+struct Budget {
+    deadline: Option<Instant>,
+    remaining: Option<AtomicU64>,
+    /// Index of the next new key.
+    next_index: AtomicU64,
+}
+
+impl Budget {
+    /// Takes one request from the budget; false once it is spent.
+    fn take(&self) -> bool {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        match &self.remaining {
+            None => true,
+            Some(n) => {
+                n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+            }
+        }
+    }
+}
+
+/// Runs the benchmark `args` describe; the report to print (a table, or
+/// JSON with `--json`). Usage errors (bad flags, unreadable TLS files) are
+/// [`ClientError::Usage`]; a run in which no request succeeded is
+/// [`ClientError::Unavailable`].
+pub fn bench(args: &BenchArgs) -> Result<String, ClientError> {
+    let (workload, targets) = plan(args)?;
+    let title = format!(
+        "rdb bench {:?}: {} connections to {}, {}-byte values, {:?} keys",
+        args.operation,
+        args.connections,
+        args.client.endpoints.join(","),
+        args.value_bytes,
+        workload.keys
+    )
+    .to_lowercase();
+    let budget = Arc::new(Budget {
+        deadline: match (args.duration, args.requests) {
+            (Some(d), _) => Some(Instant::now() + d),
+            (None, None) => Some(Instant::now() + Duration::from_secs(30)),
+            (None, Some(_)) => None,
+        },
+        remaining: args.requests.map(AtomicU64::new),
+        next_index: AtomicU64::new(args.first_key),
+    });
+    let cpu_before = process_cpu();
+    let (stats, elapsed) = run(args, workload, targets, budget);
+    let client_cpu = match (cpu_before, process_cpu()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let summary = Summary { title, stats, elapsed, client_cpu };
+    if summary.stats.success_count() == 0 {
+        return Err(ClientError::Unavailable(format!("no request succeeded\n{}", summary.table())));
+    }
+    Ok(if args.client.json { summary.json().to_string() } else { summary.table() })
+}
+
+/// Checks the flags; the workload and where each connection goes.
+fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientError> {
+    let usage = |m: String| ClientError::Usage(m);
+    if !(1..=CONNECTIONS_MAX).contains(&args.connections) {
+        return Err(usage(format!("--connections is 1 to {CONNECTIONS_MAX}")));
+    }
+    if args.value_bytes > VALUE_BYTES_MAX {
+        return Err(usage(format!("--value-bytes is at most {VALUE_BYTES_MAX}")));
+    }
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return Err(usage("--read-ratio is between 0 and 1".into()));
+    }
+    if args.key_space == 0 || args.requests == Some(0) {
+        return Err(usage("--key-space and --requests are at least 1".into()));
+    }
+    let keys = args.keys.unwrap_or(match args.operation {
+        Operation::Get => KeyOrder::Existing,
+        Operation::Put | Operation::Mixed => KeyOrder::Random,
+    });
+    let tls = tls_config(&args.client).map_err(usage)?;
+    let targets = args
+        .client
+        .endpoints
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| Target::parse(e, tls.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(usage)?;
+    if targets.is_empty() {
+        return Err(usage("no endpoint given (--endpoints)".into()));
+    }
+    let workload = Workload {
+        operation: args.operation,
+        keys,
+        collection_json: serde_json::Value::from(args.collection.as_str()).to_string(),
+        value: Workload::value_of(args.value_bytes, args.seed),
+        consistency: args.consistency,
+        read_ratio: args.read_ratio,
+        key_space: args.key_space,
+        seed: args.seed,
+    };
+    Ok((workload, targets))
+}
+
+/// The TLS client settings for https endpoints: --cacert verifies the
+/// nodes, --cert and --key present a client certificate.
+fn tls_config(args: &ClientArgs) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    let Some(cacert) = &args.cacert else {
+        if args.endpoints.iter().any(|e| e.trim().starts_with("https://")) {
+            return Err("https endpoints need --cacert (the CA that signed the nodes)".into());
+        }
+        return Ok(None);
+    };
+    let builder = rustls::ClientConfig::builder()
+        .with_safe_defaults()
+        .with_root_certificates(crate::tls::read_roots(cacert)?);
+    let config = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => builder
+            .with_client_auth_cert(crate::tls::read_certs(cert)?, crate::tls::read_key(key)?)
+            .map_err(|e| format!("{}: {e}", cert.display()))?,
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Some(Arc::new(config)))
+}
+
+/// Drives every connection until the budget is spent; all stats merged and
+/// the time from start to the last answer. Connections are dealt to
+/// `--threads` threads, each running its own executor that polls the
+/// reactor itself (as wrk's threads each run an epoll loop): a ready socket
+/// wakes the thread that owns it, with no hand-off between threads.
+fn run(
+    args: &BenchArgs,
+    workload: Workload,
+    targets: Vec<Target>,
+    budget: Arc<Budget>,
+) -> (Stats, Duration) {
+    let started = Instant::now();
+    let workload = Arc::new(workload);
+    let per_conn: Vec<Arc<Mutex<Stats>>> =
+        (0..args.connections).map(|_| Arc::new(Mutex::new(Stats::default()))).collect();
+    let threads = args.threads.clamp(1, args.connections);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let mine: Vec<_> = (t..args.connections)
+                .step_by(threads)
+                .map(|i| {
+                    let target = targets[i % targets.len()].clone();
+                    let rng = Rng::new(args.seed, i as u64);
+                    (target, per_conn[i].clone(), rng)
+                })
+                .collect();
+            let (workload, budget) = (workload.clone(), budget.clone());
+            std::thread::Builder::new()
+                .name(format!("bench-{t}"))
+                .spawn(move || {
+                    let executor = async_executor::LocalExecutor::new();
+                    let tasks: Vec<_> = mine
+                        .into_iter()
+                        .map(|(target, stats, rng)| {
+                            executor.spawn(drive(
+                                target,
+                                workload.clone(),
+                                budget.clone(),
+                                stats,
+                                rng,
+                            ))
+                        })
+                        .collect();
+                    async_io::block_on(executor.run(futures::future::join_all(tasks)));
+                })
+                .expect("a thread can be started")
+        })
+        .collect();
+    let mut answered_before = 0;
+    let mut next = started + Duration::from_secs(1);
+    while workers.iter().any(|w| !w.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+        if Instant::now() >= next {
+            next += Duration::from_secs(1);
+            let so_far = merged(&per_conn);
+            let answered = so_far.answered_count() + so_far.error_count();
+            eprintln!("{}", progress_line(started.elapsed(), answered - answered_before, &so_far));
+            answered_before = answered;
+        }
+    }
+    let elapsed = started.elapsed();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    (merged(&per_conn), elapsed)
+}
+
+/// One connection's loop: a request, its answer, the next.
+async fn drive(
+    target: Target,
+    workload: Arc<Workload>,
+    budget: Arc<Budget>,
+    stats: Arc<Mutex<Stats>>,
+    mut rng: Rng,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut body = String::new();
+    while budget.take() {
+        let get = workload.next_is_get(&mut rng);
+        let key =
+            workload.next_key(get, &mut rng, || budget.next_index.fetch_add(1, Ordering::Relaxed));
+        if get {
+            workload.get_body(&key, &mut body);
+        } else {
+            workload.put_body(&key, &mut body);
+        }
+        let started = Instant::now();
+        let outcome = match conn.take() {
+            Some(c) => Ok(c),
+            None => Conn::open(&target).await,
+        };
+        let outcome = match outcome {
+            Ok(mut c) => {
+                match async_std::future::timeout(REQUEST_TIMEOUT, c.command(&body)).await {
+                    Ok(Ok(answer)) => Ok((c, answer)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let failed = {
+            let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
+            match outcome {
+                Ok((c, answer)) => {
+                    s.answered(answer.status, started.elapsed());
+                    conn = (!answer.closing).then_some(c);
+                    false
+                }
+                Err(e) => {
+                    s.failed(&e);
+                    true
+                }
+            }
+        };
+        if failed {
+            async_std::task::sleep(RECONNECT_DELAY).await;
+        }
+    }
+}
+
+/// Every connection's stats, merged.
+fn merged(per_conn: &[Arc<Mutex<Stats>>]) -> Stats {
+    let mut all = Stats::default();
+    for stats in per_conn {
+        all.merge(&stats.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_bounds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "0s", "-1s", "10x", "8d", "1e9"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_budget_hands_out_exactly_that_many() {
+        let budget = Budget {
+            deadline: None,
+            remaining: Some(AtomicU64::new(3)),
+            next_index: AtomicU64::new(0),
+        };
+        assert_eq!((0..10).filter(|_| budget.take()).count(), 3);
+    }
+}

@@ -1,0 +1,244 @@
+//! What `rdb bench` sends: which key each request names and the JSON body
+//! that carries it. Pure functions of the flags, a seed and a counter, so
+//! a later run can read back exactly the keys an earlier run wrote.
+//!
+//! Key names (`--keys`), all 16 ASCII characters:
+//! - `random`: `key(i)` = the 64-bit mix of `seed + i` in hex. The mix is a
+//!   bijection, so distinct indexes never name the same key: a put run
+//!   writes new keys only, scattered over the key space as real
+//!   (hash-derived) keys are. The same names are used by
+//!   `benches/cluster/etcd-native` so both systems store the same keys.
+//! - `sequential`: `i` in decimal, zero-padded (a friendly pattern: every
+//!   write lands at the right edge of the tree).
+//! - `existing`: `key(i)` for a uniformly random `i` below `--key-space`,
+//!   the keys a `random` put run of that many requests (same seed, first
+//!   key 0) wrote.
+//!
+//! In `mixed`, gets always read existing keys and puts name theirs as
+//! `--keys` says (new random keys by default).
+
+use std::fmt::Write as _;
+
+/// The operation a request performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Operation {
+    /// Key-addressed puts.
+    Put,
+    /// Gets.
+    Get,
+    /// Gets with probability `--read-ratio`, puts otherwise.
+    Mixed,
+}
+
+/// How keys are chosen (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyOrder {
+    /// New keys in random order, never reused.
+    Random,
+    /// New keys in ascending order (a friendly pattern).
+    Sequential,
+    /// Random keys among those a random put run wrote.
+    Existing,
+}
+
+/// The read consistency of gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    /// Reflects every write acknowledged before it (ReadIndex).
+    Linearizable,
+    /// The receiving node's applied state, possibly stale.
+    Serializable,
+}
+
+/// The 64-bit finalizer of SplitMix64 (Steele, Lea, Flood: "Fast splittable
+/// pseudorandom number generators", OOPSLA 2014): a bijection on `u64`.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A small seeded generator (SplitMix64): each connection has its own.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` and `stream` (the connection number).
+    pub fn new(seed: u64, stream: u64) -> Self {
+        Rng(mix64(seed ^ mix64(stream.wrapping_add(1))))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix64(self.0)
+    }
+
+    /// Uniform in `0..n` (`n` > 0; the bias of the modulo is below 2^-40
+    /// for the key spaces used here).
+    pub fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0);
+        self.next_u64() % n
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The name of random key `index` for `seed`.
+pub fn random_key(seed: u64, index: u64) -> String {
+    format!("{:016x}", mix64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(index)))
+}
+
+/// The name of sequential key `index`.
+pub fn sequential_key(index: u64) -> String {
+    format!("{index:016}")
+}
+
+/// Everything that decides the requests of a run.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// What each request does.
+    pub operation: Operation,
+    /// How keys are named and chosen.
+    pub keys: KeyOrder,
+    /// The collection, already a JSON string literal.
+    pub collection_json: String,
+    /// The value of every put (ASCII letters and digits).
+    pub value: String,
+    /// For gets; `None` sends no field (the server's default, linearizable).
+    pub consistency: Option<Consistency>,
+    /// The share of gets in `mixed`, in `[0, 1]`.
+    pub read_ratio: f64,
+    /// How many keys `existing` chooses among (> 0).
+    pub key_space: u64,
+    /// The seed of key names and of every connection's generator.
+    pub seed: u64,
+}
+
+impl Workload {
+    /// A value of `bytes` ASCII letters and digits, the same for a seed.
+    pub fn value_of(bytes: usize, seed: u64) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut rng = Rng::new(seed, u64::MAX);
+        (0..bytes).map(|_| ALPHABET[(rng.next_u64() % 62) as usize] as char).collect()
+    }
+
+    /// Whether the next request is a get.
+    pub fn next_is_get(&self, rng: &mut Rng) -> bool {
+        match self.operation {
+            Operation::Put => false,
+            Operation::Get => true,
+            Operation::Mixed => rng.unit() < self.read_ratio,
+        }
+    }
+
+    /// The key of the next request (a get if `get`); `next_index` hands
+    /// out new indexes. The gets of `mixed` read existing keys; its puts,
+    /// and every other request, name keys as `keys` says.
+    pub fn next_key(&self, get: bool, rng: &mut Rng, next_index: impl FnOnce() -> u64) -> String {
+        let existing =
+            self.keys == KeyOrder::Existing || (get && self.operation == Operation::Mixed);
+        match self.keys {
+            _ if existing => random_key(self.seed, rng.below(self.key_space)),
+            KeyOrder::Sequential => sequential_key(next_index()),
+            KeyOrder::Random | KeyOrder::Existing => random_key(self.seed, next_index()),
+        }
+    }
+
+    /// The body of a put of `key`, into `out` (cleared first).
+    pub fn put_body(&self, key: &str, out: &mut String) {
+        out.clear();
+        let _ = write!(
+            out,
+            r#"{{"action":"put","payload":{{"collection":{},"key":"{key}","value":"{}"}}}}"#,
+            self.collection_json, self.value
+        );
+    }
+
+    /// The body of a get of `key`, into `out` (cleared first).
+    pub fn get_body(&self, key: &str, out: &mut String) {
+        out.clear();
+        let consistency = match self.consistency {
+            None => "",
+            Some(Consistency::Linearizable) => r#","consistency":"linearizable""#,
+            Some(Consistency::Serializable) => r#","consistency":"serializable""#,
+        };
+        let _ = write!(
+            out,
+            r#"{{"action":"get","payload":{{"collection":{},"key":"{key}"{consistency}}}}}"#,
+            self.collection_json
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(keys: KeyOrder) -> Workload {
+        Workload {
+            operation: Operation::Put,
+            keys,
+            collection_json: "\"bench\"".into(),
+            value: Workload::value_of(8, 1),
+            consistency: Some(Consistency::Serializable),
+            read_ratio: 0.9,
+            key_space: 1_000,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn random_keys_are_distinct_and_unordered() {
+        let keys: Vec<String> = (0..10_000).map(|i| random_key(7, i)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), keys.len());
+        assert_ne!(sorted, keys);
+        assert!(keys.iter().all(|k| k.len() == 16));
+        assert_ne!(random_key(7, 0), random_key(8, 0));
+    }
+
+    #[test]
+    fn existing_keys_are_among_those_a_random_load_wrote() {
+        let w = workload(KeyOrder::Existing);
+        let written: std::collections::HashSet<String> =
+            (0..w.key_space).map(|i| random_key(w.seed, i)).collect();
+        let mut rng = Rng::new(w.seed, 3);
+        for _ in 0..1_000 {
+            assert!(written.contains(&w.next_key(false, &mut rng, || unreachable!())));
+        }
+    }
+
+    #[test]
+    fn bodies_are_the_api_s_json() {
+        let w = workload(KeyOrder::Sequential);
+        let mut body = String::new();
+        w.put_body(&sequential_key(42), &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["payload"]["key"], "0000000000000042");
+        assert_eq!(v["payload"]["value"].as_str().unwrap().len(), 8);
+        w.get_body("k", &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["action"], "get");
+        assert_eq!(v["payload"]["consistency"], "serializable");
+    }
+
+    #[test]
+    fn mixed_reads_about_the_read_ratio() {
+        let mut w = workload(KeyOrder::Existing);
+        w.operation = Operation::Mixed;
+        let mut rng = Rng::new(1, 0);
+        let gets = (0..10_000).filter(|_| w.next_is_get(&mut rng)).count();
+        assert!((8_800..9_200).contains(&gets), "{gets}");
+        // Its puts write new keys, its gets read existing ones.
+        w.keys = KeyOrder::Random;
+        assert_eq!(w.next_key(false, &mut rng, || 5_000), random_key(w.seed, 5_000));
+        let read = w.next_key(true, &mut rng, || unreachable!());
+        assert!((0..w.key_space).any(|i| random_key(w.seed, i) == read));
+    }
+}

@@ -1,0 +1,200 @@
+//! `rdb bench` run as an operator runs it, against real clusters: the keys
+//! a random put run writes are the keys an `existing` get run reads (every
+//! get a 200), the counts and statuses it reports are what the cluster
+//! holds, HTTPS with a client certificate works, and bad flags and an
+//! unreachable cluster are clear errors with the CLI's exit codes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestCluster;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Runs `rdb bench` with `args`; its exit code, stdout and stderr.
+fn bench(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rdb"))
+        .arg("bench")
+        .args(args)
+        .env_remove("RDB_ENDPOINTS")
+        .output()
+        .expect("rdb runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+/// Runs `rdb bench ... --json` and parses the report.
+fn bench_json(args: &[&str]) -> Value {
+    let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let (code, out, err) = bench(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
+    let cluster = TestCluster::start(3, 25_400, &[]);
+    let leader = cluster.wait_for_leader(WAIT);
+    let endpoints =
+        (1..=3).map(|id| format!("http://127.0.0.1:{}", 25_400 + id)).collect::<Vec<_>>();
+    let endpoints = endpoints.join(",");
+    let put = bench_json(&["put", "--requests", "600", "-c", "8", "--endpoints", &endpoints]);
+    assert_eq!(put["requests"], 600, "{put}");
+    assert_eq!(put["statuses"]["200"], 600, "{put}");
+    assert!(put["latency_ms"]["p99"].as_f64().unwrap() > 0.0, "{put}");
+
+    // The cluster holds exactly the 600 keys, named as documented.
+    cluster.wait_for_convergence(WAIT);
+    let held = cluster.contents(leader, "bench");
+    assert_eq!(held.len(), 600);
+    let names: std::collections::HashSet<String> =
+        (0..600).map(|i| rdb::cli::bench::random_key(1, i)).collect();
+    assert!(held.iter().all(|(key, value)| names.contains(key) && value.len() == 100));
+
+    // Gets of existing keys, through every node, all found.
+    for consistency in ["linearizable", "serializable"] {
+        let get = bench_json(&[
+            "get",
+            "--requests",
+            "600",
+            "-c",
+            "8",
+            "--key-space",
+            "600",
+            "--endpoints",
+            &endpoints,
+            "--consistency",
+            consistency,
+        ]);
+        assert_eq!(get["statuses"]["200"], 600, "{consistency}: {get}");
+    }
+    // Another seed names other keys: none found, and the run says so.
+    let (code, out, _) = bench(&[
+        "get",
+        "--requests",
+        "50",
+        "-c",
+        "2",
+        "--key-space",
+        "600",
+        "--seed",
+        "2",
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert_eq!(code, 3, "no request succeeded: unavailable\n{out}");
+
+    // A mixed run continuing the keys adds new ones after the first 600.
+    let mixed = bench_json(&[
+        "mixed",
+        "--requests",
+        "400",
+        "-c",
+        "4",
+        "--key-space",
+        "600",
+        "--first-key",
+        "600",
+        "--read-ratio",
+        "0.5",
+        "--endpoints",
+        &endpoints,
+    ]);
+    assert_eq!(mixed["statuses"]["200"], 400, "{mixed}");
+    cluster.wait_for_convergence(WAIT);
+    let grown = cluster.contents(leader, "bench").len();
+    assert!((601..=1_000).contains(&grown), "{grown}");
+
+    a_timed_run_reports_progress_and_a_table(&cluster, leader, &endpoints);
+}
+
+/// A duration-bounded run prints a progress line each second and the
+/// table; its sequential 1 KiB values land under the documented names.
+fn a_timed_run_reports_progress_and_a_table(cluster: &TestCluster, leader: u16, endpoints: &str) {
+    let (code, out, err) = bench(&[
+        "put",
+        "--duration",
+        "2500ms",
+        "-c",
+        "4",
+        "--keys",
+        "sequential",
+        "--value-bytes",
+        "1024",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("ops/s")).count(), 2, "{err}");
+    assert!(out.contains("throughput") && out.contains("p99.9") && out.contains("200: "), "{out}");
+    let (status, answer) = cluster.command(
+        leader,
+        &json!({"action": "get",
+        "payload": {"collection": "bench", "key": "0000000000000000"}}),
+    );
+    assert_eq!((status, answer["value"].as_str().map(str::len)), (200, Some(1024)));
+}
+
+#[test]
+fn bench_speaks_https_with_a_client_certificate() {
+    let dir = tempfile::tempdir().expect("dir");
+    common::tls::gen_certs(dir.path(), &["rdb1:127.0.0.1", "rdb2:127.0.0.1", "rdb3:127.0.0.1"]);
+    let certs = dir.path().to_path_buf();
+    let client_ca = certs.join("ca.pem").display().to_string();
+    let cluster = TestCluster::start_each(3, 25_500, &["--client-ca", &client_ca], |id| {
+        common::tls::tls_args(&certs, &format!("rdb{id}"))
+    });
+    let file = |name: &str| certs.join(name).display().to_string();
+    let endpoint = "https://127.0.0.1:25501";
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client-key.pem"));
+    let tls = ["--endpoints", endpoint, "--cacert", &ca, "--cert", &cert, "--key", &key];
+    let with = |args: &[&'static str]| args.iter().copied().chain(tls).collect::<Vec<&str>>();
+    let deadline = Instant::now() + WAIT;
+    while bench(&with(&["put", "--requests", "1", "-c", "1"])).0 != 0 {
+        assert!(Instant::now() < deadline, "node 1 never answered over HTTPS");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let put = bench_json(&with(&["put", "--requests", "200", "-c", "4", "--first-key", "1"]));
+    assert_eq!(put["statuses"]["200"], 200, "{put}");
+    // Without the client certificate the node refuses the handshake.
+    let (code, _, err) = bench(&[
+        "put",
+        "--requests",
+        "5",
+        "-c",
+        "1",
+        "--endpoints",
+        endpoint,
+        "--cacert",
+        &file("ca.pem"),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    drop(cluster);
+}
+
+#[test]
+fn bad_flags_and_an_unreachable_cluster_are_clear_errors() {
+    for (args, why) in [
+        (vec!["put", "--connections", "0"], "--connections"),
+        (vec!["put", "--value-bytes", "2000000"], "--value-bytes"),
+        (vec!["mixed", "--read-ratio", "1.5"], "--read-ratio"),
+        (vec!["get", "--key-space", "0"], "--key-space"),
+        (vec!["put", "--endpoints", "127.0.0.1:1"], "http://host:port"),
+        (vec!["put", "--endpoints", "https://127.0.0.1:1"], "--cacert"),
+        (vec!["put", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
+    ] {
+        let (code, out, err) = bench(&args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let (code, _, err) = bench(&["put", "--duration", "10x"]);
+    assert_eq!(code, 2, "clap refuses a bad duration: {err}");
+    // Nothing listens on port 1: every request fails, exit 3, and the
+    // report names what happened.
+    let (code, _, err) =
+        bench(&["put", "--requests", "3", "-c", "1", "--endpoints", "http://127.0.0.1:1"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no request succeeded") && err.contains("connection refused"), "{err}");
+}
