@@ -10,7 +10,7 @@ use super::flush::Unhinted;
 use super::meta::Meta;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
-use super::write::WriteTxn;
+use super::write::{Durability, WriteTxn};
 use crate::disk::{Disk, DiskFile, Mapping};
 use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
 use crate::le::u64_at;
@@ -57,6 +57,10 @@ pub(crate) struct WriterState {
     pub(crate) poisoned: Option<String>,
     /// Writes not yet covered by a writeback hint (none after a sync).
     pub(crate) unhinted: Unhinted,
+    /// The free-list run of the newest commit that wrote one (the durable
+    /// meta's, until a durable commit writes the next): freed only when the
+    /// next list is written, as the durable meta needs it until then.
+    pub(crate) free_list: PageId,
 }
 
 /// Everything behind a [`Db`].
@@ -101,6 +105,7 @@ impl Db {
             file_pages: len / PAGE_BYTES as u64,
             poisoned: None,
             unhinted: Unhinted::default(),
+            free_list: meta.freelist,
         };
         let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };
         let shared =
@@ -133,19 +138,22 @@ impl Db {
         Ok(WriteTxn::new(self, writer, snapshot))
     }
 
-    /// Makes every deferred commit durable: sync the data, then write and
-    /// sync the newest meta (FORMAT.md, "Commit protocol").
+    /// Makes every deferred commit durable (FORMAT.md, "Commit protocol"):
+    /// deferred commits write no free list, so a durable commit with no
+    /// changes writes one, syncs the data, then writes and syncs its meta.
     pub fn sync(&self) -> Result<()> {
-        let mut writer = lock(&self.shared.writer);
-        if let Some(reason) = &writer.poisoned {
-            return Err(Error::Poisoned(reason.clone()));
+        {
+            let writer = lock(&self.shared.writer);
+            if let Some(reason) = &writer.poisoned {
+                return Err(Error::Poisoned(reason.clone()));
+            }
+            if lock(&self.shared.published).snapshot.meta.txid == writer.durable.txid {
+                return Ok(());
+            }
         }
-        let meta = lock(&self.shared.published).snapshot.meta;
-        if meta.txid == writer.durable.txid {
-            return Ok(());
-        }
-        let result = self.shared.write_durable_meta(&mut writer, meta);
-        poison_on_error(&mut writer, result)
+        let txn = self.begin_write()?;
+        let user = txn.base_user_meta();
+        txn.commit(user, Durability::Durable)
     }
 
     /// The txid of the newest durable commit.

@@ -129,6 +129,11 @@ impl<'db> WriteTxn<'db> {
         WriteTxn { db, writer, base, txid, free, changes: Changes::default() }
     }
 
+    /// The user metadata of the commit this transaction started from.
+    pub(crate) fn base_user_meta(&self) -> [u8; USER_META_BYTES] {
+        self.base.meta.user
+    }
+
     /// Creates an empty tree; false if it already exists.
     pub fn create_tree(&mut self, name: &str) -> Result<bool> {
         check_name(name)?;
@@ -240,7 +245,17 @@ impl<'db> WriteTxn<'db> {
         let mut out =
             RunWriter::new(shared.file.as_ref(), &shared.path, self.writer.file_pages, unhinted);
         let catalog = self.spill_trees(&mut out)?;
-        let freelist = self.spill_free_list(&mut out)?;
+        // Only a durable commit writes the free list: the list is as long as
+        // the free space (thousands of ids under load), and a deferred
+        // commit's meta never reaches the disk (FORMAT.md, "Commit
+        // protocol"). Its freed runs wait in memory as before.
+        let freelist = match durability {
+            Durability::Durable => self.spill_free_list(&mut out)?,
+            Durability::Deferred => {
+                self.free.free_later(self.txid, std::mem::take(&mut self.changes.freed));
+                PageId::NONE
+            }
+        };
         let meta =
             Meta { txid: self.txid, catalog, freelist, page_count: self.free.page_count(), user };
         // A commit that freed more than it wrote still must cover its pages.
@@ -282,10 +297,11 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    /// Frees the old free list with everything else this transaction freed,
-    /// then writes the new free list; returns its first page.
+    /// Frees the last free list written (the durable meta's) with
+    /// everything else this transaction freed, then writes the new free
+    /// list; returns its first page.
     fn spill_free_list(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
-        let old = self.base.meta.freelist;
+        let old = self.writer.free_list;
         if old != PageId::NONE {
             let reader = reader(&self.base, &self.db.shared.path);
             let (header, _) = reader.run(old, RunKind::FreeList)?;
@@ -317,6 +333,7 @@ impl<'db> WriteTxn<'db> {
         }
         seal_run(&mut bytes);
         out.write(run, bytes)?;
+        self.writer.free_list = run.id;
         Ok(run.id)
     }
 
