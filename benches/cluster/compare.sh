@@ -1,79 +1,91 @@
 #!/usr/bin/env bash
-# Side-by-side load test: a local 3-node rdb cluster and a local 3-node etcd
-# 3.4 cluster (Debian's etcd-server), one after the other on this machine,
-# under the same wrk load: 64 connections, 2 threads, 100-byte values.
-# Writes go to the leader of each (a follower forwards, which measures the
-# forwarding hop instead). Prints a Markdown table.
+# rdb beside etcd 3.4 (Debian's etcd-server) on this machine, in one run:
+# a local 3-node cluster of each, both running throughout, loaded in
+# alternating rounds with nothing else busy.
 #
-#   benches/cluster/compare.sh [seconds]      (needs: cargo, wrk, etcd)
-set -euo pipefail
-DURATION="${1:-10}"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+# Per round (64 concurrent requests, 100-byte values, random keys):
+#   rdb     puts of new random keys      `rdb bench put`  (HTTP/1.1, JSON)
+#   etcd    the same keys, native        etcd-native (clientv3, gRPC, 8 conns)
+#   etcd    puts through the JSON gateway wrk + etcd-random.lua
+#   rdb     linearizable gets of random keys it wrote      `rdb bench get`
+#   etcd    the same, native; and through the gateway
+# then once: 1 KiB and 64 KiB values (MB/s acknowledged, beside the disk's
+# own sequential write rate from dd with fdatasync), and state bytes per key.
+# Writes go to each cluster's leader. CPU is read from /proc for the three
+# nodes of the system under load: CPU per operation = their CPU seconds in
+# the run / operations acknowledged. Prints the rounds, then a Markdown
+# table of medians.
+#
+#   benches/cluster/compare.sh [seconds per run, 20] [rounds, 3]
+#   needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
+#   python3 (lib.sh builds and starts everything)
+source "$(dirname "$0")/lib.sh"
+SECS="${1:-20}"; ROUNDS="${2:-3}"
+build_tools
+start_clusters
 
-run_wrk() { # url script [env]
-  wrk -t2 -c64 -d"${DURATION}s" -s "$2" "$1" | grep '^RESULT'
-}
-row() { # system operation RESULT-line
-  local line="$3"
-  local n d p50 p99 errors
-  n=$(sed 's/.*requests=\([0-9]*\).*/\1/' <<<"$line")
-  errors=$(sed 's/.*errors_status=\([0-9]*\).*/\1/' <<<"$line")
-  d=$(sed 's/.*duration_us=\([0-9]*\).*/\1/' <<<"$line")
-  p50=$(sed 's/.*p50_us=\([0-9]*\).*/\1/' <<<"$line")
-  p99=$(sed 's/.*p99_us=\([0-9]*\).*/\1/' <<<"$line")
-  awk -v s="$1" -v o="$2" -v n="$n" -v d="$d" -v a="$p50" -v b="$p99" -v e="$errors" \
-    'BEGIN { printf "| %s | %s | %.0f | %.2f | %.2f | %d |\n", s, o, n / (d / 1e6), a / 1000, b / 1000, e }'
-}
-
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
-RDB="$ROOT/target/release/rdb"
-
-echo "| system | operation | requests/s | p50 ms | p99 ms | non-2xx |"
-echo "|---|---|---|---|---|---|"
-
-# rdb
-PEERS="1=127.0.0.1:19081,2=127.0.0.1:19082,3=127.0.0.1:19083"
-for i in 1 2 3; do
-  RUST_LOG=error "$RDB" serve --id "$i" --peers "$PEERS" --http "127.0.0.1:1808$i" \
-    --data-dir "$WORK/rdb$i" >/dev/null 2>&1 &
-  PIDS+=($!)
+RDB_NEXT=0; ETCD_NEXT=0
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round" >&2
+  run rdb "put, random new keys" 100 "${RDB_PIDS[@]}" -- \
+    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --first-key "$RDB_NEXT" --json
+  RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
+  run "etcd native" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
+    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -first-key "$ETCD_NEXT"
+  ETCD_NEXT=$((ETCD_NEXT + $(requests_of "$LAST")))
+  run "etcd gateway" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
+    bash -c "WRK_MODE=put wrk -t2 -c64 -d${SECS}s -s '$HERE/etcd-random.lua' 'http://$ETCD_EP' | wrk_json"
+  run rdb "get, random existing keys (linearizable)" 100 "${RDB_PIDS[@]}" -- \
+    "$RDB" bench get --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --key-space "$RDB_NEXT" --json
+  run "etcd native" "get, random existing keys (linearizable)" 100 "${ETCD_PIDS[@]}" -- \
+    "$NATIVE" -endpoints "$ETCD_EP" -op get -clients 64 -conns 8 -duration "${SECS}s" -key-space "$ETCD_NEXT"
+  python3 - "$ETCD_NEXT" >"$WORK/keys" <<'PY'
+import base64, sys
+M = (1 << 64) - 1
+def mix64(z):
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M
+    return z ^ (z >> 31)
+n = min(int(sys.argv[1]), 200000)
+for i in range(n):
+    key = "bench/%016x" % mix64((0x9e3779b97f4a7c15 + i) & M)
+    print(base64.b64encode(key.encode()).decode())
+PY
+  run "etcd gateway" "get, random existing keys (linearizable)" 100 "${ETCD_PIDS[@]}" -- \
+    bash -c "WRK_MODE=get KEYS_FILE='$WORK/keys' wrk -t2 -c64 -d${SECS}s -s '$HERE/etcd-random.lua' 'http://$ETCD_EP' | wrk_json"
 done
-LEADER=0
-for _ in $(seq 100); do
-  LEADER=$(curl -s 127.0.0.1:18081/status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
-  [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
-  sleep 0.1
-done
-row rdb put "$(WRK_MODE=put run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/rdb.lua")"
-row rdb "get (linearizable)" "$(WRK_MODE=get run_wrk "http://127.0.0.1:1808$LEADER" "$HERE/rdb.lua")"
-kill "${PIDS[@]}"; wait 2>/dev/null || true; PIDS=()
 
-# etcd
-CLUSTER="e1=http://127.0.0.1:12380,e2=http://127.0.0.1:22380,e3=http://127.0.0.1:32380"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-    --listen-client-urls "http://127.0.0.1:${i}2379" --advertise-client-urls "http://127.0.0.1:${i}2379" \
-    --listen-peer-urls "http://127.0.0.1:${i}2380" --initial-advertise-peer-urls "http://127.0.0.1:${i}2380" \
-    --initial-cluster "$CLUSTER" --initial-cluster-state new --log-level error >/dev/null 2>&1 &
-  PIDS+=($!)
+# State bytes per key with 100-byte values only (before the value sizes).
+RDB_STATE=$(du -s -B1 "$WORK/rdb$LEADER/state" | cut -f1); RDB_KEYS=$RDB_NEXT
+ETCD_DB=$(du -s -B1 "$WORK/etcd$ELEADER/member/snap/db" | cut -f1); ETCD_KEYS=$ETCD_NEXT
+
+echo "== value sizes" >&2
+for bytes in 1024 65536; do
+  run rdb "put, $bytes-byte values" "$bytes" "${RDB_PIDS[@]}" -- \
+    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --value-bytes "$bytes" --first-key "$RDB_NEXT" --json
+  RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
+  run "etcd native" "put, $bytes-byte values" "$bytes" "${ETCD_PIDS[@]}" -- \
+    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -value-bytes "$bytes" -first-key "$ETCD_NEXT"
+  ETCD_NEXT=$((ETCD_NEXT + $(requests_of "$LAST")))
 done
-ELEADER=""
-for _ in $(seq 100); do
-  for i in 1 2 3; do
-    if curl -s -X POST "127.0.0.1:${i}2379/v3/maintenance/status" -d '{}' | grep -q '"leader"'; then
-      S=$(curl -s -X POST "127.0.0.1:${i}2379/v3/maintenance/status" -d '{}' || true)
-      if [ "$(sed 's/.*"member_id":"\([0-9]*\)".*/\1/' <<<"$S")" = "$(sed 's/.*"leader":"\([0-9]*\)".*/\1/' <<<"$S")" ]; then
-        ELEADER=$i
-      fi
-    fi
-  done
-  [ -n "$ELEADER" ] && break
-  sleep 0.1
-done
-row "etcd 3.4" put "$(WRK_MODE=put run_wrk "http://127.0.0.1:${ELEADER}2379" "$HERE/etcd.lua")"
-row "etcd 3.4" "get (linearizable)" "$(WRK_MODE=get run_wrk "http://127.0.0.1:${ELEADER}2379" "$HERE/etcd.lua")"
+DISK_MB_S=$(dd if=/dev/zero of="$WORK/dd" bs=1M count=1024 conv=fdatasync 2>&1 | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.0f", 1073.741824 / $1}')
+rm -f "$WORK/dd"
+
+python3 - "$ROWS" "$DISK_MB_S" "$RDB_STATE" "$RDB_KEYS" "$ETCD_DB" "$ETCD_KEYS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+disk, rdb_state, rdb_keys, etcd_db, etcd_keys = sys.argv[2:]
+groups = {}
+for r in rows:
+    groups.setdefault((r["workload"], r["system"]), []).append(r)
+print("| workload | system | runs | ops/s | MB/s | p50 ms | p99 ms | cluster CPU µs/op | errors+non-2xx |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for (workload, system), rs in groups.items():
+    m = lambda k: statistics.median(r[k] for r in rs)
+    print(f"| {workload} | {system} | {len(rs)} | {m('ops_s'):,.0f} | {m('mb_s'):.1f} | {m('p50'):.2f} | "
+          f"{m('p99'):.2f} | {m('cpu_us'):.0f} | {sum(r['errors'] + r['non_2xx'] for r in rs)} |")
+print()
+print(f"Disk sequential write (dd, 1 GiB, fdatasync): {disk} MB/s.")
+print(f"State on the leader (allocated bytes): rdb {int(rdb_state)/int(rdb_keys):.0f} bytes/key ({rdb_keys} keys), "
+      f"etcd {int(etcd_db)/int(etcd_keys):.0f} bytes/key ({etcd_keys} keys).")
+PY

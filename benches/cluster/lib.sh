@@ -1,0 +1,125 @@
+# Shared by compare.sh and growth.sh (sourced, not run): builds rdb and the
+# etcd native load generator, starts a local 3-node cluster of each (both
+# run throughout; load alternates between them), finds their leaders, and
+# runs one measured load at a time, recording throughput, latency and the
+# CPU the three nodes of the system under load spent (from /proc).
+#
+# After `start_clusters`: RDB, NATIVE (binaries), RDB_PIDS/ETCD_PIDS,
+# LEADER (rdb node id), RDB_URL, ELEADER (etcd member 1-3), ETCD_EP, WORK.
+# Needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
+# python3.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+CLK=$(getconf CLK_TCK)
+ROWS="$WORK/rows"; : >"$ROWS"
+
+build_tools() {
+  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml"
+  RDB="$ROOT/target/release/rdb"
+  (cd "$HERE/etcd-native" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$WORK/gocache" \
+    go build -o "$WORK/etcd-native" .)
+  NATIVE="$WORK/etcd-native"
+}
+
+# start_rdb ID: (re)starts rdb node ID (HTTP 1808ID, peers 1908ID).
+start_rdb() {
+  RUST_LOG=error "$RDB" serve --id "$1" --peers "1=127.0.0.1:19081,2=127.0.0.1:19082,3=127.0.0.1:19083" \
+    --http "127.0.0.1:1808$1" --data-dir "$WORK/rdb$1" >/dev/null 2>&1 &
+  PIDS+=($!); RDB_PIDS[$(($1 - 1))]=$!
+}
+
+# start_etcd ID: (re)starts etcd member eID (clients ID2379, peers ID2380).
+start_etcd() {
+  local state="${2:-new}"
+  etcd --name "e$1" --data-dir "$WORK/etcd$1" \
+    --listen-client-urls "http://127.0.0.1:${1}2379" --advertise-client-urls "http://127.0.0.1:${1}2379" \
+    --listen-peer-urls "http://127.0.0.1:${1}2380" --initial-advertise-peer-urls "http://127.0.0.1:${1}2380" \
+    --initial-cluster "e1=http://127.0.0.1:12380,e2=http://127.0.0.1:22380,e3=http://127.0.0.1:32380" \
+    --initial-cluster-state "$state" --log-level error >/dev/null 2>&1 &
+  PIDS+=($!); ETCD_PIDS[$(($1 - 1))]=$!
+}
+
+start_clusters() {
+  RDB_PIDS=(); ETCD_PIDS=()
+  for i in 1 2 3; do start_rdb "$i"; start_etcd "$i"; done
+  LEADER=""
+  for _ in $(seq 200); do
+    LEADER=$(curl -s 127.0.0.1:18081/status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
+    [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
+    sleep 0.1
+  done
+  RDB_URL="http://127.0.0.1:1808$LEADER"
+  ELEADER=""
+  for _ in $(seq 200); do
+    for i in 1 2 3; do
+      local s
+      s=$(curl -s -X POST "127.0.0.1:${i}2379/v3/maintenance/status" -d '{}' || true)
+      if [ -n "$s" ] && [ "$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$s")" = \
+           "$(sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p' <<<"$s")" ]; then ELEADER=$i; fi
+    done
+    [ -n "$ELEADER" ] && break
+    sleep 0.1
+  done
+  ETCD_EP="127.0.0.1:${ELEADER}2379"
+  echo "rdb leader: $RDB_URL; etcd leader: $ETCD_EP" >&2
+}
+
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+
+# record SYSTEM WORKLOAD BYTES JSON TICKS [EXTRA]: appends one row (JSON).
+record() {
+  python3 - "$1" "$2" "$3" "$4" "$5" "$CLK" "${6:-}" >>"$ROWS" <<'PY'
+import json, sys
+system, workload, value_bytes, report, ticks, clk, extra = sys.argv[1:]
+r = json.loads(report)
+ops = r["requests"]
+errors = r["errors"]
+row = {"system": system, "workload": workload, "ops": ops, "ops_s": r["ops_per_second"],
+  "mb_s": r["ops_per_second"] * int(value_bytes) / 1e6, "p50": r["latency_ms"]["p50"],
+  "p99": r["latency_ms"]["p99"], "cpu_us": int(ticks) / int(clk) * 1e6 / max(ops, 1),
+  "errors": sum(errors.values()) if isinstance(errors, dict) else errors,
+  "non_2xx": sum(v for k, v in r.get("statuses", {"200": ops}).items() if not k.startswith("2"))}
+if extra:
+    row.update(json.loads(extra))
+print(json.dumps(row))
+PY
+  tail -1 "$ROWS" >&2
+}
+
+# wrk's RESULT line (report.lua) as rdb bench's JSON.
+wrk_json() {
+  python3 -c '
+import json, re, sys
+line = next(l for l in sys.stdin if l.startswith("RESULT"))
+f = dict(re.findall(r"(\w+)=(\d+)", line))
+n, bad = int(f["requests"]), int(f["errors_status"])
+print(json.dumps({"requests": n, "ops_per_second": n / (int(f["duration_us"]) / 1e6),
+  "latency_ms": {"p50": int(f["p50_us"]) / 1e3, "p99": int(f["p99_us"]) / 1e3},
+  "errors": {}, "statuses": {"200": n - bad, "500": bad}}))'
+}
+export -f wrk_json
+
+# run SYSTEM WORKLOAD BYTES PIDS... -- COMMAND...: runs COMMAND (which
+# prints rdb bench's JSON), records it; LAST holds its output.
+run() {
+  local system="$1" workload="$2" bytes="$3"; shift 3
+  local pids=(); while [ "$1" != -- ]; do pids+=("$1"); shift; done; shift
+  local before after
+  before=$(cpu_ticks "${pids[@]}")
+  LAST=$("$@" 2>>"$WORK/stderr") || { tail -5 "$WORK/stderr" >&2; exit 1; }
+  after=$(cpu_ticks "${pids[@]}")
+  record "$system" "$workload" "$bytes" "$LAST" "$((after - before))" "${EXTRA:-}"
+}
+
+# The key indexes a run consumed (answered or failed).
+requests_of() {
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); e=r["errors"]; print(r["requests"] + (sum(e.values()) if isinstance(e, dict) else e))' "$1"
+}
+
+# rss_anon PID: the process's anonymous resident memory in KiB.
+rss_anon() { awk '/^RssAnon/ {print $2}' "/proc/$1/status"; }
