@@ -17,6 +17,11 @@
 # table of medians.
 #
 #   benches/cluster/compare.sh [seconds per run, 20] [rounds, 3]
+#   NODES=5 benches/cluster/compare.sh     (5-node clusters)
+#   TLS=1 benches/cluster/compare.sh       (HTTPS clients with certificates,
+#                                           mutual TLS between peers; no
+#                                           gateway rows: wrk has no client
+#                                           certificate)
 #   needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
 #   python3 (lib.sh builds and starts everything)
 source "$(dirname "$0")/lib.sh"
@@ -28,17 +33,18 @@ RDB_NEXT=0; ETCD_NEXT=0
 for round in $(seq "$ROUNDS"); do
   echo "== round $round" >&2
   run rdb "put, random new keys" 100 "${RDB_PIDS[@]}" -- \
-    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --first-key "$RDB_NEXT" --json
+    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
   RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
   run "etcd native" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
-    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -first-key "$ETCD_NEXT"
+    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -first-key "$ETCD_NEXT" "${NATIVE_TLS_ARGS[@]}"
   ETCD_NEXT=$((ETCD_NEXT + $(requests_of "$LAST")))
-  run "etcd gateway" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
+  # wrk cannot present a client certificate: no gateway rows with TLS=1.
+  [ "$TLS" = 1 ] || run "etcd gateway" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
     bash -c "WRK_MODE=put wrk -t2 -c64 -d${SECS}s -s '$HERE/etcd-random.lua' 'http://$ETCD_EP' | wrk_json"
   run rdb "get, random existing keys (linearizable)" 100 "${RDB_PIDS[@]}" -- \
-    "$RDB" bench get --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --key-space "$RDB_NEXT" --json
+    "$RDB" bench get --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --key-space "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
   run "etcd native" "get, random existing keys (linearizable)" 100 "${ETCD_PIDS[@]}" -- \
-    "$NATIVE" -endpoints "$ETCD_EP" -op get -clients 64 -conns 8 -duration "${SECS}s" -key-space "$ETCD_NEXT"
+    "$NATIVE" -endpoints "$ETCD_EP" -op get -clients 64 -conns 8 -duration "${SECS}s" -key-space "$ETCD_NEXT" "${NATIVE_TLS_ARGS[@]}"
   python3 - "$ETCD_NEXT" >"$WORK/keys" <<'PY'
 import base64, sys
 M = (1 << 64) - 1
@@ -51,7 +57,7 @@ for i in range(n):
     key = "bench/%016x" % mix64((0x9e3779b97f4a7c15 + i) & M)
     print(base64.b64encode(key.encode()).decode())
 PY
-  run "etcd gateway" "get, random existing keys (linearizable)" 100 "${ETCD_PIDS[@]}" -- \
+  [ "$TLS" = 1 ] || run "etcd gateway" "get, random existing keys (linearizable)" 100 "${ETCD_PIDS[@]}" -- \
     bash -c "WRK_MODE=get KEYS_FILE='$WORK/keys' wrk -t2 -c64 -d${SECS}s -s '$HERE/etcd-random.lua' 'http://$ETCD_EP' | wrk_json"
 done
 
@@ -62,10 +68,10 @@ ETCD_DB=$(du -s -B1 "$WORK/etcd$ELEADER/member/snap/db" | cut -f1); ETCD_KEYS=$E
 echo "== value sizes" >&2
 for bytes in 1024 65536; do
   run rdb "put, $bytes-byte values" "$bytes" "${RDB_PIDS[@]}" -- \
-    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --value-bytes "$bytes" --first-key "$RDB_NEXT" --json
+    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --value-bytes "$bytes" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
   RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
   run "etcd native" "put, $bytes-byte values" "$bytes" "${ETCD_PIDS[@]}" -- \
-    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -value-bytes "$bytes" -first-key "$ETCD_NEXT"
+    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -value-bytes "$bytes" -first-key "$ETCD_NEXT" "${NATIVE_TLS_ARGS[@]}"
   ETCD_NEXT=$((ETCD_NEXT + $(requests_of "$LAST")))
 done
 DISK_MB_S=$(dd if=/dev/zero of="$WORK/dd" bs=1M count=1024 conv=fdatasync 2>&1 | sed -n 's/.* copied, \([0-9.]*\) s.*/\1/p' | awk '{printf "%.0f", 1073.741824 / $1}')

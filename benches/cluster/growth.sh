@@ -9,6 +9,7 @@
 # restarted on the full state takes to answer /health with 200.
 #
 #   benches/cluster/growth.sh [keys, 2000000] [keys per step, 250000]
+#   (NODES=5 and TLS=1 as lib.sh says)
 source "$(dirname "$0")/lib.sh"
 KEYS="${1:-2000000}"; STEP="${2:-250000}"
 build_tools
@@ -19,11 +20,13 @@ while [ "$RDB_NEXT" -lt "$KEYS" ] || [ "$ETCD_NEXT" -lt "$KEYS" ]; do
   STEP_NO=$((STEP_NO + 1)); echo "== step $STEP_NO" >&2
   EXTRA="{\"step\": $STEP_NO, \"keys_after\": $((RDB_NEXT + STEP))}" \
     run rdb growth 100 "${RDB_PIDS[@]}" -- \
-    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --requests "$STEP" --first-key "$RDB_NEXT" --json
+    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --requests "$STEP" --first-key "$RDB_NEXT" --json \
+    "${RDB_TLS_ARGS[@]}"
   RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
   EXTRA="{\"step\": $STEP_NO, \"keys_after\": $((ETCD_NEXT + STEP))}" \
     run "etcd native" growth 100 "${ETCD_PIDS[@]}" -- \
-    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -requests "$STEP" -first-key "$ETCD_NEXT"
+    "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -requests "$STEP" -first-key "$ETCD_NEXT" \
+    "${NATIVE_TLS_ARGS[@]}"
   ETCD_NEXT=$((ETCD_NEXT + $(requests_of "$LAST")))
 done
 
@@ -36,15 +39,15 @@ ETCD_RSS=$(rss_anon "${ETCD_PIDS[$((ELEADER - 1))]}")
 healthy_after() {
   local start; start=$(date +%s.%N)
   for _ in $(seq 1200); do
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ]; then break; fi
+    if [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "$1")" = 200 ]; then break; fi
     sleep 0.1
   done
   echo "$(date +%s.%N) - $start" | bc
 }
-F=$((LEADER % 3 + 1)); kill -TERM "${RDB_PIDS[$((F - 1))]}"; wait "${RDB_PIDS[$((F - 1))]}" 2>/dev/null || true
-start_rdb "$F"; RDB_RESTART=$(healthy_after "http://127.0.0.1:1808$F/health")
-EF=$((ELEADER % 3 + 1)); kill -TERM "${ETCD_PIDS[$((EF - 1))]}"; wait "${ETCD_PIDS[$((EF - 1))]}" 2>/dev/null || true
-start_etcd "$EF" existing; ETCD_RESTART=$(healthy_after "http://127.0.0.1:${EF}2379/health")
+F=$((LEADER % NODES + 1)); kill -TERM "${RDB_PIDS[$((F - 1))]}"; wait "${RDB_PIDS[$((F - 1))]}" 2>/dev/null || true
+start_rdb "$F"; RDB_RESTART=$(healthy_after "$SCHEME://127.0.0.1:1808$F/health")
+EF=$((ELEADER % NODES + 1)); kill -TERM "${ETCD_PIDS[$((EF - 1))]}"; wait "${ETCD_PIDS[$((EF - 1))]}" 2>/dev/null || true
+start_etcd "$EF" existing; ETCD_RESTART=$(healthy_after "$SCHEME://127.0.0.1:${EF}2379/health")
 
 python3 - "$ROWS" "$RDB_STATE" "$RDB_NEXT" "$ETCD_DB" "$ETCD_NEXT" "$RDB_RSS" "$ETCD_RSS" "$RDB_RESTART" "$ETCD_RESTART" <<'PY'
 import json, sys

@@ -5,7 +5,12 @@
 # CPU the three nodes of the system under load spent (from /proc).
 #
 # After `start_clusters`: RDB, NATIVE (binaries), RDB_PIDS/ETCD_PIDS,
-# LEADER (rdb node id), RDB_URL, ELEADER (etcd member 1-3), ETCD_EP, WORK.
+# LEADER (rdb node id), RDB_URL, ELEADER (etcd member), ETCD_EP, WORK, and
+# the client TLS flags RDB_TLS_ARGS / NATIVE_TLS_ARGS (empty without TLS).
+#
+# Settings (environment): NODES=3 or 5 members per cluster; TLS=1 for
+# HTTPS clients and mutual TLS between peers on both systems, with
+# certificates from deploy/gen-certs.sh (clients present one too).
 # Needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
 # python3.
 set -euo pipefail
@@ -16,6 +21,15 @@ PIDS=()
 cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 CLK=$(getconf CLK_TCK)
+NODES="${NODES:-3}"; TLS="${TLS:-0}"
+SCHEME=http; RDB_TLS_ARGS=(); NATIVE_TLS_ARGS=(); CERTS="$WORK/certs"
+if [ "$TLS" = 1 ]; then
+  SCHEME=https
+  "$ROOT/deploy/gen-certs.sh" "$CERTS" $(for i in $(seq "$NODES"); do echo "rdb$i:127.0.0.1"; done) >/dev/null
+  RDB_TLS_ARGS=(--cacert "$CERTS/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem")
+  NATIVE_TLS_ARGS=(-cacert "$CERTS/ca.pem" -cert "$CERTS/client.pem" -key "$CERTS/client-key.pem")
+fi
+CURL=(curl -s); [ "$TLS" = 1 ] && CURL+=("${RDB_TLS_ARGS[@]}")
 ROWS="$WORK/rows"; : >"$ROWS"
 
 build_tools() {
@@ -28,37 +42,51 @@ build_tools() {
 
 # start_rdb ID: (re)starts rdb node ID (HTTP 1808ID, peers 1908ID).
 start_rdb() {
-  RUST_LOG=error "$RDB" serve --id "$1" --peers "1=127.0.0.1:19081,2=127.0.0.1:19082,3=127.0.0.1:19083" \
-    --http "127.0.0.1:1808$1" --data-dir "$WORK/rdb$1" >/dev/null 2>&1 &
+  local peers tls=()
+  peers=$(for i in $(seq "$NODES"); do printf '%s=127.0.0.1:1908%s,' "$i" "$i"; done)
+  if [ "$TLS" = 1 ]; then
+    tls=(--tls-cert "$CERTS/rdb$1.pem" --tls-key "$CERTS/rdb$1-key.pem" --tls-ca "$CERTS/ca.pem"
+      --client-ca "$CERTS/ca.pem")
+  fi
+  RUST_LOG=error "$RDB" serve --id "$1" --peers "${peers%,}" --http "127.0.0.1:1808$1" \
+    --data-dir "$WORK/rdb$1" "${tls[@]}" >/dev/null 2>&1 &
   PIDS+=($!); RDB_PIDS[$(($1 - 1))]=$!
 }
 
-# start_etcd ID: (re)starts etcd member eID (clients ID2379, peers ID2380).
+# start_etcd ID [new|existing]: (re)starts etcd member eID (clients
+# ID2379, peers ID2380).
 start_etcd() {
-  local state="${2:-new}"
+  local state="${2:-new}" cluster tls=()
+  cluster=$(for i in $(seq "$NODES"); do printf 'e%s=%s://127.0.0.1:%s2380,' "$i" "$SCHEME" "$i"; done)
+  if [ "$TLS" = 1 ]; then
+    tls=(--cert-file "$CERTS/rdb$1.pem" --key-file "$CERTS/rdb$1-key.pem"
+      --trusted-ca-file "$CERTS/ca.pem" --client-cert-auth
+      --peer-cert-file "$CERTS/rdb$1.pem" --peer-key-file "$CERTS/rdb$1-key.pem"
+      --peer-trusted-ca-file "$CERTS/ca.pem" --peer-client-cert-auth)
+  fi
   etcd --name "e$1" --data-dir "$WORK/etcd$1" \
-    --listen-client-urls "http://127.0.0.1:${1}2379" --advertise-client-urls "http://127.0.0.1:${1}2379" \
-    --listen-peer-urls "http://127.0.0.1:${1}2380" --initial-advertise-peer-urls "http://127.0.0.1:${1}2380" \
-    --initial-cluster "e1=http://127.0.0.1:12380,e2=http://127.0.0.1:22380,e3=http://127.0.0.1:32380" \
-    --initial-cluster-state "$state" --log-level error >/dev/null 2>&1 &
+    --listen-client-urls "$SCHEME://127.0.0.1:${1}2379" --advertise-client-urls "$SCHEME://127.0.0.1:${1}2379" \
+    --listen-peer-urls "$SCHEME://127.0.0.1:${1}2380" --initial-advertise-peer-urls "$SCHEME://127.0.0.1:${1}2380" \
+    --initial-cluster "${cluster%,}" --initial-cluster-state "$state" --log-level error "${tls[@]}" \
+    >/dev/null 2>&1 &
   PIDS+=($!); ETCD_PIDS[$(($1 - 1))]=$!
 }
 
 start_clusters() {
   RDB_PIDS=(); ETCD_PIDS=()
-  for i in 1 2 3; do start_rdb "$i"; start_etcd "$i"; done
+  for i in $(seq "$NODES"); do start_rdb "$i"; start_etcd "$i"; done
   LEADER=""
   for _ in $(seq 200); do
-    LEADER=$(curl -s 127.0.0.1:18081/status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
+    LEADER=$("${CURL[@]}" "$SCHEME://127.0.0.1:18081/status" | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
     [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
     sleep 0.1
   done
-  RDB_URL="http://127.0.0.1:1808$LEADER"
+  RDB_URL="$SCHEME://127.0.0.1:1808$LEADER"
   ELEADER=""
   for _ in $(seq 200); do
-    for i in 1 2 3; do
+    for i in $(seq "$NODES"); do
       local s
-      s=$(curl -s -X POST "127.0.0.1:${i}2379/v3/maintenance/status" -d '{}' || true)
+      s=$("${CURL[@]}" -X POST "$SCHEME://127.0.0.1:${i}2379/v3/maintenance/status" -d '{}' || true)
       if [ -n "$s" ] && [ "$(sed -n 's/.*"member_id":"\([0-9]*\)".*/\1/p' <<<"$s")" = \
            "$(sed -n 's/.*"leader":"\([0-9]*\)".*/\1/p' <<<"$s")" ]; then ELEADER=$i; fi
     done

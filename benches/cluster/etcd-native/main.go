@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	"go.etcd.io/etcd/pkg/transport"
 )
 
 func mix64(z uint64) uint64 {
@@ -56,6 +57,9 @@ func main() {
 	firstKey := flag.Uint64("first-key", 0, "index of the first new key")
 	seed := flag.Uint64("seed", 1, "seed of key names")
 	serializable := flag.Bool("serializable", false, "serializable gets (default linearizable)")
+	cacert := flag.String("cacert", "", "CA certificate (PEM) for https endpoints")
+	cert := flag.String("cert", "", "client certificate (PEM)")
+	key := flag.String("key", "", "client certificate's key (PEM)")
 	flag.Parse()
 	if *keys == "" {
 		*keys = map[string]string{"put": "random", "get": "existing"}[*op]
@@ -65,9 +69,18 @@ func main() {
 		os.Exit(2)
 	}
 	value := strings.Repeat("v", *valueBytes)
+	config := clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 10 * time.Second}
+	if *cacert != "" {
+		tlsConfig, err := transport.TLSInfo{CertFile: *cert, KeyFile: *key, TrustedCAFile: *cacert}.ClientConfig()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "etcd-native:", err)
+			os.Exit(2)
+		}
+		config.TLS = tlsConfig
+	}
 	cs := make([]*clientv3.Client, *conns)
 	for i := range cs {
-		c, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 10 * time.Second})
+		c, err := clientv3.New(config)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "etcd-native:", err)
 			os.Exit(3)

@@ -67,7 +67,8 @@ impl ReadTxn {
         // A deferred commit has no free list (FORMAT.md, "Commit
         // protocol"): its free pages cannot be told from leaked ones.
         let accounts_for_free = self.freelist() != PageId::NONE || reader.page_count == 2;
-        if let Some(leaked) = walk.used.iter().position(|used| !used).filter(|_| accounts_for_free) {
+        if let Some(leaked) = walk.used.iter().position(|used| !used).filter(|_| accounts_for_free)
+        {
             return Err(reader.corrupt(
                 PageId(leaked as u64),
                 format!("page {leaked} is neither reachable nor free"),

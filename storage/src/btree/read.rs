@@ -85,7 +85,7 @@ impl ReadTxn {
         self.snapshot.meta.catalog
     }
 
-    /// The snapshot's free-list run.
+    /// The snapshot's free-list run (none for a deferred commit's).
     pub(crate) fn freelist(&self) -> PageId {
         self.snapshot.meta.freelist
     }
