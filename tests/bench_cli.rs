@@ -108,6 +108,31 @@ fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
     assert!((601..=1_000).contains(&grown), "{grown}");
 
     a_timed_run_reports_progress_and_a_table(&cluster, leader, &endpoints);
+    ctrl_c_ends_a_run_early_with_its_report(&endpoints);
+}
+
+/// SIGINT in the middle of a 60 s run: it stops taking requests, answers
+/// the ones in flight and prints the report, well before the 60 s.
+fn ctrl_c_ends_a_run_early_with_its_report(endpoints: &str) {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rdb"))
+        .args(["bench", "put", "--duration", "60s", "-c", "4", "--json", "--endpoints", endpoints])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rdb runs");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("rdb ends");
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("the report, as JSON");
+    assert!(report["statuses"]["200"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert_eq!(report["errors"], json!({}), "{report}");
 }
 
 /// A duration-bounded run prints a progress line each second and the
