@@ -109,6 +109,34 @@ fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
 
     a_timed_run_reports_progress_and_a_table(&cluster, leader, &endpoints);
     ctrl_c_ends_a_run_early_with_its_report(&endpoints);
+    large_values_arrive_whole(&cluster, leader, &endpoints);
+}
+
+/// A value too large to go out with its head (sent from its parts) is
+/// stored whole.
+fn large_values_arrive_whole(cluster: &TestCluster, leader: u16, endpoints: &str) {
+    let put = bench_json(&[
+        "put",
+        "--requests",
+        "3",
+        "-c",
+        "1",
+        "--keys",
+        "sequential",
+        "--first-key",
+        "100",
+        "--value-bytes",
+        "300000",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert_eq!(put["statuses"]["200"], 3, "{put}");
+    let (status, answer) = cluster.command(
+        leader,
+        &json!({"action": "get",
+        "payload": {"collection": "bench", "key": "0000000000000102"}}),
+    );
+    assert_eq!((status, answer["value"].as_str().map(str::len)), (200, Some(300_000)));
 }
 
 /// SIGINT in the middle of a 60 s run: it stops taking requests, answers
@@ -208,18 +236,89 @@ fn bad_flags_and_an_unreachable_cluster_are_clear_errors() {
         (vec!["get", "--key-space", "0"], "--key-space"),
         (vec!["put", "--endpoints", "127.0.0.1:1"], "http://host:port"),
         (vec!["put", "--endpoints", "https://127.0.0.1:1"], "--cacert"),
+        (vec!["put", "--endpoints", "http://:8081"], "a bad host or port"),
+        (vec!["put", "--threads", "0"], "--threads"),
+        (vec!["put", "--first-key", "10000000000000000"], "--first-key"),
+        (vec!["put", "--collection", ""], "--collection"),
         (vec!["put", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
     ] {
         let (code, out, err) = bench(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
-    let (code, _, err) = bench(&["put", "--duration", "10x"]);
-    assert_eq!(code, 2, "clap refuses a bad duration: {err}");
+    for duration in ["10x", "0.5ms"] {
+        let (code, _, err) = bench(&["put", "--duration", duration]);
+        assert_eq!(code, 2, "clap refuses {duration}: {err}");
+    }
     // Nothing listens on port 1: every request fails, exit 3, and the
     // report names what happened.
     let (code, _, err) =
         bench(&["put", "--requests", "3", "-c", "1", "--endpoints", "http://127.0.0.1:1"]);
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("no request succeeded") && err.contains("connection refused"), "{err}");
+    assert!(err.contains("no request succeeded") && err.contains("Connection refused"), "{err}");
+}
+
+/// A server on an ephemeral port that answers each request with `answer`
+/// (or never, if empty); it runs until the test process ends.
+fn odd_server(answer: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                    request.extend_from_slice(&chunk[..n]);
+                    // One request per read is enough for rdb bench's small
+                    // requests, one at a time on each connection.
+                    if request.windows(4).any(|w| w == b"\r\n\r\n") && !answer.is_empty() {
+                        request.clear();
+                        if stream.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn odd_servers_end_on_time_and_are_reported_clearly() {
+    let run = |port: u16| {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        let out = bench(&["get", "--duration", "1s", "-c", "2", "--endpoints", &endpoint]);
+        (out, started.elapsed())
+    };
+    // Never answers: the run still ends at its deadline, the requests in
+    // flight are reported unfinished, and nothing succeeded (exit 3).
+    let ((code, _, err), took) = run(odd_server(b""));
+    assert_eq!(code, 3, "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(err.contains("2 in flight at the deadline"), "{err}");
+    // An interim 100 before each 200 is skipped, not counted.
+    let ((code, out, err), _) = run(odd_server(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("statuses      200: ") && !out.contains("100: "), "{out}");
+    // Two answers to one request: an error naming it, never a second status.
+    let ((code, _, err), _) = run(odd_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nHTTP/1.1 500 x\r\ncontent-length: 0\r\n\r\n",
+    ));
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("the server sent bytes after the answer") && !err.contains("500"),
+        "{err}"
+    );
+    // A chunked answer names why it is refused.
+    let ((code, _, err), _) =
+        run(odd_server(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("chunked"), "{err}");
 }

@@ -4,7 +4,8 @@
 //! share one connection as a real client's do.
 //!
 //! Caveats: no pipelining (one request in flight per connection, like wrk
-//! and etcd's clients' unary calls); a chunked answer is an error.
+//! and etcd's clients' unary calls); a chunked answer is an error, as are
+//! bytes after an answer that no request asked for.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,9 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// The largest answer body read (a get of the largest value, with room).
 const BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The largest body sent in the same write as its head (larger ones are
+/// written from their parts, uncopied).
+const ONE_WRITE_BYTES_MAX: usize = 64 * 1024;
 /// The most bytes one read takes.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// The time a connection may take to open (TCP and TLS).
@@ -51,37 +55,61 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    /// `http://host:port` or `https://host:port` (a trailing `/` allowed,
-    /// no other path); `tls` is needed for `https`.
+    /// `http://host:port` or `https://host:port` (scheme in any case; the
+    /// port defaults to 80 or 443; an IPv6 host in brackets; a trailing `/`
+    /// allowed, no other path, query, fragment or user); `tls` is needed
+    /// for `https`.
     pub fn parse(endpoint: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, String> {
-        let endpoint = endpoint.trim().trim_end_matches('/');
-        let (secure, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = endpoint.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return Err(format!(
-                "{endpoint}: an endpoint is http://host:port or https://host:port"
-            ));
+        let endpoint = endpoint.trim();
+        let bad = |why: &str| format!("{endpoint:?}: {why}");
+        let (scheme, rest) = endpoint
+            .split_once("://")
+            .ok_or_else(|| bad("an endpoint is http://host:port or https://host:port"))?;
+        let secure = match scheme.to_ascii_lowercase().as_str() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(bad("the scheme is http or https")),
         };
-        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
-            return Err(format!("{endpoint}: an endpoint is a scheme, a host and a port only"));
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(bad("an endpoint is a scheme, a host and a port: no path, query or user"));
         }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                let port: u16 = port.parse().map_err(|_| format!("{endpoint}: bad port"))?;
-                (host.to_string(), port)
-            }
-            _ => (rest.to_string(), if secure { 443 } else { 80 }),
+        let (host, port) = split_host_port(rest).ok_or_else(|| bad("a bad host or port"))?;
+        let port = port.unwrap_or(if secure { 443 } else { 80 });
+        let tls = match (secure, tls) {
+            (true, Some(tls)) => Some(tls),
+            (true, None) => return Err(bad("https needs TLS settings")),
+            (false, _) => None,
         };
-        let tls = if secure {
-            Some(tls.ok_or_else(|| format!("{endpoint}: https needs TLS settings"))?)
-        } else {
-            None
-        };
-        let authority = format!("{host}:{port}");
-        Ok(Target { authority, host: host.trim_matches(['[', ']']).to_string(), tls })
+        let authority =
+            if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+        Ok(Target { authority, host, tls })
     }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` into the host (brackets
+/// removed) and the port; `None` if either is malformed or the host empty.
+fn split_host_port(text: &str) -> Option<(String, Option<u16>)> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        host.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (host, None),
+            _ => (host, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let valid_host = !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));
+    let port = match port {
+        None => None,
+        Some(p) => Some(p.parse::<u16>().ok().filter(|p| *p > 0)?),
+    };
+    valid_host.then(|| (host.to_string(), port))
 }
 
 /// What one request got.
@@ -99,7 +127,8 @@ pub struct Conn {
     /// Bytes read past the last answer (none, without pipelining; kept for
     /// correctness).
     buffer: Vec<u8>,
-    /// The request being written.
+    /// The request being written (small requests whole; a large one's
+    /// head only, its body written from the caller's parts).
     request: Vec<u8>,
     /// Where reads land (on the heap: a request's future stays small, as
     /// it is moved into its timeout each time).
@@ -109,8 +138,8 @@ pub struct Conn {
 
 impl Conn {
     /// Opens a connection to `target` (TCP_NODELAY, as every latency-minded
-    /// client sets).
-    pub async fn open(target: &Target) -> std::io::Result<Conn> {
+    /// client sets), within `limit`.
+    pub async fn open(target: &Target, limit: Duration) -> std::io::Result<Conn> {
         let dial = async {
             let address = async_std::net::ToSocketAddrs::to_socket_addrs(&target.authority)
                 .await?
@@ -127,9 +156,9 @@ impl Conn {
             })
         };
         let transport =
-            async_std::future::timeout(CONNECT_TIMEOUT, dial).await.map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            })??;
+            async_std::future::timeout(limit.min(CONNECT_TIMEOUT), dial).await.map_err(
+                |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+            )??;
         Ok(Conn {
             transport,
             buffer: Vec::with_capacity(4096),
@@ -139,45 +168,70 @@ impl Conn {
         })
     }
 
-    /// Sends `POST /command` with `body` and reads the answer.
-    pub async fn command(&mut self, body: &str) -> std::io::Result<Answer> {
+    /// Sends `POST /command` with the body made of `parts` and reads the
+    /// answer. A small request goes out in one write; a large one as its
+    /// head and then each part, so a large shared value is never copied.
+    pub async fn command(&mut self, parts: &[&[u8]]) -> std::io::Result<Answer> {
+        let body_bytes: usize = parts.iter().map(|p| p.len()).sum();
         self.request.clear();
         self.request.extend_from_slice(b"POST /command HTTP/1.1\r\nhost: ");
         self.request.extend_from_slice(self.host_header.as_bytes());
         self.request.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-        self.request.extend_from_slice(body.len().to_string().as_bytes());
+        self.request.extend_from_slice(body_bytes.to_string().as_bytes());
         self.request.extend_from_slice(b"\r\n\r\n");
-        self.request.extend_from_slice(body.as_bytes());
-        match &mut self.transport {
-            Transport::Plain(tcp) => {
-                tcp.write_all(&self.request).await?;
-                // The answer cannot be there yet: wait for it rather than
-                // try a read that would find nothing.
-                tcp.readable().await?;
+        let whole = body_bytes <= ONE_WRITE_BYTES_MAX;
+        if whole {
+            parts.iter().for_each(|part| self.request.extend_from_slice(part));
+        }
+        let stream: &mut dyn Stream = match &mut self.transport {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(tls) => tls.as_mut(),
+        };
+        stream.write_all(&self.request).await?;
+        if !whole {
+            for part in parts {
+                stream.write_all(part).await?;
             }
-            Transport::Tls(tls) => {
-                tls.write_all(&self.request).await?;
-                tls.flush().await?;
-            }
+        }
+        stream.flush().await?;
+        if let Transport::Plain(tcp) = &self.transport {
+            // The answer cannot be there yet: wait for it rather than try a
+            // read that would find nothing.
+            tcp.readable().await?;
         }
         self.read_answer().await
     }
 
-    /// Reads one answer: its head, then its body, which is dropped.
+    /// Reads one answer: its head, then its body, dropped as it arrives.
+    /// Interim (1xx) answers are skipped; bytes after the answer, which no
+    /// request asked for, are an error.
     async fn read_answer(&mut self) -> std::io::Result<Answer> {
         loop {
-            if let Some((head_bytes, answer, body_bytes)) = parse_head(&self.buffer)? {
-                let total = head_bytes + body_bytes;
-                while self.buffer.len() < total {
-                    self.fill().await?;
+            let Some((head_bytes, answer, body_bytes)) = parse_head(&self.buffer)? else {
+                if self.buffer.len() > HEAD_BYTES_MAX {
+                    return Err(invalid("an answer's head is too large"));
                 }
-                self.buffer.drain(..total);
-                return Ok(answer);
+                self.fill().await?;
+                continue;
+            };
+            self.buffer.drain(..head_bytes);
+            let mut left = body_bytes;
+            loop {
+                let taken = left.min(self.buffer.len());
+                self.buffer.drain(..taken);
+                left -= taken;
+                if left == 0 {
+                    break;
+                }
+                self.fill().await?;
             }
-            if self.buffer.len() > HEAD_BYTES_MAX {
-                return Err(invalid("an answer's head is too large"));
+            if (100..200).contains(&answer.status) {
+                continue;
             }
-            self.fill().await?;
+            if !self.buffer.is_empty() {
+                return Err(invalid("the server sent bytes after the answer"));
+            }
+            return Ok(answer);
         }
     }
 
@@ -219,7 +273,10 @@ fn parse_head(bytes: &[u8]) -> std::io::Result<Option<(usize, Answer, usize)>> {
     for header in response.headers.iter() {
         let value = std::str::from_utf8(header.value).unwrap_or("").trim();
         if header.name.eq_ignore_ascii_case("content-length") {
-            body_bytes = Some(value.parse::<usize>().map_err(|_| invalid("bad content-length"))?);
+            let n = value.parse::<usize>().map_err(|_| invalid("bad content-length"))?;
+            if body_bytes.replace(n).is_some() {
+                return Err(invalid("an answer with two content-length headers"));
+            }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(invalid("a chunked answer (rdb bench reads Content-Length bodies)"));
         } else if header.name.eq_ignore_ascii_case("connection") {
@@ -263,5 +320,7 @@ mod tests {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").is_err());
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
+        let twice = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n";
+        assert!(parse_head(twice).is_err());
     }
 }

@@ -19,14 +19,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use workload::{mix64, random_key, sequential_key, Consistency, KeyOrder, Operation};
+use workload::{KEY_INDEX_MAX, PUT_SUFFIX};
 
 use crate::cli::client::{ClientArgs, ClientError};
+use crate::kv::COLLECTION_BYTES_MAX;
 use conn::{Conn, Target};
 use report::{process_cpu, progress_line, Stats, Summary};
 use workload::{Rng, Workload};
 
 /// The most connections one run opens.
 pub const CONNECTIONS_MAX: usize = 10_000;
+/// The most threads one run starts.
+pub const THREADS_MAX: usize = 256;
 /// The largest value a run writes (rdb's own limit).
 pub const VALUE_BYTES_MAX: usize = 1024 * 1024;
 /// The time one request may take before it counts as an error.
@@ -90,7 +94,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?}: not a duration like 30s"))?;
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: not a duration like 30s (a number, then ms, s, m or h)"))?;
     let seconds = match unit {
         "" | "s" => number,
         "ms" => number / 1000.0,
@@ -98,7 +104,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => number * 3600.0,
         _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h")),
     };
-    if !(seconds > 0.0 && seconds <= 7.0 * 86_400.0) {
+    if !(0.001..=7.0 * 86_400.0).contains(&seconds) {
         return Err(format!("{text:?}: between 1 ms and 7 days"));
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -115,6 +121,16 @@ struct Budget {
 }
 
 impl Budget {
+    /// The time until the deadline (zero past it); `None` without one.
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether the run's deadline has passed.
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
     /// Takes one request from the budget; false once it is spent.
     fn take(&self) -> bool {
         if self.stopped.load(Ordering::Relaxed)
@@ -137,15 +153,18 @@ impl Budget {
 /// [`ClientError::Unavailable`].
 pub fn bench(args: &BenchArgs) -> Result<String, ClientError> {
     let (workload, targets) = plan(args)?;
+    let values = match args.operation {
+        Operation::Get => String::new(),
+        Operation::Put | Operation::Mixed => format!("{}-byte values, ", args.value_bytes),
+    };
+    let endpoints: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
     let title = format!(
-        "rdb bench {:?}: {} connections to {}, {}-byte values, {:?} keys",
-        args.operation,
+        "rdb bench {}: {} connections to {}, {values}{} keys",
+        format!("{:?}", args.operation).to_lowercase(),
         args.connections,
-        args.client.endpoints.join(","),
-        args.value_bytes,
-        workload.keys
-    )
-    .to_lowercase();
+        endpoints.join(","),
+        format!("{:?}", workload.keys).to_lowercase(),
+    );
     let budget = Arc::new(Budget {
         deadline: match (args.duration, args.requests) {
             (Some(d), _) => Some(Instant::now() + d),
@@ -192,6 +211,15 @@ fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientError> {
     }
     if args.key_space == 0 || args.requests == Some(0) {
         return Err(usage("--key-space and --requests are at least 1".into()));
+    }
+    if args.first_key > KEY_INDEX_MAX || args.key_space > KEY_INDEX_MAX + 1 {
+        return Err(usage(format!("--first-key and --key-space are at most {KEY_INDEX_MAX}")));
+    }
+    if !(1..=THREADS_MAX).contains(&args.threads) {
+        return Err(usage(format!("--threads is 1 to {THREADS_MAX}")));
+    }
+    if args.collection.is_empty() || args.collection.len() > COLLECTION_BYTES_MAX {
+        return Err(usage(format!("--collection is 1 to {COLLECTION_BYTES_MAX} bytes")));
     }
     let keys = args.keys.unwrap_or(match args.operation {
         Operation::Get => KeyOrder::Existing,
@@ -301,7 +329,7 @@ fn run(
         if Instant::now() >= next {
             next += Duration::from_secs(1);
             let so_far = merged(&per_thread);
-            let answered = so_far.answered_count() + so_far.error_count();
+            let answered = so_far.answered_count();
             eprintln!("{}", progress_line(started.elapsed(), answered - answered_before, &so_far));
             answered_before = answered;
         }
@@ -313,7 +341,9 @@ fn run(
     (merged(&per_thread), elapsed)
 }
 
-/// One connection's loop: a request, its answer, the next.
+/// One connection's loop: a request, its answer, the next. A request
+/// still unanswered at the run's deadline is cut off and counted as
+/// unfinished (like wrk, the run ends at its deadline).
 async fn drive(
     target: Target,
     workload: Arc<Workload>,
@@ -325,38 +355,47 @@ async fn drive(
     let mut body = String::new();
     while budget.take() {
         let get = workload.next_is_get(&mut rng);
-        let key =
-            workload.next_key(get, &mut rng, || budget.next_index.fetch_add(1, Ordering::Relaxed));
-        if get {
+        let next_index = || budget.next_index.fetch_add(1, Ordering::Relaxed);
+        let Some(key) = workload.next_key(get, &mut rng, next_index) else { break };
+        let parts: [&[u8]; 3] = if get {
             workload.get_body(&key, &mut body);
+            [body.as_bytes(), b"", b""]
         } else {
-            workload.put_body(&key, &mut body);
-        }
+            workload.put_prefix(&key, &mut body);
+            [body.as_bytes(), workload.value.as_bytes(), PUT_SUFFIX]
+        };
         let started = Instant::now();
-        let outcome = match conn.take() {
-            Some(c) => Ok(c),
-            None => Conn::open(&target).await,
+        let limit = budget.time_left().unwrap_or(REQUEST_TIMEOUT).min(REQUEST_TIMEOUT);
+        let attempt = async {
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => Conn::open(&target, limit).await?,
+            };
+            let answer = c.command(&parts).await?;
+            Ok::<_, std::io::Error>((c, answer))
         };
-        let outcome = match outcome {
-            Ok(mut c) => {
-                match async_std::future::timeout(REQUEST_TIMEOUT, c.command(&body)).await {
-                    Ok(Ok(answer)) => Ok((c, answer)),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer")),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let outcome = async_std::future::timeout(limit, attempt).await;
         let failed = {
             let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
             match outcome {
-                Ok((c, answer)) => {
+                Ok(Ok((c, answer))) => {
                     s.answered(answer.status, started.elapsed());
                     conn = (!answer.closing).then_some(c);
                     false
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     s.failed(&e);
+                    true
+                }
+                Err(_) if budget.past_deadline() => {
+                    s.unfinished += 1;
+                    false
+                }
+                Err(_) => {
+                    s.failed(&std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no answer in 60 s",
+                    ));
                     true
                 }
             }
@@ -386,7 +425,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        for bad in ["", "s", "0s", "-1s", "10x", "8d", "1e9"] {
+        for bad in ["", "s", "0s", "-1s", "10x", "8d", "1e9", "0.5ms", "0.0001ms", "1e3s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

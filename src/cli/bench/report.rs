@@ -20,9 +20,16 @@ pub struct Stats {
     /// Answers by HTTP status.
     pub statuses: BTreeMap<u16, u64>,
     /// Requests that got no answer (connection refused, reset, timed out,
-    /// a malformed answer), by what happened.
+    /// a malformed answer), by what happened (at most
+    /// [`ERROR_KINDS_MAX`] messages; the rest under "other errors").
     pub errors: BTreeMap<String, u64>,
+    /// Requests cut off at the run's deadline, unanswered: neither answered
+    /// nor errors (the run ends at its deadline).
+    pub unfinished: u64,
 }
+
+/// Distinct error messages kept.
+pub const ERROR_KINDS_MAX: usize = 16;
 
 impl Default for Stats {
     fn default() -> Self {
@@ -31,6 +38,7 @@ impl Default for Stats {
                 .expect("static histogram bounds are valid"),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
+            unfinished: 0,
         }
     }
 }
@@ -43,9 +51,15 @@ impl Stats {
         *self.statuses.entry(status).or_default() += 1;
     }
 
-    /// Records a request without an answer.
+    /// Records a request without an answer, under its error's message
+    /// (what a user needs: "invalid peer certificate: UnknownIssuer", not
+    /// "invalid data").
     pub fn failed(&mut self, what: &std::io::Error) {
-        *self.errors.entry(what.kind().to_string()).or_default() += 1;
+        let mut message: String = what.to_string().chars().take(160).collect();
+        if !self.errors.contains_key(&message) && self.errors.len() >= ERROR_KINDS_MAX {
+            message = "other errors".into();
+        }
+        *self.errors.entry(message).or_default() += 1;
     }
 
     /// Adds `other` into this.
@@ -57,6 +71,7 @@ impl Stats {
         for (what, n) in &other.errors {
             *self.errors.entry(what.clone()).or_default() += n;
         }
+        self.unfinished += other.unfinished;
     }
 
     /// Answered requests.
@@ -85,7 +100,8 @@ impl Stats {
     }
 }
 
-/// One progress line (stderr): the last second's throughput, p99 so far.
+/// One progress line (stderr): the last second's answered requests, p99
+/// so far.
 pub fn progress_line(elapsed: Duration, ops_in_second: u64, so_far: &Stats) -> String {
     format!(
         "{:>4.0}s {:>8} ops/s  p99 so far {:>7.2} ms  non-2xx {}  errors {}",
@@ -150,10 +166,14 @@ impl Summary {
             "errors        {}\n",
             if errors.is_empty() { "none".into() } else { errors.join(", ") }
         );
+        if s.unfinished > 0 {
+            out +=
+                &format!("unfinished    {} in flight at the deadline, not counted\n", s.unfinished);
+        }
         if let Some(us) = self.client_cpu_us_per_op() {
             out += &format!("client CPU    {us:.1} us per request (this process)\n");
         }
-        out
+        out.trim_end().to_string()
     }
 
     /// The same as JSON, for scripts.
@@ -170,6 +190,7 @@ impl Summary {
             },
             "statuses": s.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "errors": s.errors,
+            "unfinished": s.unfinished,
             "client_cpu_us_per_request": self.client_cpu_us_per_op(),
         })
     }
@@ -199,9 +220,14 @@ mod tests {
         let mut b = Stats::default();
         b.answered(404, Duration::from_millis(500));
         b.failed(&std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for i in 0..100 {
+            b.failed(&std::io::Error::other(format!("distinct {i}")));
+        }
+        assert_eq!(b.errors.len(), ERROR_KINDS_MAX + 1, "bounded, plus \"other errors\"");
+        assert_eq!(b.errors["other errors"], 100 - (ERROR_KINDS_MAX as u64 - 1));
         a.merge(&b);
         assert_eq!((a.answered_count(), a.success_count(), a.non_2xx_count()), (101, 100, 1));
-        assert_eq!(a.error_count(), 1);
+        assert_eq!(a.error_count(), 101);
         assert!((a.latency_ms(0.5) - 51.0).abs() < 0.1, "{}", a.latency_ms(0.5));
         let summary = Summary {
             title: "t".into(),

@@ -3,8 +3,8 @@
 //! a later run can read back exactly the keys an earlier run wrote.
 //!
 //! Key names (`--keys`), all 16 ASCII characters:
-//! - `random`: `key(i)` = the 64-bit mix of `seed + i` in hex. The mix is a
-//!   bijection, so distinct indexes never name the same key: a put run
+//! - `random`: `key(i)` = the 64-bit mix of `seed × 0x9e3779b97f4a7c15 + i`
+//!   in hex. The mix is a bijection, so distinct indexes never name the same key: a put run
 //!   writes new keys only, scattered over the key space as real
 //!   (hash-derived) keys are. The same names are used by
 //!   `benches/cluster/etcd-native` so both systems store the same keys.
@@ -18,6 +18,9 @@
 //! `--keys` says (new random keys by default).
 
 use std::fmt::Write as _;
+
+/// What follows the value in a put's body.
+pub const PUT_SUFFIX: &[u8] = b"\"}}";
 
 /// The operation a request performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -92,6 +95,10 @@ pub fn random_key(seed: u64, index: u64) -> String {
     format!("{:016x}", mix64(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(index)))
 }
 
+/// The largest key index: sequential names stay 16 digits, and random
+/// ones never wrap around.
+pub const KEY_INDEX_MAX: u64 = 9_999_999_999_999_999;
+
 /// The name of sequential key `index`.
 pub fn sequential_key(index: u64) -> String {
     format!("{index:016}")
@@ -138,23 +145,34 @@ impl Workload {
     /// The key of the next request (a get if `get`); `next_index` hands
     /// out new indexes. The gets of `mixed` read existing keys; its puts,
     /// and every other request, name keys as `keys` says.
-    pub fn next_key(&self, get: bool, rng: &mut Rng, next_index: impl FnOnce() -> u64) -> String {
+    pub fn next_key(
+        &self,
+        get: bool,
+        rng: &mut Rng,
+        next_index: impl FnOnce() -> u64,
+    ) -> Option<String> {
         let existing =
             self.keys == KeyOrder::Existing || (get && self.operation == Operation::Mixed);
-        match self.keys {
-            _ if existing => random_key(self.seed, rng.below(self.key_space)),
-            KeyOrder::Sequential => sequential_key(next_index()),
-            KeyOrder::Random | KeyOrder::Existing => random_key(self.seed, next_index()),
+        if existing {
+            return Some(random_key(self.seed, rng.below(self.key_space)));
         }
+        // Past the last index there are no new keys: the run ends.
+        let index = Some(next_index()).filter(|i| *i <= KEY_INDEX_MAX)?;
+        Some(match self.keys {
+            KeyOrder::Sequential => sequential_key(index),
+            KeyOrder::Random | KeyOrder::Existing => random_key(self.seed, index),
+        })
     }
 
-    /// The body of a put of `key`, into `out` (cleared first).
-    pub fn put_body(&self, key: &str, out: &mut String) {
+    /// The body of a put of `key` is `out` (cleared and filled here), then
+    /// the value, then [`PUT_SUFFIX`]: the value, the same for every put,
+    /// is sent from the workload, never copied per request.
+    pub fn put_prefix(&self, key: &str, out: &mut String) {
         out.clear();
         let _ = write!(
             out,
-            r#"{{"action":"put","payload":{{"collection":{},"key":"{key}","value":"{}"}}}}"#,
-            self.collection_json, self.value
+            r#"{{"action":"put","payload":{{"collection":{},"key":"{key}","value":""#,
+            self.collection_json
         );
     }
 
@@ -210,7 +228,7 @@ mod tests {
             (0..w.key_space).map(|i| random_key(w.seed, i)).collect();
         let mut rng = Rng::new(w.seed, 3);
         for _ in 0..1_000 {
-            assert!(written.contains(&w.next_key(false, &mut rng, || unreachable!())));
+            assert!(written.contains(&w.next_key(false, &mut rng, || unreachable!()).unwrap()));
         }
     }
 
@@ -218,8 +236,9 @@ mod tests {
     fn bodies_are_the_api_s_json() {
         let w = workload(KeyOrder::Sequential);
         let mut body = String::new();
-        w.put_body(&sequential_key(42), &mut body);
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        w.put_prefix(&sequential_key(42), &mut body);
+        let whole = [body.as_bytes(), w.value.as_bytes(), PUT_SUFFIX].concat();
+        let v: serde_json::Value = serde_json::from_slice(&whole).unwrap();
         assert_eq!(v["payload"]["key"], "0000000000000042");
         assert_eq!(v["payload"]["value"].as_str().unwrap().len(), 8);
         w.get_body("k", &mut body);
@@ -237,8 +256,9 @@ mod tests {
         assert!((8_800..9_200).contains(&gets), "{gets}");
         // Its puts write new keys, its gets read existing ones.
         w.keys = KeyOrder::Random;
-        assert_eq!(w.next_key(false, &mut rng, || 5_000), random_key(w.seed, 5_000));
-        let read = w.next_key(true, &mut rng, || unreachable!());
+        assert_eq!(w.next_key(false, &mut rng, || 5_000), Some(random_key(w.seed, 5_000)));
+        assert_eq!(w.next_key(false, &mut rng, || KEY_INDEX_MAX + 1), None, "no more new keys");
+        let read = w.next_key(true, &mut rng, || unreachable!()).unwrap();
         assert!((0..w.key_space).any(|i| random_key(w.seed, i) == read));
     }
 }
