@@ -8,7 +8,11 @@ use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
 
 /// One batch of work, in this order: persist `snapshot`, `entries` and
 /// `hard_state` (sync); then send `messages`; then apply `committed`; then
-/// serve `reads`; then call `Raft::advance` with this batch.
+/// serve `reads`; then call `Raft::advance` with this batch. A leader's
+/// messages may go before the sync (thesis §10.2.1: followers write in
+/// parallel with it; it counts itself towards a quorum only for what
+/// `advance` reports persisted); anyone else's must wait for it, as they
+/// may grant a vote or acknowledge entries.
 #[derive(Debug, Default)]
 pub struct Ready {
     /// The hard state, if it changed.
@@ -18,7 +22,8 @@ pub struct Ready {
     /// Entries to append to the stable log; any stored entries at or after
     /// the first of them must be removed first.
     pub entries: Vec<Entry>,
-    /// Messages to send, only after the above is on disk.
+    /// Messages to send: after the above is on disk, or before it when the
+    /// node is the leader (see [`Ready`]).
     pub messages: Vec<Message>,
     /// Committed entries to apply, in order.
     pub committed: Vec<Entry>,
