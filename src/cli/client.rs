@@ -45,7 +45,8 @@ impl ClientError {
 /// Where and how to reach the cluster.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// Endpoints to try in order (http[s]://host:port, comma-separated).
+    /// Endpoints to try in order (http://host:port or https://host:port,
+    /// comma-separated).
     #[arg(
         long,
         global = true,

@@ -5,7 +5,7 @@
 //! Handlers only translate: a request body goes to [`NodeHandle::execute`],
 //! which parses, proposes or reads, forwards to the leader when needed and
 //! times out; its [`Reply`] becomes the status and JSON body. Connections
-//! are ours ([`h1`]): each request's body is read whole, within the node's
+//! are ours (`h1`): each request's body is read whole, within the node's
 //! body limit, before a handler runs, so an oversized request is refused
 //! (413) without being held in memory.
 
