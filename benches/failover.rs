@@ -57,9 +57,8 @@ trait System {
     /// A write of `key` through node `node`: the URL and body.
     fn put(&self, node: usize, key: &str) -> (String, Value);
     fn ok(&self, status: u16, answer: &Value) -> bool;
-    fn pid(&self, node: usize) -> u32;
-    /// Waits for node `node`'s process, which was signalled, to end.
-    fn reap(&mut self, node: usize);
+    fn processes(&self) -> &Processes;
+    fn processes_mut(&mut self) -> &mut Processes;
     fn restart(&mut self, node: usize);
     /// Starts a fourth node and adds it as a learner: the leader's commit
     /// index then (what it must reach), and when it was added.
@@ -68,9 +67,47 @@ trait System {
     fn learner_index(&self) -> u64;
 }
 
+/// A cluster's processes by node index (`None`: stopped), killed on drop.
+#[derive(Default)]
+struct Processes(Vec<Option<Child>>);
+
+impl Processes {
+    fn running(&self, node: usize) -> bool {
+        self.0.get(node).is_some_and(Option::is_some)
+    }
+
+    fn pid(&self, node: usize) -> u32 {
+        self.0[node].as_ref().expect("running").id()
+    }
+
+    /// Waits for node `node`'s process, which was signalled, to end.
+    fn reap(&mut self, node: usize) {
+        if let Some(mut child) = self.0[node].take() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Records node `node`'s new process (a new node at the end).
+    fn set(&mut self, node: usize, child: Child) {
+        if node == self.0.len() {
+            self.0.push(None);
+        }
+        self.0[node] = Some(child);
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in self.0.iter_mut().filter_map(Option::as_mut) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 struct Rdb {
     dir: PathBuf,
-    children: Vec<Option<Child>>,
+    children: Processes,
     agent: ureq::Agent,
 }
 
@@ -85,7 +122,7 @@ fn port(base: u16, node: usize) -> u16 {
 impl Rdb {
     fn start(dir: &Path) -> Self {
         let mut rdb =
-            Rdb { dir: dir.to_path_buf(), children: vec![None, None, None], agent: agent() };
+            Rdb { dir: dir.to_path_buf(), children: Processes::default(), agent: agent() };
         for node in 0..3 {
             rdb.restart(node);
         }
@@ -102,7 +139,7 @@ impl System for Rdb {
         let deadline = Instant::now() + WAIT;
         loop {
             let leaders: Vec<u64> = (0..3)
-                .filter(|&n| self.children[n].is_some())
+                .filter(|&n| self.children.running(n))
                 .map(|n| {
                     let url = format!("http://127.0.0.1:{}/status", port(RDB_HTTP, n));
                     self.agent
@@ -134,14 +171,12 @@ impl System for Rdb {
         status == 200
     }
 
-    fn pid(&self, node: usize) -> u32 {
-        self.children[node].as_ref().expect("running").id()
+    fn processes(&self) -> &Processes {
+        &self.children
     }
 
-    fn reap(&mut self, node: usize) {
-        if let Some(mut child) = self.children[node].take() {
-            let _ = child.wait();
-        }
+    fn processes_mut(&mut self) -> &mut Processes {
+        &mut self.children
     }
 
     fn add_learner(&mut self) -> (u64, Instant) {
@@ -162,7 +197,8 @@ impl System for Rdb {
             .stderr(Stdio::null())
             .spawn()
             .expect("rdb starts");
-        self.children.push(Some(child));
+        let node = self.children.0.len();
+        self.children.set(node, child);
         std::thread::sleep(Duration::from_millis(300));
         let leader = self.leader();
         let status = |n: usize| rdb_status(&self.agent, n);
@@ -194,7 +230,7 @@ impl System for Rdb {
             .stderr(Stdio::null())
             .spawn()
             .expect("rdb starts");
-        self.children[node] = Some(child);
+        self.children.set(node, child);
     }
 }
 
@@ -209,18 +245,9 @@ fn rdb_status(agent: &ureq::Agent, node: usize) -> Value {
         .unwrap_or_default()
 }
 
-impl Drop for Rdb {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().filter_map(Option::as_mut) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 struct Etcd {
     dir: PathBuf,
-    children: Vec<Option<Child>>,
+    children: Processes,
     agent: ureq::Agent,
 }
 
@@ -235,7 +262,7 @@ fn etcd_peer(node: usize) -> String {
 impl Etcd {
     fn start(dir: &Path) -> Self {
         let mut etcd =
-            Etcd { dir: dir.to_path_buf(), children: vec![None, None, None], agent: agent() };
+            Etcd { dir: dir.to_path_buf(), children: Processes::default(), agent: agent() };
         for node in 0..3 {
             etcd.restart(node);
         }
@@ -258,7 +285,7 @@ impl System for Etcd {
         loop {
             let mut agreed = None;
             let mut all = true;
-            for node in (0..3).filter(|&n| self.children[n].is_some()) {
+            for node in (0..3).filter(|&n| self.children.running(n)) {
                 let leader =
                     self.status(node).and_then(|s| s["leader"].as_str().map(str::to_string));
                 match (&agreed, leader) {
@@ -269,7 +296,7 @@ impl System for Etcd {
                 }
             }
             if let (true, Some(leader)) = (all, agreed) {
-                for node in (0..3).filter(|&n| self.children[n].is_some()) {
+                for node in (0..3).filter(|&n| self.children.running(n)) {
                     let status = self.status(node).unwrap_or_default();
                     if status["header"]["member_id"].as_str() == Some(leader.as_str()) {
                         return node;
@@ -282,7 +309,8 @@ impl System for Etcd {
     }
 
     fn put(&self, node: usize, key: &str) -> (String, Value) {
-        use base64_like::encode;
+        use base64::engine::{general_purpose::STANDARD, Engine as _};
+        let encode = |bytes: &[u8]| STANDARD.encode(bytes);
         let url = format!("{}/v3/kv/put", etcd_client(node));
         (url, json!({"key": encode(key.as_bytes()), "value": encode("v".repeat(100).as_bytes())}))
     }
@@ -291,14 +319,12 @@ impl System for Etcd {
         status == 200 && answer.get("header").is_some()
     }
 
-    fn pid(&self, node: usize) -> u32 {
-        self.children[node].as_ref().expect("running").id()
+    fn processes(&self) -> &Processes {
+        &self.children
     }
 
-    fn reap(&mut self, node: usize) {
-        if let Some(mut child) = self.children[node].take() {
-            let _ = child.wait();
-        }
+    fn processes_mut(&mut self) -> &mut Processes {
+        &mut self.children
     }
 
     fn add_learner(&mut self) -> (u64, Instant) {
@@ -348,7 +374,8 @@ impl System for Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
-        self.children.push(Some(child));
+        let node = self.children.0.len();
+        self.children.set(node, child);
         (target, since)
     }
 
@@ -389,36 +416,7 @@ impl System for Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd starts");
-        self.children[node] = Some(child);
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().filter_map(Option::as_mut) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Base64 for etcd's gateway, without a crate for it.
-mod base64_like {
-    const CHARS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    pub fn encode(data: &[u8]) -> String {
-        let mut out = String::new();
-        for chunk in data.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(CHARS[((n >> (18 - 6 * i)) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
+        self.children.set(node, child);
     }
 }
 
@@ -478,12 +476,12 @@ fn round<S: System + Sync>(system: &mut S, signal: &str) -> Duration {
     let event = Mutex::new(None);
     let acks = with_writers(&*system, &[0, 1, 2], || {
         let leader = system.leader();
-        let pid = system.pid(leader);
+        let pid = system.processes().pid(leader);
         *event.lock().expect("event") = Some((Instant::now(), leader));
         Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
     });
     let (at, leader) = event.into_inner().expect("event").expect("signalled");
-    system.reap(leader);
+    system.processes_mut().reap(leader);
     let gap = gap_after(&acks, at);
     let after = system.leader();
     eprintln!(

@@ -400,3 +400,41 @@ fn sighup_rotates_certificates_without_a_restart() {
     }
     drop(cluster);
 }
+
+/// deploy/rdb.toml as shipped, only its certificate directory changed, run
+/// by `rdb serve --config` on three nodes (the test's own flags give each
+/// its id, addresses and data directory, which flags override in the file):
+/// every other setting (ticks, timeouts, snapshot and WAL sizes, limits)
+/// is the file's, and the cluster serves HTTPS with the certificates it
+/// names.
+#[test]
+fn the_shipped_config_file_runs_a_tls_cluster() {
+    let certs = tempfile::tempdir().expect("dir");
+    gen_certs(certs.path(), &["rdb1:127.0.0.1", "rdb2:127.0.0.1", "rdb3:127.0.0.1"]);
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rdb.toml"))
+            .expect("deploy/rdb.toml");
+    assert!(shipped.contains("\"/etc/rdb/tls/rdb1.pem\""), "the file names node 1's certificate");
+    let base = 25_600;
+    let cluster = TestCluster::start_each(3, base, &[], |id| {
+        let config = shipped
+            .replace("rdb1", &format!("rdb{id}"))
+            .replace("/etc/rdb/tls/", &format!("{}/", certs.path().display()));
+        let path = certs.path().join(format!("rdb{id}.toml"));
+        std::fs::write(&path, config).expect("config written");
+        let raft = format!("127.0.0.1:{}", base + 50 + id);
+        vec!["--config".into(), path.display().to_string(), "--raft".into(), raft]
+    });
+    let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
+    let leader = https_leader(certs.path(), &ports);
+    let ca = certs.path().join("ca.pem").display().to_string();
+    let url = |port: u16| format!("https://127.0.0.1:{port}/command");
+    let follower = ports[usize::from(leader % 3)];
+    let (status, answer) =
+        curl(&["--cacert", &ca, "-d", &put("shipped", "k", "v").to_string(), &url(follower)]);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) =
+        curl(&["--cacert", &ca, "-d", &get("shipped", "k").to_string(), &url(ports[0])]);
+    assert_eq!((status, answer.contains("\"value\":\"v\"")), (200, true), "{answer}");
+    drop(cluster);
+}

@@ -10,23 +10,10 @@
 #   benches/cluster/ab.sh BINARY put|get [seconds]     (needs: wrk, curl)
 set -euo pipefail
 BIN="$1"; MODE="$2"; DURATION="${3:-10}"
-HERE="$(cd "$(dirname "$0")" && pwd)"
-WORK="$(mktemp -d)"; PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-PEERS="1=127.0.0.1:19081,2=127.0.0.1:19082,3=127.0.0.1:19083"
-for i in 1 2 3; do
-  RUST_LOG=error "$BIN" serve --id "$i" --peers "$PEERS" --http "127.0.0.1:1808$i" \
-    --data-dir "$WORK/n$i" >/dev/null 2>&1 &
-  PIDS+=($!)
-done
-LEADER=0
-for _ in $(seq 100); do
-  LEADER=$(curl -s 127.0.0.1:18081/status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
-  [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
-  sleep 0.1
-done
-URL="http://127.0.0.1:1808$LEADER"
+RDB="$BIN"
+source "$(dirname "$0")/rdb-cluster.sh"
+start_rdb_cluster
+URL="$RDB_URL"
 if [ "$MODE" = get ]; then
   WRK_MODE=put wrk -t2 -c64 -d5s -s "$HERE/rdb.lua" "$URL" >/dev/null
 fi

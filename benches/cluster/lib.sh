@@ -1,4 +1,5 @@
-# Shared by compare.sh and growth.sh (sourced, not run): builds rdb and the
+# Shared by compare.sh and growth.sh (sourced, not run; the rdb side is
+# rdb-cluster.sh's, with its NODES and TLS settings): builds rdb and the
 # etcd native load generator, starts a local 3-node cluster of each (both
 # run throughout; load alternates between them), finds their leaders, and
 # runs one measured load at a time, recording throughput, latency and the
@@ -13,23 +14,11 @@
 # certificates from deploy/gen-certs.sh (clients present one too).
 # Needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
 # python3.
-set -euo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-CLK=$(getconf CLK_TCK)
-NODES="${NODES:-3}"; TLS="${TLS:-0}"
-SCHEME=http; RDB_TLS_ARGS=(); NATIVE_TLS_ARGS=(); CERTS="$WORK/certs"
+source "$(dirname "${BASH_SOURCE[0]}")/rdb-cluster.sh"
+NATIVE_TLS_ARGS=()
 if [ "$TLS" = 1 ]; then
-  SCHEME=https
-  "$ROOT/deploy/gen-certs.sh" "$CERTS" $(for i in $(seq "$NODES"); do echo "rdb$i:127.0.0.1"; done) >/dev/null
-  RDB_TLS_ARGS=(--cacert "$CERTS/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem")
   NATIVE_TLS_ARGS=(-cacert "$CERTS/ca.pem" -cert "$CERTS/client.pem" -key "$CERTS/client-key.pem")
 fi
-CURL=(curl -s); [ "$TLS" = 1 ] && CURL+=("${RDB_TLS_ARGS[@]}")
 ROWS="$WORK/rows"; : >"$ROWS"
 
 build_tools() {
@@ -38,19 +27,6 @@ build_tools() {
   (cd "$HERE/etcd-native" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$WORK/gocache" \
     go build -o "$WORK/etcd-native" .)
   NATIVE="$WORK/etcd-native"
-}
-
-# start_rdb ID: (re)starts rdb node ID (HTTP 1808ID, peers 1908ID).
-start_rdb() {
-  local peers tls=()
-  peers=$(for i in $(seq "$NODES"); do printf '%s=127.0.0.1:1908%s,' "$i" "$i"; done)
-  if [ "$TLS" = 1 ]; then
-    tls=(--tls-cert "$CERTS/rdb$1.pem" --tls-key "$CERTS/rdb$1-key.pem" --tls-ca "$CERTS/ca.pem"
-      --client-ca "$CERTS/ca.pem")
-  fi
-  RUST_LOG=error "$RDB" serve --id "$1" --peers "${peers%,}" --http "127.0.0.1:1808$1" \
-    --data-dir "$WORK/rdb$1" "${tls[@]}" >/dev/null 2>&1 &
-  PIDS+=($!); RDB_PIDS[$(($1 - 1))]=$!
 }
 
 # start_etcd ID [new|existing]: (re)starts etcd member eID (clients
@@ -73,15 +49,10 @@ start_etcd() {
 }
 
 start_clusters() {
-  RDB_PIDS=(); ETCD_PIDS=()
-  for i in $(seq "$NODES"); do start_rdb "$i"; start_etcd "$i"; done
-  LEADER=""
-  for _ in $(seq 200); do
-    LEADER=$("${CURL[@]}" "$SCHEME://127.0.0.1:18081/status" | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
-    [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
-    sleep 0.1
-  done
-  RDB_URL="$SCHEME://127.0.0.1:1808$LEADER"
+  ETCD_PIDS=()
+  local i
+  for i in $(seq "$NODES"); do start_etcd "$i"; done
+  start_rdb_cluster
   ELEADER=""
   for _ in $(seq 200); do
     for i in $(seq "$NODES"); do
@@ -97,7 +68,6 @@ start_clusters() {
   echo "rdb leader: $RDB_URL; etcd leader: $ETCD_EP" >&2
 }
 
-cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 
 # record SYSTEM WORKLOAD BYTES JSON TICKS [EXTRA]: appends one row (JSON).
 record() {

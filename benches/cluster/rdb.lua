@@ -1,4 +1,5 @@
--- wrk script for rdb's POST /command, the same load as etcd.lua:
+-- wrk script for rdb's POST /command (benches/cluster/ab.sh; a friendly
+-- pattern, for comparing two builds' HTTP layers, not the store):
 -- WRK_MODE=put (default) writes 100-byte values under key-addressed puts
 -- into collection "bench", 100,000 keys per wrk thread, so the tree grows
 -- and is updated; WRK_MODE=get reads keys 1,000-1,999 of thread 0,

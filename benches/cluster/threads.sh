@@ -7,22 +7,10 @@
 #   benches/cluster/threads.sh BINARY [seconds, 10]
 set -euo pipefail
 BIN="$1"; SECS="${2:-10}"
-WORK="$(mktemp -d)"; PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-PEERS="1=127.0.0.1:19081,2=127.0.0.1:19082,3=127.0.0.1:19083"
-for i in 1 2 3; do
-  RUST_LOG=error "$BIN" serve --id "$i" --peers "$PEERS" --http "127.0.0.1:1808$i" \
-    --data-dir "$WORK/n$i" >/dev/null 2>&1 &
-  PIDS+=($!)
-done
-LEADER=0
-for _ in $(seq 100); do
-  LEADER=$(curl -s 127.0.0.1:18081/status | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
-  [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
-  sleep 0.1
-done
-LP=${PIDS[$((LEADER - 1))]}; FP=${PIDS[$((LEADER % 3))]}
+RDB="$BIN"
+source "$(dirname "$0")/rdb-cluster.sh"
+start_rdb_cluster
+LP=${RDB_PIDS[$((LEADER - 1))]}; FP=${RDB_PIDS[$((LEADER % NODES))]}
 # One line per thread name: "role/name switches ticks" (threads summed).
 snapshot() {
   local role pid t
@@ -34,9 +22,9 @@ snapshot() {
   done | awk '{c[$1] += $2; u[$1] += $3} END {for (k in c) print k, c[k], u[k]}' | sort
 }
 snapshot >"$WORK/before"
-OUT=$("$BIN" bench put --endpoints "http://127.0.0.1:1808$LEADER" --duration "${SECS}s" --json 2>/dev/null)
+OUT=$("$BIN" bench put --endpoints "$RDB_URL" --duration "${SECS}s" --json 2>/dev/null)
 snapshot >"$WORK/after"
 N=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$OUT")
 echo "$N puts acknowledged; per put:"
-join "$WORK/before" "$WORK/after" | awk -v n="$N" -v clk="$(getconf CLK_TCK)" \
+join "$WORK/before" "$WORK/after" | awk -v n="$N" -v clk="$CLK" \
   '{ printf "%-32s %6.2f switches  %6.1f us CPU\n", $1, ($4 - $2) / n, ($5 - $3) / clk * 1e6 / n }'

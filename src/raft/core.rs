@@ -26,7 +26,12 @@ use super::store::LogStore;
 /// good enough for timeouts and test schedules (not for secrets).
 pub fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
+    mix64(*state)
+}
+
+/// splitmix64's output function (Steele, Lea, Flood: "Fast splittable
+/// pseudorandom number generators", OOPSLA 2014): a bijection on `u64`.
+pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)

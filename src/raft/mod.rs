@@ -59,7 +59,7 @@ mod step;
 mod store;
 
 pub use self::config::Config;
-pub use self::core::{splitmix64, Raft, Role};
+pub use self::core::{mix64, splitmix64, Raft, Role};
 pub use self::log::RaftLog;
 pub use self::membership::{
     Member, MemberRole, Membership, MembershipChange, MembershipError, ADDRESS_BYTES_MAX,

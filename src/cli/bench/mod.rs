@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use workload::{mix64, random_key, sequential_key, Consistency, KeyOrder, Operation};
+pub use workload::{random_key, Consistency, KeyOrder, Operation};
 use workload::{KEY_INDEX_MAX, PUT_SUFFIX};
 
 use crate::cli::client::{ClientArgs, ClientError};

@@ -19,6 +19,8 @@
 
 use std::fmt::Write as _;
 
+use crate::raft::{mix64, splitmix64};
+
 /// What follows the value in a put's body.
 pub const PUT_SUFFIX: &[u8] = b"\"}}";
 
@@ -53,14 +55,6 @@ pub enum Consistency {
     Serializable,
 }
 
-/// The 64-bit finalizer of SplitMix64 (Steele, Lea, Flood: "Fast splittable
-/// pseudorandom number generators", OOPSLA 2014): a bijection on `u64`.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// A small seeded generator (SplitMix64): each connection has its own.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -73,8 +67,7 @@ impl Rng {
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        mix64(self.0)
+        splitmix64(&mut self.0)
     }
 
     /// Uniform in `0..n` (`n` > 0; the bias of the modulo is below 2^-40

@@ -57,10 +57,6 @@ pub(crate) struct WriterState {
     pub(crate) poisoned: Option<String>,
     /// Writes not yet covered by a writeback hint (none after a sync).
     pub(crate) unhinted: Unhinted,
-    /// The free-list run of the newest commit that wrote one (the durable
-    /// meta's, until a durable commit writes the next): freed only when the
-    /// next list is written, as the durable meta needs it until then.
-    pub(crate) free_list: PageId,
 }
 
 /// Everything behind a [`Db`].
@@ -105,7 +101,6 @@ impl Db {
             file_pages: len / PAGE_BYTES as u64,
             poisoned: None,
             unhinted: Unhinted::default(),
-            free_list: meta.freelist,
         };
         let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };
         let shared =

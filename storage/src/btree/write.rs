@@ -297,11 +297,11 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    /// Frees the last free list written (the durable meta's) with
-    /// everything else this transaction freed, then writes the new free
-    /// list; returns its first page.
+    /// Frees the durable meta's free list (deferred commits write none, so
+    /// it is the last one written) with everything else this transaction
+    /// freed, then writes the new free list; returns its first page.
     fn spill_free_list(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
-        let old = self.writer.free_list;
+        let old = self.writer.durable.freelist;
         if old != PageId::NONE {
             let reader = reader(&self.base, &self.db.shared.path);
             let (header, _) = reader.run(old, RunKind::FreeList)?;
@@ -333,7 +333,6 @@ impl<'db> WriteTxn<'db> {
         }
         seal_run(&mut bytes);
         out.write(run, bytes)?;
-        self.writer.free_list = run.id;
         Ok(run.id)
     }
 

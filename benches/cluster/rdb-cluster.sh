@@ -1,0 +1,52 @@
+# A local rdb cluster for the benchmark scripts (sourced, not run): a work
+# directory removed on exit with every process started, and
+#   start_rdb ID        (re)starts node ID (HTTP 1808ID, peers 1908ID)
+#   start_rdb_cluster   starts NODES nodes, waits for a leader: LEADER (its
+#                       id), RDB_URL (its client URL)
+#   cpu_ticks PID...    user + system CPU of the processes, in clock ticks
+# RDB is the binary (set it before calling). Settings (environment):
+# NODES (default 3); TLS=1 for HTTPS clients and mutual TLS between peers,
+# with certificates from deploy/gen-certs.sh: RDB_TLS_ARGS then holds
+# curl's (and rdb bench's) client flags, CURL a curl that uses them.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="$(mktemp -d)"
+PIDS=(); RDB_PIDS=()
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+CLK=$(getconf CLK_TCK)
+NODES="${NODES:-3}"; TLS="${TLS:-0}"
+SCHEME=http; RDB_TLS_ARGS=(); CERTS="$WORK/certs"
+if [ "$TLS" = 1 ]; then
+  SCHEME=https
+  "$ROOT/deploy/gen-certs.sh" "$CERTS" $(for i in $(seq "$NODES"); do echo "rdb$i:127.0.0.1"; done) >/dev/null
+  RDB_TLS_ARGS=(--cacert "$CERTS/ca.pem" --cert "$CERTS/client.pem" --key "$CERTS/client-key.pem")
+fi
+CURL=(curl -s "${RDB_TLS_ARGS[@]}")
+
+start_rdb() {
+  local peers tls=()
+  peers=$(for i in $(seq "$NODES"); do printf '%s=127.0.0.1:1908%s,' "$i" "$i"; done)
+  if [ "$TLS" = 1 ]; then
+    tls=(--tls-cert "$CERTS/rdb$1.pem" --tls-key "$CERTS/rdb$1-key.pem" --tls-ca "$CERTS/ca.pem"
+      --client-ca "$CERTS/ca.pem")
+  fi
+  RUST_LOG=error "$RDB" serve --id "$1" --peers "${peers%,}" --http "127.0.0.1:1808$1" \
+    --data-dir "$WORK/rdb$1" "${tls[@]}" >/dev/null 2>&1 &
+  PIDS+=($!); RDB_PIDS[$(($1 - 1))]=$!
+}
+
+start_rdb_cluster() {
+  local i
+  for i in $(seq "$NODES"); do start_rdb "$i"; done
+  LEADER=""
+  for _ in $(seq 200); do
+    LEADER=$("${CURL[@]}" "$SCHEME://127.0.0.1:18081/status" | sed -n 's/.*"leader":\([0-9]*\).*/\1/p' || true)
+    [ -n "$LEADER" ] && [ "$LEADER" != 0 ] && break
+    sleep 0.1
+  done
+  RDB_URL="$SCHEME://127.0.0.1:1808$LEADER"
+}
+
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
