@@ -5,7 +5,8 @@
 #                       id), RDB_URL (its client URL)
 #   cpu_ticks PID...    user + system CPU of the processes, in clock ticks
 # RDB is the binary (set it before calling). Settings (environment):
-# NODES (default 3); TLS=1 for HTTPS clients and mutual TLS between peers,
+# NODES (default 3); RDB_SERVE_ARGS, more flags for every `rdb serve`
+# (split on spaces); TLS=1 for HTTPS clients and mutual TLS between peers,
 # with certificates from deploy/gen-certs.sh: RDB_TLS_ARGS then holds
 # curl's (and rdb bench's) client flags, CURL a curl that uses them.
 set -euo pipefail
@@ -26,14 +27,15 @@ fi
 CURL=(curl -s "${RDB_TLS_ARGS[@]}")
 
 start_rdb() {
-  local peers tls=()
+  local peers tls=() extra=()
+  read -r -a extra <<< "${RDB_SERVE_ARGS:-}"
   peers=$(for i in $(seq "$NODES"); do printf '%s=127.0.0.1:1908%s,' "$i" "$i"; done)
   if [ "$TLS" = 1 ]; then
     tls=(--tls-cert "$CERTS/rdb$1.pem" --tls-key "$CERTS/rdb$1-key.pem" --tls-ca "$CERTS/ca.pem"
       --client-ca "$CERTS/ca.pem")
   fi
   RUST_LOG=error "$RDB" serve --id "$1" --peers "${peers%,}" --http "127.0.0.1:1808$1" \
-    --data-dir "$WORK/rdb$1" "${tls[@]}" >/dev/null 2>&1 &
+    --data-dir "$WORK/rdb$1" "${tls[@]}" "${extra[@]}" >/dev/null 2>&1 &
   PIDS+=($!); RDB_PIDS[$(($1 - 1))]=$!
 }
 

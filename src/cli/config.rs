@@ -41,11 +41,12 @@ pub struct ServeConfig {
     pub election_ticks: u32,
     /// Milliseconds a client request may take before 503/504.
     pub request_timeout_ms: u64,
-    /// Take a snapshot after this many entries applied since the last.
+    /// Compact the WAL after this many entries applied since the last time.
     pub snapshot_entries: u64,
-    /// ... or after the WAL grew this many bytes since the last.
+    /// ... or after the WAL grew this many bytes since the last time.
     pub snapshot_wal_bytes: u64,
-    /// Entries kept in the WAL below a snapshot for slightly slow followers.
+    /// Entries kept in the WAL below the compaction point for slightly slow
+    /// followers.
     pub compaction_margin_entries: u64,
     /// The WAL segment size limit (compaction deletes whole segments).
     pub wal_segment_bytes: u64,

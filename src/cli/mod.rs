@@ -97,13 +97,15 @@ pub struct ServeArgs {
     /// Milliseconds before a request is answered 503 or 504.
     #[arg(long)]
     pub request_timeout_ms: Option<u64>,
-    /// Take a snapshot after this many entries applied since the last.
+    /// Compact the WAL (below the durable state file) after this many
+    /// entries applied since the last compaction.
     #[arg(long)]
     pub snapshot_entries: Option<u64>,
-    /// Take a snapshot after the WAL grew this many bytes since the last.
+    /// ... or after the WAL grew this many bytes since the last compaction.
     #[arg(long)]
     pub snapshot_wal_bytes: Option<u64>,
-    /// Entries kept in the WAL below a snapshot for slightly slow followers.
+    /// Entries kept in the WAL below the compaction point for slightly slow
+    /// followers.
     #[arg(long)]
     pub compaction_margin_entries: Option<u64>,
     /// The WAL segment size limit in bytes.

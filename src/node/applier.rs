@@ -96,6 +96,9 @@ pub(super) struct Applier {
     pub(super) jobs: Receiver<ApplyJob>,
     /// The last index applied, published for status and health.
     pub(super) applied: Arc<AtomicU64>,
+    /// The applied index the state file is durable at (a crash keeps it),
+    /// published after each sync: the WAL may be compacted below it.
+    pub(super) durable: Arc<AtomicU64>,
     /// Commits since the last sync.
     pub(super) dirty: bool,
     /// When the state file was last synced.
@@ -241,6 +244,8 @@ impl Applier {
         self.cell.set(db);
         self.last_applied = header.meta;
         self.applied.store(index, Ordering::Release);
+        // Installing synced the new state file before opening it.
+        self.durable.store(index, Ordering::Release);
         self.dirty = false;
         self.metrics.snapshot_installed(header.content_bytes);
         log::info!("installed snapshot at index {index} from {}", path.display());
@@ -250,6 +255,7 @@ impl Applier {
     fn sync(&mut self) -> Result<(), String> {
         if self.dirty {
             self.db.sync().map_err(|e| format!("state file sync: {e}"))?;
+            self.durable.store(self.last_applied.index, Ordering::Release);
             self.dirty = false;
         }
         self.last_sync = Instant::now();

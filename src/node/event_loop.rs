@@ -90,6 +90,8 @@ impl EventLoop {
         let raft = Raft::new(raft_config, store).map_err(|e| format!("raft at start: {e}"))?;
         let cell = StateCell::new(recovered.db.clone());
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));
+        // The state file as opened is durable up to its applied index.
+        let durable = Arc::new(AtomicU64::new(recovered.applied.index));
         let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
         let applier = Applier {
             db: recovered.db,
@@ -101,11 +103,13 @@ impl EventLoop {
             last_applied: recovered.applied,
             jobs,
             applied: applied.clone(),
+            durable: durable.clone(),
             dirty: false,
             last_sync: Instant::now(),
             last_commit: Instant::now(),
         };
-        let snapshots = SnapshotState::new(config, recovered.newest, recovered.applied.index);
+        let snapshots =
+            SnapshotState::new(config, recovered.newest, recovered.applied.index, durable);
         Ok(EventLoop {
             raft,
             cell,

@@ -89,11 +89,14 @@ pub struct NodeConfig {
     pub election_ticks: u32,
     /// How long a client request may take before it is answered 503 or 504.
     pub request_timeout: Duration,
-    /// A snapshot is taken after this many entries applied since the last.
+    /// The WAL is compacted below the durable state file after this many
+    /// entries applied since the last compaction (etcd's `--snapshot-count`;
+    /// no snapshot file is written for it).
     pub snapshot_entries: u64,
     /// ... or after the WAL has grown this many bytes since the last.
     pub snapshot_wal_bytes: u64,
-    /// Entries kept in the WAL below a snapshot, for slightly slow followers.
+    /// Entries kept in the WAL below the compaction point, for slightly
+    /// slow followers.
     pub compaction_margin_entries: u64,
     /// The WAL's segment size limit (compaction deletes whole segments).
     pub wal_segment_bytes: u64,

@@ -25,11 +25,12 @@ pub struct WalStore {
     pub(crate) wal: Wal,
     /// The last index Raft treats as compacted, and its term.
     pub(crate) floor: SnapshotMeta,
-    /// The newest snapshot on disk and the membership it records, sent to
-    /// followers that need entries below the floor.
+    /// The newest snapshot file and the membership it records, sent to
+    /// followers that need entries below the floor (only if it reaches the
+    /// floor: the WAL is compacted without one).
     pub(crate) newest: Option<(SnapshotMeta, Membership)>,
-    /// Raft asked for a snapshot to send and there was none: the loop
-    /// takes one.
+    /// Raft asked for a snapshot to send and none reaches the floor: the
+    /// loop writes one.
     pub(crate) snapshot_wanted: std::cell::Cell<bool>,
 }
 
@@ -62,7 +63,8 @@ impl WalStore {
 
 impl WalStore {
     /// Discards entries up to `upto` (whole segments at most up to it) once
-    /// a snapshot covers them; Raft then sees the log start after `upto`.
+    /// the durable state file (or a snapshot file) covers them; Raft then
+    /// sees the log start after `upto`.
     pub fn compact(&mut self, upto: Index) -> rdb_storage::Result<()> {
         if upto <= self.floor.index || upto < self.wal.first_index() || upto > self.wal.last_index()
         {
@@ -153,7 +155,9 @@ impl LogStore for WalStore {
     }
 
     fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
-        let newest = self.newest.clone();
+        // A follower installing an older one would still need entries
+        // between it and the floor.
+        let newest = self.newest.clone().filter(|(meta, _)| meta.index >= self.floor.index);
         self.snapshot_wanted.set(newest.is_none());
         newest.ok_or(StoreError::SnapshotUnavailable)
     }
