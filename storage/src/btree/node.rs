@@ -205,12 +205,13 @@ impl Node {
         }
     }
 
-    /// Splits an oversized node into parts of about equal size, each of at
-    /// most one page where entries allow; branches keep at least two entries
-    /// a part. Returns the parts after the first, which stays in `self`.
-    pub(crate) fn split_off_parts(&mut self) -> Vec<Node> {
+    /// Splits an oversized node into at least `parts_min` parts of about
+    /// equal size, each of at most one page where entries allow; branches
+    /// keep at least two entries a part. Returns the parts after the first,
+    /// which stays in `self`.
+    pub(crate) fn split_off_parts(&mut self, parts_min: usize) -> Vec<Node> {
         let total = self.encoded_bytes();
-        let parts = total.div_ceil(PAGE_BYTES).max(2);
+        let parts = total.div_ceil(PAGE_BYTES).max(parts_min).max(2);
         let target = total / parts;
         let min_entries = if matches!(self, Node::Branch(_)) { 2 } else { 1 };
         let mut cuts = Vec::new();
