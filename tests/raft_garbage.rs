@@ -172,3 +172,23 @@ fn a_leader_survives_random_messages() {
         feed(true, seed);
     }
 }
+
+#[test]
+fn a_second_leader_in_a_term_is_refused_and_changes_nothing() {
+    // Election safety (§5.2): once node 2 has led term 3 here, node 3's
+    // claim to the same term is a bug elsewhere, refused, not followed.
+    let mut raft = node(false);
+    let heartbeat =
+        |from| Message { from, to: 1, term: 3, body: Body::Heartbeat { commit: 0, round: 1 } };
+    raft.step(heartbeat(2)).unwrap();
+    assert_eq!(raft.leader(), Some(2));
+    let before = (raft.hard_state(), raft.role(), raft.last_index());
+    let refused = raft.step(heartbeat(3));
+    assert!(
+        matches!(&refused, Err(RaftError::Invalid(why)) if why == "node 3 acts as leader of term 3, which node 2 leads"),
+        "{refused:?}"
+    );
+    assert_eq!((raft.hard_state(), raft.role(), raft.last_index()), before);
+    assert_eq!(raft.leader(), Some(2));
+    raft.step(heartbeat(2)).expect("the leader of the term is still followed");
+}

@@ -20,7 +20,7 @@ fn flush(raft: &mut Raft<MemStore>) -> Vec<Message> {
             raft.store_mut().hard_state = hard_state;
         }
         raft.store_mut().append(&ready.entries);
-        sent.extend(ready.messages.iter().cloned());
+        sent.extend(ready.messages.iter().chain(&ready.persisted_messages).cloned());
         raft.advance(&ready).unwrap();
     }
     panic!("node never ran out of work");
@@ -171,6 +171,45 @@ fn votes_go_only_to_candidates_at_least_as_up_to_date() {
     voter.step(ask(7, 2, 3)).unwrap();
     assert!(granted(&flush(&mut voter)), "same last term and length");
     assert_eq!(voter.store_mut().hard_state.vote, 2, "the vote is persisted with the grant");
+}
+
+/// `Ready` says which messages may leave before the sync (thesis §10.2.1,
+/// raft-rs's `messages` and `persisted_messages`): a leader's appends may;
+/// a vote and an append's acknowledgement may not, as they promise what is
+/// only durable after it.
+#[test]
+fn only_a_leaders_messages_may_leave_before_the_sync() {
+    let (mut leader, term) = elected_leader(vec![], 1);
+    let no_op = leader.last_index();
+    accept(&mut leader, 2, no_op);
+    accept(&mut leader, 3, no_op);
+    leader.propose(vec![1]).unwrap();
+    let ready = leader.ready().unwrap();
+    assert!(!ready.entries.is_empty(), "the proposal is to be persisted");
+    assert!(ready.messages.iter().any(|m| matches!(m.body, Body::Append { .. })));
+    assert!(ready.persisted_messages.is_empty(), "{:?}", ready.persisted_messages);
+    leader.advance(&ready).unwrap();
+
+    let mut voter = Raft::new(Config::new(1, vec![1, 2, 3]), MemStore::default()).unwrap();
+    let ask = Body::Vote { pre: false, last_index: 0, last_term: 0, transfer: false };
+    voter.step(message(2, 1, term + 1, ask)).unwrap();
+    let ready = voter.ready().unwrap();
+    assert_eq!(ready.hard_state.map(|h| h.vote), Some(2), "the vote is to be persisted");
+    assert!(ready.messages.is_empty(), "{:?}", ready.messages);
+    assert!(ready
+        .persisted_messages
+        .iter()
+        .any(|m| m.body == Body::VoteResponse { pre: false, granted: true }));
+    voter.advance(&ready).unwrap();
+    let append =
+        Body::Append { prev_index: 0, prev_term: 0, entries: vec![entry(1, term + 1)], commit: 0 };
+    voter.step(message(2, 1, term + 1, append)).unwrap();
+    let ready = voter.ready().unwrap();
+    assert!(ready.messages.is_empty(), "an acknowledgement waits for the entry's sync");
+    assert!(ready
+        .persisted_messages
+        .iter()
+        .any(|m| matches!(m.body, Body::AppendResponse { reject: false, .. })));
 }
 
 /// Thesis §9.6: a node cut off for a long time comes back; pre-vote keeps

@@ -85,7 +85,11 @@ fn damage_to_a_snapshot_is_detected() {
         let mut bad = good.clone();
         bad[at] ^= 0x20;
         std::fs::write(&path, &bad).expect("damage");
-        assert!(snapshot_file::verify(&path).is_err(), "a flipped byte at {at} went unnoticed");
+        assert!(
+            snapshot_file::verify(&path).is_err(),
+            "a flipped byte at {at} of {} (content at {content}) went unnoticed",
+            good.len()
+        );
     }
     std::fs::write(&path, &good[..good.len() / 2]).expect("truncate");
     assert!(snapshot_file::verify(&path).is_err(), "a truncated snapshot went unnoticed");

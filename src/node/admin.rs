@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use serde_json::{json, Map, Value};
 
-use super::handle::{busy, no_leader, until, NodeHandle, Proposal, Target};
+use super::handle::{busy, no_leader, refused, until, NodeHandle, Proposal, Target};
 use super::Input;
 use crate::kv::Reply;
 use crate::raft::{
-    Member, MemberRole, Membership, MembershipChange, MembershipError, NodeId, RaftError,
-    ADDRESS_BYTES_MAX,
+    Member, MemberRole, Membership, MembershipChange, NodeId, RaftError, ADDRESS_BYTES_MAX,
 };
 
 /// How long a leadership transfer may take before it is reported failed.
@@ -48,20 +47,6 @@ pub fn members_json(membership: &Membership) -> Value {
         })
         .collect();
     json!({ "members": members })
-}
-
-/// The answer to a change Raft refused.
-pub(super) fn refused(error: &MembershipError) -> Reply {
-    let status = match error {
-        MembershipError::UnknownMember(_) => 404,
-        MembershipError::Invalid(_) => 400,
-        _ => 409,
-    };
-    let mut reply = Reply::error(status, error.to_string());
-    if let MembershipError::LearnerBehind { behind, .. } = error {
-        reply.body["behind_entries"] = json!(behind);
-    }
-    reply
 }
 
 impl NodeHandle {

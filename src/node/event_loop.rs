@@ -108,8 +108,13 @@ impl EventLoop {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
         };
-        let snapshots =
-            SnapshotState::new(config, recovered.newest, recovered.applied.index, durable);
+        let snapshots = SnapshotState::new(
+            config,
+            recovered.newest,
+            (applied.clone(), durable),
+            apply.clone(),
+            metrics.clone(),
+        );
         Ok(EventLoop {
             raft,
             cell,
@@ -172,7 +177,7 @@ impl EventLoop {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.process_ready(transport)?;
-            self.maybe_snapshot()?;
+            self.snapshots.maybe_snapshot(&mut self.raft)?;
             self.publish_status();
             if stop {
                 return Ok(());
@@ -187,7 +192,7 @@ impl EventLoop {
             Input::Peer(Message { body: Body::Snapshot { .. }, .. }) => {}
             Input::Peer(message) => match self.raft.step(message) {
                 Err(RaftError::Fatal(why)) => return Err(why),
-                Err(error) => log::debug!("peer message refused: {error}"),
+                Err(error) => log::warn!("peer message refused: {error}"),
                 Ok(()) => {}
             },
             Input::Propose { payload, accepted, done } => {
@@ -224,7 +229,7 @@ impl EventLoop {
                 }
             }
             Input::Stop => return Ok(true),
-            other => self.handle_snapshot_input(other)?,
+            other => self.snapshots.handle_input(&mut self.raft, other)?,
         }
         Ok(false)
     }
@@ -261,19 +266,15 @@ impl EventLoop {
                 log::info!("node {}: membership now {membership}", self.raft.id());
                 transport.set_membership(membership);
             }
-            // A leader may send its appends before its own fsync (thesis
-            // §10.2.1): followers then write in parallel with it, and the
-            // leader counts itself towards a quorum only for what `advance`
-            // reports persisted. Its messages never grant a vote, the one
-            // thing that must wait for the disk.
-            let messages = self.route_snapshots(std::mem::take(&mut ready.messages), transport);
-            if self.raft.role() == Role::Leader {
-                transport.send(messages);
-                self.persist(&ready)?;
-            } else {
-                self.persist(&ready)?;
-                transport.send(messages);
-            }
+            // A leader's messages go before its own fsync (thesis §10.2.1):
+            // followers then write in parallel with it. `Ready` says which.
+            let early = std::mem::take(&mut ready.messages);
+            let early = self.snapshots.route_snapshots(&mut self.raft, early, transport);
+            transport.send(early);
+            self.persist(&ready)?;
+            let after = std::mem::take(&mut ready.persisted_messages);
+            let after = self.snapshots.route_snapshots(&mut self.raft, after, transport);
+            transport.send(after);
             self.hand_over(&mut ready)?;
             self.raft.advance(&ready).map_err(|e| e.to_string())?;
         }
@@ -309,7 +310,7 @@ impl EventLoop {
 
     fn persist(&mut self, ready: &Ready) -> Result<(), String> {
         if let Some(meta) = ready.snapshot {
-            self.install_snapshot(meta)?;
+            self.snapshots.install_snapshot(&mut self.raft, meta)?;
         }
         let store = self.raft.store_mut();
         if !ready.entries.is_empty() {

@@ -14,7 +14,7 @@ use super::state_cell::StateCell;
 use super::status::Status;
 use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
 use crate::kv::{Command, Consistency, Limits, Query, Reply, Request};
-use crate::raft::{MembershipChange, Message, NodeId, RaftError};
+use crate::raft::{MembershipChange, MembershipError, Message, NodeId, RaftError};
 
 /// Pause before retrying a request while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -200,7 +200,7 @@ impl NodeHandle {
                     return self.forward(leader, target, body, deadline).await;
                 }
                 Some(Ok(Err(RaftError::Invalid(why)))) => return Reply::bad_request(why),
-                Some(Ok(Err(RaftError::Membership(why)))) => return super::admin::refused(&why),
+                Some(Ok(Err(RaftError::Membership(why)))) => return refused(&why),
                 Some(Ok(Err(RaftError::Busy | RaftError::Transferring)))
                     if Instant::now() + RETRY_PAUSE < deadline =>
                 {
@@ -370,4 +370,18 @@ pub(super) fn no_leader() -> Reply {
 
 pub(super) fn busy() -> Reply {
     Reply::unavailable("the node is overloaded; retry")
+}
+
+/// The answer to a change Raft refused.
+pub(super) fn refused(error: &MembershipError) -> Reply {
+    let status = match error {
+        MembershipError::UnknownMember(_) => 404,
+        MembershipError::Invalid(_) => 400,
+        _ => 409,
+    };
+    let mut reply = Reply::error(status, error.to_string());
+    if let MembershipError::LearnerBehind { behind, .. } = error {
+        reply.body["behind_entries"] = serde_json::json!(behind);
+    }
+    reply
 }

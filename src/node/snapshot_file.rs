@@ -17,7 +17,8 @@
 //!    144    4  CRC-32 of bytes 0..144 followed by the m membership bytes
 //!    148   12  zero
 //!    160    m  the membership (`Membership::encode`)
-//!  160+m  ...  LZ4 frame of the content
+//!  160+m  ...  LZ4 frame of the content (with block checksums since
+//!               2026-11-30; frames without them are still read)
 //! ```
 //!
 //! Version 1 (read, never written) had no membership block: bytes 12..16
@@ -209,8 +210,15 @@ pub fn write(
     };
     // The real header, the same length, is written once the content is.
     file.write_all(&header.encode()?).map_err(|e| io("write", e))?;
-    let encoder =
-        lz4_flex::frame::FrameEncoder::new(BufWriter::with_capacity(IO_BUFFER_BYTES, file));
+    // Block checksums (xxHash-32 per block, checked while decompressing):
+    // the content's SHA-256 cannot see damage that decompresses to the same
+    // bytes (a match offset moved within a run of zeros), and a damaged
+    // file should be refused whatever the damage.
+    let frame = lz4_flex::frame::FrameInfo::new().block_checksums(true);
+    let encoder = lz4_flex::frame::FrameEncoder::with_frame_info(
+        frame,
+        BufWriter::with_capacity(IO_BUFFER_BYTES, file),
+    );
     let mut hashing = Hashing { inner: encoder, hasher: Sha256::new(), bytes: 0 };
     txn.export(&mut hashing).map_err(|e| format!("snapshot export: {e}"))?;
     let Hashing { inner: encoder, hasher, bytes } = hashing;

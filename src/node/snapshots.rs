@@ -29,15 +29,17 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use futures::channel::oneshot;
 
 use super::applier::ApplyJob;
-use super::event_loop::EventLoop;
+use super::metrics::Metrics;
 use super::snapshot_file::{self, SnapshotHeader};
+use super::wal_store::WalStore;
 use super::{Input, NodeConfig, Transport, SNAPSHOT_DIR_NAME};
-use crate::raft::{Body, Index, Message, NodeId, SnapshotMeta};
+use crate::raft::{Body, Index, Message, NodeId, Raft, SnapshotMeta};
 
 /// A snapshot on disk.
 type SnapshotFile = (PathBuf, SnapshotHeader);
@@ -51,8 +53,14 @@ pub(super) struct SnapshotState {
     wal_bytes: u64,
     /// Entries kept below the compaction point, for slightly slow followers.
     margin: u64,
+    /// The applied index of the state file (the apply thread's).
+    applied: Arc<AtomicU64>,
     /// The applied index the state file is durable at (the apply thread's).
     durable: Arc<AtomicU64>,
+    /// Work for the apply thread (snapshots to write, to install).
+    apply: SyncSender<ApplyJob>,
+    /// Counts snapshots sent.
+    metrics: Arc<Metrics>,
     /// Where snapshots live.
     dir: PathBuf,
     /// The newest snapshot on disk.
@@ -73,20 +81,28 @@ pub(super) struct SnapshotState {
 
 impl SnapshotState {
     /// Bookkeeping for a node that starts with `newest` on disk and its
-    /// state file applied up to `applied`, durable up to `durable`.
+    /// state file applied up to `applied`, durable up to `durable` (both
+    /// published by the apply thread, fed by `apply`).
     pub(super) fn new(
         config: &NodeConfig,
         newest: Option<SnapshotFile>,
-        applied: Index,
-        durable: Arc<AtomicU64>,
+        (applied, durable): (Arc<AtomicU64>, Arc<AtomicU64>),
+        apply: SyncSender<ApplyJob>,
+        metrics: Arc<Metrics>,
     ) -> Self {
+        let applied_index = applied.load(Ordering::Acquire);
         SnapshotState {
+            applied,
+            apply,
+            metrics,
             entries: config.snapshot_entries.max(1),
             wal_bytes: config.snapshot_wal_bytes.max(1),
             margin: config.compaction_margin_entries,
             durable,
             dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
-            last_index: newest.as_ref().map_or(applied, |(_, h)| h.meta.index.max(applied)),
+            last_index: newest
+                .as_ref()
+                .map_or(applied_index, |(_, h)| h.meta.index.max(applied_index)),
             newest,
             last_wal_bytes: 0,
             running: false,
@@ -102,69 +118,77 @@ impl SnapshotState {
     }
 }
 
-impl EventLoop {
+impl SnapshotState {
     /// Compacts the WAL below the durable state when a trigger is reached,
     /// and asks the apply thread for a snapshot file when a follower needs
     /// one that does not exist.
-    pub(super) fn maybe_snapshot(&mut self) -> Result<(), String> {
+    pub(super) fn maybe_snapshot(&mut self, raft: &mut Raft<WalStore>) -> Result<(), String> {
         // A follower needs entries no longer in the log and there is no
         // snapshot file at or past the log's start to send it.
-        if !self.snapshots.running && self.raft.log().store().snapshot_wanted.take() {
+        if !self.running && raft.log().store().snapshot_wanted.take() {
             self.request_snapshot()?;
         }
-        let state = &self.snapshots;
+        let state = &*self;
         let applied = self.applied.load(Ordering::Acquire);
-        let wal_bytes = self.raft.log().store().wal.bytes();
+        let wal_bytes = raft.log().store().wal.bytes();
         let by_entries = applied >= state.last_index + state.entries;
         let by_bytes =
             applied > state.last_index && wal_bytes >= state.last_wal_bytes + state.wal_bytes;
         let durable = state.durable.load(Ordering::Acquire);
-        if (by_entries || by_bytes) && durable > state.last_index {
-            self.compact(durable)?;
+        // Not while a snapshot is written or sent: compacting past its
+        // index would make it useless to the follower waiting for it (Raft
+        // would ask for another, and another, under steady load).
+        let busy = state.running || !state.sending.is_empty();
+        if (by_entries || by_bytes) && durable > state.last_index && !busy {
+            self.compact(raft, durable)?;
         }
         Ok(())
     }
 
     /// Discards the WAL up to `durable` (an index the state file is durable
     /// at, or a snapshot file's) minus the margin.
-    fn compact(&mut self, durable: Index) -> Result<(), String> {
-        let store = self.raft.store_mut();
+    fn compact(&mut self, raft: &mut Raft<WalStore>, durable: Index) -> Result<(), String> {
+        let store = raft.store_mut();
         store
-            .compact(durable.saturating_sub(self.snapshots.margin))
+            .compact(durable.saturating_sub(self.margin))
             .map_err(|e| format!("WAL compaction: {e}"))?;
-        self.snapshots.last_index = self.snapshots.last_index.max(durable);
-        self.snapshots.last_wal_bytes = store.wal.bytes();
+        self.last_index = self.last_index.max(durable);
+        self.last_wal_bytes = store.wal.bytes();
         Ok(())
     }
 
     fn request_snapshot(&mut self) -> Result<(), String> {
         self.apply.send(ApplyJob::Snapshot).map_err(|_| "the apply thread stopped".to_string())?;
-        self.snapshots.running = true;
+        self.running = true;
         Ok(())
     }
 
     /// Handles the snapshot inputs of [`Input`].
-    pub(super) fn handle_snapshot_input(&mut self, input: Input) -> Result<(), String> {
+    pub(super) fn handle_input(
+        &mut self,
+        raft: &mut Raft<WalStore>,
+        input: Input,
+    ) -> Result<(), String> {
         match input {
             Input::TakeSnapshot { done } => {
-                self.snapshots.waiters.push(done);
-                if !self.snapshots.running {
+                self.waiters.push(done);
+                if !self.running {
                     self.request_snapshot()?;
                 }
             }
-            Input::SnapshotTaken(result) => self.snapshot_taken(result)?,
+            Input::SnapshotTaken(result) => self.snapshot_taken(raft, result)?,
             Input::SnapshotReceived { path, header, message } => {
-                self.snapshots.received = Some((path, header));
-                if let Err(error) = self.raft.step(message) {
+                self.received = Some((path, header));
+                if let Err(error) = raft.step(message) {
                     log::warn!("snapshot message refused: {error}");
                 }
             }
             Input::SnapshotSent { to, ok, bytes } => {
-                self.snapshots.sending.remove(&to);
+                self.sending.remove(&to);
                 if ok {
                     self.metrics.snapshot_sent(bytes);
                 } else {
-                    self.raft.report_snapshot_failed(to);
+                    raft.report_snapshot_failed(to);
                 }
             }
             other => log::error!("not a snapshot input: {other:?}"),
@@ -173,9 +197,13 @@ impl EventLoop {
     }
 
     /// A snapshot is on disk: remember it, compact the WAL below it.
-    fn snapshot_taken(&mut self, result: Result<SnapshotFile, String>) -> Result<(), String> {
-        self.snapshots.running = false;
-        let waiters = std::mem::take(&mut self.snapshots.waiters);
+    fn snapshot_taken(
+        &mut self,
+        raft: &mut Raft<WalStore>,
+        result: Result<SnapshotFile, String>,
+    ) -> Result<(), String> {
+        self.running = false;
+        let waiters = std::mem::take(&mut self.waiters);
         let taken = match result {
             Ok(taken) => taken,
             Err(why) => {
@@ -185,10 +213,12 @@ impl EventLoop {
             }
         };
         let meta = taken.1.meta;
-        self.raft.store_mut().newest = Some((meta, taken.1.membership.clone()));
+        raft.store_mut().newest = Some((meta, taken.1.membership.clone()));
+        // Asked for again while it was written; this one reaches the floor.
+        raft.store_mut().snapshot_wanted.set(false);
         // The apply thread synced the state file before writing the file.
-        self.compact(meta.index)?;
-        self.snapshots.newest = Some(taken.clone());
+        self.compact(raft, meta.index)?;
+        self.newest = Some(taken.clone());
         waiters.into_iter().for_each(|w| drop(w.send(Ok(taken.clone()))));
         Ok(())
     }
@@ -197,6 +227,7 @@ impl EventLoop {
     /// newest snapshot file to each such follower instead.
     pub(super) fn route_snapshots(
         &mut self,
+        raft: &mut Raft<WalStore>,
         messages: Vec<Message>,
         transport: &mut dyn Transport,
     ) -> Vec<Message> {
@@ -207,13 +238,13 @@ impl EventLoop {
             messages.into_iter().partition(|m| matches!(m.body, Body::Snapshot { .. }));
         for offer in offers {
             let Body::Snapshot { meta, .. } = offer.body else { continue };
-            let file = self.snapshots.newest.as_ref().filter(|(_, h)| h.meta == meta);
+            let file = self.newest.as_ref().filter(|(_, h)| h.meta == meta);
             match file {
-                Some((path, _)) if self.snapshots.sending.insert(offer.to) => {
+                Some((path, _)) if self.sending.insert(offer.to) => {
                     transport.send_snapshot(offer, path.clone());
                 }
                 Some(_) => {} // a transfer to it is under way
-                None => self.raft.report_snapshot_failed(offer.to),
+                None => raft.report_snapshot_failed(offer.to),
             }
         }
         others
@@ -221,9 +252,13 @@ impl EventLoop {
 
     /// Installs the leader's snapshot `meta` (Raft's `Ready` asks): the
     /// apply thread replaces the state file, then the WAL restarts after it.
-    pub(super) fn install_snapshot(&mut self, meta: SnapshotMeta) -> Result<(), String> {
+    pub(super) fn install_snapshot(
+        &mut self,
+        raft: &mut Raft<WalStore>,
+        meta: SnapshotMeta,
+    ) -> Result<(), String> {
         let (path, header) =
-            self.snapshots.received.take().filter(|(_, h)| h.meta == meta).ok_or_else(|| {
+            self.received.take().filter(|(_, h)| h.meta == meta).ok_or_else(|| {
                 format!("asked to install snapshot {meta:?}, which was not received")
             })?;
         let (done, outcome) = std::sync::mpsc::sync_channel(1);
@@ -231,13 +266,13 @@ impl EventLoop {
             .send(ApplyJob::Install { path: path.clone(), done })
             .map_err(|_| "the apply thread stopped".to_string())?;
         outcome.recv().map_err(|_| "the apply thread stopped".to_string())??;
-        let store = self.raft.store_mut();
+        let store = raft.store_mut();
         store
             .restore(meta, header.membership.clone())
             .map_err(|e| format!("WAL after snapshot install: {e}"))?;
-        self.snapshots.last_index = meta.index;
-        self.snapshots.last_wal_bytes = store.wal.bytes();
-        self.snapshots.newest = Some((path, header));
-        snapshot_file::prune(&self.snapshots.dir, super::applier::SNAPSHOTS_KEPT)
+        self.last_index = meta.index;
+        self.last_wal_bytes = store.wal.bytes();
+        self.newest = Some((path, header));
+        snapshot_file::prune(&self.dir, super::applier::SNAPSHOTS_KEPT)
     }
 }

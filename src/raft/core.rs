@@ -94,8 +94,10 @@ pub struct Raft<S> {
     pub(super) election_timeout: u32,
     /// The splitmix64 state that draws timeouts.
     rng: u64,
-    /// Messages to send with the next `Ready`.
+    /// Messages to send with the next `Ready`, at once (a leader's).
     pub(super) messages: Vec<Message>,
+    /// Messages to send with the next `Ready` once it is persisted.
+    pub(super) persisted_messages: Vec<Message>,
     /// The hard state last handed out.
     prev_hard_state: HardState,
     /// The member leadership is being handed to (0: none).
@@ -144,6 +146,7 @@ impl<S: LogStore> Raft<S> {
             heartbeat_elapsed: 0,
             election_timeout: 0,
             messages: Vec::new(),
+            persisted_messages: Vec::new(),
             prev_hard_state: hard_state,
             transferee: 0,
             round: 0,
@@ -360,9 +363,18 @@ impl<S: LogStore> Raft<S> {
         self.send_at(to, self.term, body);
     }
 
-    /// Queues a message at a given term (vote traffic).
+    /// Queues a message at a given term (vote traffic). A leader's may
+    /// leave before the `Ready` they come with is persisted (thesis
+    /// §10.2.1): it counts itself towards a quorum only for what `advance`
+    /// reports persisted, and its messages never grant a vote or acknowledge
+    /// an entry. Anyone else's may, so they wait.
     pub(super) fn send_at(&mut self, to: NodeId, term: Term, body: Body) {
-        self.messages.push(Message { from: self.config.id, to, term, body });
+        let message = Message { from: self.config.id, to, term, body };
+        if self.role == Role::Leader {
+            self.messages.push(message);
+        } else {
+            self.persisted_messages.push(message);
+        }
     }
 
     /// A fresh random timeout in `election_ticks..2 * election_ticks`.
@@ -511,6 +523,7 @@ impl<S: LogStore> Raft<S> {
     /// Whether `ready` would return anything.
     pub fn has_ready(&self) -> bool {
         !self.messages.is_empty()
+            || !self.persisted_messages.is_empty()
             || self.round_due
             || self.hard_state() != self.prev_hard_state
             || self.log.unstable_snapshot().is_some()
@@ -524,6 +537,7 @@ impl<S: LogStore> Raft<S> {
     /// The work to do now (see [`Ready`] for the order). Committed entries
     /// handed out here count as applied.
     pub fn ready(&mut self) -> Result<Ready, RaftError> {
+        assert!(self.log.committed() <= self.log.last_index(), "commit past the last index");
         if self.round_due {
             self.broadcast_heartbeat();
         }
@@ -549,6 +563,7 @@ impl<S: LogStore> Raft<S> {
             snapshot: self.log.unstable_snapshot(),
             entries: self.log.unstable_entries().to_vec(),
             messages: std::mem::take(&mut self.messages),
+            persisted_messages: std::mem::take(&mut self.persisted_messages),
             committed,
             reads,
             reads_failed: std::mem::take(&mut self.reads_failed),
@@ -568,6 +583,7 @@ impl<S: LogStore> Raft<S> {
             let persisted = self.log.persisted_index();
             if let Some(own) = self.progress.get_mut(&self.config.id) {
                 own.match_index = own.match_index.max(persisted);
+                own.next_index = own.next_index.max(own.match_index + 1);
             }
             self.commit_and_broadcast()?;
         }

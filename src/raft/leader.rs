@@ -76,6 +76,8 @@ impl<S: LogStore> Raft<S> {
         even_if_empty: bool,
     ) -> Result<bool, RaftError> {
         let Some(progress) = self.progress.get(&to) else { return Ok(false) };
+        progress.assert_invariants();
+        assert!(self.log.committed() <= self.log.last_index(), "commit past the last index");
         if progress.is_paused() {
             return Ok(false);
         }

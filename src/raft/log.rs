@@ -295,6 +295,20 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "commit 6 beyond the log")]
+    fn a_commit_past_the_last_index_is_caught() {
+        log().commit_to(6);
+    }
+
+    #[test]
+    #[should_panic(expected = "overwriting committed entry 3")]
+    fn overwriting_a_committed_entry_is_caught() {
+        let mut log = log();
+        log.commit_to(4);
+        log.append(vec![entry(3)]);
+    }
+
+    #[test]
     fn entries_span_the_store_and_the_unstable_buffer() {
         let log = log();
         assert_eq!(indices(&log.entries(2, 6, usize::MAX).unwrap()), [2, 3, 4, 5]);

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::message::NodeId;
+use super::types::NodeId;
 
 /// Members (voters and learners) in a cluster, at most.
 pub const MEMBERS_MAX: usize = 16;

@@ -7,13 +7,7 @@
 //! the sender must learn that it is stale.
 
 use super::membership::Membership;
-
-/// Identifies a cluster member. Never 0 (0 means "nobody").
-pub type NodeId = u64;
-/// A Raft term. Term 0 precedes every election.
-pub type Term = u64;
-/// A log position; the first entry has index 1, index 0 is "before the log".
-pub type Index = u64;
+pub use super::types::{Index, NodeId, Term};
 
 /// What an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

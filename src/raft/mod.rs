@@ -57,6 +57,7 @@ mod reconfig;
 pub mod sim;
 mod step;
 mod store;
+mod types;
 
 pub use self::config::Config;
 pub use self::core::{mix64, splitmix64, Raft, Role};

@@ -49,6 +49,17 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Panics unless `next_index > match_index`: sending from at or below
+    /// what the follower is known to hold would mean the leader lost track.
+    pub fn assert_invariants(&self) {
+        assert!(
+            self.next_index > self.match_index,
+            "progress: next_index {} not past match_index {}",
+            self.next_index,
+            self.match_index
+        );
+    }
+
     /// A follower whose log is unknown: probe from just after ours.
     pub fn new(next_index: Index, inflight_max: usize) -> Self {
         Progress {
@@ -83,6 +94,7 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.probe_sent = false;
         self.inflight.clear();
+        self.assert_invariants();
     }
 
     /// The logs agree up to `match_index`: pipeline.
@@ -110,6 +122,7 @@ impl Progress {
             ProgressState::Probe => self.probe_sent = true,
             _ => {}
         }
+        self.assert_invariants();
     }
 
     /// The follower accepted up to `index`. Returns whether that was news.
@@ -123,6 +136,7 @@ impl Progress {
         while self.inflight.front().is_some_and(|&last| last <= index) {
             self.inflight.pop_front();
         }
+        self.assert_invariants();
         news
     }
 
@@ -219,6 +233,14 @@ mod tests {
         assert!(progress.rejected(15, 13));
         assert_eq!(progress.state, ProgressState::Probe);
         assert_eq!(progress.next_index, 13, "never below match + 1");
+    }
+
+    #[test]
+    #[should_panic(expected = "next_index 5 not past match_index 10")]
+    fn a_progress_that_lost_track_is_caught_before_it_sends() {
+        let mut progress = Progress::new(5, 4);
+        progress.match_index = 10; // what a bug elsewhere would do
+        progress.sent(4, 0);
     }
 
     #[test]

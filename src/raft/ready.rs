@@ -6,13 +6,15 @@ use std::fmt;
 use super::membership::{Membership, MembershipError};
 use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
 
-/// One batch of work, in this order: persist `snapshot`, `entries` and
-/// `hard_state` (sync); then send `messages`; then apply `committed`; then
-/// serve `reads`; then call `Raft::advance` with this batch. A leader's
-/// messages may go before the sync (thesis §10.2.1: followers write in
-/// parallel with it; it counts itself towards a quorum only for what
-/// `advance` reports persisted); anyone else's must wait for it, as they
-/// may grant a vote or acknowledge entries.
+/// One batch of work, in this order: send `messages` (at once); persist
+/// `snapshot`, `entries` and `hard_state` (sync); then send
+/// `persisted_messages`; then apply `committed`; then serve `reads`; then
+/// call `Raft::advance` with this batch. `messages` are a leader's, which
+/// may go before the sync (thesis §10.2.1: followers write in parallel with
+/// it; it counts itself towards a quorum only for what `advance` reports
+/// persisted); anyone else's are in `persisted_messages`, as they may grant
+/// a vote or acknowledge entries that must be durable first. (raft-rs
+/// splits its `Ready` the same way.)
 #[derive(Debug, Default)]
 pub struct Ready {
     /// The hard state, if it changed.
@@ -22,9 +24,10 @@ pub struct Ready {
     /// Entries to append to the stable log; any stored entries at or after
     /// the first of them must be removed first.
     pub entries: Vec<Entry>,
-    /// Messages to send: after the above is on disk, or before it when the
-    /// node is the leader (see [`Ready`]).
+    /// Messages that may be sent before the above is on disk (a leader's).
     pub messages: Vec<Message>,
+    /// Messages to send only once the above is on disk.
+    pub persisted_messages: Vec<Message>,
     /// Committed entries to apply, in order.
     pub committed: Vec<Entry>,
     /// Linearizable reads that may be served once `committed` is applied.
@@ -44,6 +47,7 @@ impl Ready {
             && self.snapshot.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
+            && self.persisted_messages.is_empty()
             && self.committed.is_empty()
             && self.reads.is_empty()
             && self.reads_failed.is_empty()

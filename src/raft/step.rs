@@ -32,6 +32,19 @@ impl<S: LogStore> Raft<S> {
             self.older_term(&message);
             return Ok(());
         }
+        // Election safety (§5.2): one leader per term. A second one is a bug
+        // somewhere; its message is refused, and this node keeps following
+        // the first.
+        let leads = matches!(
+            message.body,
+            Body::Append { .. } | Body::Heartbeat { .. } | Body::Snapshot { .. }
+        );
+        if leads && self.leader != 0 && self.leader != message.from {
+            return Err(RaftError::Invalid(format!(
+                "node {} acts as leader of term {}, which node {} leads",
+                message.from, self.term, self.leader
+            )));
+        }
         match (&message.body, self.role) {
             (Body::Vote { .. }, _) => {
                 self.vote_asked(&message);

@@ -1,27 +1,28 @@
 //! The RPC thread's shared state: who the members are and where, the
-//! current connection to each peer, and the thread's body. Everything here
-//! runs on one single-threaded executor, so shared state is
-//! `Rc<RefCell<..>>`. The tasks live in `connect.rs` (connections),
-//! `outbound.rs` (sending, forwarding, membership updates) and
-//! `transfer.rs` (snapshots).
+//! current connection to each peer, the snapshot being received. Everything
+//! here runs on one single-threaded executor, so shared state is
+//! `Rc<RefCell<..>>`. The tasks that use it live in `connect.rs`
+//! (connections), `outbound.rs` (sending, forwarding, membership updates)
+//! and `transfer.rs` (snapshots); `thread.rs` starts them. This file imports
+//! none of them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use async_executor::LocalExecutor;
 use capnp_rpc::rpc_twoparty_capnp::Side;
 use capnp_rpc::Disconnector;
-use futures::channel::mpsc;
 use futures::Future;
 
 use super::raft_capnp::peer;
-use super::transfer::{Incoming, TransferJob, CHUNK_BYTES_MAX};
-use super::{Control, ForwardJob, RpcConfig};
+use super::RpcConfig;
 use crate::node::NodeHandle;
-use crate::raft::NodeId;
+use crate::raft::{NodeId, SnapshotMeta};
 use crate::tls::TlsState;
 
 /// Removed members whose connections are still accepted, at most.
@@ -42,6 +43,22 @@ pub(super) struct Conn {
     pub(super) certificate: Option<rustls::Certificate>,
     /// Where an accepted connection comes from.
     pub(super) from: Option<SocketAddr>,
+}
+
+/// A transfer being received.
+pub(super) struct Incoming {
+    /// The sending leader.
+    pub(super) from: NodeId,
+    /// Which snapshot.
+    pub(super) meta: SnapshotMeta,
+    /// The leader's term.
+    pub(super) term: u64,
+    /// Bytes received so far.
+    pub(super) offset: u64,
+    /// The temporary file.
+    pub(super) file: File,
+    /// Its path.
+    pub(super) path: PathBuf,
 }
 
 /// State shared by every task of the RPC thread.
@@ -80,6 +97,32 @@ pub(super) struct Links {
 }
 
 impl Links {
+    /// The state of a node's RPC thread, its tasks run by `executor`;
+    /// snapshot chunks of `chunk_bytes` are sent.
+    pub(super) fn new(
+        config: &RpcConfig,
+        node: NodeHandle,
+        executor: Rc<LocalExecutor<'static>>,
+        chunk_bytes: usize,
+    ) -> Rc<Self> {
+        Rc::new(Links {
+            id: config.id,
+            cluster: config.cluster.clone(),
+            members: RefCell::new(BTreeMap::new()),
+            dialing: RefCell::new(BTreeMap::new()),
+            former: RefCell::new(BTreeMap::new()),
+            node,
+            executor,
+            links: RefCell::new(HashMap::new()),
+            next_number: Cell::new(1),
+            accepted: Cell::new(0),
+            forwards: Cell::new(0),
+            incoming: RefCell::new(None),
+            chunk_bytes,
+            tls: config.tls.clone(),
+        })
+    }
+
     /// Spawns `task` on the RPC thread.
     pub(super) fn spawn(&self, task: impl Future<Output = ()> + 'static) {
         self.executor.spawn(task).detach();
@@ -130,11 +173,14 @@ impl Links {
         self.members.borrow().contains_key(&self.id)
     }
 
-    /// Takes a new membership: dials new members and stops dialing removed
-    /// ones. Connections to removed members stay open (a leader that
-    /// removed itself needs them until its removal commits and it hands
-    /// over); nothing is sent to them any more.
-    pub(super) fn set_members(self: &Rc<Self>, members: BTreeMap<NodeId, SocketAddr>) {
+    /// Takes a new membership: stops dialing removed members and returns
+    /// the new ones, which the caller starts dialing. Connections to removed
+    /// members stay open (a leader that removed itself needs them until its
+    /// removal commits and it hands over); nothing is sent to them any more.
+    pub(super) fn set_members(
+        &self,
+        members: BTreeMap<NodeId, SocketAddr>,
+    ) -> Vec<(NodeId, SocketAddr)> {
         let old = std::mem::replace(&mut *self.members.borrow_mut(), members.clone());
         {
             let mut former = self.former.borrow_mut();
@@ -146,57 +192,15 @@ impl Links {
                 former.pop_first();
             }
         }
-        self.dialing.borrow_mut().retain(|id, addr| members.get(id) == Some(addr));
+        let mut dialing = self.dialing.borrow_mut();
+        dialing.retain(|id, addr| members.get(id) == Some(addr));
+        let mut new = Vec::new();
         for (&peer, &addr) in &members {
-            if peer != self.id && !self.dialing.borrow().contains_key(&peer) {
-                self.dialing.borrow_mut().insert(peer, addr);
-                self.spawn(super::connect::dial_loop(self.clone(), peer, addr));
+            if peer != self.id && !dialing.contains_key(&peer) {
+                dialing.insert(peer, addr);
+                new.push((peer, addr));
             }
         }
+        new
     }
-}
-
-/// What the rest of the node sends the RPC thread.
-pub(super) struct Channels {
-    /// New send queues and memberships.
-    pub(super) control: mpsc::Receiver<Control>,
-    /// Requests to forward to the leader.
-    pub(super) jobs: mpsc::Receiver<ForwardJob>,
-    /// Snapshots to stream.
-    pub(super) transfers: mpsc::Receiver<TransferJob>,
-}
-
-/// The RPC thread's body: runs until the process ends.
-pub(super) fn run(
-    config: &RpcConfig,
-    node: NodeHandle,
-    listener: std::net::TcpListener,
-    channels: Channels,
-) {
-    // async-io's block_on lets this thread wait on the socket reactor
-    // itself, so a peer's bytes wake it directly rather than through
-    // async-io's helper thread (one context switch less per message).
-    let executor = Rc::new(LocalExecutor::new());
-    let links = Rc::new(Links {
-        id: config.id,
-        cluster: config.cluster.clone(),
-        members: RefCell::new(BTreeMap::new()),
-        dialing: RefCell::new(BTreeMap::new()),
-        former: RefCell::new(BTreeMap::new()),
-        node,
-        executor: executor.clone(),
-        links: RefCell::new(HashMap::new()),
-        next_number: Cell::new(1),
-        accepted: Cell::new(0),
-        forwards: Cell::new(0),
-        incoming: RefCell::new(None),
-        chunk_bytes: config.snapshot_chunk_bytes.clamp(1, CHUNK_BYTES_MAX),
-        tls: config.tls.clone(),
-    });
-    let listener = async_std::net::TcpListener::from(listener);
-    links.spawn(super::connect::accept_loop(links.clone(), listener));
-    links.spawn(super::outbound::control_loop(links.clone(), channels.control));
-    links.spawn(super::outbound::forward_loop(links.clone(), channels.jobs));
-    links.spawn(super::transfer::transfer_loop(links.clone(), channels.transfers));
-    async_io::block_on(executor.run(futures::future::pending::<()>()));
 }

@@ -31,6 +31,7 @@ mod outbound;
 #[allow(clippy::all, clippy::pedantic, clippy::unimplemented, missing_docs, unused_qualifications, dead_code)]
 pub mod raft_capnp;
 mod server;
+mod thread;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -225,14 +226,14 @@ pub fn start(
     let (jobs, job_receiver) = mpsc::channel(FORWARD_QUEUE_LEN_MAX);
     let (transfers, transfer_receiver) = mpsc::channel(transfer::TRANSFER_QUEUE_LEN_MAX);
     let rpc_node = node.clone();
-    let channels = links::Channels {
+    let channels = thread::Channels {
         control: control_receiver,
         jobs: job_receiver,
         transfers: transfer_receiver,
     };
     std::thread::Builder::new()
         .name(format!("rdb-rpc-{}", config.id))
-        .spawn(move || links::run(&config, rpc_node, listener, channels))
+        .spawn(move || thread::run(&config, rpc_node, listener, channels))
         .map_err(|e| format!("cannot start the RPC thread: {e}"))?;
     let transport = PeerTransport { queues: HashMap::new(), control, transfers, node };
     Ok((transport, PeerForwarder { jobs }))

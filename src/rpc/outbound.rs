@@ -20,7 +20,11 @@ pub(super) async fn control_loop(links: Rc<Links>, mut control: mpsc::Receiver<C
     while let Some(message) = control.next().await {
         match message {
             Control::Queue(peer, queue) => links.spawn(send_loop(links.clone(), peer, queue)),
-            Control::Members(members) => links.set_members(members),
+            Control::Members(members) => {
+                for (peer, addr) in links.set_members(members) {
+                    links.spawn(super::connect::dial_loop(links.clone(), peer, addr));
+                }
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use futures::{AsyncReadExt, StreamExt};
 
-use super::links::Links;
+use super::links::{Incoming, Links};
 use super::raft_capnp::snapshot_chunk;
 use super::CALL_TIMEOUT;
 use crate::node::snapshot_file;
@@ -34,22 +34,6 @@ pub(super) struct TransferJob {
     pub(super) message: Message,
     /// The snapshot file.
     pub(super) path: PathBuf,
-}
-
-/// A transfer being received.
-pub(super) struct Incoming {
-    /// The sending leader.
-    from: NodeId,
-    /// Which snapshot.
-    meta: SnapshotMeta,
-    /// The leader's term.
-    term: u64,
-    /// Bytes received so far.
-    offset: u64,
-    /// The temporary file.
-    file: File,
-    /// Its path.
-    path: PathBuf,
 }
 
 /// Streams each queued snapshot, one task per transfer.

@@ -7,8 +7,8 @@
 //! whatever a client sent ahead.
 //!
 //! Every limit is checked before the bytes it guards are held: a request
-//! head is at most [`HEAD_BYTES_MAX`] with at most [`HEADERS_MAX`] fields
-//! (else 431), a body at most the configured `body_bytes_max` (else 413),
+//! head is at most [`HEAD_BYTES_MAX`] with at most
+//! [`HEADERS_MAX`](super::head::HEADERS_MAX) fields (else 431), a body at most the configured `body_bytes_max` (else 413),
 //! all bodies held at once at most a [`BodyBudget`] (else 503), and each
 //! wait for the client has a deadline: a head must arrive whole within
 //! [`HEAD_TIMEOUT`] of its first byte, a body within [`BODY_TIMEOUT`]
@@ -29,8 +29,6 @@ use super::head::{parse_head, Framing, Head, Refusal};
 
 /// Bytes of a request head (request line and header fields), at most.
 pub const HEAD_BYTES_MAX: usize = 64 << 10;
-/// Header fields in a request head, at most.
-pub const HEADERS_MAX: usize = 100;
 /// Bytes of a chunk-size line (with its extensions), at most.
 const CHUNK_LINE_BYTES_MAX: usize = 4 << 10;
 /// Hex digits of a chunk size, at most (16 would pass 2^64).

@@ -4,7 +4,8 @@
 //! Anything that would let a request mean two things (two lengths, a
 //! length and a coding, a Host that looks like a path) is refused.
 
-use super::decode::HEADERS_MAX;
+/// Header fields in a request head, at most.
+pub const HEADERS_MAX: usize = 100;
 
 /// The methods served; names are case-sensitive (RFC 9110 §9.1).
 const METHODS: [&str; 9] =

@@ -43,9 +43,8 @@ use head::{Framing, Head, Refusal};
 use crate::kv::Reply;
 use crate::node::NodeHandle;
 
-pub use decode::{
-    BodyBudget, BODY_TIMEOUT, HEADERS_MAX, HEAD_BYTES_MAX, HEAD_TIMEOUT, IDLE_TIMEOUT,
-};
+pub use decode::{BodyBudget, BODY_TIMEOUT, HEAD_BYTES_MAX, HEAD_TIMEOUT, IDLE_TIMEOUT};
+pub use head::HEADERS_MAX;
 
 /// Bytes of an oversized body read and discarded before answering 413, so
 /// that a client still sending it reads the answer rather than a reset.

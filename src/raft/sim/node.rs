@@ -174,7 +174,7 @@ impl SimNode {
 
     /// Puts the ready's messages on the network.
     fn send(&self, ready: &Ready, network: &mut Network) {
-        for message in &ready.messages {
+        for message in ready.messages.iter().chain(&ready.persisted_messages) {
             let snapshot =
                 matches!(message.body, Body::Snapshot { .. }).then(|| self.snapshot.clone());
             network.send(Envelope { message: message.clone(), snapshot });

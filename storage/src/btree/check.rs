@@ -2,11 +2,11 @@
 //! checksum and ordering rule and accounts for every page: a meta page, part
 //! of exactly one reachable run, or free, never two of these, never none.
 
+use super::catalog::decode_root;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
 use super::tree::DEPTH_MAX;
 use super::view::{key_prefix, ValueRef};
-use super::write::decode_root;
 use crate::le::u64_at;
 use crate::Result;
 

@@ -3,15 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use super::alloc::FreePages;
 use super::flush::Unhinted;
 use super::meta::Meta;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
+use super::shared::{lock, Published, Shared, Snapshot, WriterState};
 use super::write::{Durability, WriteTxn};
-use crate::disk::{Disk, DiskFile, Mapping};
+use crate::disk::{Disk, DiskFile};
 use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
 use crate::le::u64_at;
 use crate::{Error, Result};
@@ -22,55 +23,6 @@ use crate::{Error, Result};
 pub struct Db {
     /// State shared by every handle and transaction.
     pub(crate) shared: Arc<Shared>,
-}
-
-/// A committed snapshot: its meta and a mapping that covers its pages.
-#[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
-    /// The snapshot's root.
-    pub(crate) meta: Meta,
-    /// Covers at least `meta.page_count` pages.
-    pub(crate) map: Arc<Mapping>,
-}
-
-/// What readers see: the newest commit and who is still reading what.
-#[derive(Debug)]
-pub(crate) struct Published {
-    /// The newest commit (durable or deferred).
-    pub(crate) snapshot: Snapshot,
-    /// Open readers by the txid of their snapshot.
-    pub(crate) readers: BTreeMap<u64, usize>,
-}
-
-/// What only the writer touches.
-#[derive(Debug)]
-pub(crate) struct WriterState {
-    /// Free space as of the newest commit.
-    pub(crate) free: FreePages,
-    /// The newest meta that is on disk and synced.
-    pub(crate) durable: Meta,
-    /// The meta slot (0 or 1) holding `durable`.
-    pub(crate) durable_slot: u64,
-    /// The file's length in pages (at least the high-water mark).
-    pub(crate) file_pages: u64,
-    /// Why writing is refused, after an IO error.
-    pub(crate) poisoned: Option<String>,
-    /// Writes not yet covered by a writeback hint (none after a sync).
-    pub(crate) unhinted: Unhinted,
-}
-
-/// Everything behind a [`Db`].
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The state file, for error messages.
-    pub(crate) path: PathBuf,
-    /// The open file.
-    pub(crate) file: Box<dyn DiskFile>,
-    /// Published snapshot and reader registry, under one lock so that a
-    /// reader's snapshot and its registration are one step.
-    pub(crate) published: Mutex<Published>,
-    /// Held for the whole life of a write transaction.
-    pub(crate) writer: Mutex<WriterState>,
 }
 
 impl Db {
@@ -130,7 +82,7 @@ impl Db {
         };
         let releasable = oldest_reader.min(writer.durable.txid);
         writer.free.release_up_to(releasable);
-        Ok(WriteTxn::new(self, writer, snapshot))
+        Ok(WriteTxn::new(&self.shared, writer, snapshot))
     }
 
     /// Makes every deferred commit durable (FORMAT.md, "Commit protocol"):
@@ -160,38 +112,6 @@ impl Db {
     pub fn path(&self) -> &Path {
         &self.shared.path
     }
-}
-
-impl Shared {
-    /// Syncs the data, writes `meta` into the slot not holding the newest
-    /// durable meta, and syncs again.
-    pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {
-        let io = |e| Error::io(&self.path, e);
-        self.file.sync_data().map_err(io)?;
-        writer.unhinted = Unhinted::default(); // the sync wrote them all
-        let slot = 1 - writer.durable_slot;
-        self.file.write_all_at(&meta.encode(), slot * PAGE_BYTES as u64).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
-        writer.durable = meta;
-        writer.durable_slot = slot;
-        Ok(())
-    }
-}
-
-/// Records a fatal error as the reason the writer refuses further work.
-pub(crate) fn poison_on_error<T>(writer: &mut WriterState, result: Result<T>) -> Result<T> {
-    if let Err(error) = &result {
-        if error.is_fatal() {
-            writer.poisoned = Some(error.to_string());
-        }
-    }
-    result
-}
-
-/// Locks a mutex; a panicked holder left nothing half-done that matters here,
-/// because every change is published in one assignment.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn split_path(path: &Path) -> Result<(&Path, &str)> {

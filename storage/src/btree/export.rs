@@ -8,12 +8,12 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::catalog::decode_root;
 use super::meta::Meta;
 use super::node::{encode_overflow, overflow_pages, Node, NodeRef, Value};
 use super::page::{checksum_ok, pages_for, PageId, PageReader, PAGE_BYTES};
 use super::read::ReadTxn;
 use super::tree::DEPTH_MAX;
-use super::write::decode_root;
 use crate::{Error, Result};
 
 /// Numbers (and in the second pass writes) the runs of a copy.

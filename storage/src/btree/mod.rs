@@ -26,6 +26,7 @@
 //! mapping is in `disk/mapping.rs` with its safety argument.
 
 mod alloc;
+mod catalog;
 mod check;
 mod cursor;
 mod db;
@@ -35,6 +36,7 @@ mod meta;
 mod node;
 mod page;
 mod read;
+mod shared;
 mod tree;
 mod view;
 mod write;

@@ -206,8 +206,9 @@ impl Node {
     }
 
     /// Splits an oversized node into at least `parts_min` parts of about
-    /// equal size, each of at most one page where entries allow; branches
-    /// keep at least two entries a part. Returns the parts after the first,
+    /// equal size (more if entries do not divide evenly), each of at most
+    /// one page where entries allow; branches keep at least two entries a
+    /// part. Returns the parts after the first,
     /// which stays in `self`.
     pub(crate) fn split_off_parts(&mut self, parts_min: usize) -> Vec<Node> {
         let total = self.encoded_bytes();
@@ -218,7 +219,11 @@ impl Node {
         let (mut filled, mut since_cut) = (RUN_HEADER_BYTES, 0);
         for i in 0..self.len() {
             let remaining = self.len() - i;
-            if since_cut >= min_entries && filled >= target && remaining >= min_entries {
+            // Past the target, or the next entry would take the part over a
+            // page (a part ends with the entry that reaches the target, so a
+            // large one could otherwise overshoot).
+            let full = filled >= target || filled + self.entry_bytes(i) > PAGE_BYTES;
+            if since_cut >= min_entries && full && remaining >= min_entries {
                 cuts.push(i);
                 (filled, since_cut) = (RUN_HEADER_BYTES, 0);
             }
@@ -348,6 +353,53 @@ impl NodeRef {
         match self {
             NodeRef::Dirty(node) => Some(node),
             NodeRef::Clean(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A leaf of `count` entries with 16-byte keys and `value_bytes`-byte
+    /// values.
+    fn leaf(count: usize, value_bytes: usize) -> Node {
+        let entries = (0..count)
+            .map(|i| LeafEntry {
+                key: format!("{i:016}").into_bytes().into(),
+                value: Value::Bytes(vec![7; value_bytes].into()),
+            })
+            .collect();
+        Node::Leaf(entries)
+    }
+
+    #[test]
+    fn split_parts_stay_within_a_page_whatever_the_entry_size() {
+        // Entries up to the inline limit, nodes from just over one page to
+        // nearly three, into two or three parts: every part fits a page and
+        // none is empty (a part ends where the next entry would overflow it,
+        // not only where it reaches the target).
+        for value_bytes in [100, 300, 700, VALUE_INLINE_BYTES_MAX] {
+            let entry_bytes = SLOT_BYTES + LEAF_ENTRY_HEADER_BYTES + 16 + value_bytes;
+            for count in (PAGE_BYTES / entry_bytes + 1)..(3 * PAGE_BYTES / entry_bytes) {
+                for parts_min in [2, 3] {
+                    let mut node = leaf(count, value_bytes);
+                    let tails = node.split_off_parts(parts_min);
+                    let parts: Vec<&Node> = std::iter::once(&node).chain(&tails).collect();
+                    // (Three parts are a target, not a promise: four large
+                    // entries split greedily give two.)
+                    assert!(parts.len() >= 2, "{count} x {value_bytes}: {} parts", parts.len());
+                    for part in &parts {
+                        assert!(part.len() > 0);
+                        assert!(
+                            part.encoded_bytes() <= PAGE_BYTES,
+                            "{count} x {value_bytes} into {parts_min}: a part of {} bytes",
+                            part.encoded_bytes()
+                        );
+                    }
+                    assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), count);
+                }
+            }
         }
     }
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
+use super::catalog::{committed_tree_names, decode_root};
 use super::cursor::{KeyRange, Range};
-use super::db::{lock, Shared, Snapshot};
 use super::meta::USER_META_BYTES;
 use super::page::{PageId, PageReader};
+use super::shared::{lock, Shared, Snapshot};
 use super::tree::get_committed;
-use super::write::decode_root;
 use crate::Result;
 
 /// A read transaction: sees the commit that was newest when it began, for as
@@ -142,21 +142,6 @@ impl Drop for ReadTxn {
             }
         }
     }
-}
-
-/// The tree names in a committed catalog, sorted.
-pub(crate) fn committed_tree_names(
-    reader: &PageReader<'_>,
-    catalog: PageId,
-) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for item in Range::new(*reader, catalog, &KeyRange::all())? {
-        let (name, _) = item?;
-        let name = String::from_utf8(name.to_vec())
-            .map_err(|_| reader.corrupt(catalog, "a tree name in the catalog is not UTF-8"))?;
-        names.push(name);
-    }
-    Ok(names)
 }
 
 // Readers run on other threads than the writer.

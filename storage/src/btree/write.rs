@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
 use super::alloc::FreePages;
-use super::db::{lock, poison_on_error, Db, Snapshot, WriterState};
+use super::catalog::{committed_tree_names, decode_root, encode_root};
 use super::flush::RunWriter;
 use super::meta::{Meta, USER_META_BYTES};
 use super::node::{NodeRef, Value};
@@ -13,7 +13,7 @@ use super::page::{
     pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
     RUN_HEADER_BYTES,
 };
-use super::read::committed_tree_names;
+use super::shared::{lock, poison_on_error, Shared, Snapshot, WriterState};
 use super::tree::{self, TreeCtx};
 use crate::{Error, Result};
 
@@ -109,7 +109,7 @@ impl Changes {
 #[derive(Debug)]
 pub struct WriteTxn<'db> {
     /// The database.
-    db: &'db Db,
+    shared: &'db Arc<Shared>,
     /// Held for the transaction's life: one writer at a time.
     writer: MutexGuard<'db, WriterState>,
     /// The commit this transaction builds on.
@@ -123,10 +123,14 @@ pub struct WriteTxn<'db> {
 }
 
 impl<'db> WriteTxn<'db> {
-    pub(crate) fn new(db: &'db Db, writer: MutexGuard<'db, WriterState>, base: Snapshot) -> Self {
+    pub(crate) fn new(
+        shared: &'db Arc<Shared>,
+        writer: MutexGuard<'db, WriterState>,
+        base: Snapshot,
+    ) -> Self {
         let free = writer.free.clone();
         let txid = base.meta.txid + 1;
-        WriteTxn { db, writer, base, txid, free, changes: Changes::default() }
+        WriteTxn { shared, writer, base, txid, free, changes: Changes::default() }
     }
 
     /// The user metadata of the commit this transaction started from.
@@ -146,7 +150,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Drops a tree and frees all its pages; false if there is none.
     pub fn drop_tree(&mut self, name: &str) -> Result<bool> {
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         let Some(TreeSlot::Live { root, .. }) =
             self.changes.slot(name, &reader, self.base.meta.catalog)?
         else {
@@ -164,17 +168,15 @@ impl<'db> WriteTxn<'db> {
 
     /// Whether a tree exists.
     pub fn tree_exists(&mut self, name: &str) -> Result<bool> {
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         Ok(self.changes.slot(name, &reader, self.base.meta.catalog)?.is_some())
     }
 
     /// Names of all trees, sorted.
     pub fn list_trees(&self) -> Result<Vec<String>> {
         let trees = &self.changes.trees;
-        let committed = committed_tree_names(
-            &reader(&self.base, &self.db.shared.path),
-            self.base.meta.catalog,
-        )?;
+        let committed =
+            committed_tree_names(&reader(&self.base, &self.shared.path), self.base.meta.catalog)?;
         let mut names: Vec<String> = committed
             .into_iter()
             .filter(|name| !matches!(trees.get(name), Some(TreeSlot::Dropped)))
@@ -194,7 +196,7 @@ impl<'db> WriteTxn<'db> {
     pub fn put(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<()> {
         check_size("key", key.len(), KEY_BYTES_MAX)?;
         check_size("value", value.len(), VALUE_BYTES_MAX)?;
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         let (root, mut ctx) = self.changes.change(name, &reader, self.base.meta.catalog)?;
         let old = tree::insert(root, key.to_vec(), Value::Bytes(value.to_vec().into()), &mut ctx)?;
         if let Some(old) = old {
@@ -206,7 +208,7 @@ impl<'db> WriteTxn<'db> {
 
     /// The value of `key` in tree `name`, as this transaction sees it.
     pub fn get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         match self.changes.slot(name, &reader, self.base.meta.catalog)? {
             Some(TreeSlot::Live { root, .. }) => tree::get(root.as_ref(), key, &reader),
             _ => Ok(None),
@@ -218,7 +220,7 @@ impl<'db> WriteTxn<'db> {
         if !self.tree_exists(name)? {
             return Ok(None);
         }
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         let (root, mut ctx) = self.changes.change(name, &reader, self.base.meta.catalog)?;
         let Some(old) = tree::remove(root, key, &mut ctx)? else { return Ok(None) };
         let bytes = tree::value_bytes(&old, &reader)?;
@@ -240,7 +242,7 @@ impl<'db> WriteTxn<'db> {
         user: [u8; USER_META_BYTES],
         durability: Durability,
     ) -> Result<()> {
-        let shared = Arc::clone(&self.db.shared);
+        let shared = Arc::clone(self.shared);
         let unhinted = std::mem::take(&mut self.writer.unhinted);
         let mut out =
             RunWriter::new(shared.file.as_ref(), &shared.path, self.writer.file_pages, unhinted);
@@ -271,7 +273,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Writes every changed tree and the catalog; returns the catalog root.
     fn spill_trees(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
-        let reader = reader(&self.base, &self.db.shared.path);
+        let reader = reader(&self.base, &self.shared.path);
         let mut catalog = (self.base.meta.catalog != PageId::NONE)
             .then_some(NodeRef::Clean(self.base.meta.catalog));
         let mut ctx = TreeCtx { reader: &reader, freed: &mut self.changes.freed };
@@ -285,7 +287,7 @@ impl<'db> WriteTxn<'db> {
                         Some(mut root) => tree::spill(&mut root, &mut self.free, out)?,
                         None => PageId::NONE,
                     };
-                    let value = Value::Bytes(id.get().to_le_bytes().to_vec().into());
+                    let value = Value::Bytes(encode_root(id).into());
                     tree::insert(&mut catalog, name.into_bytes(), value, &mut ctx)?;
                 }
                 TreeSlot::Live { dirty: false, .. } => {}
@@ -303,7 +305,7 @@ impl<'db> WriteTxn<'db> {
     fn spill_free_list(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
         let old = self.writer.durable.freelist;
         if old != PageId::NONE {
-            let reader = reader(&self.base, &self.db.shared.path);
+            let reader = reader(&self.base, &self.shared.path);
             let (header, _) = reader.run(old, RunKind::FreeList)?;
             self.changes.freed.push(PageRun { id: old, pages: header.pages });
         }
@@ -338,7 +340,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Makes the commit visible to new readers and the next writer.
     fn publish(&mut self, meta: Meta, grown: bool) -> Result<()> {
-        let shared = &self.db.shared;
+        let shared = &self.shared;
         let map = if grown || !self.base.map.sees_later_writes() {
             let len = self.writer.file_pages * PAGE_BYTES as u64;
             Arc::new(shared.file.map(len).map_err(|e| Error::io(&shared.path, e))?)
@@ -354,11 +356,6 @@ impl<'db> WriteTxn<'db> {
 /// Checked access to the pages of `snapshot`.
 fn reader<'a>(snapshot: &'a Snapshot, path: &'a std::path::Path) -> PageReader<'a> {
     PageReader { map: &snapshot.map, page_count: snapshot.meta.page_count, path }
-}
-
-/// The root page stored as a catalog value.
-pub(crate) fn decode_root(bytes: &[u8]) -> Option<PageId> {
-    Some(PageId(u64::from_le_bytes(bytes.try_into().ok()?)))
 }
 
 fn check_size(what: &'static str, bytes: usize, max: usize) -> Result<()> {

@@ -1,0 +1,96 @@
+//! What every handle and transaction of one open state file shares: the
+//! file, the published snapshot with its reader registry, and the writer's
+//! state, each behind its own lock. `Db`, `ReadTxn` and `WriteTxn` all build
+//! on this; it knows none of them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::alloc::FreePages;
+use super::flush::Unhinted;
+use super::meta::Meta;
+use super::page::PAGE_BYTES;
+use crate::disk::{DiskFile, Mapping};
+use crate::{Error, Result};
+
+/// A committed snapshot: its meta and a mapping that covers its pages.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// The snapshot's root.
+    pub(crate) meta: Meta,
+    /// Covers at least `meta.page_count` pages.
+    pub(crate) map: Arc<Mapping>,
+}
+
+/// What readers see: the newest commit and who is still reading what.
+#[derive(Debug)]
+pub(crate) struct Published {
+    /// The newest commit (durable or deferred).
+    pub(crate) snapshot: Snapshot,
+    /// Open readers by the txid of their snapshot.
+    pub(crate) readers: BTreeMap<u64, usize>,
+}
+
+/// What only the writer touches.
+#[derive(Debug)]
+pub(crate) struct WriterState {
+    /// Free space as of the newest commit.
+    pub(crate) free: FreePages,
+    /// The newest meta that is on disk and synced.
+    pub(crate) durable: Meta,
+    /// The meta slot (0 or 1) holding `durable`.
+    pub(crate) durable_slot: u64,
+    /// The file's length in pages (at least the high-water mark).
+    pub(crate) file_pages: u64,
+    /// Why writing is refused, after an IO error.
+    pub(crate) poisoned: Option<String>,
+    /// Writes not yet covered by a writeback hint (none after a sync).
+    pub(crate) unhinted: Unhinted,
+}
+
+/// Everything behind a [`Db`](super::Db).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The state file, for error messages.
+    pub(crate) path: PathBuf,
+    /// The open file.
+    pub(crate) file: Box<dyn DiskFile>,
+    /// Published snapshot and reader registry, under one lock so that a
+    /// reader's snapshot and its registration are one step.
+    pub(crate) published: Mutex<Published>,
+    /// Held for the whole life of a write transaction.
+    pub(crate) writer: Mutex<WriterState>,
+}
+
+impl Shared {
+    /// Syncs the data, writes `meta` into the slot not holding the newest
+    /// durable meta, and syncs again.
+    pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {
+        let io = |e| Error::io(&self.path, e);
+        self.file.sync_data().map_err(io)?;
+        writer.unhinted = Unhinted::default(); // the sync wrote them all
+        let slot = 1 - writer.durable_slot;
+        self.file.write_all_at(&meta.encode(), slot * PAGE_BYTES as u64).map_err(io)?;
+        self.file.sync_data().map_err(io)?;
+        writer.durable = meta;
+        writer.durable_slot = slot;
+        Ok(())
+    }
+}
+
+/// Records a fatal error as the reason the writer refuses further work.
+pub(crate) fn poison_on_error<T>(writer: &mut WriterState, result: Result<T>) -> Result<T> {
+    if let Err(error) = &result {
+        if error.is_fatal() {
+            writer.poisoned = Some(error.to_string());
+        }
+    }
+    result
+}
+
+/// Locks a mutex; a panicked holder left nothing half-done that matters here,
+/// because every change is published in one assignment.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
