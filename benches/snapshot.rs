@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rdb::node::snapshot_file;
 use rdb::raft::SnapshotMeta;
 use rdb::storage::btree::{Db, Durability, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
@@ -54,15 +53,12 @@ fn snapshots(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).expect("scratch directory");
     let db = load(&scratch);
-    let dir = scratch.join("snapshots");
+    let dir = rdb::node::SnapshotDir::open(Arc::new(RealDisk), &scratch.join("snapshots"))
+        .expect("snapshot directory");
     let meta = SnapshotMeta { index: 1, term: 1 };
-    let (path, header) = snapshot_file::write(
-        &dir,
-        &db.begin_read(),
-        meta,
-        &rdb::raft::Membership::voters_only(&[1, 2, 3]),
-    )
-    .expect("snapshot");
+    let (path, header) = dir
+        .write(&db.begin_read(), meta, &rdb::raft::Membership::voters_only(&[1, 2, 3]))
+        .expect("snapshot");
     let file_bytes = std::fs::metadata(&path).expect("file").len();
     println!(
         "snapshot: state {} MiB -> file {} MiB (LZ4)",
@@ -75,20 +71,15 @@ fn snapshots(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(header.content_bytes));
     group.bench_function("create", |b| {
         b.iter(|| {
-            snapshot_file::write(
-                &dir,
-                &db.begin_read(),
-                meta,
-                &rdb::raft::Membership::voters_only(&[1, 2, 3]),
-            )
-            .expect("snapshot")
+            dir.write(&db.begin_read(), meta, &rdb::raft::Membership::voters_only(&[1, 2, 3]))
+                .expect("snapshot")
         });
     });
     let installed = scratch.join("installed.db");
     group.bench_function("install", |b| {
         b.iter(|| {
             let mut out = std::fs::File::create(&installed).expect("create");
-            snapshot_file::unpack(&path, &mut out).expect("unpack");
+            dir.unpack(&path, &mut out).expect("unpack");
             out.sync_all().expect("sync");
             drop(out);
             Db::open(Arc::new(RealDisk), &installed).expect("open")

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
             eprintln!("rdb: {why}");
+            if let Some(hint) = why.hint() {
+                eprintln!("rdb: {hint}");
+            }
             ExitCode::from(2)
         }
     }

@@ -144,7 +144,10 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
 }
 
 fn newest_snapshot(dir: &Path) -> std::path::PathBuf {
-    let headers = rdb::node::snapshot_file::list(dir);
+    let snapshots =
+        rdb::node::SnapshotDir::open(std::sync::Arc::new(rdb::storage::disk::RealDisk), dir)
+            .expect("dir");
+    let headers = snapshots.list();
     headers.first().map(|(path, _)| path.clone()).expect("a snapshot")
 }
 

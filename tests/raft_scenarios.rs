@@ -3,7 +3,10 @@
 //! set the scene, do one thing, check what Raft must (not) do.
 
 use rdb::raft::sim::Cluster;
-use rdb::raft::{Body, Config, Entry, EntryKind, HardState, MemStore, Message, Raft, Ready, Role};
+use rdb::raft::{
+    Body, Config, Entry, EntryKind, HardState, MemStore, Member, MemberRole, Membership, Message,
+    Raft, Ready, Role,
+};
 
 /// Bounds every "until" loop in these scripts.
 const ROUNDS_MAX: u32 = 500;
@@ -210,6 +213,44 @@ fn only_a_leaders_messages_may_leave_before_the_sync() {
         .persisted_messages
         .iter()
         .any(|m| matches!(m.body, Body::AppendResponse { reject: false, .. })));
+}
+
+/// A lone voter wins its election in the tick that starts it, so the
+/// `Ready` that carries its new term and vote also carries its first
+/// appends (to learners). Were those to leave before the term is durable, a
+/// crash could bring the node back in the old term, win the same term again
+/// and send different entries under it; they wait for the sync. Once the
+/// term is durable the leader's appends go first again.
+#[test]
+fn a_new_leaders_messages_wait_until_its_term_is_durable() {
+    let member =
+        |id, role| Member { id, role, peer: format!("127.0.0.1:{id}"), client_url: String::new() };
+    let membership =
+        Membership::new(vec![member(1, MemberRole::Voter), member(2, MemberRole::Learner)])
+            .expect("valid");
+    let mut lone = Raft::new(Config::with_membership(1, membership), MemStore::default()).unwrap();
+    for _ in 0..ROUNDS_MAX {
+        if lone.role() == Role::Leader {
+            break;
+        }
+        lone.tick().unwrap();
+    }
+    assert_eq!(lone.role(), Role::Leader);
+    let ready = lone.ready().unwrap();
+    assert!(ready.hard_state.is_some_and(|h| h.term == lone.term() && h.vote == 1));
+    assert!(ready.messages.is_empty(), "sent before the term is durable: {:?}", ready.messages);
+    assert!(ready
+        .persisted_messages
+        .iter()
+        .any(|m| m.to == 2 && matches!(m.body, Body::Append { .. })));
+    lone.store_mut().hard_state = ready.hard_state.expect("the new term");
+    lone.store_mut().append(&ready.entries);
+    lone.advance(&ready).unwrap();
+    accept(&mut lone, 2, 1);
+    lone.propose(vec![7]).unwrap();
+    let ready = lone.ready().unwrap();
+    assert!(ready.hard_state.is_none_or(|h| h.term == lone.term()));
+    assert!(ready.messages.iter().any(|m| m.to == 2 && matches!(m.body, Body::Append { .. })));
 }
 
 /// Thesis §9.6: a node cut off for a long time comes back; pre-vote keeps

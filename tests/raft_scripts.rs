@@ -136,7 +136,7 @@ fn run(cluster: &mut Option<Cluster>, command: &str) -> Result<String, String> {
 fn tick(cluster: &mut Cluster, words: &[&str]) -> Result<(), String> {
     let n: u32 = words.get(1).map_or(Ok(1), |n| n.parse().map_err(|_| "tick N"))?;
     if words.len() <= 2 {
-        return cluster.tick_all(n);
+        return Ok(cluster.tick_all(n)?);
     }
     let only: Vec<NodeId> =
         words[2..].iter().map(|id| number(Some(id))).collect::<Result<_, _>>()?;

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use rdb::node::snapshot_file::{self, HEADER_BYTES};
+use rdb::node::snapshot_file::HEADER_BYTES;
+use rdb::node::SnapshotDir;
 use rdb::raft::{Member, MemberRole, Membership, SnapshotMeta};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
@@ -36,6 +37,10 @@ fn membership() -> Membership {
     .expect("valid")
 }
 
+fn snapshot_dir(data_dir: &std::path::Path) -> SnapshotDir {
+    SnapshotDir::open(Arc::new(RealDisk), &data_dir.join("snapshots")).expect("snapshot dir")
+}
+
 fn items(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
     let txn = db.begin_read();
     let range = txn.range("d/c", &KeyRange::all()).expect("range");
@@ -47,18 +52,17 @@ fn a_state_file_round_trips_through_a_snapshot() {
     let dir = tempfile::tempdir().expect("dir");
     let db = filled_db(dir.path(), 5_000);
     let meta = SnapshotMeta { index: 42, term: 3 };
-    let snapshots = dir.path().join("snapshots");
-    let (path, header) =
-        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
+    let snapshots = snapshot_dir(dir.path());
+    let (path, header) = snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(header.file_name().as_str()));
     assert_eq!((header.meta, &header.membership), (meta, &membership()));
-    assert_eq!(snapshot_file::read_header(&path).expect("header"), header);
+    assert_eq!(snapshots.read_header(&path).expect("header"), header);
     let compressed = std::fs::metadata(&path).expect("file").len();
     assert!(compressed < header.content_bytes, "{compressed} >= {}", header.content_bytes);
 
     let restored_path = dir.path().join("restored.db");
     let mut out = std::fs::File::create(&restored_path).expect("create");
-    assert_eq!(snapshot_file::unpack(&path, &mut out).expect("unpack"), header);
+    assert_eq!(snapshots.unpack(&path, &mut out).expect("unpack"), header);
     drop(out);
     let restored = Db::open(Arc::new(RealDisk), &restored_path).expect("open the copy");
     assert_eq!(items(&restored), items(&db));
@@ -69,10 +73,9 @@ fn a_state_file_round_trips_through_a_snapshot() {
 fn damage_to_a_snapshot_is_detected() {
     let dir = tempfile::tempdir().expect("dir");
     let db = filled_db(dir.path(), 2_000);
-    let snapshots = dir.path().join("snapshots");
+    let snapshots = snapshot_dir(dir.path());
     let meta = SnapshotMeta { index: 9, term: 1 };
-    let (path, header) =
-        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
+    let (path, header) = snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     let good = std::fs::read(&path).expect("read");
     let mut rng = fastrand::Rng::with_seed(5);
     // The fixed header, the membership block after it, the content.
@@ -86,35 +89,33 @@ fn damage_to_a_snapshot_is_detected() {
         bad[at] ^= 0x20;
         std::fs::write(&path, &bad).expect("damage");
         assert!(
-            snapshot_file::verify(&path).is_err(),
+            snapshots.verify(&path).is_err(),
             "a flipped byte at {at} of {} (content at {content}) went unnoticed",
             good.len()
         );
     }
     std::fs::write(&path, &good[..good.len() / 2]).expect("truncate");
-    assert!(snapshot_file::verify(&path).is_err(), "a truncated snapshot went unnoticed");
+    assert!(snapshots.verify(&path).is_err(), "a truncated snapshot went unnoticed");
     std::fs::write(&path, &good).expect("restore");
-    assert!(snapshot_file::verify(&path).is_ok());
+    assert!(snapshots.verify(&path).is_ok());
 }
 
 #[test]
 fn listing_is_newest_first_and_pruning_keeps_the_newest() {
     let dir = tempfile::tempdir().expect("dir");
-    let snapshots = dir.path().join("snapshots");
+    let snapshots = snapshot_dir(dir.path());
     let db = filled_db(dir.path(), 10);
     for index in [5, 30, 12] {
         let mut txn = db.begin_write().expect("writer");
         txn.put("d/c", b"marker", &index.to_string().into_bytes()).expect("put");
         txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
         let meta = SnapshotMeta { index, term: 1 };
-        snapshot_file::write(&snapshots, &db.begin_read(), meta, &membership()).expect("write");
+        snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     }
-    std::fs::write(snapshots.join("state_garbage.lz4"), b"not a snapshot").expect("garbage");
-    let indexes: Vec<u64> =
-        snapshot_file::list(&snapshots).iter().map(|(_, h)| h.meta.index).collect();
+    std::fs::write(snapshots.path().join("state_garbage.lz4"), b"not a snapshot").expect("garbage");
+    let indexes: Vec<u64> = snapshots.list().iter().map(|(_, h)| h.meta.index).collect();
     assert_eq!(indexes, [30, 12, 5]);
-    snapshot_file::prune(&snapshots, 2).expect("prune");
-    let indexes: Vec<u64> =
-        snapshot_file::list(&snapshots).iter().map(|(_, h)| h.meta.index).collect();
+    snapshots.prune(2).expect("prune");
+    let indexes: Vec<u64> = snapshots.list().iter().map(|(_, h)| h.meta.index).collect();
     assert_eq!(indexes, [30, 12]);
 }

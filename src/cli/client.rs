@@ -14,13 +14,16 @@ use serde_json::Value;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a subcommand's failure means to a script.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The cluster refused it (exit 1).
+    #[error("{0}")]
     Refused(String),
     /// The command or request was malformed (exit 2).
+    #[error("{0}")]
     Usage(String),
     /// No endpoint could do it now (exit 3).
+    #[error("{0}")]
     Unavailable(String),
 }
 

@@ -1,5 +1,6 @@
 //! The settings of `rdb serve`: a TOML file, overridden by flags.
 
+use super::error::Error;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -100,47 +101,62 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     /// Reads a TOML file; unknown keys are errors.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| format!("config file: {e}"))
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Usage(format!("config file: {e}")))
     }
 
     /// The initial members (`peers`), checked.
-    pub fn members(&self) -> Result<BTreeMap<NodeId, SocketAddr>, String> {
+    pub fn members(&self) -> Result<BTreeMap<NodeId, SocketAddr>, Error> {
         let mut members = BTreeMap::new();
         for item in self.peers.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-            let (id, addr) =
-                item.split_once('=').ok_or_else(|| format!("peer {item:?} is not id=host:port"))?;
-            let id: NodeId =
-                id.trim().parse().map_err(|_| format!("peer id {id:?} is not a number"))?;
-            let addr: SocketAddr =
-                addr.trim().parse().map_err(|e| format!("peer {id} address {addr:?}: {e}"))?;
+            let (id, addr) = item
+                .split_once('=')
+                .ok_or_else(|| Error::Usage(format!("peer {item:?} is not id=host:port")))?;
+            let id: NodeId = id
+                .trim()
+                .parse()
+                .map_err(|_| Error::Usage(format!("peer id {id:?} is not a number")))?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|e| Error::Usage(format!("peer {id} address {addr:?}: {e}")))?;
             if id == 0 || members.insert(id, addr).is_some() {
-                return Err(format!("peer id {id} is 0 or listed twice"));
+                return Err(Error::Usage(format!("peer id {id} is 0 or listed twice")));
             }
         }
         if members.len() > MEMBERS_MAX {
-            return Err(format!("{} members; at most {MEMBERS_MAX} are supported", members.len()));
+            return Err(Error::Usage(format!(
+                "{} members; at most {MEMBERS_MAX} are supported",
+                members.len()
+            )));
         }
         if !members.contains_key(&self.id) {
-            return Err(format!("--id {} is not among --peers {:?}", self.id, self.peers));
+            return Err(Error::Usage(format!(
+                "--id {} is not among --peers {:?}",
+                self.id, self.peers
+            )));
         }
         Ok(members)
     }
 
     /// Where the node's membership comes from when its data directory
     /// records none: `peers` (a new cluster) or nothing (`join`).
-    pub fn initial_membership(&self) -> Result<InitialMembership, String> {
+    pub fn initial_membership(&self) -> Result<InitialMembership, Error> {
         if self.id == 0 {
-            return Err("--id must be a positive integer".into());
+            return Err(Error::Usage("--id must be a positive integer".into()));
         }
         match (self.join, self.peers.trim().is_empty()) {
             (true, true) => Ok(InitialMembership::Join),
-            (true, false) => Err("--join and --peers exclude each other: a joining node learns \
-                                  the members from the leader"
-                .into()),
-            (false, true) => Err("--peers (the initial members of a new cluster) or --join (to \
-                                  be added to a running one) is required"
-                .into()),
+            (true, false) => Err(Error::Usage(
+                "--join and --peers exclude each other: a joining node learns the members \
+                 from the leader"
+                    .into(),
+            )),
+            (false, true) => Err(Error::Usage(
+                "--peers (the initial members of a new cluster) or --join (to be added to a \
+                 running one) is required"
+                    .into(),
+            )),
             (false, false) => {
                 let members = self
                     .members()?
@@ -152,21 +168,24 @@ impl ServeConfig {
                         client_url: String::new(),
                     })
                     .collect();
-                let membership = Membership::new(members).map_err(|e| e.to_string())?;
+                let membership =
+                    Membership::new(members).map_err(|e| Error::Usage(e.to_string()))?;
                 Ok(InitialMembership::Bootstrap(membership))
             }
         }
     }
 
     /// The node's settings.
-    pub fn node(&self) -> Result<NodeConfig, String> {
+    pub fn node(&self) -> Result<NodeConfig, Error> {
         if self.tick_ms == 0 || self.request_timeout_ms == 0 || self.election_ticks < 2 {
-            return Err("tick_ms and request_timeout_ms must be > 0, election_ticks >= 2".into());
+            return Err(Error::Usage(
+                "tick_ms and request_timeout_ms must be > 0, election_ticks >= 2".into(),
+            ));
         }
         let min = rdb_storage::wal::SEGMENT_BYTES_MIN;
         let max = rdb_storage::wal::SEGMENT_BYTES_MAX_LIMIT;
         if !(min..=max).contains(&self.wal_segment_bytes) {
-            return Err(format!("wal_segment_bytes must be from {min} to {max}"));
+            return Err(Error::Usage(format!("wal_segment_bytes must be from {min} to {max}")));
         }
         let mut node = NodeConfig::new(self.id, self.initial_membership()?, self.data_dir.clone());
         node.tick = Duration::from_millis(self.tick_ms);
@@ -181,7 +200,7 @@ impl ServeConfig {
     }
 
     /// The limits on client requests, checked against their bounds.
-    pub fn limits(&self) -> Result<crate::kv::Limits, String> {
+    pub fn limits(&self) -> Result<crate::kv::Limits, Error> {
         let limits = crate::kv::Limits {
             body_bytes_max: self.body_bytes_max,
             key_bytes_max: self.key_bytes_max,
@@ -192,7 +211,7 @@ impl ServeConfig {
     }
 
     /// The TLS files, if TLS is configured (all three of cert, key and CA).
-    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, String> {
+    pub fn tls_files(&self) -> Result<Option<crate::tls::TlsFiles>, Error> {
         match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
             (Some(cert), Some(key), Some(ca)) => Ok(Some(crate::tls::TlsFiles {
                 cert: cert.clone(),
@@ -201,25 +220,27 @@ impl ServeConfig {
                 client_ca: self.client_ca.clone(),
             })),
             (None, None, None) if self.client_ca.is_none() => Ok(None),
-            (None, None, None) => Err("client_ca needs tls_cert, tls_key and tls_ca".into()),
-            _ => Err("TLS needs all of tls_cert, tls_key and tls_ca".into()),
+            (None, None, None) => {
+                Err(Error::Usage("client_ca needs tls_cert, tls_key and tls_ca".into()))
+            }
+            _ => Err(Error::Usage("TLS needs all of tls_cert, tls_key and tls_ca".into())),
         }
     }
 
     /// The RPC edge's settings.
-    pub fn rpc(&self) -> Result<RpcConfig, String> {
+    pub fn rpc(&self) -> Result<RpcConfig, Error> {
         let listen = match self.raft {
             Some(listen) => listen,
             None if self.join => {
-                return Err("a joining node needs --raft (its peer address)".into())
+                return Err(Error::Usage("a joining node needs --raft (its peer address)".into()))
             }
             None => self.members()?[&self.id],
         };
         if !(1..=crate::rpc::CHUNK_BYTES_MAX).contains(&self.snapshot_chunk_bytes) {
-            return Err(format!(
+            return Err(Error::Usage(format!(
                 "snapshot_chunk_bytes must be from 1 to {}",
                 crate::rpc::CHUNK_BYTES_MAX
-            ));
+            )));
         }
         Ok(RpcConfig {
             id: self.id,
@@ -273,18 +294,22 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        assert!(ServeConfig::from_toml("idd = 1").unwrap_err().contains("idd"));
+        assert!(ServeConfig::from_toml("idd = 1").unwrap_err().to_string().contains("idd"));
         let config = |peers: &str| ServeConfig { id: 1, peers: peers.into(), ..Default::default() };
-        assert!(config("1=x").members().unwrap_err().contains("address"));
-        assert!(config("2=127.0.0.1:1").members().unwrap_err().contains("not among"));
-        assert!(config("1=127.0.0.1:1,1=127.0.0.1:2").members().unwrap_err().contains("twice"));
+        assert!(config("1=x").members().unwrap_err().to_string().contains("address"));
+        assert!(config("2=127.0.0.1:1").members().unwrap_err().to_string().contains("not among"));
+        assert!(config("1=127.0.0.1:1,1=127.0.0.1:2")
+            .members()
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         assert!(config("0=127.0.0.1:1").members().is_err());
         let join = ServeConfig { id: 4, join: true, ..Default::default() };
-        assert_eq!(join.initial_membership(), Ok(InitialMembership::Join));
-        assert!(join.rpc().unwrap_err().contains("--raft"));
+        assert_eq!(join.initial_membership().ok(), Some(InitialMembership::Join));
+        assert!(join.rpc().unwrap_err().to_string().contains("--raft"));
         let both = ServeConfig { peers: "4=127.0.0.1:1".into(), ..join };
-        assert!(both.initial_membership().unwrap_err().contains("exclude"));
+        assert!(both.initial_membership().unwrap_err().to_string().contains("exclude"));
         let neither = ServeConfig { id: 1, ..Default::default() };
-        assert!(neither.initial_membership().unwrap_err().contains("--join"));
+        assert!(neither.initial_membership().unwrap_err().to_string().contains("--join"));
     }
 }

@@ -1,6 +1,7 @@
 //! `rdb dev`: a local cluster on 127.0.0.1 for trying rdb out. Each node is
 //! a child process running `rdb serve`; Ctrl-C stops them all.
 
+use super::error::Error;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -33,18 +34,23 @@ pub struct DevOptions {
 }
 
 /// Starts the cluster and waits for Ctrl-C (or for a node to exit).
-pub fn dev(options: &DevOptions) -> Result<(), String> {
+pub fn dev(options: &DevOptions) -> Result<(), Error> {
     if !(1..=DEV_NODES_MAX).contains(&options.nodes) {
-        return Err(format!("--nodes must be from 1 to {DEV_NODES_MAX}"));
+        return Err(Error::Usage(format!("--nodes must be from 1 to {DEV_NODES_MAX}")));
     }
     if options.haproxy_port.is_some() && !super::haproxy::installed() {
-        return Err("--haproxy needs haproxy on PATH (Debian: apt install haproxy); \
-                    start without --haproxy to use the nodes directly"
-            .into());
+        return Err(Error::Usage(
+            "--haproxy needs haproxy on PATH (Debian: apt install haproxy); start without \
+             --haproxy to use the nodes directly"
+                .into(),
+        ));
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::System(format!("cannot find my own binary: {e}")))?;
     let ids: Vec<u16> = (1..=options.nodes).collect();
-    let port = |base: u16, id: u16| base.checked_add(id - 1).ok_or("port out of range");
+    let port = |base: u16, id: u16| {
+        base.checked_add(id - 1).ok_or_else(|| Error::Usage("port out of range".into()))
+    };
     let mut peers = Vec::new();
     for &id in &ids {
         peers.push(format!("{id}=127.0.0.1:{}", port(options.raft_port, id)?));
@@ -55,7 +61,7 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
     ctrlc::set_handler(move || {
         let _ = on_signal.send(());
     })
-    .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    .map_err(|e| Error::System(format!("cannot handle Ctrl-C: {e}")))?;
     let certs = if options.tls {
         Some(super::dev_certs::make(&options.data_dir.join("tls"))?)
     } else {
@@ -83,7 +89,7 @@ pub fn dev(options: &DevOptions) -> Result<(), String> {
             .arg(&data_dir)
             .args(&tls_args)
             .spawn()
-            .map_err(|e| format!("cannot start node {id}: {e}"));
+            .map_err(|e| Error::System(format!("cannot start node {id}: {e}")));
         match child {
             Ok(child) => children.push((id, child)),
             Err(why) => {
@@ -118,21 +124,25 @@ fn start_haproxy(
     port: u16,
     ids: &[u16],
     certs: Option<&super::dev_certs::DevCerts>,
-) -> Result<Child, String> {
+) -> Result<Child, Error> {
     let dir = options.data_dir.join("haproxy");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::System(format!("{}: {e}", dir.display())))?;
     // haproxy runs with its own idea of the working directory's role in
     // paths; give it absolute ones.
-    let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir)
+        .map_err(|e| Error::System(format!("{}: {e}", dir.display())))?;
     let tls = match certs {
         Some(certs) => {
             let read = |path: &std::path::Path| {
-                std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+                std::fs::read(path).map_err(|e| Error::System(format!("{}: {e}", path.display())))
             };
             let front = dir.join("front.pem");
             std::fs::write(&front, [read(&certs.cert)?, read(&certs.key)?].concat())
-                .map_err(|e| format!("{}: {e}", front.display()))?;
-            Some((front, std::fs::canonicalize(&certs.ca).map_err(|e| e.to_string())?))
+                .map_err(|e| Error::System(format!("{}: {e}", front.display())))?;
+            Some((
+                front,
+                std::fs::canonicalize(&certs.ca).map_err(|e| Error::System(e.to_string()))?,
+            ))
         }
         None => None,
     };
@@ -254,7 +264,7 @@ fn http_get(port: u16, path: &str, ca: Option<&std::path::Path>) -> Option<Strin
 fn supervise(
     children: &mut [(u16, Child)],
     stop: &std::sync::mpsc::Receiver<()>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     loop {
         if stop.recv_timeout(Duration::from_millis(200)).is_ok() {
             println!("\nStopping the cluster.");
@@ -263,7 +273,9 @@ fn supervise(
         for (id, child) in children.iter_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 let what = if *id == 0 { "haproxy".to_string() } else { format!("node {id}") };
-                return Err(format!("{what} exited ({status}); stopping the others"));
+                return Err(Error::System(format!(
+                    "{what} exited ({status}); stopping the others"
+                )));
             }
         }
     }

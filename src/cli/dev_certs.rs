@@ -2,6 +2,7 @@
 //! 127.0.0.1 (and localhost), shared by the dev nodes, plus a client
 //! certificate. Never for production: deploy/gen-certs.sh makes real ones.
 
+use super::error::Error;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -21,9 +22,9 @@ pub struct DevCerts {
 }
 
 /// Makes the certificates in `dir` (replacing earlier ones).
-pub fn make(dir: &Path) -> Result<DevCerts, String> {
-    let fail = |e: rcgen::Error| format!("making dev certificates: {e}");
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+pub fn make(dir: &Path) -> Result<DevCerts, Error> {
+    let fail = |e: rcgen::Error| Error::System(format!("making dev certificates: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| Error::System(format!("{}: {e}", dir.display())))?;
     let ca_key = KeyPair::generate().map_err(fail)?;
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(fail)?;
     ca_params.distinguished_name.push(DnType::CommonName, "rdb dev CA (throwaway)");
@@ -47,7 +48,7 @@ pub fn make(dir: &Path) -> Result<DevCerts, String> {
     for (path, pem) in
         [(&certs.ca, ca.pem()), (&certs.cert, node.pem()), (&certs.key, node_key.serialize_pem())]
     {
-        std::fs::write(path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(path, pem).map_err(|e| Error::System(format!("{}: {e}", path.display())))?;
     }
     Ok(certs)
 }

@@ -10,6 +10,7 @@
 //! shipped one. A shipped file missing any of them is an error, so a change
 //! to it that the adaptation does not understand fails its test.
 
+use super::error::Error;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -33,7 +34,7 @@ pub struct HaproxyPlan {
 
 /// `shipped` with `plan`'s addresses and paths; the error names the
 /// directive the file lacks.
-pub fn adapt(shipped: &str, plan: &HaproxyPlan) -> Result<String, String> {
+pub fn adapt(shipped: &str, plan: &HaproxyPlan) -> Result<String, Error> {
     let mut out = Vec::new();
     let mut seen = [false; 4];
     for line in shipped.lines() {
@@ -68,7 +69,10 @@ pub fn adapt(shipped: &str, plan: &HaproxyPlan) -> Result<String, String> {
     }
     let names = ["bind", "stats socket", "default-server", "server"];
     if let Some(missing) = seen.iter().position(|seen| !seen) {
-        return Err(format!("the haproxy configuration has no `{}` line", names[missing]));
+        return Err(Error::System(format!(
+            "the haproxy configuration has no `{}` line",
+            names[missing]
+        )));
     }
     Ok(out.join("\n") + "\n")
 }
@@ -131,15 +135,16 @@ pub fn installed() -> bool {
 
 /// Writes the adapted configuration into `dir` and starts haproxy in the
 /// foreground on it, its output going to `dir/haproxy.log`.
-pub fn start(plan: &HaproxyPlan, dir: &std::path::Path) -> Result<std::process::Child, String> {
+pub fn start(plan: &HaproxyPlan, dir: &std::path::Path) -> Result<std::process::Child, Error> {
     let config = adapt(SHIPPED_CONFIG, plan)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::System(format!("{}: {e}", dir.display())))?;
     let path = dir.join("haproxy.cfg");
-    std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, config).map_err(|e| Error::System(format!("{}: {e}", path.display())))?;
     let log_path = dir.join("haproxy.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-    let log_err = log.try_clone().map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| Error::System(format!("{}: {e}", log_path.display())))?;
+    let log_err =
+        log.try_clone().map_err(|e| Error::System(format!("{}: {e}", log_path.display())))?;
     std::process::Command::new("haproxy")
         .arg("-db")
         .arg("-f")
@@ -147,7 +152,7 @@ pub fn start(plan: &HaproxyPlan, dir: &std::path::Path) -> Result<std::process::
         .stdout(log)
         .stderr(log_err)
         .spawn()
-        .map_err(|e| format!("cannot start haproxy: {e}"))
+        .map_err(|e| Error::System(format!("cannot start haproxy: {e}")))
 }
 
 /// The backend the shipped configuration defines.
@@ -226,7 +231,7 @@ mod tests {
     #[test]
     fn a_file_without_the_directives_is_refused() {
         let error = adapt("global\n    maxconn 10\n", &plan(false)).unwrap_err();
-        assert!(error.contains("bind"), "{error}");
+        assert!(error.to_string().contains("bind"), "{error}");
     }
 
     #[test]

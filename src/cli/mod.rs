@@ -6,6 +6,7 @@ pub mod client;
 mod config;
 mod dev;
 mod dev_certs;
+mod error;
 pub mod haproxy;
 pub mod member;
 mod notify;
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 pub use config::{ServeConfig, MEMBERS_MAX};
 pub use dev::{dev, DevOptions, DEV_NODES_MAX};
+pub use error::Error;
 pub use serve::serve;
 
 /// rdb: a fault-tolerant, replicated key-value store.
@@ -140,11 +142,11 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The config file (if any) with the flags applied over it.
-    pub fn resolve(&self) -> Result<ServeConfig, String> {
+    pub fn resolve(&self) -> Result<ServeConfig, Error> {
         let mut config = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
                 ServeConfig::from_toml(&text)?
             }
             None => ServeConfig::default(),

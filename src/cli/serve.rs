@@ -6,6 +6,7 @@
 //! [`DRAIN_TIMEOUT`]), stops the node (which syncs the state file) and
 //! exits 0.
 
+use super::error::Error;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,27 +24,31 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs a node until SIGTERM; an error says why it could not start.
-pub fn serve(config: &ServeConfig) -> Result<(), String> {
+pub fn serve(config: &ServeConfig) -> Result<(), Error> {
     let tls = config.tls_files()?.map(TlsState::load).transpose()?;
     let node_config = config.node()?;
     let mut rpc_config = config.rpc()?;
     rpc_config.tls = tls.clone();
-    let (handle, event_loop) = node::open(node_config)?;
+    let (handle, event_loop) = node::open(node_config).map_err(|e| Error::System(e.to_string()))?;
     let http_listener = http::bind(config.http)
-        .map_err(|e| format!("cannot listen for clients on {}: {e}", config.http))?;
-    let (transport, forwarder) = rpc::start(rpc_config.clone(), handle.clone())?;
+        .map_err(|e| Error::System(format!("cannot listen for clients on {}: {e}", config.http)))?;
+    let (transport, forwarder) =
+        rpc::start(rpc_config.clone(), handle.clone()).map_err(|e| Error::System(e.to_string()))?;
     handle.set_forwarder(Box::new(forwarder));
     let id = config.id;
     let node_thread = std::thread::Builder::new()
         .name(format!("rdb-node-{id}"))
         .spawn(move || {
             let result = event_loop.run(Box::new(transport));
-            if let Err(why) = &result {
+            if let Err(why) = result {
                 log::error!("node {id} stopped: {why}");
+                if let Some(hint) = Error::from(why).hint() {
+                    log::error!("node {id}: {hint}");
+                }
                 std::process::exit(2);
             }
         })
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+        .map_err(|e| Error::System(format!("cannot start the event loop: {e}")))?;
     let stop = watch_signals(tls.clone(), handle.clone())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let security = match (&tls, &config.client_ca) {
@@ -73,7 +78,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     handle.stop();
-    node_thread.join().map_err(|_| "the event loop panicked".to_string())?;
+    node_thread.join().map_err(|_| Error::System("the event loop panicked".into()))?;
     log::info!("node {id}: stopped cleanly");
     Ok(())
 }
@@ -83,9 +88,9 @@ pub fn serve(config: &ServeConfig) -> Result<(), String> {
 fn watch_signals(
     tls: Option<Arc<TlsState>>,
     node: node::NodeHandle,
-) -> Result<oneshot::Receiver<()>, String> {
+) -> Result<oneshot::Receiver<()>, Error> {
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
+        .map_err(|e| Error::System(format!("cannot handle signals: {e}")))?;
     let (stop, stopped) = oneshot::channel();
     std::thread::Builder::new()
         .name("rdb-signals".into())
@@ -103,7 +108,7 @@ fn watch_signals(
                 }
             }
         })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        .map_err(|e| Error::System(format!("cannot start the signal thread: {e}")))?;
     Ok(stopped)
 }
 

@@ -114,7 +114,7 @@ fn respond(reply: &Reply) -> Response {
 async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
     let reply = match request.state().take_snapshot().await {
         Ok((path, header)) => {
-            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let bytes = request.state().snapshots().file_bytes(&path);
             Reply {
                 status: 200,
                 body: serde_json::json!({"index": header.meta.index, "term": header.meta.term,

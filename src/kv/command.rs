@@ -1,5 +1,7 @@
 //! The writes that travel through the Raft log.
 
+use super::error::Error;
+
 /// The encoding's version, the first byte of every command.
 const FORMAT_VERSION: u8 = 1;
 /// The largest encoded command: a maximal value and key, the collection
@@ -114,11 +116,11 @@ impl Command {
 
     /// Reads a log entry; an entry that is not a command is an error that
     /// apply answers and skips, identically on every replica.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    pub fn decode(bytes: &[u8]) -> Result<Self, Error> {
         let mut reader = Reader { bytes, at: 2 };
         match (bytes.first(), bytes.get(1)) {
             (Some(&FORMAT_VERSION), Some(_)) => {}
-            _ => return Err("log entry is not a command of this version".into()),
+            _ => return Err(Error::Malformed("log entry is not a command of this version".into())),
         }
         let command = match bytes[1] {
             1 => Command::PutValue {
@@ -141,10 +143,10 @@ impl Command {
                 Command::Cas { collection, key, expected: present.then_some(expected), value }
             }
             6 => Command::Drop { collection: reader.text()? },
-            op => return Err(format!("unknown command operation {op}")),
+            op => return Err(Error::Malformed(format!("unknown command operation {op}"))),
         };
         if reader.at != bytes.len() {
-            return Err("trailing bytes after the command".into());
+            return Err(Error::Malformed("trailing bytes after the command".into()));
         }
         Ok(command)
     }
@@ -169,15 +171,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn text(&mut self) -> Result<String, String> {
-        let truncated = || "truncated command".to_string();
+    fn text(&mut self) -> Result<String, Error> {
+        let truncated = || Error::Malformed("truncated command".into());
         let len_bytes = self.bytes.get(self.at..self.at + 4).ok_or_else(truncated)?;
         let len = u32::from_le_bytes(len_bytes.try_into().map_err(|_| truncated())?);
         let len = usize::try_from(len).map_err(|_| truncated())?;
         let start = self.at + 4;
         let field = self.bytes.get(start..start.saturating_add(len)).ok_or_else(truncated)?;
         self.at = start + len;
-        String::from_utf8(field.to_vec()).map_err(|_| "a command field is not UTF-8".to_string())
+        String::from_utf8(field.to_vec())
+            .map_err(|_| Error::Malformed("a command field is not UTF-8".into()))
     }
 }
 

@@ -12,6 +12,8 @@
 //! same limits on every node so that a request is refused or accepted
 //! whichever node it reaches.
 
+use super::error::Error;
+
 /// The default largest request body, in bytes (`--body-bytes-max`).
 pub const BODY_BYTES_MAX: usize = 3 << 20;
 /// The highest `--body-bytes-max` allowed, in bytes.
@@ -48,7 +50,7 @@ impl Default for Limits {
 
 impl Limits {
     /// Checks each limit against its bounds; the error names the setting.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Error> {
         let bounds = [
             ("body_bytes_max", self.body_bytes_max, BODY_BYTES_MAX_LIMIT),
             ("key_bytes_max", self.key_bytes_max, KEY_BYTES_MAX_LIMIT),
@@ -56,7 +58,7 @@ impl Limits {
         ];
         for (name, value, max) in bounds {
             if !(1..=max).contains(&value) {
-                return Err(format!("{name} must be from 1 to {max} (got {value})"));
+                return Err(Error::InvalidLimit { name, value, max });
             }
         }
         Ok(())
@@ -71,10 +73,10 @@ mod tests {
     fn bounds_are_enforced_and_named() {
         assert!(Limits::default().check().is_ok());
         let over = Limits { key_bytes_max: KEY_BYTES_MAX_LIMIT + 1, ..Limits::default() };
-        assert!(over.check().unwrap_err().contains("key_bytes_max"));
+        assert!(over.check().unwrap_err().to_string().contains("key_bytes_max"));
         let zero = Limits { value_bytes_max: 0, ..Limits::default() };
-        assert!(zero.check().unwrap_err().contains("value_bytes_max"));
+        assert!(zero.check().unwrap_err().to_string().contains("value_bytes_max"));
         let body = Limits { body_bytes_max: BODY_BYTES_MAX_LIMIT + 1, ..Limits::default() };
-        assert!(body.check().unwrap_err().contains("body_bytes_max"));
+        assert!(body.check().unwrap_err().to_string().contains("body_bytes_max"));
     }
 }

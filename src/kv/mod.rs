@@ -18,6 +18,7 @@
 
 mod apply;
 mod command;
+mod error;
 mod limits;
 mod query;
 mod reply;
@@ -26,6 +27,7 @@ mod strict_json;
 
 pub use apply::apply;
 pub use command::{new_key, Command, COMMAND_BYTES_MAX};
+pub use error::Error;
 pub use limits::{
     Limits, BODY_BYTES_MAX, BODY_BYTES_MAX_LIMIT, KEY_BYTES_MAX, KEY_BYTES_MAX_LIMIT,
     VALUE_BYTES_MAX, VALUE_BYTES_MAX_LIMIT,

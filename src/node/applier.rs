@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use rdb_storage::btree::{Db, Durability};
-use rdb_storage::disk::RealDisk;
 
+use super::error::{Error, Result};
 use super::metrics::Metrics;
-use super::snapshot_file;
+use super::snapshot_dir::SnapshotDir;
 use super::state_cell::StateCell;
 use super::state_file::{self, decode_meta, encode_meta, STATE_FILE_NAME};
 use super::Input;
@@ -70,7 +70,7 @@ pub(super) enum ApplyJob {
         /// The verified snapshot file.
         path: PathBuf,
         /// The outcome.
-        done: SyncSender<Result<(), String>>,
+        done: SyncSender<Result<(), Arc<Error>>>,
     },
     /// Sync and stop.
     Stop,
@@ -85,7 +85,7 @@ pub(super) struct Applier {
     /// The directory of the state file.
     pub(super) state_dir: PathBuf,
     /// Where snapshots are written.
-    pub(super) snapshot_dir: PathBuf,
+    pub(super) snapshots: SnapshotDir,
     /// The event loop's inbox, told when a snapshot is written.
     pub(super) inbox: SyncSender<Input>,
     /// Counts snapshots.
@@ -109,7 +109,7 @@ pub(super) struct Applier {
 
 impl Applier {
     /// Runs until told to stop or until the state file fails.
-    pub(super) fn run(mut self) -> Result<(), String> {
+    pub(super) fn run(mut self) -> Result<()> {
         loop {
             let first = match self.jobs.recv_timeout(STATE_SYNC_INTERVAL) {
                 Ok(job) => Some(job),
@@ -141,7 +141,7 @@ impl Applier {
     /// Applies every entry in `jobs` in one transaction, then answers the
     /// clients and the reads, in order, then takes a snapshot or installs
     /// one if asked.
-    fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<(), String> {
+    fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<()> {
         let mut answers = Vec::new();
         let mut snapshot = false;
         let mut install = None;
@@ -151,7 +151,7 @@ impl Applier {
             match job {
                 ApplyJob::Entries(entries) => {
                     if txn.is_none() {
-                        txn = Some(db.begin_write().map_err(|e| format!("state file: {e}"))?);
+                        txn = Some(db.begin_write().map_err(Error::storage("state file"))?);
                     }
                     let txn = txn.as_mut().expect("just begun");
                     for (entry, pending) in entries {
@@ -171,7 +171,7 @@ impl Applier {
         if let Some(txn) = txn {
             let SnapshotMeta { index, term } = self.last_applied;
             txn.commit(encode_meta(index, term), Durability::Deferred)
-                .map_err(|e| format!("state file commit: {e}"))?;
+                .map_err(Error::storage("state file commit"))?;
             self.applied.store(index, Ordering::Release);
             self.dirty = true;
             self.last_commit = Instant::now();
@@ -181,12 +181,15 @@ impl Applier {
             self.start_snapshot()?;
         }
         if let Some((path, done)) = install {
-            let result = self.install(&path);
-            let failed = result.as_ref().err().cloned();
-            let _ = done.send(result);
-            if let Some(why) = failed {
-                return Err(why);
+            if let Err(error) = self.install(&path) {
+                let error = Arc::new(error);
+                let _ = done.send(Err(error.clone()));
+                // The loop hears of it as "stopped"; this thread's error,
+                // returned when it is joined, is the cause.
+                return Err(Arc::try_unwrap(error)
+                    .unwrap_or_else(|shared| Error::Stopped(format!("install: {shared}"))));
             }
+            let _ = done.send(Ok(()));
         }
         Ok(())
     }
@@ -194,21 +197,22 @@ impl Applier {
     /// Makes the state durable (so that a restart never finds the state file
     /// behind a snapshot, or behind a WAL compacted after one), then writes
     /// the snapshot from a reader on its own thread: applying goes on.
-    fn start_snapshot(&mut self) -> Result<(), String> {
+    fn start_snapshot(&mut self) -> Result<()> {
         self.sync()?;
         let txn = self.db.begin_read();
         let membership = state_file::read_membership(&txn)?.unwrap_or_default();
-        let (dir, meta) = (self.snapshot_dir.clone(), self.last_applied);
+        let (dir, meta) = (self.snapshots.clone(), self.last_applied);
         let (inbox, metrics) = (self.inbox.clone(), self.metrics.clone());
         std::thread::Builder::new()
             .name("rdb-snapshot".into())
             .spawn(move || {
                 let started = Instant::now();
-                let result = snapshot_file::write(&dir, &txn, meta, &membership)
-                    .and_then(|taken| snapshot_file::prune(&dir, SNAPSHOTS_KEPT).map(|()| taken));
+                let result = dir
+                    .write(&txn, meta, &membership)
+                    .and_then(|taken| dir.prune(SNAPSHOTS_KEPT).map(|()| taken));
                 drop(txn);
                 if let Ok((path, header)) = &result {
-                    let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+                    let bytes = dir.file_bytes(path);
                     metrics.snapshot_made(bytes);
                     log::info!(
                         "snapshot at index {} written to {} ({bytes} bytes, {:?})",
@@ -217,28 +221,24 @@ impl Applier {
                         started.elapsed()
                     );
                 }
-                let _ = inbox.send(Input::SnapshotTaken(result));
+                let _ = inbox.send(Input::SnapshotTaken(result.map_err(Arc::new)));
             })
             .map(|_| ())
-            .map_err(|e| format!("cannot start the snapshot thread: {e}"))
+            .map_err(|e| Error::Stopped(format!("cannot start the snapshot thread: {e}")))
     }
 
     /// Replaces the state file with the snapshot at `path`: unpacked under a
     /// temporary name, synced, renamed over the old one, directory synced,
     /// opened. Readers of the old file finish on their mapping of it.
-    fn install(&mut self, path: &Path) -> Result<(), String> {
-        let header = snapshot_file::read_header(path)?;
-        super::recovery::restore_state_file(path, &self.state_dir)?;
+    fn install(&mut self, path: &Path) -> Result<()> {
+        let header = super::recovery::restore_state_file(&self.snapshots, path, &self.state_dir)?;
         let target = self.state_dir.join(STATE_FILE_NAME);
-        let db = Db::open(Arc::new(RealDisk), &target)
-            .map_err(|e| format!("installed state file: {e}"))?;
+        let db = Db::open(self.snapshots.disk().clone(), &target)
+            .map_err(Error::storage("installed state file"))?;
         let (index, _) = decode_meta(db.begin_read().user_meta());
         if index != header.meta.index {
-            return Err(format!(
-                "snapshot {} claims index {} but its state file says {index}",
-                path.display(),
-                header.meta.index
-            ));
+            let why = format!("claims index {} but its state file says {index}", header.meta.index);
+            return Err(Error::bad_snapshot(path, why));
         }
         self.db = db.clone();
         self.cell.set(db);
@@ -252,9 +252,9 @@ impl Applier {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), String> {
+    fn sync(&mut self) -> Result<()> {
         if self.dirty {
-            self.db.sync().map_err(|e| format!("state file sync: {e}"))?;
+            self.db.sync().map_err(Error::storage("state file sync"))?;
             self.durable.store(self.last_applied.index, Ordering::Release);
             self.dirty = false;
         }
@@ -295,23 +295,20 @@ impl Answer {
 
 /// Applies one entry; a no-op has no reply. A configuration entry is
 /// recorded in the state file and answered with the new membership.
-fn apply_entry(
-    txn: &mut rdb_storage::btree::WriteTxn<'_>,
-    entry: &Entry,
-) -> Result<Option<Reply>, String> {
+fn apply_entry(txn: &mut rdb_storage::btree::WriteTxn<'_>, entry: &Entry) -> Result<Option<Reply>> {
     let reply = match entry.kind {
         EntryKind::Noop => return Ok(None),
         EntryKind::Config => {
             // Raft refused any configuration entry that does not decode
             // before it reached the log.
             let membership = Membership::decode(&entry.data)
-                .map_err(|why| format!("configuration entry {}: {why}", entry.index))?;
+                .map_err(|source| Error::Membership { what: "configuration entry", source })?;
             state_file::write_membership(txn, &membership)?;
             Reply { status: 200, body: super::members_json(&membership) }
         }
         EntryKind::Normal => match Command::decode(&entry.data) {
-            Ok(command) => kv::apply(txn, &command).map_err(|e| format!("state file: {e}"))?,
-            Err(why) => Reply::bad_request(why),
+            Ok(command) => kv::apply(txn, &command).map_err(Error::storage("state file"))?,
+            Err(why) => Reply::bad_request(why.to_string()),
         },
     };
     Ok(Some(reply))

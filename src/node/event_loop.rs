@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::applier::{Applier, ApplyJob, Pending};
+use super::error::{Error, Result};
 use super::metrics::Metrics;
 use super::snapshots::SnapshotState;
 use super::state_cell::StateCell;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
-use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX, SNAPSHOT_DIR_NAME};
+use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
 use crate::raft::{Body, Config, Index, Message, Raft, RaftError, Ready, Role};
 use futures::channel::oneshot;
 
@@ -69,7 +70,7 @@ impl EventLoop {
         inbox: Receiver<Input>,
         inbox_sender: SyncSender<Input>,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         let recovered = super::recovery::recover(config)?;
         let mut raft_config = Config::with_membership(config.id, recovered.membership.clone());
         raft_config.applied = recovered.applied.index;
@@ -87,7 +88,7 @@ impl EventLoop {
             newest,
             snapshot_wanted: std::cell::Cell::new(false),
         };
-        let raft = Raft::new(raft_config, store).map_err(|e| format!("raft at start: {e}"))?;
+        let raft = Raft::new(raft_config, store)?;
         let cell = StateCell::new(recovered.db.clone());
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));
         // The state file as opened is durable up to its applied index.
@@ -97,7 +98,7 @@ impl EventLoop {
             db: recovered.db,
             cell: cell.clone(),
             state_dir: config.data_dir.join("state"),
-            snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
+            snapshots: recovered.snapshots.clone(),
             inbox: inbox_sender,
             metrics: metrics.clone(),
             last_applied: recovered.applied,
@@ -110,7 +111,7 @@ impl EventLoop {
         };
         let snapshots = SnapshotState::new(
             config,
-            recovered.newest,
+            (recovered.snapshots, recovered.newest),
             (applied.clone(), durable),
             apply.clone(),
             metrics.clone(),
@@ -140,23 +141,29 @@ impl EventLoop {
         self.status.clone()
     }
 
+    pub(super) fn snapshot_dir(&self) -> super::snapshot_dir::SnapshotDir {
+        self.snapshots.dir().clone()
+    }
+
     /// Runs until asked to stop or until storage fails (the error says why).
-    pub fn run(mut self, mut transport: Box<dyn Transport>) -> Result<(), String> {
-        let applier = self.applier.take().ok_or("the loop runs once")?;
+    pub fn run(mut self, mut transport: Box<dyn Transport>) -> Result<()> {
+        let applier =
+            self.applier.take().ok_or_else(|| Error::Stopped("the loop runs once".into()))?;
         let id = self.raft.id();
         let applier = std::thread::Builder::new()
             .name(format!("rdb-apply-{id}"))
             .spawn(move || applier.run())
-            .map_err(|e| format!("cannot start the apply thread: {e}"))?;
+            .map_err(|e| Error::Stopped(format!("cannot start the apply thread: {e}")))?;
         let result = self.run_rounds(transport.as_mut());
         let _ = self.apply.send(ApplyJob::Stop);
-        let applied = applier.join().map_err(|_| "the apply thread panicked".to_string())?;
+        let applied =
+            applier.join().map_err(|_| Error::Stopped("the apply thread panicked".into()))?;
         // If the apply thread failed, its error is the cause ("the apply
         // thread stopped" is only what the loop saw of it).
         applied.and(result)
     }
 
-    fn run_rounds(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
+    fn run_rounds(&mut self, transport: &mut dyn Transport) -> Result<()> {
         transport.set_membership(self.raft.membership());
         let mut next_tick = Instant::now() + self.tick;
         self.publish_status();
@@ -173,7 +180,7 @@ impl EventLoop {
             }
             let now = Instant::now();
             if now >= next_tick {
-                self.raft.tick().map_err(|e| e.to_string())?;
+                self.raft.tick()?;
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.process_ready(transport)?;
@@ -186,12 +193,12 @@ impl EventLoop {
     }
 
     /// Feeds one input to Raft; true means stop.
-    fn handle(&mut self, input: Input) -> Result<bool, String> {
+    fn handle(&mut self, input: Input) -> Result<bool> {
         match input {
             // A snapshot offer is stepped only with its file (SnapshotReceived).
             Input::Peer(Message { body: Body::Snapshot { .. }, .. }) => {}
             Input::Peer(message) => match self.raft.step(message) {
-                Err(RaftError::Fatal(why)) => return Err(why),
+                Err(error @ RaftError::Fatal(_)) => return Err(error.into()),
                 Err(error) => log::warn!("peer message refused: {error}"),
                 Ok(()) => {}
             },
@@ -207,7 +214,7 @@ impl EventLoop {
                 self.proposed(proposed, &accepted, done)?;
             }
             Input::TransferLeader { to, done } => match self.raft.transfer_leader(to) {
-                Err(RaftError::Fatal(why)) => return Err(why),
+                Err(error @ RaftError::Fatal(_)) => return Err(error.into()),
                 result => {
                     if let Ok(to) = result {
                         log::info!("node {}: handing leadership to {to}", self.raft.id());
@@ -222,7 +229,7 @@ impl EventLoop {
                     Ok(()) => {
                         self.reads.insert(ctx, ready);
                     }
-                    Err(RaftError::Fatal(why)) => return Err(why),
+                    Err(error @ RaftError::Fatal(_)) => return Err(error.into()),
                     Err(error) => {
                         let _ = ready.send(Err(error));
                     }
@@ -240,13 +247,13 @@ impl EventLoop {
         proposed: Result<(Index, crate::raft::Term), RaftError>,
         accepted: &AtomicBool,
         done: oneshot::Sender<Result<crate::kv::Reply, RaftError>>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         match proposed {
             Ok((index, term)) => {
                 accepted.store(true, Ordering::Release);
                 self.proposals.insert(index, Pending { term, done });
             }
-            Err(RaftError::Fatal(why)) => return Err(why),
+            Err(error @ RaftError::Fatal(_)) => return Err(error.into()),
             Err(error) => {
                 let _ = done.send(Err(error));
             }
@@ -256,12 +263,12 @@ impl EventLoop {
 
     /// Persist, send, hand over to apply, release reads: the `Ready`
     /// protocol.
-    fn process_ready(&mut self, transport: &mut dyn Transport) -> Result<(), String> {
+    fn process_ready(&mut self, transport: &mut dyn Transport) -> Result<()> {
         for _ in 0..READY_ROUNDS_MAX {
             if !self.raft.has_ready() {
                 return Ok(());
             }
-            let mut ready = self.raft.ready().map_err(|e| e.to_string())?;
+            let mut ready = self.raft.ready()?;
             if let Some(membership) = &ready.membership {
                 log::info!("node {}: membership now {membership}", self.raft.id());
                 transport.set_membership(membership);
@@ -276,15 +283,15 @@ impl EventLoop {
             let after = self.snapshots.route_snapshots(&mut self.raft, after, transport);
             transport.send(after);
             self.hand_over(&mut ready)?;
-            self.raft.advance(&ready).map_err(|e| e.to_string())?;
+            self.raft.advance(&ready)?;
         }
         Ok(())
     }
 
     /// Sends committed entries, with their waiting clients, and then the
     /// reads they cover, to the apply thread; answers failed reads.
-    fn hand_over(&mut self, ready: &mut Ready) -> Result<(), String> {
-        const STOPPED: &str = "the apply thread stopped";
+    fn hand_over(&mut self, ready: &mut Ready) -> Result<()> {
+        let stopped = |_| Error::Stopped("the apply thread stopped".into());
         if !ready.committed.is_empty() {
             let entries = std::mem::take(&mut ready.committed)
                 .into_iter()
@@ -293,12 +300,12 @@ impl EventLoop {
                     (entry, pending)
                 })
                 .collect();
-            self.apply.send(ApplyJob::Entries(entries)).map_err(|_| STOPPED.to_string())?;
+            self.apply.send(ApplyJob::Entries(entries)).map_err(stopped)?;
         }
         let reads: Vec<_> =
             ready.reads.iter().filter_map(|read| self.reads.remove(&read.ctx)).collect();
         if !reads.is_empty() {
-            self.apply.send(ApplyJob::Reads(reads)).map_err(|_| STOPPED.to_string())?;
+            self.apply.send(ApplyJob::Reads(reads)).map_err(stopped)?;
         }
         for ctx in &ready.reads_failed {
             if let Some(waiter) = self.reads.remove(ctx) {
@@ -308,18 +315,18 @@ impl EventLoop {
         Ok(())
     }
 
-    fn persist(&mut self, ready: &Ready) -> Result<(), String> {
+    fn persist(&mut self, ready: &Ready) -> Result<()> {
         if let Some(meta) = ready.snapshot {
             self.snapshots.install_snapshot(&mut self.raft, meta)?;
         }
         let store = self.raft.store_mut();
         if !ready.entries.is_empty() {
             let started = Instant::now();
-            store.persist(&ready.entries).map_err(|e| format!("WAL: {e}"))?;
+            store.persist(&ready.entries).map_err(Error::storage("WAL append"))?;
             self.metrics.wal_sync(started.elapsed());
         }
         if let Some(hard_state) = ready.hard_state {
-            store.save_hard_state(hard_state).map_err(|e| format!("WAL hard state: {e}"))?;
+            store.save_hard_state(hard_state).map_err(Error::storage("WAL hard state"))?;
         }
         Ok(())
     }

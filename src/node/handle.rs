@@ -1,7 +1,7 @@
 //! The node as the front ends see it: execute a client request, deliver a
 //! peer message, read the status.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
+use super::error::Error;
 use super::metrics::Metrics;
+use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::state_cell::StateCell;
 use super::status::Status;
-use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader, SNAPSHOT_DIR_NAME};
+use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader};
 use crate::kv::{Command, Consistency, Limits, Query, Reply, Request};
 use crate::raft::{MembershipChange, MembershipError, Message, NodeId, RaftError};
 
@@ -50,7 +52,7 @@ pub(super) struct Inner {
     /// What clients may send.
     limits: Limits,
     /// `<data-dir>/snapshots`.
-    snapshot_dir: PathBuf,
+    snapshots: SnapshotDir,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -66,6 +68,7 @@ impl NodeHandle {
         state: StateCell,
         status: Arc<Mutex<Status>>,
         metrics: Arc<Metrics>,
+        snapshots: SnapshotDir,
     ) -> Self {
         let inner = Inner {
             id: config.id,
@@ -76,7 +79,7 @@ impl NodeHandle {
             forwarder: OnceLock::new(),
             timeout: config.request_timeout,
             limits: config.limits,
-            snapshot_dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
+            snapshots,
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -113,13 +116,13 @@ impl NodeHandle {
     }
 
     /// Takes a snapshot now; answers with its file and header.
-    pub async fn take_snapshot(&self) -> Result<(PathBuf, SnapshotHeader), String> {
+    pub async fn take_snapshot(&self) -> Result<SnapshotFile, Arc<Error>> {
         let (done, answer) = oneshot::channel();
         self.inner
             .inbox
             .try_send(Input::TakeSnapshot { done })
-            .map_err(|_| "the node is overloaded")?;
-        answer.await.unwrap_or_else(|_| Err("the node stopped".into()))
+            .map_err(|_| Arc::new(Error::Busy("the node is overloaded")))?;
+        answer.await.unwrap_or_else(|_| Err(Arc::new(Error::Stopped("the node stopped".into()))))
     }
 
     /// Hands a verified snapshot from the leader to the loop.
@@ -133,8 +136,8 @@ impl NodeHandle {
     }
 
     /// Where this node keeps its snapshots.
-    pub fn snapshot_dir(&self) -> &Path {
-        &self.inner.snapshot_dir
+    pub fn snapshots(&self) -> &SnapshotDir {
+        &self.inner.snapshots
     }
 
     /// Asks the loop to stop.

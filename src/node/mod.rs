@@ -26,10 +26,12 @@
 
 mod admin;
 mod applier;
+mod error;
 mod event_loop;
 mod handle;
 mod metrics;
 mod recovery;
+pub mod snapshot_dir;
 pub mod snapshot_file;
 mod snapshots;
 mod state_cell;
@@ -51,6 +53,8 @@ pub use metrics::Metrics;
 pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX};
 pub use wal_store::WalStore;
 
+pub use error::Error;
+pub use snapshot_dir::{SnapshotDir, SnapshotFile};
 pub use snapshot_file::SnapshotHeader;
 pub use state_cell::StateCell;
 
@@ -102,6 +106,9 @@ pub struct NodeConfig {
     pub wal_segment_bytes: u64,
     /// What clients may send.
     pub limits: crate::kv::Limits,
+    /// Where the WAL, the state file and the snapshots are read and written
+    /// (the real file system; the simulated disk in tests).
+    pub disk: Arc<dyn rdb_storage::disk::Disk>,
 }
 
 impl NodeConfig {
@@ -119,6 +126,7 @@ impl NodeConfig {
             compaction_margin_entries: 10_000,
             wal_segment_bytes: 64 << 20,
             limits: crate::kv::Limits::default(),
+            disk: Arc::new(rdb_storage::disk::RealDisk),
         }
     }
 }
@@ -183,11 +191,11 @@ pub enum Input {
         ready: oneshot::Sender<Result<(), RaftError>>,
     },
     /// A snapshot was written (or failed) on the snapshot thread.
-    SnapshotTaken(Result<(PathBuf, SnapshotHeader), String>),
+    SnapshotTaken(Result<SnapshotFile, Arc<Error>>),
     /// Take a snapshot now (POST /admin/snapshot).
     TakeSnapshot {
         /// Answered when the file is written.
-        done: oneshot::Sender<Result<(PathBuf, SnapshotHeader), String>>,
+        done: oneshot::Sender<Result<SnapshotFile, Arc<Error>>>,
     },
     /// A snapshot from the leader arrived whole and verified at `path`; the
     /// loop steps `message` (its `Body::Snapshot`) and installs it.
@@ -233,12 +241,14 @@ pub enum Input {
 /// Opens the node's storage and returns its handle and the loop, not yet
 /// running: the RPC edge needs the handle before the loop needs the
 /// transport.
-pub fn open(config: NodeConfig) -> Result<(NodeHandle, event_loop::EventLoop), String> {
+pub fn open(config: NodeConfig) -> Result<(NodeHandle, event_loop::EventLoop), Error> {
     let (inbox, receiver) = std::sync::mpsc::sync_channel(INBOX_LEN_MAX);
     let metrics = Arc::new(Metrics::default());
     let event_loop =
         event_loop::EventLoop::open(&config, receiver, inbox.clone(), metrics.clone())?;
-    let handle = NodeHandle::new(&config, inbox, event_loop.cell(), event_loop.status(), metrics);
+    let snapshots = event_loop.snapshot_dir();
+    let handle =
+        NodeHandle::new(&config, inbox, event_loop.cell(), event_loop.status(), metrics, snapshots);
     Ok((handle, event_loop))
 }
 

@@ -1,14 +1,14 @@
 //! Opening a data directory: the WAL, the newest valid snapshot, and the
 //! state file, in an order that never leaves the state behind the log.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use rdb_storage::btree::Db;
-use rdb_storage::disk::RealDisk;
 use rdb_storage::wal::{Wal, WalOptions};
 
-use super::snapshot_file::{self, SnapshotHeader};
+use super::error::{Error, Result};
+use super::snapshot_dir::{SnapshotDir, SnapshotFile};
+use super::snapshot_file::SnapshotHeader;
 use super::state_file::{self, INSTALL_NAME, STATE_FILE_NAME};
 use super::{InitialMembership, NodeConfig, SNAPSHOT_DIR_NAME};
 use crate::raft::{Membership, SnapshotMeta};
@@ -19,8 +19,10 @@ pub(super) struct Recovered {
     pub(super) wal: Wal,
     /// The state file.
     pub(super) db: Db,
+    /// The snapshot directory.
+    pub(super) snapshots: SnapshotDir,
     /// The newest snapshot that verified, if any.
-    pub(super) newest: Option<(PathBuf, SnapshotHeader)>,
+    pub(super) newest: Option<SnapshotFile>,
     /// Where Raft's log starts (the index before its first entry).
     pub(super) floor: SnapshotMeta,
     /// The state file's applied index and term.
@@ -30,29 +32,26 @@ pub(super) struct Recovered {
 }
 
 /// Opens everything under `config.data_dir`, creating what is missing.
-pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
-    let disk = Arc::new(RealDisk);
+pub(super) fn recover(config: &NodeConfig) -> Result<Recovered> {
+    let disk = config.disk.clone();
     let state_dir = config.data_dir.join("state");
-    let snapshot_dir = config.data_dir.join(SNAPSHOT_DIR_NAME);
-    for dir in [&state_dir, &snapshot_dir] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    disk.create_dir_all(&state_dir).map_err(Error::io("create", &state_dir))?;
+    // Leftovers of interrupted transfers and installs are never trusted
+    // (opening the snapshot directory removes its own).
+    let install = state_dir.join(INSTALL_NAME);
+    if let Err(e) = disk.remove(&install) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(Error::io("remove", &install)(e));
+        }
     }
-    // Leftovers of interrupted transfers and installs are never trusted.
-    for leftover in [
-        snapshot_dir.join(snapshot_file::INCOMING_NAME),
-        snapshot_dir.join(snapshot_file::TEMP_NAME),
-        state_dir.join(INSTALL_NAME),
-    ] {
-        let _ = std::fs::remove_file(leftover);
-    }
+    let snapshots = SnapshotDir::open(disk.clone(), &config.data_dir.join(SNAPSHOT_DIR_NAME))?;
     let wal_dir = config.data_dir.join("wal");
     let options = WalOptions { segment_bytes_max: config.wal_segment_bytes };
-    let wal = Wal::open(disk.clone(), &wal_dir, options)
-        .map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
-    let newest = newest_valid_snapshot(&snapshot_dir);
+    let wal = Wal::open(disk.clone(), &wal_dir, options).map_err(Error::storage("WAL"))?;
+    let newest = snapshots.newest_valid();
     let state_path = state_dir.join(STATE_FILE_NAME);
-    if !state_path.exists() {
+    let state_exists = disk.list(&state_dir).map_err(Error::io("list", &state_dir))?;
+    if !state_exists.iter().any(|name| name == STATE_FILE_NAME) {
         if let Some((path, header)) = &newest {
             // A data directory holding only a snapshot (a restored backup).
             log::info!(
@@ -60,18 +59,19 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
                 path.display(),
                 header.meta.index
             );
-            restore_state_file(path, &state_dir)?;
+            restore_state_file(&snapshots, path, &state_dir)?;
         }
     }
     let db = match Db::open(disk.clone(), &state_path) {
         Ok(db) => db,
         Err(error) => {
-            let (path, _) = newest.as_ref().ok_or_else(|| {
-                format!("state file: {error}; and no valid snapshot to restore it from")
-            })?;
+            let Some((path, _)) = newest.as_ref() else {
+                log::error!("state file: {error}; and no valid snapshot to restore it from");
+                return Err(Error::storage("state file")(error));
+            };
             log::error!("state file: {error}; restoring it from {}", path.display());
-            restore_state_file(path, &state_dir)?;
-            Db::open(disk.clone(), &state_path).map_err(|e| format!("restored state file: {e}"))?
+            restore_state_file(&snapshots, path, &state_dir)?;
+            Db::open(disk.clone(), &state_path).map_err(Error::storage("restored state file"))?
         }
     };
     let mut applied = applied_of(&db);
@@ -83,20 +83,20 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
         let (path, _) = newest
             .as_ref()
             .filter(|(_, header)| header.meta.index + 1 >= first)
-            .ok_or_else(|| format!(
+            .ok_or_else(|| Error::Inconsistent(format!(
                 "the state file is at index {} but the WAL starts at {first}, and no valid snapshot \
                  covers the gap; move this data directory aside and restart the node empty so \
                  that the leader sends it a snapshot",
                 applied.index
-            ))?;
+            )))?;
         log::warn!(
             "state file at {} is behind the log; restoring {}",
             applied.index,
             path.display()
         );
         drop(db);
-        restore_state_file(path, &state_dir)?;
-        db = Db::open(disk, &state_path).map_err(|e| format!("restored state file: {e}"))?;
+        restore_state_file(&snapshots, path, &state_dir)?;
+        db = Db::open(disk, &state_path).map_err(Error::storage("restored state file"))?;
         applied = applied_of(&db);
     }
     let mut wal = wal;
@@ -105,19 +105,19 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered, String> {
         // snapshot alone); entries missing from a non-empty one mean the WAL
         // is not this state file's.
         if wal.last_index() + 1 != wal.first_index() {
-            return Err(format!(
+            return Err(Error::Inconsistent(format!(
                 "the state file has applied index {} but the WAL {} ends at {}: \
                  the WAL does not belong to this state file",
                 applied.index,
                 wal_dir.display(),
                 wal.last_index()
-            ));
+            )));
         }
-        wal.purge_prefix(applied.index).map_err(|e| format!("WAL {}: {e}", wal_dir.display()))?;
+        wal.purge_prefix(applied.index).map_err(Error::storage("WAL"))?;
     }
     let floor = log_floor(&wal, applied);
     let membership = membership_of(&db, &config.initial)?;
-    Ok(Recovered { wal, db, newest, floor, applied, membership })
+    Ok(Recovered { wal, db, snapshots, newest, floor, applied, membership })
 }
 
 /// Where Raft's log starts: what the WAL holds. Entries up to the state
@@ -143,7 +143,7 @@ fn applied_of(db: &Db) -> SnapshotMeta {
 /// The membership the state file records; a new cluster's node records its
 /// initial members now (so `--peers` means nothing once the data directory
 /// holds a membership); a joining node starts knowing none.
-fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership, String> {
+fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership> {
     if let Some(membership) = state_file::read_membership(&db.begin_read())? {
         return Ok(membership);
     }
@@ -151,11 +151,11 @@ fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership, Str
     match initial {
         InitialMembership::Join => Ok(Membership::default()),
         InitialMembership::Bootstrap(membership) if applied.index == 0 => {
-            let mut txn = db.begin_write().map_err(|e| format!("state file: {e}"))?;
+            let mut txn = db.begin_write().map_err(Error::storage("state file"))?;
             state_file::write_membership(&mut txn, membership)?;
             let meta = state_file::encode_meta(applied.index, applied.term);
             txn.commit(meta, rdb_storage::btree::Durability::Durable)
-                .map_err(|e| format!("state file: {e}"))?;
+                .map_err(Error::storage("state file"))?;
             Ok(membership.clone())
         }
         // A state file from before memberships were recorded: the members
@@ -164,26 +164,14 @@ fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership, Str
     }
 }
 
-/// The newest snapshot whose content verifies; damaged ones are reported
-/// and skipped in favour of older ones.
-fn newest_valid_snapshot(dir: &Path) -> Option<(PathBuf, SnapshotHeader)> {
-    for (path, _) in snapshot_file::list(dir) {
-        match snapshot_file::verify(&path) {
-            Ok(header) => return Some((path, header)),
-            Err(why) => log::error!("skipping damaged snapshot: {why}"),
-        }
-    }
-    None
-}
-
-/// Replaces the state file with a snapshot's content, durably.
-pub(super) fn restore_state_file(snapshot: &Path, state_dir: &Path) -> Result<(), String> {
-    let temp = state_dir.join(INSTALL_NAME);
-    let mut out = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
-    snapshot_file::unpack(snapshot, &mut out)?;
-    out.sync_all().map_err(|e| format!("{}: {e}", temp.display()))?;
-    drop(out);
-    let target = state_dir.join(STATE_FILE_NAME);
-    std::fs::rename(&temp, &target).map_err(|e| format!("{}: {e}", target.display()))?;
-    snapshot_file::sync_dir(state_dir)
+/// Replaces the state file in `state_dir` with the content of the
+/// snapshot at `snapshot`, durably: a crash leaves the old state file or the
+/// new one, whole.
+pub(super) fn restore_state_file(
+    snapshots: &SnapshotDir,
+    snapshot: &Path,
+    state_dir: &Path,
+) -> Result<SnapshotHeader> {
+    let (temp, target) = (state_dir.join(INSTALL_NAME), state_dir.join(STATE_FILE_NAME));
+    snapshots.unpack_to(snapshot, &temp, &target)
 }

@@ -30,13 +30,10 @@
 //! whole one. Reading verifies the header's CRC and, while decompressing,
 //! the content's length and hash; a snapshot that fails either is refused.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Read};
+use std::path::Path;
 
-use rdb_storage::btree::ReadTxn;
-use sha2::{Digest, Sha256};
-
+use super::error::{Error, Result};
 use crate::raft::{Membership, SnapshotMeta};
 
 /// Identifies a snapshot file.
@@ -53,13 +50,15 @@ pub const MEMBERSHIP_BYTES_MAX: usize = 16 << 10;
 const MEMBER_SLOTS_V1: usize = 9;
 /// Where the header's CRC sits (it covers everything before).
 const CRC_OFFSET: usize = 144;
+/// The format this code writes, for [`super::snapshot_dir`].
+pub(super) const FORMAT_VERSION: u32 = VERSION;
 /// The name a snapshot is written under before it is complete.
 pub const TEMP_NAME: &str = "snapshot.tmp";
 /// The name a snapshot from the leader is received under until it is whole
 /// and verified (a leftover one is removed at start).
 pub const INCOMING_NAME: &str = "incoming.tmp";
 /// Buffer size for streaming files.
-const IO_BUFFER_BYTES: usize = 1 << 20;
+pub(super) const IO_BUFFER_BYTES: usize = 1 << 20;
 
 /// What a snapshot's header says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +76,13 @@ pub struct SnapshotHeader {
 }
 
 impl SnapshotHeader {
-    /// The header and membership block, as written at the file's start.
-    fn encode(&self) -> Result<Vec<u8>, String> {
+    /// The header and membership block, as written at the file's start
+    /// (to be `path`).
+    pub(super) fn encode(&self, path: &Path) -> Result<Vec<u8>> {
         let membership = self.membership.encode();
         if membership.len() > MEMBERSHIP_BYTES_MAX {
-            return Err(format!("a membership of {} bytes", membership.len()));
+            let why = format!("a membership of {} bytes", membership.len());
+            return Err(Error::bad_snapshot(path, why));
         }
         let mut out = vec![0u8; HEADER_BYTES];
         out[..8].copy_from_slice(&MAGIC);
@@ -108,44 +109,51 @@ impl SnapshotHeader {
         }
     }
 
-    /// Reads and checks a header and membership block from `file`.
-    fn read(file: &mut impl Read) -> Result<Self, String> {
+    /// Reads and checks a header and membership block from `file`, which
+    /// is `path`.
+    pub(super) fn read(file: &mut impl Read, path: &Path) -> Result<Self> {
+        let bad = |why: String| Error::bad_snapshot(path, why);
+        let read_error = |e: std::io::Error| match e.kind() {
+            ErrorKind::UnexpectedEof => Error::bad_snapshot(path, "truncated header"),
+            _ => Error::io("read", path)(e),
+        };
         let mut bytes = [0u8; HEADER_BYTES];
-        file.read_exact(&mut bytes).map_err(|e| format!("snapshot header: {e}"))?;
+        file.read_exact(&mut bytes).map_err(read_error)?;
         let u64_at =
             |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
         let u32_at =
             |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
         if bytes[..8] != MAGIC {
-            return Err("not a snapshot file (bad magic)".into());
+            return Err(bad("not a snapshot file (bad magic)".into()));
         }
         let version = u32_at(8);
         let block = match version {
             VERSION => usize::try_from(u32_at(12)).unwrap_or(usize::MAX),
             VERSION_1 => 0,
-            other => return Err(format!("snapshot format version {other} is not {VERSION}")),
+            other => return Err(bad(format!("format version {other} is not {VERSION}"))),
         };
         if block > MEMBERSHIP_BYTES_MAX {
-            return Err(format!("snapshot header claims a membership of {block} bytes"));
+            return Err(bad(format!("header claims a membership of {block} bytes")));
         }
         let mut membership = vec![0u8; block];
-        file.read_exact(&mut membership).map_err(|e| format!("snapshot membership: {e}"))?;
+        file.read_exact(&mut membership).map_err(read_error)?;
         let mut crc = crc32fast::Hasher::new();
         crc.update(&bytes[..CRC_OFFSET]);
         crc.update(&membership);
         if crc.finalize() != u32_at(CRC_OFFSET) {
-            return Err("snapshot header fails its checksum".into());
+            return Err(bad("header fails its checksum".into()));
         }
         let membership = match version {
             VERSION_1 => {
                 let count = usize::try_from(u32_at(12)).unwrap_or(usize::MAX);
                 if count > MEMBER_SLOTS_V1 {
-                    return Err(format!("snapshot header lists {count} members"));
+                    return Err(bad(format!("header lists {count} members")));
                 }
                 let ids: Vec<u64> = (0..count).map(|slot| u64_at(72 + 8 * slot)).collect();
                 Membership::voters_only(&ids)
             }
-            _ => Membership::decode(&membership)?,
+            _ => Membership::decode(&membership)
+                .map_err(|source| Error::Membership { what: "snapshot header", source })?,
         };
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&bytes[40..72]);
@@ -163,150 +171,4 @@ impl SnapshotHeader {
         let hex: String = self.hash[..16].iter().map(|b| format!("{b:02x}")).collect();
         format!("state_{hex}.lz4")
     }
-}
-
-/// Counts and hashes what passes through to `inner`.
-struct Hashing<W> {
-    /// Where the bytes go.
-    inner: W,
-    /// Their hash.
-    hasher: Sha256,
-    /// Their count.
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        self.bytes += written as u64;
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Writes a snapshot of `txn` (whose state is applied up to `meta`) into
-/// `dir`; returns its path and header. Writes are not blocked meanwhile:
-/// `txn` is a reader.
-pub fn write(
-    dir: &Path,
-    txn: &ReadTxn,
-    meta: SnapshotMeta,
-    membership: &Membership,
-) -> Result<(PathBuf, SnapshotHeader), String> {
-    let io = |what: &str, e: std::io::Error| format!("snapshot {what} in {}: {e}", dir.display());
-    fs::create_dir_all(dir).map_err(|e| io("directory", e))?;
-    let temp = dir.join(TEMP_NAME);
-    let mut file = File::create(&temp).map_err(|e| io("create", e))?;
-    let mut header = SnapshotHeader {
-        meta,
-        membership: membership.clone(),
-        content_bytes: 0,
-        hash: [0; 32],
-        version: VERSION,
-    };
-    // The real header, the same length, is written once the content is.
-    file.write_all(&header.encode()?).map_err(|e| io("write", e))?;
-    // Block checksums (xxHash-32 per block, checked while decompressing):
-    // the content's SHA-256 cannot see damage that decompresses to the same
-    // bytes (a match offset moved within a run of zeros), and a damaged
-    // file should be refused whatever the damage.
-    let frame = lz4_flex::frame::FrameInfo::new().block_checksums(true);
-    let encoder = lz4_flex::frame::FrameEncoder::with_frame_info(
-        frame,
-        BufWriter::with_capacity(IO_BUFFER_BYTES, file),
-    );
-    let mut hashing = Hashing { inner: encoder, hasher: Sha256::new(), bytes: 0 };
-    txn.export(&mut hashing).map_err(|e| format!("snapshot export: {e}"))?;
-    let Hashing { inner: encoder, hasher, bytes } = hashing;
-    let mut file = encoder
-        .finish()
-        .map_err(|e| format!("snapshot compression: {e}"))?
-        .into_inner()
-        .map_err(|e| io("flush", e.into_error()))?;
-    header.content_bytes = bytes;
-    header.hash = hasher.finalize().into();
-    file.seek(SeekFrom::Start(0)).map_err(|e| io("seek", e))?;
-    file.write_all(&header.encode()?).map_err(|e| io("write", e))?;
-    file.sync_all().map_err(|e| io("sync", e))?;
-    let path = dir.join(header.file_name());
-    fs::rename(&temp, &path).map_err(|e| io("rename", e))?;
-    sync_dir(dir)?;
-    Ok((path, header))
-}
-
-/// Reads a file's header (without checking its content).
-pub fn read_header(path: &Path) -> Result<SnapshotHeader, String> {
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    SnapshotHeader::read(&mut BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Decompresses the snapshot at `path` into `out`, checking its length and
-/// hash; returns the header. `out` holds garbage if this fails.
-pub fn unpack(path: &Path, out: &mut dyn Write) -> Result<SnapshotHeader, String> {
-    let header = read_header(path)?;
-    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = BufReader::with_capacity(IO_BUFFER_BYTES, file);
-    reader
-        .seek(SeekFrom::Start(header.content_offset()))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut decoder = lz4_flex::frame::FrameDecoder::new(reader).take(header.content_bytes + 1);
-    let mut hashing = Hashing { inner: out, hasher: Sha256::new(), bytes: 0 };
-    std::io::copy(&mut decoder, &mut hashing)
-        .map_err(|e| format!("{}: damaged content: {e}", path.display()))?;
-    let hash: [u8; 32] = hashing.hasher.finalize().into();
-    if hashing.bytes != header.content_bytes || hash != header.hash {
-        return Err(format!("{}: content fails its checksum", path.display()));
-    }
-    Ok(header)
-}
-
-/// Checks a whole snapshot file.
-pub fn verify(path: &Path) -> Result<SnapshotHeader, String> {
-    unpack(path, &mut std::io::sink())
-}
-
-/// The snapshots in `dir` whose headers read, newest (highest index) first;
-/// a file whose header does not read is reported and left out.
-pub fn list(dir: &Path) -> Vec<(PathBuf, SnapshotHeader)> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
-    let mut found: Vec<(PathBuf, SnapshotHeader)> = entries
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("state_") && n.ends_with(".lz4"))
-        })
-        .filter_map(|path| match read_header(&path) {
-            Ok(header) => Some((path, header)),
-            Err(why) => {
-                log::error!("skipping snapshot: {why}");
-                None
-            }
-        })
-        .collect();
-    found.sort_by(|a, b| b.1.meta.index.cmp(&a.1.meta.index).then_with(|| a.0.cmp(&b.0)));
-    found
-}
-
-/// Removes all but the newest `keep` snapshots (and a leftover temporary).
-pub fn prune(dir: &Path, keep: usize) -> Result<(), String> {
-    let _ = fs::remove_file(dir.join(TEMP_NAME));
-    for (path, _) in list(dir).into_iter().skip(keep) {
-        fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    sync_dir(dir)
-}
-
-/// Makes renames and removals in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), String> {
-    OpenOptions::new()
-        .read(true)
-        .open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("sync {}: {e}", dir.display()))
 }

@@ -27,7 +27,6 @@
 //! and has no snapshot file is restarted empty and sent one by the leader.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -35,14 +34,12 @@ use std::sync::Arc;
 use futures::channel::oneshot;
 
 use super::applier::ApplyJob;
+use super::error::{Error, Result};
 use super::metrics::Metrics;
-use super::snapshot_file::{self, SnapshotHeader};
+use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::wal_store::WalStore;
-use super::{Input, NodeConfig, Transport, SNAPSHOT_DIR_NAME};
+use super::{Input, NodeConfig, Transport};
 use crate::raft::{Body, Index, Message, NodeId, Raft, SnapshotMeta};
-
-/// A snapshot on disk.
-type SnapshotFile = (PathBuf, SnapshotHeader);
 
 /// Snapshot bookkeeping of the event loop.
 #[derive(Debug)]
@@ -62,7 +59,7 @@ pub(super) struct SnapshotState {
     /// Counts snapshots sent.
     metrics: Arc<Metrics>,
     /// Where snapshots live.
-    dir: PathBuf,
+    dir: SnapshotDir,
     /// The newest snapshot on disk.
     newest: Option<SnapshotFile>,
     /// The durable applied index at the last compaction (or at start).
@@ -72,7 +69,7 @@ pub(super) struct SnapshotState {
     /// A snapshot is being written.
     running: bool,
     /// Admin requests waiting for the snapshot being written.
-    waiters: Vec<oneshot::Sender<Result<SnapshotFile, String>>>,
+    waiters: Vec<oneshot::Sender<Result<SnapshotFile, Arc<Error>>>>,
     /// A verified snapshot from the leader, waiting for Raft to install it.
     received: Option<SnapshotFile>,
     /// Followers a snapshot is being streamed to (one transfer each).
@@ -80,12 +77,12 @@ pub(super) struct SnapshotState {
 }
 
 impl SnapshotState {
-    /// Bookkeeping for a node that starts with `newest` on disk and its
+    /// Bookkeeping for a node that starts with `newest` in `dir` and its
     /// state file applied up to `applied`, durable up to `durable` (both
     /// published by the apply thread, fed by `apply`).
     pub(super) fn new(
         config: &NodeConfig,
-        newest: Option<SnapshotFile>,
+        (dir, newest): (SnapshotDir, Option<SnapshotFile>),
         (applied, durable): (Arc<AtomicU64>, Arc<AtomicU64>),
         apply: SyncSender<ApplyJob>,
         metrics: Arc<Metrics>,
@@ -99,7 +96,7 @@ impl SnapshotState {
             wal_bytes: config.snapshot_wal_bytes.max(1),
             margin: config.compaction_margin_entries,
             durable,
-            dir: config.data_dir.join(SNAPSHOT_DIR_NAME),
+            dir,
             last_index: newest
                 .as_ref()
                 .map_or(applied_index, |(_, h)| h.meta.index.max(applied_index)),
@@ -112,6 +109,11 @@ impl SnapshotState {
         }
     }
 
+    /// The snapshot directory.
+    pub(super) fn dir(&self) -> &SnapshotDir {
+        &self.dir
+    }
+
     /// The newest snapshot's index (0: none).
     pub(super) fn newest_index(&self) -> Index {
         self.newest.as_ref().map_or(0, |(_, h)| h.meta.index)
@@ -122,7 +124,7 @@ impl SnapshotState {
     /// Compacts the WAL below the durable state when a trigger is reached,
     /// and asks the apply thread for a snapshot file when a follower needs
     /// one that does not exist.
-    pub(super) fn maybe_snapshot(&mut self, raft: &mut Raft<WalStore>) -> Result<(), String> {
+    pub(super) fn maybe_snapshot(&mut self, raft: &mut Raft<WalStore>) -> Result<()> {
         // A follower needs entries no longer in the log and there is no
         // snapshot file at or past the log's start to send it.
         if !self.running && raft.log().store().snapshot_wanted.take() {
@@ -147,28 +149,24 @@ impl SnapshotState {
 
     /// Discards the WAL up to `durable` (an index the state file is durable
     /// at, or a snapshot file's) minus the margin.
-    fn compact(&mut self, raft: &mut Raft<WalStore>, durable: Index) -> Result<(), String> {
+    fn compact(&mut self, raft: &mut Raft<WalStore>, durable: Index) -> Result<()> {
         let store = raft.store_mut();
         store
             .compact(durable.saturating_sub(self.margin))
-            .map_err(|e| format!("WAL compaction: {e}"))?;
+            .map_err(Error::storage("WAL compaction"))?;
         self.last_index = self.last_index.max(durable);
         self.last_wal_bytes = store.wal.bytes();
         Ok(())
     }
 
-    fn request_snapshot(&mut self) -> Result<(), String> {
-        self.apply.send(ApplyJob::Snapshot).map_err(|_| "the apply thread stopped".to_string())?;
+    fn request_snapshot(&mut self) -> Result<()> {
+        self.apply.send(ApplyJob::Snapshot).map_err(|_| apply_stopped())?;
         self.running = true;
         Ok(())
     }
 
     /// Handles the snapshot inputs of [`Input`].
-    pub(super) fn handle_input(
-        &mut self,
-        raft: &mut Raft<WalStore>,
-        input: Input,
-    ) -> Result<(), String> {
+    pub(super) fn handle_input(&mut self, raft: &mut Raft<WalStore>, input: Input) -> Result<()> {
         match input {
             Input::TakeSnapshot { done } => {
                 self.waiters.push(done);
@@ -200,8 +198,8 @@ impl SnapshotState {
     fn snapshot_taken(
         &mut self,
         raft: &mut Raft<WalStore>,
-        result: Result<SnapshotFile, String>,
-    ) -> Result<(), String> {
+        result: Result<SnapshotFile, Arc<Error>>,
+    ) -> Result<()> {
         self.running = false;
         let waiters = std::mem::take(&mut self.waiters);
         let taken = match result {
@@ -256,23 +254,30 @@ impl SnapshotState {
         &mut self,
         raft: &mut Raft<WalStore>,
         meta: SnapshotMeta,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let (path, header) =
             self.received.take().filter(|(_, h)| h.meta == meta).ok_or_else(|| {
-                format!("asked to install snapshot {meta:?}, which was not received")
+                Error::Stopped(format!(
+                    "asked to install snapshot {meta:?}, which was not received"
+                ))
             })?;
         let (done, outcome) = std::sync::mpsc::sync_channel(1);
         self.apply
             .send(ApplyJob::Install { path: path.clone(), done })
-            .map_err(|_| "the apply thread stopped".to_string())?;
-        outcome.recv().map_err(|_| "the apply thread stopped".to_string())??;
+            .map_err(|_| apply_stopped())?;
+        // The apply thread reports its own failure when it stops.
+        outcome.recv().map_err(|_| apply_stopped())?.map_err(|_| apply_stopped())?;
         let store = raft.store_mut();
         store
             .restore(meta, header.membership.clone())
-            .map_err(|e| format!("WAL after snapshot install: {e}"))?;
+            .map_err(Error::storage("WAL after snapshot install"))?;
         self.last_index = meta.index;
         self.last_wal_bytes = store.wal.bytes();
         self.newest = Some((path, header));
-        snapshot_file::prune(&self.dir, super::applier::SNAPSHOTS_KEPT)
+        self.dir.prune(super::applier::SNAPSHOTS_KEPT)
     }
+}
+
+fn apply_stopped() -> Error {
+    Error::Stopped("the apply thread stopped".into())
 }

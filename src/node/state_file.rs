@@ -7,6 +7,7 @@
 
 use rdb_storage::btree::{ReadTxn, WriteTxn, USER_META_BYTES};
 
+use super::error::{Error, Result};
 use crate::raft::{Index, Membership, SnapshotMeta, Term};
 
 /// The state file's name inside `<data-dir>/state`.
@@ -44,15 +45,17 @@ pub fn applied_of(txn: &ReadTxn) -> SnapshotMeta {
 
 /// The membership recorded in the state file, if any (a state file made
 /// before membership was recorded, or a joining node's, has none).
-pub fn read_membership(txn: &ReadTxn) -> Result<Option<Membership>, String> {
-    match txn.get(RAFT_TREE, MEMBERSHIP_KEY).map_err(|e| format!("state file: {e}"))? {
+pub fn read_membership(txn: &ReadTxn) -> Result<Option<Membership>> {
+    match txn.get(RAFT_TREE, MEMBERSHIP_KEY).map_err(Error::storage("state file"))? {
         None => Ok(None),
-        Some(bytes) => Membership::decode(bytes).map(Some).map_err(|e| format!("state file: {e}")),
+        Some(bytes) => Membership::decode(bytes)
+            .map(Some)
+            .map_err(|source| Error::Membership { what: "state file", source }),
     }
 }
 
 /// Records `membership` in the state file (within `txn`).
-pub fn write_membership(txn: &mut WriteTxn<'_>, membership: &Membership) -> Result<(), String> {
-    txn.create_tree(RAFT_TREE).map_err(|e| format!("state file: {e}"))?;
-    txn.put(RAFT_TREE, MEMBERSHIP_KEY, &membership.encode()).map_err(|e| format!("state file: {e}"))
+pub fn write_membership(txn: &mut WriteTxn<'_>, membership: &Membership) -> Result<()> {
+    txn.create_tree(RAFT_TREE).map_err(Error::storage("state file"))?;
+    txn.put(RAFT_TREE, MEMBERSHIP_KEY, &membership.encode()).map_err(Error::storage("state file"))
 }

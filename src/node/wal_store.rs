@@ -4,7 +4,8 @@
 use rdb_storage::wal::{self, Wal};
 
 use crate::raft::{
-    Entry, EntryKind, HardState, Index, LogStore, Membership, SnapshotMeta, StoreError, Term,
+    Entry, EntryKind, Failure, HardState, Index, LogStore, Membership, SnapshotMeta, StoreError,
+    Term,
 };
 
 /// The first payload byte of a record: what kind of entry follows.
@@ -110,7 +111,8 @@ fn from_record(record: wal::Entry) -> Result<Entry, StoreError> {
         Some(&KIND_NORMAL) => EntryKind::Normal,
         Some(&KIND_CONFIG) => EntryKind::Config,
         _ => {
-            return Err(StoreError::Fatal(format!("WAL record {} has no entry kind", record.index)))
+            let why = format!("WAL record {} has no entry kind", record.index);
+            return Err(StoreError::Fatal(Failure::invariant(why)));
         }
     };
     let mut data = record.payload;
@@ -119,7 +121,7 @@ fn from_record(record: wal::Entry) -> Result<Entry, StoreError> {
 }
 
 fn fatal(error: rdb_storage::Error) -> StoreError {
-    StoreError::Fatal(error.to_string())
+    StoreError::Fatal(Failure::new(error))
 }
 
 impl LogStore for WalStore {

@@ -3,6 +3,7 @@
 
 use super::membership::Membership;
 use super::message::{Index, NodeId};
+use super::ready::RaftError;
 
 /// Settings of one node. Times are in ticks; the node decides how long a
 /// tick is (100 ms suits small VMs).
@@ -72,16 +73,17 @@ impl Config {
         }
     }
 
-    /// Checks the settings; the error says which one is wrong.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings; [`RaftError::Invalid`] says which one is wrong.
+    pub fn validate(&self) -> Result<(), RaftError> {
+        let invalid = |why: &str| Err(RaftError::Invalid(why.to_string()));
         if self.id == 0 {
-            return Err("node id 0 is reserved".into());
+            return invalid("node id 0 is reserved");
         }
         if self.heartbeat_ticks == 0 || self.election_ticks <= self.heartbeat_ticks {
-            return Err("need 0 < heartbeat_ticks < election_ticks".into());
+            return invalid("need 0 < heartbeat_ticks < election_ticks");
         }
         if self.inflight_max == 0 || self.message_bytes_max == 0 || self.apply_bytes_max == 0 {
-            return Err("inflight_max, message_bytes_max and apply_bytes_max must be > 0".into());
+            return invalid("inflight_max, message_bytes_max and apply_bytes_max must be > 0");
         }
         Ok(())
     }

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::config::Config;
+use super::failure::Failure;
 use super::log::RaftLog;
 use super::membership::{Membership, MembershipError};
 use super::membership_log::MembershipLog;
@@ -124,7 +125,7 @@ pub struct Raft<S> {
 impl<S: LogStore> Raft<S> {
     /// A node over `store`, recovering term, vote and commit from it.
     pub fn new(config: Config, store: S) -> Result<Self, RaftError> {
-        config.validate().map_err(RaftError::Invalid)?;
+        config.validate()?;
         let (hard_state, snapshot) = store.initial_state()?;
         let applied = config.applied.max(snapshot.index);
         let committed = hard_state.commit.max(applied);
@@ -367,10 +368,18 @@ impl<S: LogStore> Raft<S> {
     /// leave before the `Ready` they come with is persisted (thesis
     /// §10.2.1): it counts itself towards a quorum only for what `advance`
     /// reports persisted, and its messages never grant a vote or acknowledge
-    /// an entry. Anyone else's may, so they wait.
+    /// an entry. Anyone else's may not, so they wait; so do a leader's while
+    /// its term and vote are not yet handed out to be persisted (a lone
+    /// voter elects itself within one `Ready`; were its appends to leave
+    /// first, a crash could bring it back in the old term to win the same
+    /// term again and send other entries under it). Every `Ready` is
+    /// persisted before the next is taken, so what `prev_hard_state` holds
+    /// is durable when the messages queued now leave.
     pub(super) fn send_at(&mut self, to: NodeId, term: Term, body: Body) {
         let message = Message { from: self.config.id, to, term, body };
-        if self.role == Role::Leader {
+        let durable = &self.prev_hard_state;
+        let term_durable = durable.term == self.term && durable.vote == self.vote;
+        if self.role == Role::Leader && term_durable {
             self.messages.push(message);
         } else {
             self.persisted_messages.push(message);
@@ -605,7 +614,10 @@ fn recover_membership<S: LogStore>(
         let Some(end) = entries.last().map(|entry| entry.index) else { break };
         for entry in entries.iter().filter(|entry| entry.kind == EntryKind::Config) {
             let membership = Membership::decode(&entry.data).map_err(|why| {
-                RaftError::Fatal(format!("configuration entry {} in the log: {why}", entry.index))
+                RaftError::Fatal(Failure::invariant(format!(
+                    "configuration entry {} in the log: {why}",
+                    entry.index
+                )))
             })?;
             memberships.append(entry.index, membership);
         }

@@ -5,6 +5,7 @@
 //! never overwritten (asserted); unstable entries shadow stored ones at the
 //! same index until the node persists them and `stable_to` drops them.
 
+use super::failure::Failure;
 use super::message::{count_within, Entry, Index, SnapshotMeta, Term};
 use super::store::{LogStore, StoreError};
 
@@ -39,9 +40,9 @@ impl<S: LogStore> RaftLog<S> {
         let first = store.first_index();
         let committed = committed.max(first - 1);
         if committed > last || applied > committed {
-            return Err(StoreError::Fatal(format!(
+            return Err(StoreError::Fatal(Failure::invariant(format!(
                 "inconsistent start: applied {applied}, commit {committed}, log {first}..={last}"
-            )));
+            ))));
         }
         let unstable = Unstable { snapshot: None, offset: last + 1, entries: Vec::new() };
         Ok(RaftLog { store, unstable, committed, applied: applied.max(first - 1) })
@@ -95,7 +96,9 @@ impl<S: LogStore> RaftLog<S> {
     /// the end (callers check `last_index` first).
     pub fn term(&self, index: Index) -> Result<Term, StoreError> {
         if index > self.last_index() {
-            return Err(StoreError::Fatal(format!("term of {index} beyond the log")));
+            return Err(StoreError::Fatal(Failure::invariant(format!(
+                "term of {index} beyond the log"
+            ))));
         }
         if index >= self.unstable.offset {
             let at = usize::try_from(index - self.unstable.offset).expect("fits memory");

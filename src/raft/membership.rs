@@ -81,6 +81,9 @@ pub enum MembershipError {
     ChangeInProgress,
     /// A limit would be passed, or a field is malformed (400).
     Invalid(String),
+    /// Encoded bytes do not decode as a membership: a damaged file, entry
+    /// or message (never from a client's request).
+    Malformed(String),
 }
 
 impl fmt::Display for MembershipError {
@@ -102,9 +105,12 @@ impl fmt::Display for MembershipError {
                 write!(f, "another membership change is not committed yet; retry after it")
             }
             MembershipError::Invalid(why) => write!(f, "{why}"),
+            MembershipError::Malformed(why) => write!(f, "membership: {why}"),
         }
     }
 }
+
+impl std::error::Error for MembershipError {}
 
 /// The cluster's members, in id order, ids unique.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -258,36 +264,37 @@ impl Membership {
     }
 
     /// Reads [`Membership::encode`]'s layout; damaged or out-of-limit input
-    /// is an error, never a panic.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+    /// is [`MembershipError::Malformed`], never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, MembershipError> {
+        let malformed = |why: &str| MembershipError::Malformed(why.to_string());
         let mut reader = Reader(bytes);
         if reader.take(1)? != [FORMAT_VERSION] {
-            return Err("membership: unknown format version".into());
+            return Err(malformed("unknown format version"));
         }
         let count = usize::from(reader.u16()?);
         if count > MEMBERS_MAX {
-            return Err(format!("membership: {count} members"));
+            return Err(MembershipError::Malformed(format!("{count} members")));
         }
         let mut members = Vec::with_capacity(count);
         for _ in 0..count {
-            let id = u64::from_le_bytes(reader.take(8)?.try_into().map_err(|_| "membership: id")?);
+            let id = u64::from_le_bytes(reader.take(8)?.try_into().map_err(|_| malformed("id"))?);
             let role = match reader.take(1)? {
                 [0] => MemberRole::Voter,
                 [1] => MemberRole::Learner,
-                _ => return Err("membership: unknown role".into()),
+                _ => return Err(malformed("unknown role")),
             };
             let peer = reader.text()?;
             let client_url = reader.text()?;
             members.push(Member { id, role, peer, client_url });
         }
         if !reader.0.is_empty() {
-            return Err("membership: trailing bytes".into());
+            return Err(malformed("trailing bytes"));
         }
         let membership = Membership { members };
         if membership.members.windows(2).any(|pair| pair[0].id >= pair[1].id) {
-            return Err("membership: ids not in order".into());
+            return Err(malformed("ids not in order"));
         }
-        membership.check().map_err(|e| format!("membership: {e}"))?;
+        membership.check().map_err(|e| MembershipError::Malformed(e.to_string()))?;
         Ok(membership)
     }
 }
@@ -310,26 +317,27 @@ impl fmt::Display for Membership {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MembershipError> {
         if self.0.len() < n {
-            return Err("membership: truncated".into());
+            return Err(MembershipError::Malformed("truncated".into()));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, MembershipError> {
         let bytes = self.take(2)?;
         Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, MembershipError> {
         let len = usize::from(self.u16()?);
         if len > ADDRESS_BYTES_MAX {
-            return Err("membership: address too long".into());
+            return Err(MembershipError::Malformed("address too long".into()));
         }
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| "membership: not UTF-8".into())
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| MembershipError::Malformed("not UTF-8".into()))
     }
 }
 

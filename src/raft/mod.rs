@@ -46,6 +46,7 @@
 
 mod config;
 mod core;
+mod failure;
 mod leader;
 mod log;
 mod membership;
@@ -61,6 +62,7 @@ mod types;
 
 pub use self::config::Config;
 pub use self::core::{mix64, splitmix64, Raft, Role};
+pub use self::failure::Failure;
 pub use self::log::RaftLog;
 pub use self::membership::{
     Member, MemberRole, Membership, MembershipChange, MembershipError, ADDRESS_BYTES_MAX,

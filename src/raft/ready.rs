@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::failure::Failure;
 use super::membership::{Membership, MembershipError};
 use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
 
@@ -83,7 +84,7 @@ pub enum RaftError {
     /// A membership change that cannot be made now (answer the operator).
     Membership(MembershipError),
     /// The log store failed: stop the node.
-    Fatal(String),
+    Fatal(Failure),
 }
 
 impl fmt::Display for RaftError {
@@ -104,6 +105,9 @@ impl std::error::Error for RaftError {}
 
 impl From<super::store::StoreError> for RaftError {
     fn from(error: super::store::StoreError) -> Self {
-        RaftError::Fatal(error.to_string())
+        match error {
+            super::store::StoreError::Fatal(failure) => RaftError::Fatal(failure),
+            other => RaftError::Fatal(Failure::new(other)),
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use super::failure::Failure;
 use super::membership::Membership;
 use super::message::{count_within, Entry, HardState, Index, SnapshotMeta, Term};
 
@@ -20,7 +21,7 @@ pub enum StoreError {
     /// The store cannot serve a snapshot right now (being made): retry later.
     SnapshotUnavailable,
     /// An IO or corruption error: the node must stop.
-    Fatal(String),
+    Fatal(Failure),
 }
 
 impl fmt::Display for StoreError {
@@ -133,9 +134,9 @@ impl LogStore for MemStore {
         if index < self.snapshot.index {
             return Err(StoreError::Compacted);
         }
-        self.entry(index)
-            .map(|entry| entry.term)
-            .ok_or_else(|| StoreError::Fatal(format!("term of {index} asked beyond the log")))
+        self.entry(index).map(|entry| entry.term).ok_or_else(|| {
+            StoreError::Fatal(Failure::invariant(format!("term of {index} asked beyond the log")))
+        })
     }
 
     fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, StoreError> {
@@ -143,7 +144,9 @@ impl LogStore for MemStore {
             return Err(StoreError::Compacted);
         }
         if hi > self.last_index() + 1 {
-            return Err(StoreError::Fatal(format!("entries up to {hi} asked beyond the log")));
+            return Err(StoreError::Fatal(Failure::invariant(format!(
+                "entries up to {hi} asked beyond the log"
+            ))));
         }
         let offset =
             |index: Index| usize::try_from(index - self.snapshot.index - 1).expect("fits memory");

@@ -125,7 +125,8 @@ pub fn decode(reader: message::Reader<'_>) -> Result<Message, Error> {
             let offer = offer?;
             let meta =
                 crate::raft::SnapshotMeta { index: offer.get_index(), term: offer.get_term() };
-            let membership = Membership::decode(offer.get_membership()?).map_err(Error::failed)?;
+            let membership = Membership::decode(offer.get_membership()?)
+                .map_err(|e| Error::failed(e.to_string()))?;
             Body::Snapshot { meta, membership }
         }
         Which::TimeoutNow(()) => Body::TimeoutNow,

@@ -8,9 +8,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -21,6 +19,7 @@ use futures::Future;
 
 use super::raft_capnp::peer;
 use super::RpcConfig;
+use crate::node::snapshot_dir::Receiving;
 use crate::node::NodeHandle;
 use crate::raft::{NodeId, SnapshotMeta};
 use crate::tls::TlsState;
@@ -53,12 +52,8 @@ pub(super) struct Incoming {
     pub(super) meta: SnapshotMeta,
     /// The leader's term.
     pub(super) term: u64,
-    /// Bytes received so far.
-    pub(super) offset: u64,
-    /// The temporary file.
-    pub(super) file: File,
-    /// Its path.
-    pub(super) path: PathBuf,
+    /// The file being received.
+    pub(super) receiving: Receiving,
 }
 
 /// State shared by every task of the RPC thread.

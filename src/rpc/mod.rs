@@ -215,13 +215,28 @@ impl Forwarder for PeerForwarder {
     }
 }
 
+/// Why the peer RPC could not start: the port is taken (or not ours to
+/// bind), or the thread could not be made. The node cannot run without it.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct StartError {
+    /// What could not be done.
+    pub what: String,
+    /// The system's error.
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// Binds the peer port and starts the RPC thread.
 pub fn start(
     config: RpcConfig,
     node: NodeHandle,
-) -> Result<(PeerTransport, PeerForwarder), String> {
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| format!("cannot listen for peers on {}: {e}", config.listen))?;
+) -> Result<(PeerTransport, PeerForwarder), StartError> {
+    let listen = config.listen;
+    let listener = std::net::TcpListener::bind(listen).map_err(|source| StartError {
+        what: format!("cannot listen for peers on {listen}"),
+        source,
+    })?;
     let (control, control_receiver) = mpsc::channel(CONTROL_QUEUE_LEN_MAX);
     let (jobs, job_receiver) = mpsc::channel(FORWARD_QUEUE_LEN_MAX);
     let (transfers, transfer_receiver) = mpsc::channel(transfer::TRANSFER_QUEUE_LEN_MAX);
@@ -234,7 +249,7 @@ pub fn start(
     std::thread::Builder::new()
         .name(format!("rdb-rpc-{}", config.id))
         .spawn(move || thread::run(&config, rpc_node, listener, channels))
-        .map_err(|e| format!("cannot start the RPC thread: {e}"))?;
+        .map_err(|source| StartError { what: "cannot start the RPC thread".into(), source })?;
     let transport = PeerTransport { queues: HashMap::new(), control, transfers, node };
     Ok((transport, PeerForwarder { jobs }))
 }

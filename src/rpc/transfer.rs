@@ -6,18 +6,16 @@
 //! restart of either end) is declined and the leader starts over.
 
 use std::cell::RefCell;
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures::channel::mpsc;
-use futures::{AsyncReadExt, StreamExt};
+use futures::StreamExt;
 
 use super::links::{Incoming, Links};
 use super::raft_capnp::snapshot_chunk;
 use super::CALL_TIMEOUT;
-use crate::node::snapshot_file;
 use crate::raft::{Body, Message, NodeId, SnapshotMeta};
 
 /// Bytes per chunk the leader sends by default.
@@ -58,16 +56,22 @@ async fn send_file(links: &Links, job: &TransferJob) -> Result<u64, String> {
         return Err("not a snapshot offer".into());
     };
     let remote = links.remote(job.message.to).ok_or("no connection")?;
-    let mut file = async_std::fs::File::open(&job.path)
-        .await
-        .map_err(|e| format!("{}: {e}", job.path.display()))?;
-    let mut buffer = vec![0u8; links.chunk_bytes];
+    let file: Arc<dyn rdb_storage::disk::DiskFile> =
+        links.node.snapshots().open_file(&job.path).map_err(|e| e.to_string())?.into();
+    let total = file.len().map_err(|e| format!("{}: {e}", job.path.display()))?;
     let mut offset = 0u64;
     loop {
-        let filled = fill(&mut file, &mut buffer)
-            .await
-            .map_err(|e| format!("{}: {e}", job.path.display()))?;
-        let done = filled < buffer.len();
+        let (reader, path) = (file.clone(), job.path.clone());
+        let size = usize::try_from(total - offset).unwrap_or(usize::MAX).min(links.chunk_bytes);
+        // Read off the RPC thread: a cold file may wait on the disk.
+        let buffer = async_std::task::spawn_blocking(move || {
+            let mut buffer = vec![0u8; size];
+            reader.read_exact_at(&mut buffer, offset).map(|()| buffer)
+        })
+        .await
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        let filled = buffer.len();
+        let done = offset + filled as u64 == total;
         let mut request = remote.install_snapshot_request();
         let mut chunk = request.get().init_chunk();
         chunk.set_from(links.id);
@@ -91,19 +95,6 @@ async fn send_file(links: &Links, job: &TransferJob) -> Result<u64, String> {
     }
 }
 
-/// Reads until `buffer` is full or the file ends; returns the bytes read.
-async fn fill(file: &mut async_std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let read = file.read(&mut buffer[filled..]).await?;
-        if read == 0 {
-            break;
-        }
-        filled += read;
-    }
-    Ok(filled)
-}
-
 /// The follower's side of one chunk from `peer`; Ok(false) declines it.
 pub(super) async fn receive_chunk(
     links: &Links,
@@ -120,21 +111,19 @@ pub(super) async fn receive_chunk(
         ));
     }
     let meta = SnapshotMeta { index: chunk.get_index(), term: chunk.get_snapshot_term() };
-    let dir = links.node.snapshot_dir().to_path_buf();
     if chunk.get_offset() == 0 {
-        let path = dir.join(snapshot_file::INCOMING_NAME);
-        let file = std::fs::create_dir_all(&dir)
-            .and_then(|()| File::create(&path))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        // A new transfer replaces an unfinished one (its file is reused).
+        *incoming.borrow_mut() = None;
+        let receiving = links.node.snapshots().receive().map_err(|e| e.to_string())?;
         *incoming.borrow_mut() =
-            Some(Incoming { from: peer, meta, term: chunk.get_term(), offset: 0, file, path });
+            Some(Incoming { from: peer, meta, term: chunk.get_term(), receiving });
     }
     let step =
         append(&mut incoming.borrow_mut(), peer, meta, chunk.get_offset(), bytes, chunk.get_done());
     match step {
         Step::Declined => Ok(false),
         Step::Accepted => Ok(true),
-        Step::Whole(whole) => finish(links, whole, dir).await,
+        Step::Whole(whole) => Ok(finish(links, whole).await),
     }
 }
 
@@ -157,16 +146,15 @@ fn append(
     done: bool,
 ) -> Step {
     let Some(current) =
-        slot.as_mut().filter(|c| c.from == peer && c.meta == meta && c.offset == offset)
+        slot.as_mut().filter(|c| c.from == peer && c.meta == meta && c.receiving.bytes() == offset)
     else {
         return Step::Declined;
     };
-    if let Err(error) = current.file.write_all(bytes) {
+    if let Err(error) = current.receiving.append(bytes) {
         log::error!("snapshot from {peer}: {error}");
         *slot = None;
         return Step::Declined;
     }
-    current.offset += bytes.len() as u64;
     match slot.take() {
         Some(whole) if done => Step::Whole(whole),
         still => {
@@ -177,35 +165,27 @@ fn append(
 }
 
 /// Syncs, verifies (off the RPC thread) and publishes a whole snapshot,
-/// then hands it to the node.
-async fn finish(links: &Links, whole: Incoming, dir: PathBuf) -> Result<bool, String> {
-    whole.file.sync_all().map_err(|e| format!("{}: {e}", whole.path.display()))?;
-    let path = whole.path.clone();
-    let verified = async_std::task::spawn_blocking(move || {
-        let header = snapshot_file::verify(&path)?;
-        let target = dir.join(header.file_name());
-        std::fs::rename(&path, &target).map_err(|e| format!("{}: {e}", target.display()))?;
-        snapshot_file::sync_dir(&dir)?;
-        Ok::<_, String>((target, header))
-    })
-    .await;
+/// then hands it to the node; false declines it (the leader starts over).
+async fn finish(links: &Links, whole: Incoming) -> bool {
+    let Incoming { from, meta, term, receiving } = whole;
+    let verified = async_std::task::spawn_blocking(move || receiving.finish()).await;
     let (target, header) = match verified {
         Ok(done) => done,
         Err(why) => {
-            log::error!("node {}: snapshot from {} refused: {why}", links.id, whole.from);
-            return Ok(false);
+            log::error!("node {}: snapshot from {from} refused: {why}", links.id);
+            return false;
         }
     };
-    if header.meta != whole.meta {
-        log::error!("node {}: snapshot from {} is not the one offered", links.id, whole.from);
-        return Ok(false);
+    if header.meta != meta {
+        log::error!("node {}: snapshot from {from} is not the one offered", links.id);
+        return false;
     }
     let message = Message {
-        from: whole.from,
+        from,
         to: links.id,
-        term: whole.term,
-        body: Body::Snapshot { meta: whole.meta, membership: header.membership.clone() },
+        term,
+        body: Body::Snapshot { meta, membership: header.membership.clone() },
     };
     links.node.snapshot_received(target, header, message);
-    Ok(true)
+    true
 }

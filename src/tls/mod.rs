@@ -63,15 +63,30 @@ impl TlsConfigs {
     pub fn peer_server(
         &self,
         accepted: Arc<OnceLock<Certificate>>,
-    ) -> Result<Arc<ServerConfig>, String> {
+    ) -> Result<Arc<ServerConfig>, rustls::Error> {
         let verifier = RecordingVerifier { inner: self.peer_verifier.clone(), accepted };
         ServerConfig::builder()
             .with_safe_defaults()
             .with_client_cert_verifier(Arc::new(verifier))
             .with_single_cert(self.chain.clone(), self.key.clone())
             .map(Arc::new)
-            .map_err(|e| format!("TLS certificate: {e}"))
     }
+}
+
+/// A TLS file that does not load: the operator fixes the file named (on a
+/// reload, the certificates loaded before stay in use meanwhile).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct Error {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// An [`Error`] about `path`.
+fn fail(path: &Path) -> impl Fn(String) -> Error + '_ {
+    move |reason| Error { path: path.to_path_buf(), reason }
 }
 
 impl std::fmt::Debug for TlsConfigs {
@@ -91,13 +106,13 @@ pub struct TlsState {
 
 impl TlsState {
     /// Reads the files; the error names the file at fault.
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, String> {
+    pub fn load(files: TlsFiles) -> Result<Arc<Self>, Error> {
         let configs = build(&files)?;
         Ok(Arc::new(TlsState { files, current: RwLock::new(configs) }))
     }
 
     /// Reads the files again; on an error the previous certificates stay.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), Error> {
         let configs = build(&self.files)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = configs;
         Ok(())
@@ -109,11 +124,11 @@ impl TlsState {
     }
 }
 
-fn build(files: &TlsFiles) -> Result<TlsConfigs, String> {
+fn build(files: &TlsFiles) -> Result<TlsConfigs, Error> {
     let chain = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
     let cluster_ca = read_roots(&files.ca)?;
-    let tls_error = |e: rustls::Error| format!("TLS certificate {}: {e}", files.cert.display());
+    let tls_error = |e: rustls::Error| fail(&files.cert)(format!("TLS certificate: {e}"));
     let http = match &files.client_ca {
         Some(path) => ServerConfig::builder()
             .with_safe_defaults()
@@ -139,28 +154,25 @@ fn build(files: &TlsFiles) -> Result<TlsConfigs, String> {
         peer_verifier,
     };
     // Fail at start (or reload), not at the first peer connection.
-    configs
-        .peer_server(Arc::new(OnceLock::new()))
-        .map_err(|e| format!("{}: {e}", files.cert.display()))?;
+    configs.peer_server(Arc::new(OnceLock::new())).map_err(tls_error)?;
     Ok(configs)
 }
 
-fn open(path: &Path) -> Result<BufReader<File>, String> {
-    File::open(path).map(BufReader::new).map_err(|e| format!("{}: {e}", path.display()))
+fn open(path: &Path) -> Result<BufReader<File>, Error> {
+    File::open(path).map(BufReader::new).map_err(|e| fail(path)(e.to_string()))
 }
 
-pub(crate) fn read_certs(path: &Path) -> Result<Vec<Certificate>, String> {
-    let certs =
-        rustls_pemfile::certs(&mut open(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<Certificate>, Error> {
+    let certs = rustls_pemfile::certs(&mut open(path)?).map_err(|e| fail(path)(e.to_string()))?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate in it", path.display()));
+        return Err(fail(path)("no PEM certificate in it".into()));
     }
     Ok(certs.into_iter().map(Certificate).collect())
 }
 
-pub(crate) fn read_key(path: &Path) -> Result<PrivateKey, String> {
-    let items = rustls_pemfile::read_all(&mut open(path)?)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKey, Error> {
+    let items =
+        rustls_pemfile::read_all(&mut open(path)?).map_err(|e| fail(path)(e.to_string()))?;
     items
         .into_iter()
         .find_map(|item| match item {
@@ -169,13 +181,13 @@ pub(crate) fn read_key(path: &Path) -> Result<PrivateKey, String> {
             | rustls_pemfile::Item::ECKey(der) => Some(PrivateKey(der)),
             _ => None,
         })
-        .ok_or_else(|| format!("{}: no PEM private key in it", path.display()))
+        .ok_or_else(|| fail(path)("no PEM private key in it".into()))
 }
 
-pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, Error> {
     let mut roots = RootCertStore::empty();
     for cert in read_certs(path)? {
-        roots.add(&cert).map_err(|e| format!("{}: {e}", path.display()))?;
+        roots.add(&cert).map_err(|e| fail(path)(e.to_string()))?;
     }
     Ok(roots)
 }

@@ -15,6 +15,8 @@ use std::net::TcpStream;
 use async_io::Async;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::cli::client::ClientError;
+
 /// The most bytes an answer's head may take.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 /// The largest answer body read (a get of the largest value, with room).
@@ -59,9 +61,12 @@ impl Target {
     /// port defaults to 80 or 443; an IPv6 host in brackets; a trailing `/`
     /// allowed, no other path, query, fragment or user); `tls` is needed
     /// for `https`.
-    pub fn parse(endpoint: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Self, String> {
+    pub fn parse(
+        endpoint: &str,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, ClientError> {
         let endpoint = endpoint.trim();
-        let bad = |why: &str| format!("{endpoint:?}: {why}");
+        let bad = |why: &str| ClientError::Usage(format!("{endpoint:?}: {why}"));
         let (scheme, rest) = endpoint
             .split_once("://")
             .ok_or_else(|| bad("an endpoint is http://host:port or https://host:port"))?;

@@ -90,22 +90,23 @@ pub struct BenchArgs {
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ClientError> {
+    let usage = ClientError::Usage;
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: not a duration like 30s (a number, then ms, s, m or h)"))?;
+    let number: f64 = number.parse().map_err(|_| {
+        usage(format!("{text:?}: not a duration like 30s (a number, then ms, s, m or h)"))
+    })?;
     let seconds = match unit {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(format!("{text:?}: the unit is one of ms, s, m, h")),
+        _ => return Err(usage(format!("{text:?}: the unit is one of ms, s, m, h"))),
     };
     if !(0.001..=7.0 * 86_400.0).contains(&seconds) {
-        return Err(format!("{text:?}: between 1 ms and 7 days"));
+        return Err(usage(format!("{text:?}: between 1 ms and 7 days")));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -232,8 +233,7 @@ fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientError> {
         .iter()
         .filter(|e| !e.trim().is_empty())
         .map(|e| Target::parse(e, tls.clone()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(usage)?;
+        .collect::<Result<Vec<_>, _>>()?;
     if targets.is_empty() {
         return Err(usage("no endpoint given (--endpoints)".into()));
     }
@@ -261,10 +261,13 @@ fn tls_config(args: &ClientArgs) -> Result<Option<Arc<rustls::ClientConfig>>, St
     };
     let builder = rustls::ClientConfig::builder()
         .with_safe_defaults()
-        .with_root_certificates(crate::tls::read_roots(cacert)?);
+        .with_root_certificates(crate::tls::read_roots(cacert).map_err(|e| e.to_string())?);
     let config = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => builder
-            .with_client_auth_cert(crate::tls::read_certs(cert)?, crate::tls::read_key(key)?)
+            .with_client_auth_cert(
+                crate::tls::read_certs(cert).map_err(|e| e.to_string())?,
+                crate::tls::read_key(key).map_err(|e| e.to_string())?,
+            )
             .map_err(|e| format!("{}: {e}", cert.display()))?,
         _ => builder.with_no_client_auth(),
     };

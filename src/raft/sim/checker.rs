@@ -1,6 +1,7 @@
 //! The safety properties the simulator checks after every step, against
 //! what it has seen across the whole run (Raft paper Figure 3).
 
+use super::violation::Violation;
 use std::collections::BTreeMap;
 
 use super::super::message::{Entry, Index, NodeId, Term};
@@ -33,10 +34,10 @@ pub struct Checker {
 
 impl Checker {
     /// `id` is leader of `term`; true the first time this is seen.
-    pub fn leader(&mut self, term: Term, id: NodeId) -> Result<bool, String> {
+    pub fn leader(&mut self, term: Term, id: NodeId) -> Result<bool, Violation> {
         match self.leaders.insert(term, id) {
             Some(other) if other != id => {
-                Err(format!("election safety: nodes {other} and {id} both led term {term}"))
+                Err(format!("election safety: nodes {other} and {id} both led term {term}").into())
             }
             Some(_) => Ok(false),
             None => Ok(true),
@@ -44,14 +45,20 @@ impl Checker {
     }
 
     /// A node persisted `entry` after an entry of `prev_term`.
-    pub fn persisted(&mut self, id: NodeId, entry: &Entry, prev_term: Term) -> Result<(), String> {
+    pub fn persisted(
+        &mut self,
+        id: NodeId,
+        entry: &Entry,
+        prev_term: Term,
+    ) -> Result<(), Violation> {
         let seen = (data_hash(entry), prev_term);
         match self.entries.insert((entry.index, entry.term), seen) {
             Some(other) if other != seen => Err(format!(
                 "log matching: node {id} holds entry {} of term {} unlike another node's \
                  (payload/previous term {:?} vs {:?})",
                 entry.index, entry.term, seen, other
-            )),
+            )
+            .into()),
             _ => Ok(()),
         }
     }
@@ -63,14 +70,15 @@ impl Checker {
         index: Index,
         term: Term,
         now: Term,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         self.commit_max = self.commit_max.max(index);
         let seen = self.committed.entry(index).or_insert((term, now));
         if seen.0 != term {
             return Err(format!(
                 "node {id} committed term {term} at {index} where term {} was committed",
                 seen.0
-            ));
+            )
+            .into());
         }
         seen.1 = seen.1.min(now);
         Ok(())
@@ -85,7 +93,7 @@ impl Checker {
         leader_term: Term,
         last_index: Index,
         term_at: impl Fn(Index) -> Option<Term>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         for (&index, &(term, committed_in)) in &self.committed {
             if committed_in >= leader_term {
                 continue;
@@ -93,14 +101,16 @@ impl Checker {
             if index > last_index {
                 return Err(format!(
                     "leader completeness: leader {id} ends at {last_index}, {index} was committed"
-                ));
+                )
+                .into());
             }
             if let Some(held) = term_at(index) {
                 if held != term {
                     return Err(format!(
                         "leader completeness: leader {id} has term {held} at committed {index} \
                          (term {term})"
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -108,13 +118,13 @@ impl Checker {
     }
 
     /// A node applied `entry`.
-    pub fn applied(&mut self, id: NodeId, entry: &Entry) -> Result<(), String> {
+    pub fn applied(&mut self, id: NodeId, entry: &Entry) -> Result<(), Violation> {
         let seen = (entry.term, data_hash(entry));
         match self.applied.insert(entry.index, seen) {
             Some(other) if other != seen => Err(format!(
                 "state machine safety: node {id} applied {seen:?} at {} where {other:?} was applied",
                 entry.index
-            )),
+            ).into()),
             _ => Ok(()),
         }
     }

@@ -17,6 +17,7 @@ mod checker;
 mod network;
 mod node;
 mod random;
+mod violation;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ pub use self::checker::Checker;
 pub use self::network::{Envelope, Network, IN_FLIGHT_MAX};
 pub use self::node::{proposal_data, PendingProposal, SimNode};
 pub use self::random::Faults;
+pub use self::violation::Violation;
 use super::core::{splitmix64, Role};
 use super::membership::{Membership, MembershipChange};
 use super::message::{Index, NodeId};
@@ -124,7 +126,7 @@ impl Cluster {
     }
 
     /// Handles node `id`'s readies and records what it acknowledged.
-    fn drive(&mut self, id: NodeId) -> Result<(), String> {
+    fn drive(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = self.nodes.get_mut(&id).expect("member");
         let outcome = node.drive(&mut self.network, &mut self.checker)?;
         self.stats.reads += outcome.reads_served;
@@ -133,7 +135,8 @@ impl Cluster {
                 if other != proposal {
                     return Err(format!(
                         "acknowledged writes {other} and {proposal} share {index}"
-                    ));
+                    )
+                    .into());
                 }
             }
             self.stats.acked += 1;
@@ -145,7 +148,7 @@ impl Cluster {
     }
 
     /// One tick on node `id`.
-    pub fn tick(&mut self, id: NodeId) -> Result<(), String> {
+    pub fn tick(&mut self, id: NodeId) -> Result<(), Violation> {
         if let Some(raft) = self.nodes.get_mut(&id).and_then(|n| n.raft.as_mut()) {
             raft.tick().map_err(|e| format!("node {id}: tick: {e}"))?;
             self.drive(id)?;
@@ -154,7 +157,7 @@ impl Cluster {
     }
 
     /// `n` ticks on every running node.
-    pub fn tick_all(&mut self, n: u32) -> Result<(), String> {
+    pub fn tick_all(&mut self, n: u32) -> Result<(), Violation> {
         for _ in 0..n {
             for id in self.members.clone() {
                 self.tick(id)?;
@@ -165,7 +168,7 @@ impl Cluster {
 
     /// Delivers the message at `at` in flight (cut links and crashed
     /// receivers lose it).
-    pub fn deliver(&mut self, at: usize) -> Result<(), String> {
+    pub fn deliver(&mut self, at: usize) -> Result<(), Violation> {
         let Some(envelope) = self.network.take(at) else { return Ok(()) };
         let message = envelope.message;
         let (from, to) = (message.from, message.to);
@@ -181,26 +184,26 @@ impl Cluster {
         match raft.step(message) {
             Ok(()) => {}
             Err(RaftError::Invalid(why)) => {
-                return Err(format!("node {to} refused a message: {why}"))
+                return Err(format!("node {to} refused a message: {why}").into())
             }
-            Err(error) => return Err(format!("node {to}: step: {error}")),
+            Err(error) => return Err(format!("node {to}: step: {error}").into()),
         }
         self.drive(to)
     }
 
     /// Delivers messages oldest first until none is in flight.
-    pub fn deliver_all(&mut self) -> Result<(), String> {
+    pub fn deliver_all(&mut self) -> Result<(), Violation> {
         for _ in 0..DELIVERIES_MAX {
             if self.network.in_flight.is_empty() {
                 return Ok(());
             }
             self.deliver(0)?;
         }
-        Err(format!("messages still in flight after {DELIVERIES_MAX} deliveries"))
+        Err(format!("messages still in flight after {DELIVERIES_MAX} deliveries").into())
     }
 
     /// A client proposal at node `id`: its index if the node accepted it.
-    pub fn propose(&mut self, id: NodeId) -> Result<Option<Index>, String> {
+    pub fn propose(&mut self, id: NodeId) -> Result<Option<Index>, Violation> {
         let proposal = self.next_proposal;
         self.next_proposal += 1;
         let Some(node) = self.nodes.get_mut(&id) else { return Ok(None) };
@@ -211,14 +214,14 @@ impl Cluster {
                 self.drive(id)?;
                 Ok(Some(index))
             }
-            Err(RaftError::Fatal(why)) => Err(format!("node {id}: propose: {why}")),
+            Err(RaftError::Fatal(why)) => Err(format!("node {id}: propose: {why}").into()),
             Err(_) => Ok(None),
         }
     }
 
     /// A linearizable read at node `id`: it must observe every entry
     /// committed anywhere before now.
-    pub fn read(&mut self, id: NodeId) -> Result<(), String> {
+    pub fn read(&mut self, id: NodeId) -> Result<(), Violation> {
         let required = self.checker.commit_max;
         let Some(node) = self.nodes.get_mut(&id) else { return Ok(()) };
         let Some(raft) = node.raft.as_mut() else { return Ok(()) };
@@ -229,7 +232,7 @@ impl Cluster {
                 node.reads.insert(ctx, required);
                 self.drive(id)
             }
-            Err(RaftError::Fatal(why)) => Err(format!("node {id}: read: {why}")),
+            Err(RaftError::Fatal(why)) => Err(format!("node {id}: read: {why}").into()),
             Err(_) => Ok(()),
         }
     }
@@ -255,7 +258,7 @@ impl Cluster {
     }
 
     /// Restarts node `id` from its disk (if crashed).
-    pub fn restart(&mut self, id: NodeId) -> Result<(), String> {
+    pub fn restart(&mut self, id: NodeId) -> Result<(), Violation> {
         let node = self.nodes.get_mut(&id).expect("member");
         if node.raft.is_none() {
             node.start(self.seed);
@@ -279,7 +282,7 @@ impl Cluster {
         &mut self,
         at: NodeId,
         change: &MembershipChange,
-    ) -> Result<Result<Index, RaftError>, String> {
+    ) -> Result<Result<Index, RaftError>, Violation> {
         let Some(raft) = self.nodes.get_mut(&at).and_then(|n| n.raft.as_mut()) else {
             return Ok(Err(RaftError::NotLeader { leader: None }));
         };
@@ -289,7 +292,7 @@ impl Cluster {
                 self.drive(at)?;
                 Ok(Ok(index))
             }
-            Err(RaftError::Fatal(why)) => Err(format!("node {at}: change: {why}")),
+            Err(RaftError::Fatal(why)) => Err(format!("node {at}: change: {why}").into()),
             Err(error) => Ok(Err(error)),
         }
     }
@@ -300,7 +303,7 @@ impl Cluster {
         &mut self,
         from: NodeId,
         to: NodeId,
-    ) -> Result<Result<NodeId, RaftError>, String> {
+    ) -> Result<Result<NodeId, RaftError>, Violation> {
         let Some(raft) = self.nodes.get_mut(&from).and_then(|n| n.raft.as_mut()) else {
             return Ok(Err(RaftError::NotLeader { leader: None }));
         };

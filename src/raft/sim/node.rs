@@ -6,6 +6,7 @@
 //! back there and Raft re-applies the committed entries after it, as the
 //! real node replays the WAL past the state file's applied index.
 
+use super::violation::Violation;
 use std::collections::BTreeMap;
 
 use super::super::config::Config;
@@ -120,7 +121,7 @@ impl SimNode {
         &mut self,
         network: &mut Network,
         checker: &mut Checker,
-    ) -> Result<Outcome, String> {
+    ) -> Result<Outcome, Violation> {
         let mut outcome = Outcome::default();
         for _ in 0..READY_ROUNDS_MAX {
             let Some(raft) = self.raft.as_mut() else { return Ok(outcome) };
@@ -134,12 +135,12 @@ impl SimNode {
             let raft = self.raft.as_mut().expect("running");
             raft.advance(&ready).map_err(|e| format!("node {}: advance: {e}", self.id))?;
         }
-        Err(format!("node {}: still ready after {READY_ROUNDS_MAX} rounds", self.id))
+        Err(format!("node {}: still ready after {READY_ROUNDS_MAX} rounds", self.id).into())
     }
 
     /// Writes the ready's snapshot, entries and hard state to both the
     /// node's store and its disk.
-    fn persist(&mut self, ready: &Ready, checker: &mut Checker) -> Result<(), String> {
+    fn persist(&mut self, ready: &Ready, checker: &mut Checker) -> Result<(), Violation> {
         let raft = self.raft.as_mut().expect("running");
         if let Some(meta) = ready.snapshot {
             let incoming = self.incoming.take().filter(|s| s.meta == meta).ok_or_else(|| {
@@ -164,7 +165,7 @@ impl SimNode {
             if hard_state.commit < self.disk.hard_state.commit
                 || hard_state.term < self.disk.hard_state.term
             {
-                return Err(format!("node {}: persisted {hard_state:?} goes back", self.id));
+                return Err(format!("node {}: persisted {hard_state:?} goes back", self.id).into());
             }
             raft.store_mut().hard_state = hard_state;
             self.disk.hard_state = hard_state;
@@ -187,13 +188,14 @@ impl SimNode {
         ready: &Ready,
         checker: &mut Checker,
         outcome: &mut Outcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), Violation> {
         for entry in &ready.committed {
             if entry.index != self.state.0 + 1 {
                 return Err(format!(
                     "node {}: applies {} after {}",
                     self.id, entry.index, self.state.0
-                ));
+                )
+                .into());
             }
             checker.applied(self.id, entry)?;
             self.state = (entry.index, self.state.1.rotate_left(5) ^ data_hash(entry));
@@ -210,14 +212,17 @@ impl SimNode {
         }
         for read in &ready.reads {
             let Some(required) = self.reads.remove(&read.ctx) else {
-                return Err(format!("node {}: served read {} nobody asked", self.id, read.ctx));
+                return Err(
+                    format!("node {}: served read {} nobody asked", self.id, read.ctx).into()
+                );
             };
             if read.index < required || self.state.0 < read.index {
                 return Err(format!(
                     "linearizability: node {} served read {} at index {} (applied {}), but {} \
                      was committed before it was asked",
                     self.id, read.ctx, read.index, self.state.0, required
-                ));
+                )
+                .into());
             }
             outcome.reads_served += 1;
         }
@@ -228,11 +233,11 @@ impl SimNode {
     }
 
     /// Checks the node's role and commit against the run so far.
-    fn check_roles(&mut self, checker: &mut Checker) -> Result<(), String> {
+    fn check_roles(&mut self, checker: &mut Checker) -> Result<(), Violation> {
         let raft = self.raft.as_ref().expect("running");
         let committed = raft.committed();
         if committed < self.commit_seen {
-            return Err(format!("node {}: commit went back to {committed}", self.id));
+            return Err(format!("node {}: commit went back to {committed}", self.id).into());
         }
         for index in self.commit_seen + 1..=committed {
             let term = raft.log().term(index).ok();

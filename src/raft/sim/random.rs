@@ -5,6 +5,7 @@
 
 use super::super::membership::{Member, MemberRole, MembershipChange};
 use super::super::message::NodeId;
+use super::violation::Violation;
 use super::{Cluster, SimNode, SETTLE_TICKS_MAX};
 
 /// Servers a random run may add beyond the initial members.
@@ -40,7 +41,7 @@ impl Default for Faults {
 
 impl Cluster {
     /// Takes `steps` random steps under `faults`.
-    pub fn run_random(&mut self, steps: u64, faults: Faults) -> Result<(), String> {
+    pub fn run_random(&mut self, steps: u64, faults: Faults) -> Result<(), Violation> {
         for step in 0..steps {
             self.stats.steps = step + 1;
             self.random_step(faults).map_err(|e| format!("step {step}: {e}"))?;
@@ -49,7 +50,7 @@ impl Cluster {
     }
 
     /// One random action.
-    fn random_step(&mut self, faults: Faults) -> Result<(), String> {
+    fn random_step(&mut self, faults: Faults) -> Result<(), Violation> {
         let roll = self.rng.next_u64() % 1000;
         let id = self.random_member();
         match roll {
@@ -77,7 +78,7 @@ impl Cluster {
     }
 
     /// Delivers (or loses, or duplicates) a random message in flight.
-    fn deliver_random(&mut self, faults: Faults) -> Result<(), String> {
+    fn deliver_random(&mut self, faults: Faults) -> Result<(), Violation> {
         let count = self.network.in_flight.len();
         if count == 0 {
             return self.tick_all(1);
@@ -96,7 +97,7 @@ impl Cluster {
     }
 
     /// Proposes at the leader most of the time, elsewhere sometimes.
-    fn propose_somewhere(&mut self) -> Result<(), String> {
+    fn propose_somewhere(&mut self) -> Result<(), Violation> {
         let id = match self.leader() {
             Some(leader) if self.rng.chance(90) => leader,
             _ => self.random_member(),
@@ -105,7 +106,7 @@ impl Cluster {
     }
 
     /// Heals, or cuts a random node off (both ways or one way).
-    fn change_partition(&mut self, faults: Faults) -> Result<(), String> {
+    fn change_partition(&mut self, faults: Faults) -> Result<(), Violation> {
         if !self.rng.chance(faults.partition) {
             return Ok(());
         }
@@ -128,7 +129,7 @@ impl Cluster {
     }
 
     /// Crashes a running node or restarts a crashed one.
-    fn crash_or_restart(&mut self, faults: Faults, id: NodeId) -> Result<(), String> {
+    fn crash_or_restart(&mut self, faults: Faults, id: NodeId) -> Result<(), Violation> {
         if self.nodes[&id].raft.is_none() {
             return self.restart(id);
         }
@@ -144,7 +145,7 @@ impl Cluster {
     }
 
     /// Asks the leader to hand over to `to`.
-    fn transfer_randomly(&mut self, to: NodeId) -> Result<(), String> {
+    fn transfer_randomly(&mut self, to: NodeId) -> Result<(), Violation> {
         match self.leader() {
             Some(leader) if leader != to => self.transfer(leader, to).map(|_| ()),
             _ => Ok(()),
@@ -152,7 +153,7 @@ impl Cluster {
     }
 
     /// Proposes a random membership change at the leader, if there is one.
-    fn change_randomly(&mut self) -> Result<(), String> {
+    fn change_randomly(&mut self) -> Result<(), Violation> {
         let Some(leader) = self.leader() else { return Ok(()) };
         let Some(membership) = self.membership_of(leader).cloned() else { return Ok(()) };
         let pick = |rng: &mut super::Rng, ids: &[NodeId]| {
@@ -194,7 +195,7 @@ impl Cluster {
     /// Heals the network, restarts every node and runs with a reliable
     /// network until every node applied every acknowledged entry and all
     /// agree, within `SETTLE_TICKS_MAX` ticks.
-    pub fn settle(&mut self) -> Result<(), String> {
+    pub fn settle(&mut self) -> Result<(), Violation> {
         self.heal();
         for id in self.members().to_vec() {
             self.restart(id)?;
@@ -221,7 +222,8 @@ impl Cluster {
             "liveness: after healing and {SETTLE_TICKS_MAX} ticks, acknowledged up to {target}; \
              nodes: {}",
             nodes.join("; ")
-        ))
+        )
+        .into())
     }
 
     /// Whether every member of the leader's membership has applied at

@@ -24,6 +24,7 @@
 mod mapping;
 mod real;
 mod sim;
+mod stream;
 
 use std::fmt;
 use std::io;
@@ -32,6 +33,7 @@ use std::path::Path;
 pub use mapping::Mapping;
 pub use real::RealDisk;
 pub use sim::SimDisk;
+pub use stream::{FileReader, FileWriter};
 
 /// A file system: opens files and changes directories.
 pub trait Disk: Send + Sync + fmt::Debug {
