@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdb::kv::{apply, Command, Limits, Query, Reply, Request};
+use rdb::kv::{apply, Command, Limits, Missing, Outcome, Query, Reply, Request};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 use serde_json::json;
@@ -173,7 +173,8 @@ fn random_command(rng: &mut fastrand::Rng) -> Command {
 /// Applies a batch in one transaction, as the apply thread does.
 fn apply_batch(db: &Db, commands: &[Command]) -> Vec<Reply> {
     let mut txn = db.begin_write().expect("writer");
-    let replies = commands.iter().map(|c| apply(&mut txn, c).expect("apply")).collect();
+    let replies =
+        commands.iter().map(|c| Reply::from(&apply(&mut txn, c).expect("apply"))).collect();
     txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
     replies
 }
@@ -220,7 +221,7 @@ fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
             for value in items.values() {
                 let query =
                     Query::GetValue { collection: collection.clone(), value: value.clone() };
-                let reply = query.run(&txn).expect("query");
+                let reply = Reply::from(&query.run(&txn).expect("query"));
                 if reply.status == 200 {
                     let key = reply.body["key"].as_str().expect("key");
                     assert_eq!(items.get(key), Some(value), "value index points at the wrong key");
@@ -277,4 +278,35 @@ fn check_against_model(
             assert_eq!(reply.status, if model.remove(collection).is_some() { 200 } else { 404 });
         }
     }
+}
+
+/// The state machine answers in outcomes, not statuses; each has one HTTP
+/// answer (API.md), given by `Reply::from`.
+#[test]
+fn commands_and_queries_answer_in_typed_outcomes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = open(&dir, "outcomes.db");
+    let mut txn = db.begin_write().expect("writer");
+    let (c, k) = ("c".to_string(), "k".to_string());
+    let put = Command::PutKey { collection: c.clone(), key: k.clone(), value: "v1".into() };
+    assert_eq!(apply(&mut txn, &put).expect("put"), Outcome::item("c", "k", "v1"));
+    let stale = Command::Cas {
+        collection: c.clone(),
+        key: k.clone(),
+        expected: Some("v0".into()),
+        value: "v2".into(),
+    };
+    let mismatch = apply(&mut txn, &stale).expect("cas");
+    let current = Some("v1".to_string());
+    assert_eq!(mismatch, Outcome::CasMismatch { collection: c.clone(), key: k.clone(), current });
+    assert_eq!(Reply::from(&mismatch).status, 409);
+    let gone = Command::DeleteKey { collection: c.clone(), key: "nope".into() };
+    let missing = apply(&mut txn, &gone).expect("delete");
+    assert_eq!(missing, Outcome::not_found("c", Missing::Key));
+    assert_eq!(Reply::from(&missing).status, 404);
+    let dropped = apply(&mut txn, &Command::Drop { collection: c.clone() }).expect("drop");
+    assert_eq!(dropped, Outcome::Dropped { collection: c });
+    txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
+    let read = Query::ListCollections.run(&db.begin_read()).expect("query");
+    assert_eq!(read, Outcome::Collections(Vec::new()));
 }

@@ -2,52 +2,48 @@
 //! replica ends in the same state and gives the same answer.
 
 use rdb_storage::btree::WriteTxn;
-use serde_json::json;
 
 use super::command::Command;
-use super::reply::Reply;
+use super::outcome::{Missing, Outcome};
 use super::{data_tree, index_tree, value_hash};
 
-/// Applies `command` inside `txn` and returns the answer for the client. A
-/// storage error means the state file cannot be trusted: the node stops.
-pub fn apply(txn: &mut WriteTxn<'_>, command: &Command) -> rdb_storage::Result<Reply> {
+/// Applies `command` inside `txn` and returns what it found for the client.
+/// A storage error means the state file cannot be trusted: the node stops.
+pub fn apply(txn: &mut WriteTxn<'_>, command: &Command) -> rdb_storage::Result<Outcome> {
     match command {
         Command::PutValue { collection, key, value } => put_value(txn, collection, key, value),
         Command::PutKey { collection, key, value } => {
             put_key(txn, collection, key, value)?;
-            Ok(Reply::item(collection, key, value))
+            Ok(Outcome::item(collection, key, value))
         }
         Command::DeleteValue { collection, value } => {
             let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
-                return Ok(Reply::not_found(collection, "value"));
+                return Ok(Outcome::not_found(collection, Missing::Value));
             };
             let key = String::from_utf8_lossy(&key).into_owned();
             delete_key(txn, collection, &key)?;
-            Ok(Reply::item(collection, &key, value))
+            Ok(Outcome::item(collection, &key, value))
         }
         Command::DeleteKey { collection, key } => match delete_key(txn, collection, key)? {
-            Some(old) => Ok(Reply::item(collection, key, &old)),
-            None => Ok(Reply::not_found(collection, "key")),
+            Some(old) => Ok(Outcome::item(collection, key, &old)),
+            None => Ok(Outcome::not_found(collection, Missing::Key)),
         },
         Command::Cas { collection, key, expected, value } => {
             let current = txn.get(&data_tree(collection), key.as_bytes())?;
             let current = current.map(|v| String::from_utf8_lossy(&v).into_owned());
             if current != *expected {
-                return Ok(Reply {
-                    status: 409,
-                    body: json!({"error": "the current value is not the expected one",
-                                 "collection": collection, "key": key, "value": current}),
-                });
+                let (collection, key) = (collection.clone(), key.clone());
+                return Ok(Outcome::CasMismatch { collection, key, current });
             }
             put_key(txn, collection, key, value)?;
-            Ok(Reply::item(collection, key, value))
+            Ok(Outcome::item(collection, key, value))
         }
         Command::Drop { collection } => {
             if !txn.drop_tree(&data_tree(collection))? {
-                return Ok(Reply::not_found(collection, "collection"));
+                return Ok(Outcome::not_found(collection, Missing::Collection));
             }
             txn.drop_tree(&index_tree(collection))?;
-            Ok(Reply::item(collection, "", "dropped"))
+            Ok(Outcome::Dropped { collection: collection.clone() })
         }
     }
 }
@@ -57,18 +53,18 @@ fn put_value(
     collection: &str,
     key: &str,
     value: &str,
-) -> rdb_storage::Result<Reply> {
+) -> rdb_storage::Result<Outcome> {
     let hash = value_hash(value);
     if let Some(existing) = txn.get(&index_tree(collection), &hash)? {
-        return Ok(Reply::item(collection, &String::from_utf8_lossy(&existing), value));
+        return Ok(Outcome::item(collection, &String::from_utf8_lossy(&existing), value));
     }
     // The proposer's key is 256 random bits; should it ever be taken, every
     // replica sees the same and refuses the same way.
     if txn.get(&data_tree(collection), key.as_bytes())?.is_some() {
-        return Ok(Reply::unavailable("the chosen key is taken; retry"));
+        return Ok(Outcome::KeyTaken);
     }
     put_key(txn, collection, key, value)?;
-    Ok(Reply::item(collection, key, value))
+    Ok(Outcome::item(collection, key, value))
 }
 
 /// Sets `key` to `value` and keeps the value index pointing at a key that

@@ -20,6 +20,7 @@ mod apply;
 mod command;
 mod error;
 mod limits;
+mod outcome;
 mod query;
 mod reply;
 mod request;
@@ -32,6 +33,7 @@ pub use limits::{
     Limits, BODY_BYTES_MAX, BODY_BYTES_MAX_LIMIT, KEY_BYTES_MAX, KEY_BYTES_MAX_LIMIT,
     VALUE_BYTES_MAX, VALUE_BYTES_MAX_LIMIT,
 };
+pub use outcome::{Missing, Outcome};
 pub use query::Query;
 pub use reply::Reply;
 pub use request::{Consistency, Request};

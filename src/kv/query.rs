@@ -2,9 +2,8 @@
 //! thread that serves the request.
 
 use rdb_storage::btree::{KeyRange, ReadTxn};
-use serde_json::json;
 
-use super::reply::Reply;
+use super::outcome::{Missing, Outcome};
 use super::{data_tree, index_tree, value_hash};
 
 /// A read.
@@ -53,18 +52,20 @@ impl Query {
 
     /// Answers the query from `txn`. A storage error is returned as such:
     /// the caller reports it, since the state file cannot be trusted.
-    pub fn run(&self, txn: &ReadTxn) -> rdb_storage::Result<Reply> {
+    pub fn run(&self, txn: &ReadTxn) -> rdb_storage::Result<Outcome> {
         match self {
             Query::GetKey { collection, key } => {
                 match txn.get(&data_tree(collection), key.as_bytes())? {
-                    Some(value) => Ok(Reply::item(collection, key, &text(value))),
-                    None => Ok(Reply::not_found(collection, "key")),
+                    Some(value) => Ok(Outcome::item(collection, key, &text(value))),
+                    None => Ok(Outcome::not_found(collection, Missing::Key)),
                 }
             }
             Query::GetValue { collection, value } => {
                 let found = txn.get(&index_tree(collection), &value_hash(value))?;
-                let Some(key) = found else { return Ok(Reply::not_found(collection, "value")) };
-                Ok(Reply::item(collection, &text(key), value))
+                let Some(key) = found else {
+                    return Ok(Outcome::not_found(collection, Missing::Value));
+                };
+                Ok(Outcome::item(collection, &text(key), value))
             }
             Query::Range { collection, start, end, prefix, limit } => {
                 let range = KeyRange {
@@ -82,12 +83,7 @@ impl Query {
                     .filter_map(|tree| tree.strip_prefix("d/").map(str::to_string))
                     .collect();
                 names.sort();
-                let joined = names.join(", ");
-                Ok(Reply {
-                    status: 200,
-                    body: json!({"collection": "", "key": "", "value": joined,
-                                 "collections": names}),
-                })
+                Ok(Outcome::Collections(names))
             }
         }
     }
@@ -98,10 +94,10 @@ fn range_items(
     collection: &str,
     range: &KeyRange,
     limit: usize,
-) -> rdb_storage::Result<Reply> {
+) -> rdb_storage::Result<Outcome> {
     let tree = data_tree(collection);
     if !txn.tree_exists(&tree)? {
-        return Ok(Reply::not_found(collection, "collection"));
+        return Ok(Outcome::not_found(collection, Missing::Collection));
     }
     let mut items = Vec::new();
     let mut more = false;
@@ -111,9 +107,9 @@ fn range_items(
             more = true;
             break;
         }
-        items.push(json!({"key": text(key), "value": text(value)}));
+        items.push((text(key), text(value)));
     }
-    Ok(Reply { status: 200, body: json!({"collection": collection, "items": items, "more": more}) })
+    Ok(Outcome::Items { collection: collection.to_string(), items, more })
 }
 
 /// Stored keys and values are the UTF-8 of JSON strings.

@@ -1,6 +1,9 @@
-//! What a command answers: an HTTP status and a JSON body.
+//! What a command answers over HTTP: a status and a JSON body, as API.md
+//! gives them; [`Reply::from`] maps the state machine's [`Outcome`] to it.
 
 use serde_json::{json, Value};
+
+use super::outcome::Outcome;
 
 /// The answer to one request, as API.md describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,5 +47,37 @@ impl Reply {
     /// The body as bytes.
     pub fn body_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+impl From<&Outcome> for Reply {
+    /// API.md's answer to each outcome.
+    fn from(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Item { collection, key, value } => Reply::item(collection, key, value),
+            Outcome::Dropped { collection } => Reply::item(collection, "", "dropped"),
+            Outcome::NotFound { collection, missing } => {
+                Reply::not_found(collection, missing.noun())
+            }
+            Outcome::CasMismatch { collection, key, current } => Reply {
+                status: 409,
+                body: json!({"error": "the current value is not the expected one",
+                             "collection": collection, "key": key, "value": current}),
+            },
+            Outcome::KeyTaken => Reply::unavailable("the chosen key is taken; retry"),
+            Outcome::Items { collection, items, more } => {
+                let items: Vec<Value> =
+                    items.iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
+                Reply {
+                    status: 200,
+                    body: json!({"collection": collection, "items": items, "more": more}),
+                }
+            }
+            Outcome::Collections(names) => Reply {
+                status: 200,
+                body: json!({"collection": "", "key": "", "value": names.join(", "),
+                             "collections": names}),
+            },
+        }
     }
 }

@@ -307,7 +307,9 @@ fn apply_entry(txn: &mut rdb_storage::btree::WriteTxn<'_>, entry: &Entry) -> Res
             Reply { status: 200, body: super::members_json(&membership) }
         }
         EntryKind::Normal => match Command::decode(&entry.data) {
-            Ok(command) => kv::apply(txn, &command).map_err(Error::storage("state file"))?,
+            Ok(command) => {
+                Reply::from(&kv::apply(txn, &command).map_err(Error::storage("state file"))?)
+            }
             Err(why) => Reply::bad_request(why.to_string()),
         },
     };

@@ -298,7 +298,7 @@ impl NodeHandle {
             }
         }
         match query.run(&self.inner.state.get().begin_read()) {
-            Ok(reply) => reply,
+            Ok(outcome) => Reply::from(&outcome),
             Err(error) => Reply::error(500, format!("state file: {error}")),
         }
     }

@@ -50,7 +50,7 @@ pub const MEMBERSHIP_BYTES_MAX: usize = 16 << 10;
 const MEMBER_SLOTS_V1: usize = 9;
 /// Where the header's CRC sits (it covers everything before).
 const CRC_OFFSET: usize = 144;
-/// The format this code writes, for [`super::snapshot_dir`].
+/// The format this code writes (the snapshot directory writes files in it).
 pub(super) const FORMAT_VERSION: u32 = VERSION;
 /// The name a snapshot is written under before it is complete.
 pub const TEMP_NAME: &str = "snapshot.tmp";

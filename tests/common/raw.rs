@@ -157,6 +157,27 @@ impl RawConn {
         }
     }
 
+    /// Whether the server has begun to answer (or closed) within `wait`;
+    /// what it sent stays to be read as a response.
+    #[allow(dead_code, reason = "not every test binary uses every helper")]
+    pub fn answered_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while self.buf.is_empty() && Instant::now() < deadline {
+            let mut chunk = [0u8; 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        !self.buf.is_empty()
+    }
+
     /// Whether the server closed the connection (reads until the end or
     /// ANSWER_TIMEOUT), with nothing more sent.
     pub fn closed(&mut self) -> bool {
