@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rdb::raft::SnapshotMeta;
+use rdb::raft::Position;
 use rdb::storage::btree::{Db, Durability, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 
@@ -55,7 +55,7 @@ fn snapshots(c: &mut Criterion) {
     let db = load(&scratch);
     let dir = rdb::node::SnapshotDir::open(Arc::new(RealDisk), &scratch.join("snapshots"))
         .expect("snapshot directory");
-    let meta = SnapshotMeta { index: 1, term: 1 };
+    let meta = Position { index: 1, term: 1 };
     let (path, header) = dir
         .write(&db.begin_read(), meta, &rdb::raft::Membership::voters_only(&[1, 2, 3]))
         .expect("snapshot");

@@ -35,10 +35,10 @@ fn bench_json(args: &[&str]) -> Value {
 
 #[test]
 fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
-    let cluster = TestCluster::start(3, 25_400, &[]);
+    let base = common::ports::base("bench_cli::random_put_then_existing_get");
+    let cluster = TestCluster::start(3, base, &[]);
     let leader = cluster.wait_for_leader(WAIT);
-    let endpoints =
-        (1..=3).map(|id| format!("http://127.0.0.1:{}", 25_400 + id)).collect::<Vec<_>>();
+    let endpoints = (1..=3).map(|id| format!("http://127.0.0.1:{}", base + id)).collect::<Vec<_>>();
     let endpoints = endpoints.join(",");
     let put = bench_json(&["put", "--requests", "600", "-c", "8", "--endpoints", &endpoints]);
     assert_eq!(put["requests"], 600, "{put}");
@@ -196,11 +196,12 @@ fn bench_speaks_https_with_a_client_certificate() {
     common::tls::gen_certs(dir.path(), &["rdb1:127.0.0.1", "rdb2:127.0.0.1", "rdb3:127.0.0.1"]);
     let certs = dir.path().to_path_buf();
     let client_ca = certs.join("ca.pem").display().to_string();
-    let cluster = TestCluster::start_each(3, 25_500, &["--client-ca", &client_ca], |id| {
+    let base = common::ports::base("bench_cli::https_with_a_client_certificate");
+    let cluster = TestCluster::start_each(3, base, &["--client-ca", &client_ca], |id| {
         common::tls::tls_args(&certs, &format!("rdb{id}"))
     });
     let file = |name: &str| certs.join(name).display().to_string();
-    let endpoint = "https://127.0.0.1:25501";
+    let endpoint = &format!("https://127.0.0.1:{}", base + 1);
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client-key.pem"));
     let tls = ["--endpoints", endpoint, "--cacert", &ca, "--cert", &cert, "--key", &key];
     let with = |args: &[&'static str]| args.iter().copied().chain(tls).collect::<Vec<&str>>();

@@ -8,7 +8,9 @@ use std::time::Duration;
 use common::{get, put, TestCluster};
 use serde_json::{json, Value};
 
-const PORT_BASE: u16 = 21_000;
+fn port_base() -> u16 {
+    common::ports::base("cluster_api")
+}
 
 fn is_key(value: &Value) -> bool {
     value.as_str().is_some_and(|k| {
@@ -18,7 +20,7 @@ fn is_key(value: &Value) -> bool {
 
 #[test]
 fn every_action_answers_as_the_api_says() {
-    let cluster = TestCluster::start(3, PORT_BASE, &[]);
+    let cluster = TestCluster::start(3, port_base(), &[]);
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let followers: Vec<u16> = (1..=3).filter(|&id| id != leader).collect();
 
@@ -240,7 +242,7 @@ fn other_endpoints(cluster: &TestCluster, leader: u16) {
     assert_eq!(status["role"], "leader");
     let peers = status["peers"].as_array().expect("peers on the leader");
     assert_eq!(peers.len(), 3, "{status}");
-    let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", PORT_BASE + leader))
+    let response = ureq::get(&format!("http://127.0.0.1:{}/metrics", port_base() + leader))
         .call()
         .expect("metrics")
         .body_mut()

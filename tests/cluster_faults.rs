@@ -16,7 +16,11 @@ const FAILOVER_DEADLINE: Duration = Duration::from_secs(3);
 #[test]
 fn a_killed_leader_is_replaced_quickly_and_loses_nothing() {
     // Phase 1: a healthy cluster takes writes.
-    let mut cluster = TestCluster::start(3, 21_100, &[]);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_faults::a_killed_leader_is_replaced"),
+        &[],
+    );
     let old_leader = cluster.wait_for_leader(Duration::from_secs(15));
     let mut acked = BTreeMap::new();
     for i in 0..50 {
@@ -75,7 +79,8 @@ fn a_killed_leader_is_replaced_quickly_and_loses_nothing() {
 #[test]
 fn a_whole_cluster_killed_at_once_recovers_every_acknowledged_write() {
     // Phase 1: writes of every kind are acknowledged, including large values.
-    let mut cluster = TestCluster::start(3, 21_500, &[]);
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_faults::a_whole_cluster_killed"), &[]);
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let big = "b".repeat(rdb::kv::VALUE_BYTES_MAX);
     let (status, body) = cluster.command(leader, &put("whole", "big", &big));
@@ -112,7 +117,11 @@ fn a_whole_cluster_killed_at_once_recovers_every_acknowledged_write() {
 
 #[test]
 fn five_nodes_serve_with_two_down_and_refuse_with_three_down() {
-    let mut cluster = TestCluster::start(5, 21_200, &["--request-timeout-ms", "2000"]);
+    let mut cluster = TestCluster::start(
+        5,
+        common::ports::base("cluster_faults::five_nodes"),
+        &["--request-timeout-ms", "2000"],
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
 
     // Two followers down: writes and linearizable reads still succeed.
@@ -164,7 +173,8 @@ fn concurrent_clients_leave_identical_replicas_holding_every_acknowledged_write(
     const CLIENTS: u64 = 16;
     const OPS_PER_CLIENT: u64 = 500;
     const KEYS_PER_CLIENT: u64 = 20;
-    let cluster = TestCluster::start(3, 21_300, &[]);
+    let cluster =
+        TestCluster::start(3, common::ports::base("cluster_faults::concurrent_clients"), &[]);
     cluster.wait_for_leader(Duration::from_secs(15));
 
     // Each client owns its keys, so its own model says what each must hold.

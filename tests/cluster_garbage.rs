@@ -14,11 +14,14 @@ use common::{get, put, TestCluster};
 use futures::task::LocalSpawnExt;
 use rdb::rpc::raft_capnp::peer;
 
-const PORT_BASE: u16 = 21_400;
 const PEER_PORT_OFFSET: u16 = 50;
 
+fn port_base() -> u16 {
+    common::ports::base("cluster_garbage")
+}
+
 fn peer_port(id: u16) -> u16 {
-    PORT_BASE + PEER_PORT_OFFSET + id
+    port_base() + PEER_PORT_OFFSET + id
 }
 
 fn assert_all_alive_and_working(cluster: &mut TestCluster, round: &str) {
@@ -35,7 +38,7 @@ fn assert_all_alive_and_working(cluster: &mut TestCluster, round: &str) {
 
 #[test]
 fn garbage_from_peers_and_clients_crashes_nothing() {
-    let mut cluster = TestCluster::start(3, PORT_BASE, &[]);
+    let mut cluster = TestCluster::start(3, port_base(), &[]);
     cluster.wait_for_leader(Duration::from_secs(15));
 
     // Random bytes on every peer port.
@@ -104,11 +107,11 @@ fn garbage_from_peers_and_clients_crashes_nothing() {
 #[test]
 fn a_peer_that_accepts_and_hangs_up_is_redialled_with_backoff() {
     const WATCH: Duration = Duration::from_secs(4);
-    let hang_up = std::net::TcpListener::bind("127.0.0.1:22752").expect("free port");
+    let base = common::ports::base("cluster_garbage::redialled_with_backoff");
+    let hang_up = std::net::TcpListener::bind(("127.0.0.1", base + 52)).expect("free port");
     hang_up.set_nonblocking(true).expect("nonblocking");
-    let peers = "1=127.0.0.1:22751,2=127.0.0.1:22752".to_string();
-    let cluster =
-        TestCluster::start_each(1, 22_700, &[], |_| vec!["--peers".into(), peers.clone()]);
+    let peers = format!("1=127.0.0.1:{},2=127.0.0.1:{}", base + 51, base + 52);
+    let cluster = TestCluster::start_each(1, base, &[], |_| vec!["--peers".into(), peers.clone()]);
     let started = Instant::now();
     let mut accepted = 0;
     while started.elapsed() < WATCH {

@@ -147,7 +147,11 @@ fn check_acked(cluster: &TestCluster, ids: &[u16], acked: &BTreeMap<String, Stri
 
 #[test]
 fn a_dead_member_is_replaced_under_write_load() {
-    let mut cluster = TestCluster::start(3, 24_800, &[]);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_membership::a_dead_member_is_replaced"),
+        &[],
+    );
     cluster.wait_for_leader(WAIT);
     let writer = Writer::start(vec![port(&cluster, 1), port(&cluster, 2)]);
     writer.wait_for_more(10);
@@ -187,7 +191,8 @@ fn a_dead_member_is_replaced_under_write_load() {
 #[test]
 fn grow_to_five_remove_the_leader_shrink_to_three() {
     let args = ["--snapshot-entries", "50", "--compaction-margin-entries", "0"];
-    let mut cluster = TestCluster::start(3, 24_900, &args);
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_membership::grow_to_five"), &args);
     let first = cluster.wait_for_leader(WAIT);
     let writer = Writer::start((1..=3).map(|id| port(&cluster, id)).collect());
     writer.wait_for_more(10);
@@ -250,7 +255,8 @@ fn grow_to_five_remove_the_leader_shrink_to_three() {
 
 #[test]
 fn bad_admin_requests_change_nothing() {
-    let cluster = TestCluster::start(3, 25_000, &[]);
+    let cluster =
+        TestCluster::start(3, common::ports::base("cluster_membership::bad_admin_requests"), &[]);
     let leader = cluster.wait_for_leader(WAIT);
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     let before = cluster.members_of(follower);
@@ -281,7 +287,11 @@ fn bad_admin_requests_change_nothing() {
 
 #[test]
 fn a_stopping_leader_hands_over() {
-    let mut cluster = TestCluster::start(3, 25_100, &[]);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_membership::a_stopping_leader_hands_over"),
+        &[],
+    );
     let leader = cluster.wait_for_leader(WAIT);
     let term = cluster.status(leader).expect("status")["term"].as_u64().expect("term");
     let followers: Vec<u16> = (1..=3).filter(|&id| id != leader).collect();
@@ -314,9 +324,12 @@ fn the_cli_drives_membership_over_tls_with_client_certificates() {
     common::tls::gen_certs(dir.path(), &names);
     let certs = dir.path().to_path_buf();
     let client_ca = certs.join("ca.pem").display().to_string();
-    let mut cluster = TestCluster::start_each(3, 25_200, &["--client-ca", &client_ca], |id| {
-        common::tls::tls_args(&certs, &format!("rdb{id}"))
-    });
+    let mut cluster = TestCluster::start_each(
+        3,
+        common::ports::base("cluster_membership::the_cli_over_tls"),
+        &["--client-ca", &client_ca],
+        |id| common::tls::tls_args(&certs, &format!("rdb{id}")),
+    );
     let file = |name: &str| certs.join(name).display().to_string();
     let endpoints = (1..=3)
         .map(|id| format!("https://127.0.0.1:{}", port(&cluster, id)))
@@ -392,7 +405,8 @@ fn the_cli_drives_membership_over_tls_with_client_certificates() {
 /// none was taken yet, so the learner never caught up).
 #[test]
 fn a_learner_catches_up_from_a_leader_restarted_since_the_writes() {
-    let mut cluster = TestCluster::start(3, 25_300, &[]);
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_membership::a_learner_catches_up"), &[]);
     let leader = cluster.wait_for_leader(WAIT);
     for i in 0..200 {
         assert_eq!(cluster.command(leader, &put("early", &format!("k{i}"), "v")).0, 200);

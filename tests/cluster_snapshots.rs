@@ -95,7 +95,11 @@ fn assert_identical(cluster: &TestCluster) {
 fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
     // Phase 1: a follower is down while the others write and compact their
     // WALs below their durable state files, writing no snapshot file.
-    let mut cluster = TestCluster::start(3, 21_600, &SNAPSHOT_ARGS);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_snapshots::catches_up_by_snapshot"),
+        &SNAPSHOT_ARGS,
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let lagging = (1..=3).find(|&id| id != leader).expect("a follower");
     let other = (1..=3).find(|&id| id != leader && id != lagging).expect("another follower");
@@ -155,7 +159,11 @@ fn newest_snapshot(dir: &Path) -> std::path::PathBuf {
 fn a_follower_killed_while_receiving_a_snapshot_recovers_and_completes() {
     let mut args = SNAPSHOT_ARGS.to_vec();
     args.extend(["--snapshot-chunk-bytes", "512"]);
-    let mut cluster = TestCluster::start(3, 21_700, &args);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_snapshots::killed_while_receiving"),
+        &args,
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let lagging = (1..=3).find(|&id| id != leader).expect("a follower");
     cluster.kill(lagging);
@@ -198,7 +206,11 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
         MARGIN_ENTRIES.to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cluster = TestCluster::start(3, 21_800, &args);
+    let cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_snapshots::the_wal_stays_bounded"),
+        &args,
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     // What the configuration allows: the trigger's growth, the margin kept
     // below the compaction point, the segment that straddles it and the open
@@ -231,7 +243,11 @@ fn the_wal_stays_bounded_under_a_long_write_load() {
 #[test]
 fn a_cluster_is_rebuilt_from_one_backup_snapshot() {
     // Phase 1: data, then a backup: POST /admin/snapshot and copy the file.
-    let mut cluster = TestCluster::start(3, 22_200, &[]);
+    let mut cluster = TestCluster::start(
+        3,
+        common::ports::base("cluster_snapshots::rebuilt_from_one_backup"),
+        &[],
+    );
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     write_load(&cluster, leader, 300, 50, 4);
     cluster.wait_for_convergence(Duration::from_secs(15));

@@ -96,7 +96,7 @@ fn a_tls_cluster_serves_https_and_refuses_strangers() {
     let foreign = tempfile::tempdir().expect("dir");
     gen_certs(certs.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
     gen_certs(foreign.path(), &["n1:127.0.0.1"]);
-    let base = 21_900;
+    let base = common::ports::base("cluster_tls::serves_https");
     let cluster =
         TestCluster::start_each(3, base, &[], |id| tls_args(certs.path(), &format!("n{id}")));
     let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
@@ -135,7 +135,7 @@ fn a_tls_cluster_serves_https_and_refuses_strangers() {
     let foreign_ca = foreign.path().join("ca.pem").display().to_string();
     let rogue_status = rogue_member_1_status(
         &cluster.peers,
-        21_960,
+        base + 60,
         tls_args(foreign.path(), "n1"),
         &["--cacert", &foreign_ca],
     );
@@ -159,7 +159,7 @@ fn a_tls_cluster_serves_https_and_refuses_strangers() {
 fn a_certificate_from_the_cluster_ca_joins_only_as_the_member_it_names() {
     let certs = tempfile::tempdir().expect("dir");
     gen_certs(certs.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
-    let base = 22_600;
+    let base = common::ports::base("cluster_tls::joins_only_as_the_member_it_names");
     let cluster =
         TestCluster::start_each(3, base, &[], |id| tls_args(certs.path(), &format!("n{id}")));
     let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
@@ -171,7 +171,7 @@ fn a_certificate_from_the_cluster_ca_joins_only_as_the_member_it_names() {
     // Its HTTPS certificate names no address either: curl skips
     // verification to read its status.
     let rogue_status =
-        rogue_member_1_status(&cluster.peers, 22_660, tls_args(certs.path(), "client"), &["-k"]);
+        rogue_member_1_status(&cluster.peers, base + 60, tls_args(certs.path(), "client"), &["-k"]);
     assert_eq!(
         (rogue_status["leader"].as_u64(), rogue_status["term"].as_u64()),
         (Some(0), Some(0)),
@@ -192,7 +192,7 @@ fn with_a_client_ca_clients_need_a_certificate() {
     let certs = tempfile::tempdir().expect("dir");
     gen_certs(certs.path(), &["n1:127.0.0.1", "n2:127.0.0.1", "n3:127.0.0.1"]);
     let ca = certs.path().join("ca.pem").display().to_string();
-    let base = 21_970;
+    let base = common::ports::base("cluster_tls::clients_need_a_certificate");
     let cluster = TestCluster::start_each(3, base, &[], |id| {
         let mut args = tls_args(certs.path(), &format!("n{id}"));
         args.extend(["--client-ca".into(), ca.clone()]);
@@ -222,7 +222,8 @@ fn with_a_client_ca_clients_need_a_certificate() {
 
 #[test]
 fn sigterm_under_load_exits_cleanly_and_loses_nothing() {
-    let mut cluster = TestCluster::start(3, 22_000, &[]);
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_tls::sigterm_under_load"), &[]);
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut child = cluster.nodes[usize::from(leader - 1)].child.take().expect("running");
@@ -281,7 +282,8 @@ fn systemd_hears_ready_once_the_node_has_joined() {
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
     socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
-    let mut cluster = TestCluster::start(3, 22_100, &[]);
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_tls::systemd_hears_ready"), &[]);
     cluster.kill(3);
     cluster.nodes[2].env.push(("NOTIFY_SOCKET".into(), socket_path.display().to_string()));
     cluster.restart(3);
@@ -351,7 +353,7 @@ fn sighup_rotates_certificates_without_a_restart() {
         }
     };
     install(one.path());
-    let base = 22_500;
+    let base = common::ports::base("cluster_tls::sighup_rotates_certificates");
     let mut cluster =
         TestCluster::start_each(3, base, &[], |id| tls_args(live.path(), &format!("n{id}")));
     let ports: Vec<u16> = (1..=3).map(|id| base + id).collect();
@@ -415,7 +417,7 @@ fn the_shipped_config_file_runs_a_tls_cluster() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rdb.toml"))
             .expect("deploy/rdb.toml");
     assert!(shipped.contains("\"/etc/rdb/tls/rdb1.pem\""), "the file names node 1's certificate");
-    let base = 25_600;
+    let base = common::ports::base("cluster_tls::the_shipped_config_file");
     let cluster = TestCluster::start_each(3, base, &[], |id| {
         let config = shipped
             .replace("rdb1", &format!("rdb{id}"))

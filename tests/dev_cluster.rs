@@ -77,40 +77,46 @@ fn interrupt_and_wait(mut dev: Child, http_port: u16) {
 #[test]
 fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
-    let (dev, lines) = start_dev(dir.path(), 22_301, 22_351, &[], "cluster is ready");
+    let base = common::ports::base("dev_cluster::serves_the_printed_commands");
+    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &[], "cluster is ready");
     assert!(
-        lines.iter().any(|l| l.contains("curl -s -X POST http://127.0.0.1:22301/command")),
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("curl -s -X POST http://127.0.0.1:{}/command", base + 1))),
         "{lines:?}"
     );
+    let url = format!("http://127.0.0.1:{}/command", base + 2);
     let put = curl(&[
         "-X",
         "POST",
-        "http://127.0.0.1:22302/command",
+        &url,
         "-d",
         r#"{"action":"put","payload":{"collection":"users","value":"alice"}}"#,
     ]);
     assert!(put.contains("\"value\":\"alice\""), "{put}");
     assert!(dir.path().join("rdb-dev/node1/wal").is_dir(), "data under ./rdb-dev");
-    interrupt_and_wait(dev, 22_301);
+    interrupt_and_wait(dev, base + 1);
 }
 
 #[test]
 fn rdb_dev_tls_serves_https_with_its_throwaway_ca() {
     let dir = tempfile::tempdir().expect("dir");
-    let (dev, lines) = start_dev(dir.path(), 22_401, 22_451, &["--tls"], "cluster is ready");
+    let base = common::ports::base("dev_cluster::tls");
+    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &["--tls"], "cluster is ready");
     assert!(lines.iter().any(|l| l.contains("--cacert rdb-dev/tls/ca.pem")), "{lines:?}");
     let ca = dir.path().join("rdb-dev/tls/ca.pem").display().to_string();
+    let url = format!("https://127.0.0.1:{}/command", base + 3);
     let put = curl(&[
         "--cacert",
         &ca,
         "-X",
         "POST",
-        "https://127.0.0.1:22403/command",
+        &url,
         "-d",
         r#"{"action":"put","payload":{"collection":"users","value":"bob"}}"#,
     ]);
     assert!(put.contains("\"value\":\"bob\""), "{put}");
-    interrupt_and_wait(dev, 22_401);
+    interrupt_and_wait(dev, base + 1);
 }
 
 #[test]
@@ -119,39 +125,46 @@ fn rdb_dev_haproxy_puts_the_shipped_config_in_front() {
         return;
     }
     let dir = tempfile::tempdir().expect("dir");
-    let extra = ["--haproxy", "--haproxy-port", "24690"];
-    let (dev, lines) = start_dev(dir.path(), 24_601, 24_651, &extra, "sees every node UP");
+    let base = common::ports::base("dev_cluster::haproxy");
+    let front = (base + 90).to_string();
+    let extra = ["--haproxy", "--haproxy-port", front.as_str()];
+    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &extra, "sees every node UP");
     assert!(
-        lines.iter().any(|l| l.contains("haproxy: http://127.0.0.1:24690/command")),
+        lines.iter().any(|l| l.contains(&format!("haproxy: http://127.0.0.1:{front}/command"))),
         "{lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("curl -s -X POST http://127.0.0.1:24690/command")),
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("curl -s -X POST http://127.0.0.1:{front}/command"))),
         "the printed commands go through haproxy: {lines:?}"
     );
+    let url = format!("http://127.0.0.1:{front}/command");
     let put = curl(&[
         "-X",
         "POST",
-        "http://127.0.0.1:24690/command",
+        &url,
         "-d",
         r#"{"action":"put","payload":{"collection":"users","value":"carol"}}"#,
     ]);
     assert!(put.contains("\"value\":\"carol\""), "{put}");
-    interrupt_and_wait(dev, 24_601);
-    assert!(std::net::TcpStream::connect(("127.0.0.1", 24_690)).is_err(), "haproxy stopped too");
+    interrupt_and_wait(dev, base + 1);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", base + 90)).is_err(), "haproxy stopped too");
 }
 
 #[test]
 fn rdb_dev_haproxy_without_haproxy_says_so() {
     let dir = tempfile::tempdir().expect("dir");
+    let base = common::ports::base("dev_cluster::without_haproxy");
+    let (http, raft) = ((base + 1).to_string(), (base + 51).to_string());
     let output = Command::new(env!("CARGO_BIN_EXE_rdb"))
         .current_dir(dir.path())
-        .args(["dev", "--haproxy", "--http-port", "24701", "--raft-port", "24751"])
+        .args(["dev", "--haproxy", "--http-port", &http, "--raft-port", &raft])
         .env("PATH", dir.path())
         .output()
         .expect("rdb dev runs");
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8_lossy(&output.stderr);
     assert!(text.contains("apt install haproxy"), "{text}");
-    assert!(std::net::TcpStream::connect(("127.0.0.1", 24_701)).is_err(), "no node started");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", base + 1)).is_err(), "no node started");
 }

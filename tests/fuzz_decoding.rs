@@ -4,10 +4,12 @@
 //! the ordinary test runner: arbitrary bytes, and valid inputs with random
 //! mutations (flips, cuts, insertions). Nothing may panic; a refused input
 //! is fine. `RDB_FUZZ_ITERATIONS` (default 20,000 per target) runs longer;
-//! `RDB_FUZZ_SEED` replays a seed.
+//! `RDB_TEST_SEED` replays a seed.
+
+mod common;
 
 use rdb::kv::Request;
-use rdb::raft::{Body, Entry, EntryKind, Membership, Message, SnapshotMeta};
+use rdb::raft::{Body, Entry, EntryKind, Membership, Message, Position};
 use rdb::rpc::raft_capnp::peer;
 
 fn iterations() -> usize {
@@ -15,7 +17,7 @@ fn iterations() -> usize {
 }
 
 fn rng() -> fastrand::Rng {
-    let seed = std::env::var("RDB_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(0xf022);
+    let seed = common::seed::replay().unwrap_or(0xf022);
     fastrand::Rng::with_seed(seed)
 }
 
@@ -57,7 +59,7 @@ fn valid_deliver(rng: &mut fastrand::Rng) -> Vec<u8> {
         },
         Body::Heartbeat { commit: 9, round: 4 },
         Body::Snapshot {
-            meta: SnapshotMeta { index: 10, term: 2 },
+            meta: Position { index: 10, term: 2 },
             membership: Membership::voters_only(&[1, 2, 3]),
         },
         Body::ReadIndexResponse { ctx: 5, index: 9 },

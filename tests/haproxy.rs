@@ -18,8 +18,13 @@ use common::tls::{curl, gen_certs, tls_args};
 use common::TestCluster;
 use rdb::cli::haproxy::{adapt, server_states, HaproxyPlan, SHIPPED_CONFIG};
 
-const PORT_BASE: u16 = 24_500;
-const FRONT_PORT: u16 = PORT_BASE + 90;
+fn port_base() -> u16 {
+    common::ports::base("haproxy")
+}
+
+fn front_port() -> u16 {
+    port_base() + 90
+}
 
 /// haproxy, stopped on drop.
 struct Haproxy(Child);
@@ -39,7 +44,7 @@ fn plan(dir: &Path, cluster: &TestCluster) -> HaproxyPlan {
     .concat();
     std::fs::write(dir.join("front-bundle.pem"), bundle).expect("bundle");
     HaproxyPlan {
-        bind: SocketAddr::from(([127, 0, 0, 1], FRONT_PORT)),
+        bind: SocketAddr::from(([127, 0, 0, 1], front_port())),
         tls: Some((dir.join("front-bundle.pem"), dir.join("ca.pem"))),
         stats_socket: dir.join("admin.sock"),
         servers: cluster
@@ -93,7 +98,7 @@ fn the_shipped_haproxy_config_fronts_a_tls_cluster() {
     );
     let certs = dir.path().to_path_buf();
     let mut cluster =
-        TestCluster::start_each(3, PORT_BASE, &[], |id| tls_args(&certs, &format!("rdb{id}")));
+        TestCluster::start_each(3, port_base(), &[], |id| tls_args(&certs, &format!("rdb{id}")));
     let plan = plan(dir.path(), &cluster);
     let config_path = dir.path().join("haproxy.cfg");
     std::fs::write(&config_path, adapt(SHIPPED_CONFIG, &plan).expect("adapts")).expect("write");
@@ -115,7 +120,7 @@ fn the_shipped_haproxy_config_fronts_a_tls_cluster() {
     let socket = plan.stats_socket.clone();
     wait_for_states(&socket, |_| "UP", "every node UP");
 
-    let front = format!("https://127.0.0.1:{FRONT_PORT}/command");
+    let front = format!("https://127.0.0.1:{}/command", front_port());
     let ca = dir.path().join("ca.pem").display().to_string();
     put_through(&front, &ca, "before");
     let (status, answer) = curl(&[

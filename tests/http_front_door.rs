@@ -15,7 +15,6 @@ use common::raw::{post, RawConn};
 use common::TestCluster;
 use serde_json::json;
 
-const PORT_BASE: u16 = 24_400;
 /// The limits the cluster runs with: small, to show they are settings.
 const LIMITS: [&str; 6] =
     ["--body-bytes-max", "65536", "--key-bytes-max", "64", "--value-bytes-max", "4096"];
@@ -33,7 +32,7 @@ fn value_of(cluster: &TestCluster, id: u16, collection: &str, key: &str) -> Opti
 
 #[test]
 fn real_clients_get_answers() {
-    let cluster = TestCluster::start(3, PORT_BASE, &LIMITS);
+    let cluster = TestCluster::start(3, common::ports::base("http_front_door"), &LIMITS);
     let leader = cluster.wait_for_leader(Duration::from_secs(15));
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     let port = |id: u16| cluster.nodes[usize::from(id - 1)].http_port;

@@ -6,7 +6,7 @@
 //! (`jepsen/checker.rs`). tests/README.md lists the faults and promises.
 //!
 //! - `RDB_JEPSEN_SECS` (default 10): how long each scenario's faults run.
-//! - `RDB_JEPSEN_SEED=<seed>`: replay one seed (a failure prints it).
+//! - `RDB_TEST_SEED=<seed>`: replay one seed (a failure prints it).
 //! - `RDB_JEPSEN_SOAK=<n>`: run n more random seeds per scenario.
 
 #[path = "jepsen/checker.rs"]
@@ -341,14 +341,14 @@ fn fail(
     };
     panic!(
         "{name}: key k{key} is not linearizable with seed {seed}.\n{explanation}\nhistory written to {}\n\
-         replay: RDB_JEPSEN_SEED={seed} cargo test --release --test jepsen {name}",
+         replay: RDB_TEST_SEED={seed} cargo test --release --test jepsen {name}",
         path.display()
     );
 }
 
 /// The fixed seed of a scenario, or the replayed one; plus soak seeds.
 fn seeds(fixed: u64) -> Vec<u64> {
-    if let Some(seed) = std::env::var("RDB_JEPSEN_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(seed) = common::seed::replay() {
         return vec![seed];
     }
     let soak: u64 = std::env::var("RDB_JEPSEN_SOAK").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -363,14 +363,14 @@ fn seeds(fixed: u64) -> Vec<u64> {
 #[test]
 fn kills() {
     for seed in seeds(1) {
-        run("kills", 3, 23_000, &[Fault::Kill], &[], seed);
+        run("kills", 3, common::ports::base("jepsen::kills"), &[Fault::Kill], &[], seed);
     }
 }
 
 #[test]
 fn pauses() {
     for seed in seeds(2) {
-        run("pauses", 3, 23_200, &[Fault::Pause], &[], seed);
+        run("pauses", 3, common::ports::base("jepsen::pauses"), &[Fault::Pause], &[], seed);
     }
 }
 
@@ -380,7 +380,7 @@ fn partitions() {
         run(
             "partitions",
             3,
-            23_400,
+            common::ports::base("jepsen::partitions"),
             &[Fault::IsolateLeader, Fault::IsolateMinority, Fault::Slow],
             &[],
             seed,
@@ -394,7 +394,7 @@ fn one_way_and_bridges() {
         run(
             "one_way_and_bridges",
             5,
-            23_600,
+            common::ports::base("jepsen::one_way_and_bridges"),
             &[Fault::OneWay, Fault::Bridge, Fault::IsolateMinority],
             &[],
             seed,
@@ -415,7 +415,14 @@ fn snapshot_crashes() {
         "2048",
     ];
     for seed in seeds(5) {
-        run("snapshot_crashes", 3, 23_800, &[Fault::SnapshotCrash, Fault::Kill], &extra, seed);
+        run(
+            "snapshot_crashes",
+            3,
+            common::ports::base("jepsen::snapshot_crashes"),
+            &[Fault::SnapshotCrash, Fault::Kill],
+            &extra,
+            seed,
+        );
     }
 }
 
@@ -427,7 +434,14 @@ fn snapshot_crashes() {
 fn membership_changes() {
     let faults = [Fault::Reconfigure, Fault::Reconfigure, Fault::Kill, Fault::Pause];
     for seed in seeds(7) {
-        run("membership_changes", 5, 24_200, &faults, &[], seed);
+        run(
+            "membership_changes",
+            5,
+            common::ports::base("jepsen::membership_changes"),
+            &faults,
+            &[],
+            seed,
+        );
     }
 }
 
@@ -443,6 +457,13 @@ fn everything_at_once() {
         Fault::Slow,
     ];
     for seed in seeds(6) {
-        run("everything_at_once", 5, 24_000, &all, &[], seed);
+        run(
+            "everything_at_once",
+            5,
+            common::ports::base("jepsen::everything_at_once"),
+            &all,
+            &[],
+            seed,
+        );
     }
 }

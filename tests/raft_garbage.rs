@@ -4,8 +4,7 @@
 
 use rdb::raft::sim::Rng;
 use rdb::raft::{
-    Body, Config, Entry, EntryKind, MemStore, Membership, Message, Raft, RaftError, Role,
-    SnapshotMeta,
+    Body, Config, Entry, EntryKind, MemStore, Membership, Message, Position, Raft, RaftError, Role,
 };
 
 /// Random messages per node role.
@@ -85,7 +84,7 @@ fn any_body(rng: &mut Rng) -> Body {
         4 => Body::Heartbeat { commit: any_u64(rng), round: any_u64(rng) },
         5 => Body::HeartbeatResponse { round: any_u64(rng) },
         6 => Body::Snapshot {
-            meta: SnapshotMeta { index: any_u64(rng), term: any_u64(rng) },
+            meta: Position { index: any_u64(rng), term: any_u64(rng) },
             membership: any_membership(rng),
         },
         7 => Body::ReadIndex { ctx: any_u64(rng) },

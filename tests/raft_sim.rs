@@ -4,7 +4,9 @@
 //! included, servers re-added) are among the random steps.
 //!
 //! CI runs a bounded set; `RDB_RAFT_SEEDS=N` runs N seeds per cluster size,
-//! `RDB_RAFT_SEED=S` replays one seed, `RDB_RAFT_STEPS=K` changes the steps.
+//! `RDB_TEST_SEED=S` replays one seed, `RDB_RAFT_STEPS=K` changes the steps.
+
+mod common;
 
 use rdb::raft::sim::{Cluster, Faults};
 
@@ -25,7 +27,7 @@ fn run(name: &str, size: u64, seed: u64, steps: u64, faults: Faults) -> Result<C
     let outcome = cluster.run_random(steps, faults).and_then(|()| cluster.settle());
     outcome.map(|()| cluster).map_err(|why| {
         format!(
-            "{size}-node cluster, seed {seed}: {why}\n  replay: RDB_RAFT_SEED={seed} \
+            "{size}-node cluster, seed {seed}: {why}\n  replay: RDB_TEST_SEED={seed} \
              RDB_RAFT_STEPS={steps} cargo test --release --test raft_sim {name}"
         )
     })
@@ -33,7 +35,7 @@ fn run(name: &str, size: u64, seed: u64, steps: u64, faults: Faults) -> Result<C
 
 fn run_seeds(name: &str, size: u64, faults: Faults) {
     let steps = env_u64("RDB_RAFT_STEPS").unwrap_or(STEPS_DEFAULT);
-    let seeds: Vec<u64> = match env_u64("RDB_RAFT_SEED") {
+    let seeds: Vec<u64> = match common::seed::replay() {
         Some(seed) => vec![seed],
         None => (0..env_u64("RDB_RAFT_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect(),
     };

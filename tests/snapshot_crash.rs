@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use rdb::node::state_file::{decode_meta, encode_meta};
 use rdb::node::{InitialMembership, NodeConfig, SnapshotDir, SnapshotHeader};
-use rdb::raft::{Membership, SnapshotMeta};
+use rdb::raft::{Membership, Position};
 use rdb::storage::btree::{Db, Durability, KeyRange};
 use rdb::storage::disk::{Disk, SimDisk};
 
@@ -104,7 +104,7 @@ fn check_snapshots(
 
 #[test]
 fn a_crash_at_any_step_of_making_a_snapshot_leaves_none_or_a_whole_one() {
-    let meta = SnapshotMeta { index: 40, term: 2 };
+    let meta = Position { index: 40, term: 2 };
     let setup = |seed| {
         let (sim, disk) = disk_of(seed);
         let db = state_file(&disk, STATE, "a", 600, meta.index);
@@ -139,7 +139,7 @@ fn a_crash_at_any_step_of_receiving_a_snapshot_leaves_none_or_a_whole_one() {
     let db = state_file(&leader_disk, STATE, "b", 800, 70);
     let content = export(&db);
     let leader_dir = SnapshotDir::open(leader_disk, Path::new(SNAPSHOTS)).expect("dir");
-    let meta = SnapshotMeta { index: 70, term: 2 };
+    let meta = Position { index: 70, term: 2 };
     let (path, header) = leader_dir.write(&db.begin_read(), meta, &membership()).expect("write");
     let file = leader.contents(&path).expect("the leader's file");
     let receive = |dir: &SnapshotDir| {
@@ -176,7 +176,7 @@ fn install_setup(seed: u64) -> (SimDisk, Arc<dyn Disk>, SnapshotDir, std::path::
     drop(state_file(&disk, STATE, "a", 500, 10));
     let other = state_file(&disk, OTHER, "b", 700, 25);
     let dir = SnapshotDir::open(disk.clone(), Path::new(SNAPSHOTS)).expect("dir");
-    let meta = SnapshotMeta { index: 25, term: 2 };
+    let meta = Position { index: 25, term: 2 };
     let (path, _) = dir.write(&other.begin_read(), meta, &membership()).expect("write");
     (sim, disk, dir, path)
 }

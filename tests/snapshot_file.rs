@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rdb::node::snapshot_file::HEADER_BYTES;
 use rdb::node::SnapshotDir;
-use rdb::raft::{Member, MemberRole, Membership, SnapshotMeta};
+use rdb::raft::{Member, MemberRole, Membership, Position};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 
@@ -51,7 +51,7 @@ fn items(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
 fn a_state_file_round_trips_through_a_snapshot() {
     let dir = tempfile::tempdir().expect("dir");
     let db = filled_db(dir.path(), 5_000);
-    let meta = SnapshotMeta { index: 42, term: 3 };
+    let meta = Position { index: 42, term: 3 };
     let snapshots = snapshot_dir(dir.path());
     let (path, header) = snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(header.file_name().as_str()));
@@ -74,7 +74,7 @@ fn damage_to_a_snapshot_is_detected() {
     let dir = tempfile::tempdir().expect("dir");
     let db = filled_db(dir.path(), 2_000);
     let snapshots = snapshot_dir(dir.path());
-    let meta = SnapshotMeta { index: 9, term: 1 };
+    let meta = Position { index: 9, term: 1 };
     let (path, header) = snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     let good = std::fs::read(&path).expect("read");
     let mut rng = fastrand::Rng::with_seed(5);
@@ -109,7 +109,7 @@ fn listing_is_newest_first_and_pruning_keeps_the_newest() {
         let mut txn = db.begin_write().expect("writer");
         txn.put("d/c", b"marker", &index.to_string().into_bytes()).expect("put");
         txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
-        let meta = SnapshotMeta { index, term: 1 };
+        let meta = Position { index, term: 1 };
         snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     }
     std::fs::write(snapshots.path().join("state_garbage.lz4"), b"not a snapshot").expect("garbage");

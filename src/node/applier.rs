@@ -27,7 +27,7 @@ use super::state_cell::StateCell;
 use super::state_file::{self, decode_meta, encode_meta, STATE_FILE_NAME};
 use super::Input;
 use crate::kv::{self, Command, Reply};
-use crate::raft::{Entry, EntryKind, Membership, RaftError, SnapshotMeta, Term};
+use crate::raft::{Entry, EntryKind, Membership, Position, RaftError, Term};
 
 /// Snapshots kept on disk; older ones are removed.
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -91,7 +91,7 @@ pub(super) struct Applier {
     /// Counts snapshots.
     pub(super) metrics: Arc<Metrics>,
     /// The last applied index and its term.
-    pub(super) last_applied: SnapshotMeta,
+    pub(super) last_applied: Position,
     /// Jobs from the Raft loop.
     pub(super) jobs: Receiver<ApplyJob>,
     /// The last index applied, published for status and health.
@@ -156,7 +156,7 @@ impl Applier {
                     let txn = txn.as_mut().expect("just begun");
                     for (entry, pending) in entries {
                         let reply = apply_entry(txn, &entry)?;
-                        self.last_applied = SnapshotMeta { index: entry.index, term: entry.term };
+                        self.last_applied = Position { index: entry.index, term: entry.term };
                         if let Some(pending) = pending {
                             answers.push(Answer::Write(pending, entry.term, reply));
                         }
@@ -169,7 +169,7 @@ impl Applier {
             }
         }
         if let Some(txn) = txn {
-            let SnapshotMeta { index, term } = self.last_applied;
+            let Position { index, term } = self.last_applied;
             txn.commit(encode_meta(index, term), Durability::Deferred)
                 .map_err(Error::storage("state file commit"))?;
             self.applied.store(index, Ordering::Release);

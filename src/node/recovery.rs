@@ -11,7 +11,7 @@ use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::snapshot_file::SnapshotHeader;
 use super::state_file::{self, INSTALL_NAME, STATE_FILE_NAME};
 use super::{InitialMembership, NodeConfig, SNAPSHOT_DIR_NAME};
-use crate::raft::{Membership, SnapshotMeta};
+use crate::raft::{Membership, Position};
 
 /// What a node starts from.
 pub(super) struct Recovered {
@@ -24,9 +24,9 @@ pub(super) struct Recovered {
     /// The newest snapshot that verified, if any.
     pub(super) newest: Option<SnapshotFile>,
     /// Where Raft's log starts (the index before its first entry).
-    pub(super) floor: SnapshotMeta,
+    pub(super) floor: Position,
     /// The state file's applied index and term.
-    pub(super) applied: SnapshotMeta,
+    pub(super) applied: Position,
     /// The membership as of `applied`.
     pub(super) membership: Membership,
 }
@@ -127,16 +127,16 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered> {
 /// snapshot. The floor is the start of the log if the WAL still holds entry
 /// 1, else its first entry (whose term is known; the one before it may not
 /// be), or the applied index if the WAL holds nothing at or below it.
-fn log_floor(wal: &Wal, applied: SnapshotMeta) -> SnapshotMeta {
+fn log_floor(wal: &Wal, applied: Position) -> Position {
     let first = wal.first_index();
     match wal.term(first) {
-        Some(_) if first == 1 && applied.index > 0 => SnapshotMeta::default(),
-        Some(term) if first <= applied.index => SnapshotMeta { index: first, term },
+        Some(_) if first == 1 && applied.index > 0 => Position::default(),
+        Some(term) if first <= applied.index => Position { index: first, term },
         _ => applied,
     }
 }
 
-fn applied_of(db: &Db) -> SnapshotMeta {
+fn applied_of(db: &Db) -> Position {
     state_file::applied_of(&db.begin_read())
 }
 

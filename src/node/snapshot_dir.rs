@@ -24,7 +24,7 @@ use super::error::{Error, Result};
 use super::snapshot_file::{
     SnapshotHeader, FORMAT_VERSION, INCOMING_NAME, IO_BUFFER_BYTES, TEMP_NAME,
 };
-use crate::raft::{Membership, SnapshotMeta};
+use crate::raft::{Membership, Position};
 
 /// A snapshot on disk: its path and header.
 pub type SnapshotFile = (PathBuf, SnapshotHeader);
@@ -70,7 +70,7 @@ impl SnapshotDir {
     pub fn write(
         &self,
         txn: &ReadTxn,
-        meta: SnapshotMeta,
+        meta: Position,
         membership: &Membership,
     ) -> Result<SnapshotFile> {
         let temp = self.dir.join(TEMP_NAME);

@@ -34,7 +34,7 @@ use std::io::{ErrorKind, Read};
 use std::path::Path;
 
 use super::error::{Error, Result};
-use crate::raft::{Membership, SnapshotMeta};
+use crate::raft::{Membership, Position};
 
 /// Identifies a snapshot file.
 const MAGIC: [u8; 8] = *b"rdbSNAP1";
@@ -64,7 +64,7 @@ pub(super) const IO_BUFFER_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotHeader {
     /// The last index and term it includes.
-    pub meta: SnapshotMeta,
+    pub meta: Position,
     /// The cluster's membership as of `meta.index`.
     pub membership: Membership,
     /// Bytes of the uncompressed state file.
@@ -158,7 +158,7 @@ impl SnapshotHeader {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&bytes[40..72]);
         Ok(SnapshotHeader {
-            meta: SnapshotMeta { index: u64_at(16), term: u64_at(24) },
+            meta: Position { index: u64_at(16), term: u64_at(24) },
             membership,
             content_bytes: u64_at(32),
             hash,

@@ -39,7 +39,7 @@ use super::metrics::Metrics;
 use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::wal_store::WalStore;
 use super::{Input, NodeConfig, Transport};
-use crate::raft::{Body, Index, Message, NodeId, Raft, SnapshotMeta};
+use crate::raft::{Body, Index, Message, NodeId, Position, Raft};
 
 /// Snapshot bookkeeping of the event loop.
 #[derive(Debug)]
@@ -253,7 +253,7 @@ impl SnapshotState {
     pub(super) fn install_snapshot(
         &mut self,
         raft: &mut Raft<WalStore>,
-        meta: SnapshotMeta,
+        meta: Position,
     ) -> Result<()> {
         let (path, header) =
             self.received.take().filter(|(_, h)| h.meta == meta).ok_or_else(|| {

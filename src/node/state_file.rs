@@ -8,7 +8,7 @@
 use rdb_storage::btree::{ReadTxn, WriteTxn, USER_META_BYTES};
 
 use super::error::{Error, Result};
-use crate::raft::{Index, Membership, SnapshotMeta, Term};
+use crate::raft::{Index, Membership, Position, Term};
 
 /// The state file's name inside `<data-dir>/state`.
 pub const STATE_FILE_NAME: &str = "state.db";
@@ -38,9 +38,9 @@ pub fn decode_meta(meta: [u8; USER_META_BYTES]) -> (Index, Term) {
 }
 
 /// The applied index and term of a read transaction.
-pub fn applied_of(txn: &ReadTxn) -> SnapshotMeta {
+pub fn applied_of(txn: &ReadTxn) -> Position {
     let (index, term) = decode_meta(txn.user_meta());
-    SnapshotMeta { index, term }
+    Position { index, term }
 }
 
 /// The membership recorded in the state file, if any (a state file made

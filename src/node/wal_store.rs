@@ -4,8 +4,7 @@
 use rdb_storage::wal::{self, Wal};
 
 use crate::raft::{
-    Entry, EntryKind, Failure, HardState, Index, LogStore, Membership, SnapshotMeta, StoreError,
-    Term,
+    Entry, EntryKind, Failure, HardState, Index, LogStore, Membership, Position, StoreError, Term,
 };
 
 /// The first payload byte of a record: what kind of entry follows.
@@ -25,11 +24,11 @@ pub struct WalStore {
     /// The log and hard state on disk.
     pub(crate) wal: Wal,
     /// The last index Raft treats as compacted, and its term.
-    pub(crate) floor: SnapshotMeta,
+    pub(crate) floor: Position,
     /// The newest snapshot file and the membership it records, sent to
     /// followers that need entries below the floor (only if it reaches the
     /// floor: the WAL is compacted without one).
-    pub(crate) newest: Option<(SnapshotMeta, Membership)>,
+    pub(crate) newest: Option<(Position, Membership)>,
     /// Raft asked for a snapshot to send and none reaches the floor: the
     /// loop writes one.
     pub(crate) snapshot_wanted: std::cell::Cell<bool>,
@@ -73,17 +72,13 @@ impl WalStore {
         }
         let Some(term) = self.wal.term(upto) else { return Ok(()) };
         self.wal.purge_prefix(upto)?;
-        self.floor = SnapshotMeta { index: upto, term };
+        self.floor = Position { index: upto, term };
         Ok(())
     }
 
     /// The log after installing the leader's snapshot `meta`: everything up
     /// to it is gone, and entries continue after it.
-    pub fn restore(
-        &mut self,
-        meta: SnapshotMeta,
-        membership: Membership,
-    ) -> rdb_storage::Result<()> {
+    pub fn restore(&mut self, meta: Position, membership: Membership) -> rdb_storage::Result<()> {
         if meta.index < self.wal.last_index() {
             self.wal.truncate_suffix(meta.index + 1)?;
         }
@@ -125,7 +120,7 @@ fn fatal(error: rdb_storage::Error) -> StoreError {
 }
 
 impl LogStore for WalStore {
-    fn initial_state(&self) -> Result<(HardState, SnapshotMeta), StoreError> {
+    fn initial_state(&self) -> Result<(HardState, Position), StoreError> {
         let hs = self.wal.hard_state();
         Ok((HardState { term: hs.term, vote: hs.vote, commit: hs.commit }, self.floor))
     }
@@ -156,7 +151,7 @@ impl LogStore for WalStore {
         records.into_iter().map(from_record).collect()
     }
 
-    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
+    fn snapshot(&self) -> Result<(Position, Membership), StoreError> {
         // A follower installing an older one would still need entries
         // between it and the floor.
         let newest = self.newest.clone().filter(|(meta, _)| meta.index >= self.floor.index);

@@ -6,14 +6,14 @@
 //! same index until the node persists them and `stable_to` drops them.
 
 use super::failure::Failure;
-use super::message::{count_within, Entry, Index, SnapshotMeta, Term};
+use super::message::{count_within, Entry, Index, Position, Term};
 use super::store::{LogStore, StoreError};
 
 /// What is not on disk yet.
 #[derive(Debug, Default)]
 struct Unstable {
     /// A snapshot to install, received from the leader.
-    snapshot: Option<SnapshotMeta>,
+    snapshot: Option<Position>,
     /// Index of `entries[0]` (or where the next entry would go).
     offset: Index,
     /// Entries to persist.
@@ -220,7 +220,7 @@ impl<S: LogStore> RaftLog<S> {
     }
 
     /// The unstable snapshot, for a `Ready`.
-    pub fn unstable_snapshot(&self) -> Option<SnapshotMeta> {
+    pub fn unstable_snapshot(&self) -> Option<Position> {
         self.unstable.snapshot
     }
 
@@ -242,7 +242,7 @@ impl<S: LogStore> RaftLog<S> {
     }
 
     /// Replaces the log with a snapshot from the leader.
-    pub fn restore(&mut self, snapshot: SnapshotMeta) {
+    pub fn restore(&mut self, snapshot: Position) {
         assert!(snapshot.index > self.committed, "snapshot behind commit");
         self.unstable =
             Unstable { snapshot: Some(snapshot), offset: snapshot.index + 1, entries: Vec::new() };

@@ -7,7 +7,7 @@
 //! the sender must learn that it is stale.
 
 use super::membership::Membership;
-pub use super::types::{Index, NodeId, Term};
+pub use super::types::{Index, NodeId, Position, Term};
 
 /// What an entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,16 +69,6 @@ pub struct HardState {
     pub vote: NodeId,
     /// The highest index it knows to be committed.
     pub commit: Index,
-}
-
-/// Where a snapshot ends: it replaces every entry up to and including
-/// `index`, the last of which had `term`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SnapshotMeta {
-    /// The last index the snapshot covers.
-    pub index: Index,
-    /// The term of that entry.
-    pub term: Term,
 }
 
 /// A message between two members.
@@ -159,7 +149,7 @@ pub enum Body {
     /// beside this message (the node streams the file).
     Snapshot {
         /// Which snapshot.
-        meta: SnapshotMeta,
+        meta: Position,
         /// The membership as of the snapshot's index.
         membership: Membership,
     },

@@ -70,8 +70,7 @@ pub use self::membership::{
 };
 pub use self::membership_log::MembershipLog;
 pub use self::message::{
-    Body, Entry, EntryKind, HardState, Index, Message, NodeId, SnapshotMeta, Term,
-    ENTRY_OVERHEAD_BYTES,
+    Body, Entry, EntryKind, HardState, Index, Message, NodeId, Position, Term, ENTRY_OVERHEAD_BYTES,
 };
 pub use self::progress::{is_lost, is_majority, quorum_index, Progress, ProgressState};
 pub use self::ready::{RaftError, ReadState, Ready};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::failure::Failure;
 use super::membership::{Membership, MembershipError};
-use super::message::{Entry, HardState, Index, Message, NodeId, SnapshotMeta};
+use super::message::{Entry, HardState, Index, Message, NodeId, Position};
 
 /// One batch of work, in this order: send `messages` (at once); persist
 /// `snapshot`, `entries` and `hard_state` (sync); then send
@@ -21,7 +21,7 @@ pub struct Ready {
     /// The hard state, if it changed.
     pub hard_state: Option<HardState>,
     /// A snapshot from the leader to install (its bytes came with it).
-    pub snapshot: Option<SnapshotMeta>,
+    pub snapshot: Option<Position>,
     /// Entries to append to the stable log; any stored entries at or after
     /// the first of them must be removed first.
     pub entries: Vec<Entry>,

@@ -4,7 +4,7 @@
 
 use super::core::{Raft, Role};
 use super::membership::Membership;
-use super::message::{Body, Entry, EntryKind, Index, Message, NodeId, SnapshotMeta, Term};
+use super::message::{Body, Entry, EntryKind, Index, Message, NodeId, Position, Term};
 use super::ready::{RaftError, ReadState};
 use super::store::{LogStore, StoreError};
 
@@ -237,7 +237,7 @@ impl<S: LogStore> Raft<S> {
     }
 
     /// Takes the leader's snapshot unless the log already covers it.
-    fn install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, membership: Membership) {
+    fn install_snapshot(&mut self, from: NodeId, meta: Position, membership: Membership) {
         let committed = self.log.committed();
         let index = if meta.index <= committed {
             committed

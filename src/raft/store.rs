@@ -11,7 +11,7 @@ use std::fmt;
 
 use super::failure::Failure;
 use super::membership::Membership;
-use super::message::{count_within, Entry, HardState, Index, SnapshotMeta, Term};
+use super::message::{count_within, Entry, HardState, Index, Position, Term};
 
 /// Why a store could not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,7 @@ impl std::error::Error for StoreError {}
 /// none), whose term `term` answers.
 pub trait LogStore {
     /// The hard state and snapshot found at start-up.
-    fn initial_state(&self) -> Result<(HardState, SnapshotMeta), StoreError>;
+    fn initial_state(&self) -> Result<(HardState, Position), StoreError>;
     /// The first index held as an entry.
     fn first_index(&self) -> Index;
     /// The last index held (the snapshot's if no entries follow it).
@@ -53,7 +53,7 @@ pub trait LogStore {
     fn entries(&self, lo: Index, hi: Index, max_bytes: usize) -> Result<Vec<Entry>, StoreError>;
     /// The newest snapshot, with the membership as of its index, for
     /// sending to a follower.
-    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError>;
+    fn snapshot(&self) -> Result<(Position, Membership), StoreError>;
 }
 
 /// A log held in memory: what tests and the simulator persist into.
@@ -62,7 +62,7 @@ pub struct MemStore {
     /// The persisted hard state.
     pub hard_state: HardState,
     /// The snapshot the entries follow.
-    pub snapshot: SnapshotMeta,
+    pub snapshot: Position,
     /// The membership as of the snapshot.
     pub snapshot_membership: Membership,
     /// Entries `snapshot.index + 1 ..`.
@@ -83,7 +83,7 @@ impl MemStore {
 
     /// Replaces the log with a snapshot: entries it covers go; entries after
     /// it stay only if the log agrees with it at its index.
-    pub fn apply_snapshot(&mut self, meta: SnapshotMeta, membership: Membership) {
+    pub fn apply_snapshot(&mut self, meta: Position, membership: Membership) {
         if self.term(meta.index) == Ok(meta.term) {
             self.compact(meta.index, membership.clone());
         } else {
@@ -103,7 +103,7 @@ impl MemStore {
         let term = self.term(index).expect("compacting to a held index");
         let drop = usize::try_from(index - self.snapshot.index).expect("fits memory");
         self.entries.drain(..drop);
-        self.snapshot = SnapshotMeta { index, term };
+        self.snapshot = Position { index, term };
         self.snapshot_membership = membership;
     }
 
@@ -115,7 +115,7 @@ impl MemStore {
 }
 
 impl LogStore for MemStore {
-    fn initial_state(&self) -> Result<(HardState, SnapshotMeta), StoreError> {
+    fn initial_state(&self) -> Result<(HardState, Position), StoreError> {
         Ok((self.hard_state, self.snapshot))
     }
 
@@ -154,7 +154,7 @@ impl LogStore for MemStore {
         Ok(wanted[..count_within(wanted, 0, max_bytes)].to_vec())
     }
 
-    fn snapshot(&self) -> Result<(SnapshotMeta, Membership), StoreError> {
+    fn snapshot(&self) -> Result<(Position, Membership), StoreError> {
         Ok((self.snapshot, self.snapshot_membership.clone()))
     }
 }

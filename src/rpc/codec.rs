@@ -123,8 +123,7 @@ pub fn decode(reader: message::Reader<'_>) -> Result<Message, Error> {
         Which::HeartbeatResponse(answer) => Body::HeartbeatResponse { round: answer?.get_round() },
         Which::Snapshot(offer) => {
             let offer = offer?;
-            let meta =
-                crate::raft::SnapshotMeta { index: offer.get_index(), term: offer.get_term() };
+            let meta = crate::raft::Position { index: offer.get_index(), term: offer.get_term() };
             let membership = Membership::decode(offer.get_membership()?)
                 .map_err(|e| Error::failed(e.to_string()))?;
             Body::Snapshot { meta, membership }
@@ -157,7 +156,7 @@ fn decode_entry(reader: entry::Reader<'_>) -> Result<Entry, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::SnapshotMeta;
+    use crate::raft::Position;
 
     fn round_trip(message: &Message) -> Message {
         let mut builder = capnp::message::Builder::new_default();
@@ -189,7 +188,7 @@ mod tests {
             Body::Heartbeat { commit: 11, round: 12 },
             Body::HeartbeatResponse { round: 12 },
             Body::Snapshot {
-                meta: SnapshotMeta { index: 100, term: 4 },
+                meta: Position { index: 100, term: 4 },
                 membership: Membership::voters_only(&[1, 2, 3]),
             },
             Body::TimeoutNow,

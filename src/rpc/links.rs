@@ -21,7 +21,7 @@ use super::raft_capnp::peer;
 use super::RpcConfig;
 use crate::node::snapshot_dir::Receiving;
 use crate::node::NodeHandle;
-use crate::raft::{NodeId, SnapshotMeta};
+use crate::raft::{NodeId, Position};
 use crate::tls::TlsState;
 
 /// Removed members whose connections are still accepted, at most.
@@ -49,7 +49,7 @@ pub(super) struct Incoming {
     /// The sending leader.
     pub(super) from: NodeId,
     /// Which snapshot.
-    pub(super) meta: SnapshotMeta,
+    pub(super) meta: Position,
     /// The leader's term.
     pub(super) term: u64,
     /// The file being received.

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use super::links::{Incoming, Links};
 use super::raft_capnp::snapshot_chunk;
 use super::CALL_TIMEOUT;
-use crate::raft::{Body, Message, NodeId, SnapshotMeta};
+use crate::raft::{Body, Message, NodeId, Position};
 
 /// Bytes per chunk the leader sends by default.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -110,7 +110,7 @@ pub(super) async fn receive_chunk(
             bytes.len()
         ));
     }
-    let meta = SnapshotMeta { index: chunk.get_index(), term: chunk.get_snapshot_term() };
+    let meta = Position { index: chunk.get_index(), term: chunk.get_snapshot_term() };
     if chunk.get_offset() == 0 {
         // A new transfer replaces an unfinished one (its file is reused).
         *incoming.borrow_mut() = None;
@@ -140,7 +140,7 @@ enum Step {
 fn append(
     slot: &mut Option<Incoming>,
     peer: NodeId,
-    meta: SnapshotMeta,
+    meta: Position,
     offset: u64,
     bytes: &[u8],
     done: bool,

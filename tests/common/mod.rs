@@ -5,7 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod ports;
 pub mod raw;
+pub mod seed;
 pub mod tls;
 
 use std::path::PathBuf;

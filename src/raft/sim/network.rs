@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::super::membership::Membership;
-use super::super::message::{Message, NodeId, SnapshotMeta};
+use super::super::message::{Message, NodeId, Position};
 
 /// Most messages in flight; past it the oldest is lost (a full queue).
 pub const IN_FLIGHT_MAX: usize = 4096;
@@ -13,7 +13,7 @@ pub const IN_FLIGHT_MAX: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotState {
     /// Which snapshot.
-    pub meta: SnapshotMeta,
+    pub meta: Position,
     /// The state machine's hash at `meta.index`.
     pub state_hash: u64,
     /// The membership the state machine had applied at `meta.index`.
