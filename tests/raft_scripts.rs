@@ -28,6 +28,8 @@
 //! | `status` | one line per node: role, term, last, commit, membership |
 //! | `settle` | heals, restarts everyone and checks every member applies everything acknowledged |
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -39,43 +41,6 @@ use rdb::raft::{Member, MemberRole, MembershipChange, NodeId, RaftError, Role};
 const CAMPAIGN_TICKS_MAX: u32 = 100;
 /// Rounds of delivery `deliver` makes at most.
 const DELIVER_ROUNDS_MAX: usize = 1_000;
-
-/// One command and the output it must print.
-struct Case {
-    /// The command line.
-    command: String,
-    /// The expected output (lines, without the trailing newline).
-    expected: String,
-}
-
-fn parse(text: &str) -> Vec<(String, Option<Case>)> {
-    // Each block: comment/blank lines, a command, "----", output up to a
-    // blank line. Comments are kept to rewrite the file.
-    let mut blocks = Vec::new();
-    let mut lines = text.lines().peekable();
-    let mut preamble = String::new();
-    while let Some(line) = lines.next() {
-        if line.starts_with('#') || line.trim().is_empty() {
-            preamble.push_str(line);
-            preamble.push('\n');
-            continue;
-        }
-        let command = line.to_string();
-        assert_eq!(lines.next(), Some("----"), "a command must be followed by ----: {command}");
-        let mut expected = Vec::new();
-        while let Some(line) = lines.next_if(|l| !l.trim().is_empty()) {
-            expected.push(line);
-        }
-        // The blank line that ends the block belongs to it.
-        lines.next_if(|l| l.trim().is_empty());
-        blocks.push((
-            std::mem::take(&mut preamble),
-            Some(Case { command, expected: expected.join("\n") }),
-        ));
-    }
-    blocks.push((preamble, None));
-    blocks
-}
 
 /// Runs one command; its output, or why it failed.
 fn run(cluster: &mut Option<Cluster>, command: &str) -> Result<String, String> {
@@ -268,47 +233,13 @@ fn change(cluster: &mut Cluster, words: &[&str]) -> Result<String, String> {
 }
 
 fn run_file(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut cluster = None;
-    let mut rewritten = String::new();
-    let mut failures = Vec::new();
-    for (preamble, case) in parse(&text) {
-        rewritten.push_str(&preamble);
-        let Some(case) = case else { continue };
-        let actual = run(&mut cluster, &case.command).unwrap_or_else(|why| format!("error: {why}"));
-        if actual != case.expected {
-            failures.push(format!(
-                "{}: `{}`\n  expected:\n{}\n  actual:\n{}",
-                path.display(),
-                case.command,
-                case.expected,
-                actual
-            ));
-        }
-        let _ = write!(rewritten, "{}\n----\n{}", case.command, actual);
-        rewritten.push_str(if actual.is_empty() { "\n" } else { "\n\n" });
-    }
-    if std::env::var_os("RDB_SCRIPTS_REWRITE").is_some() {
-        std::fs::write(path, rewritten).map_err(|e| e.to_string())?;
-        return Ok(());
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("\n"))
-    }
+    common::golden::check(path, |command| run(&mut cluster, command))
 }
 
 #[test]
 fn every_script_prints_what_it_expects() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/raft_scripts");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/raft_scripts")
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
-    assert!(!paths.is_empty(), "no scripts in {}", dir.display());
+    let paths = common::golden::scripts("tests/raft_scripts");
     let failures: Vec<String> = paths.iter().filter_map(|path| run_file(path).err()).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

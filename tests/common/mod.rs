@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod golden;
 pub mod ports;
 pub mod raw;
 pub mod seed;

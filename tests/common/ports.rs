@@ -51,6 +51,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("bench_cli::https_with_a_client_certificate", 25_500, 1),
     ("cluster_tls::the_shipped_config_file", 25_600, 1),
     ("cluster_tls::clients_need_a_certificate", 25_700, 1),
+    ("api_scripts", 25_800, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table
