@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
         Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
+        Cmd::Kv(command) => Some(rdb::cli::kv::run(command)),
         _ => None,
     };
     if let Some(outcome) = client_command {
@@ -43,7 +44,7 @@ fn main() -> ExitCode {
             tls: args.tls,
             haproxy_port: args.haproxy.then_some(args.haproxy_port),
         }),
-        Cmd::Member { .. } | Cmd::Leader { .. } | Cmd::Bench(_) => Ok(()),
+        Cmd::Member { .. } | Cmd::Leader { .. } | Cmd::Bench(_) | Cmd::Kv(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! The command line: `rdb serve`, `rdb dev`, and the operator subcommands
-//! that drive a running cluster (`rdb member`, `rdb leader`, `rdb bench`).
+//! The command line: `rdb serve`, `rdb dev`, and the subcommands that drive
+//! a running cluster (`rdb put|get|delete|cas|range|collections|drop`, `rdb
+//! member`, `rdb leader`, `rdb bench`).
 
 pub mod bench;
 pub mod client;
@@ -8,6 +9,7 @@ mod dev;
 mod dev_certs;
 mod error;
 pub mod haproxy;
+pub mod kv;
 pub mod member;
 mod notify;
 mod serve;
@@ -58,6 +60,9 @@ pub enum Cmd {
     },
     /// Load a cluster with puts or gets and report throughput and latency.
     Bench(bench::BenchArgs),
+    /// The key-value actions (through any node).
+    #[command(flatten)]
+    Kv(kv::KvCmd),
 }
 
 /// `rdb serve` flags; each overrides the config file.
@@ -211,4 +216,15 @@ pub struct DevArgs {
     /// The port haproxy listens on, on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     pub haproxy_port: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of every subcommand's flags (unique names, valid
+    /// groups): a mistake there panics at parse time, in the operator's hands.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
