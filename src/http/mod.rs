@@ -42,6 +42,8 @@ pub async fn serve(
     // Keep in step with `allowed_methods`.
     app.at("/command").all(command);
     app.at("/health").get(health);
+    app.at("/livez").get(livez);
+    app.at("/readyz").get(readyz);
     app.at("/status").get(status);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot);
@@ -123,6 +125,46 @@ async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
             }
         }
         Err(why) => Reply::error(500, format!("snapshot failed: {why}")),
+    };
+    Ok(respond(&reply))
+}
+
+/// How long `GET /readyz` waits for a read index.
+pub const READYZ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// GET /livez: the process answers and its event loop has run a round
+/// lately (Kubernetes' and etcd's liveness probe: restart it if not).
+async fn livez(request: Request<NodeHandle>) -> tide::Result {
+    let status = request.state().status();
+    let reply = if status.live(std::time::Instant::now()) {
+        Reply { status: 200, body: serde_json::json!({"status": "ok", "id": status.id}) }
+    } else {
+        let error = format!(
+            "the event loop has not run for over {} s",
+            crate::node::LIVENESS_STALL_MAX.as_secs()
+        );
+        Reply {
+            status: 503,
+            body: serde_json::json!({"status": "unavailable", "id": status.id, "error": error}),
+        }
+    };
+    Ok(respond(&reply))
+}
+
+/// GET /readyz: a linearizable read could be served now (a quorum confirms
+/// a read index within [`READYZ_TIMEOUT`]); the readiness probe (send it
+/// traffic, or not).
+async fn readyz(request: Request<NodeHandle>) -> tide::Result {
+    let node = request.state();
+    let reply = match node.read_ready(READYZ_TIMEOUT).await {
+        Ok(()) => {
+            Reply { status: 200, body: serde_json::json!({"status": "ok", "id": node.status().id}) }
+        }
+        Err(mut refusal) => {
+            refusal.body["status"] = "unavailable".into();
+            refusal.body["id"] = node.status().id.into();
+            refusal
+        }
     };
     Ok(respond(&reply))
 }

@@ -356,6 +356,7 @@ impl EventLoop {
                 .map(|(id, match_index)| PeerStatus { id, match_index })
                 .collect(),
             membership: raft.membership().clone(),
+            published_at: Some(Instant::now()),
         };
         *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
     }

@@ -115,6 +115,13 @@ impl NodeHandle {
         let _ = self.inner.inbox.try_send(Input::Peer(message));
     }
 
+    /// Whether a linearizable read could be served now: Ok once this
+    /// node has confirmed a read index with a quorum and applied up to it,
+    /// within `timeout`; otherwise the 503 a read would get.
+    pub async fn read_ready(&self, timeout: Duration) -> Result<(), Reply> {
+        self.read_barrier(Instant::now() + timeout).await
+    }
+
     /// Takes a snapshot now; answers with its file and header.
     pub async fn take_snapshot(&self) -> Result<SnapshotFile, Arc<Error>> {
         let (done, answer) = oneshot::channel();

@@ -50,7 +50,7 @@ use futures::future::BoxFuture;
 pub use admin::{members_json, MEMBERSHIP_WAIT};
 pub use handle::NodeHandle;
 pub use metrics::Metrics;
-pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX};
+pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX};
 pub use wal_store::WalStore;
 
 pub use error::Error;

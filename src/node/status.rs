@@ -1,6 +1,8 @@
 //! What the node reports about itself: GET /status, /health and the gauges
 //! of /metrics.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 use crate::raft::{Index, Membership, NodeId, Term};
@@ -42,15 +44,43 @@ pub struct Status {
     /// The membership in force on this node (shown as `members`).
     #[serde(skip)]
     pub membership: Membership,
+    /// When the event loop published this (None: before its first round).
+    #[serde(skip)]
+    pub published_at: Option<Instant>,
 }
 
 /// How far the applied index may trail the commit index on a healthy node.
 pub const HEALTHY_APPLY_LAG_MAX: u64 = 10_000;
+
+/// How long the event loop may go without a round before the node is not
+/// live (`GET /livez`). It runs one at least every tick (50 ms by default);
+/// a loop stuck this long (a disk that does not return from `fdatasync`, a
+/// deadlock) will not recover by itself.
+pub const LIVENESS_STALL_MAX: Duration = Duration::from_secs(5);
 
 impl Status {
     /// In a cluster with a known leader, applying within bounds.
     pub fn healthy(&self) -> bool {
         self.leader != 0
             && self.commit_index.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
+    }
+
+    /// The event loop has run a round within [`LIVENESS_STALL_MAX`] of `now`.
+    pub fn live(&self, now: Instant) -> bool {
+        self.published_at.is_some_and(|at| now.saturating_duration_since(at) <= LIVENESS_STALL_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_without_a_round_for_too_long_is_not_live() {
+        let now = Instant::now();
+        assert!(!Status::default().live(now), "before the first round");
+        let fresh = Status { published_at: Some(now), ..Status::default() };
+        assert!(fresh.live(now + LIVENESS_STALL_MAX));
+        assert!(!fresh.live(now + LIVENESS_STALL_MAX + Duration::from_millis(1)));
     }
 }

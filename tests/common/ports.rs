@@ -53,6 +53,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("cluster_tls::clients_need_a_certificate", 25_700, 1),
     ("api_scripts", 25_800, 1),
     ("cli_kv", 25_900, 1),
+    ("probes", 26_000, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table
