@@ -151,7 +151,7 @@ fn newest_snapshot(dir: &Path) -> std::path::PathBuf {
     let snapshots =
         rdb::node::SnapshotDir::open(std::sync::Arc::new(rdb::storage::disk::RealDisk), dir)
             .expect("dir");
-    let headers = snapshots.list();
+    let headers = snapshots.list().expect("list");
     headers.first().map(|(path, _)| path.clone()).expect("a snapshot")
 }
 

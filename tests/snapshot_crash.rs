@@ -85,8 +85,8 @@ fn check_snapshots(
     let dir = SnapshotDir::open(disk.clone(), Path::new(SNAPSHOTS)).expect("reopen");
     let names = disk.list(Path::new(SNAPSHOTS)).expect("list");
     assert!(names.iter().all(|n| n.starts_with("state_")), "step {step}: leftovers {names:?}");
-    let found = dir.newest_valid();
-    assert!(dir.list().len() <= 1, "step {step}: more than one snapshot");
+    let found = dir.newest_valid().expect("readable");
+    assert!(dir.list().expect("list").len() <= 1, "step {step}: more than one snapshot");
     match found {
         None => {
             assert!(!must_exist, "step {step}: a snapshot that was acknowledged was lost");
@@ -147,7 +147,7 @@ fn a_crash_at_any_step_of_receiving_a_snapshot_leaves_none_or_a_whole_one() {
         for chunk in file.chunks(4096) {
             receiving.append(chunk)?;
         }
-        receiving.finish()
+        receiving.finish(meta)
     };
     let (probe, probe_disk) = disk_of(0);
     let dir = SnapshotDir::open(probe_disk, Path::new(SNAPSHOTS)).expect("dir");

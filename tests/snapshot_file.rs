@@ -113,9 +113,94 @@ fn listing_is_newest_first_and_pruning_keeps_the_newest() {
         snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
     }
     std::fs::write(snapshots.path().join("state_garbage.lz4"), b"not a snapshot").expect("garbage");
-    let indexes: Vec<u64> = snapshots.list().iter().map(|(_, h)| h.meta.index).collect();
+    let indexes: Vec<u64> =
+        snapshots.list().expect("list").iter().map(|(_, h)| h.meta.index).collect();
     assert_eq!(indexes, [30, 12, 5]);
     snapshots.prune(2).expect("prune");
-    let indexes: Vec<u64> = snapshots.list().iter().map(|(_, h)| h.meta.index).collect();
+    let indexes: Vec<u64> =
+        snapshots.list().expect("list").iter().map(|(_, h)| h.meta.index).collect();
     assert_eq!(indexes, [30, 12]);
+}
+
+/// A disk on which snapshot files can be read but not opened for writing
+/// (a backup copied in by root, a read-only mount), or, with `unreadable`,
+/// not opened at all.
+#[derive(Debug)]
+struct NoWrites {
+    unreadable: bool,
+}
+
+impl rdb::storage::disk::Disk for NoWrites {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        create: bool,
+    ) -> std::io::Result<Box<dyn rdb::storage::disk::DiskFile>> {
+        if path.exists() {
+            return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        }
+        RealDisk.open(path, create)
+    }
+    fn open_read(
+        &self,
+        path: &std::path::Path,
+    ) -> std::io::Result<Box<dyn rdb::storage::disk::DiskFile>> {
+        if self.unreadable {
+            return Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        }
+        RealDisk.open_read(path)
+    }
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        RealDisk.create_dir_all(dir)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        RealDisk.list(dir)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        RealDisk.rename(from, to)
+    }
+    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        RealDisk.remove(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        RealDisk.sync_dir(dir)
+    }
+}
+
+/// A snapshot the node may read but not write is used; one it cannot read
+/// at all is an error, never "no snapshot" (a node would start empty and
+/// the backup would be lost without a word).
+#[test]
+fn a_read_only_backup_is_read_and_an_unreadable_one_is_an_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = filled_db(dir.path(), 100);
+    let meta = Position { index: 5, term: 1 };
+    let (path, header) =
+        snapshot_dir(dir.path()).write(&db.begin_read(), meta, &membership()).expect("write");
+    let at = dir.path().join("snapshots");
+    let read_only = SnapshotDir::open(Arc::new(NoWrites { unreadable: false }), &at).expect("dir");
+    assert_eq!(read_only.newest_valid().expect("readable"), Some((path, header)));
+    let unreadable = SnapshotDir::open(Arc::new(NoWrites { unreadable: true }), &at).expect("dir");
+    let error = unreadable.newest_valid().expect_err("unreadable");
+    assert!(error.to_string().contains("open"), "{error}");
+}
+
+/// A received file that verifies but is not the snapshot the leader offered
+/// is refused and never published.
+#[test]
+fn a_received_snapshot_other_than_the_one_offered_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = filled_db(dir.path(), 100);
+    let meta = Position { index: 5, term: 1 };
+    let (path, _) =
+        snapshot_dir(dir.path()).write(&db.begin_read(), meta, &membership()).expect("write");
+    let bytes = std::fs::read(&path).expect("read");
+    let other = tempfile::tempdir().expect("dir");
+    let receiver = snapshot_dir(other.path());
+    let mut receiving = receiver.receive().expect("receive");
+    receiving.append(&bytes).expect("append");
+    let offered = Position { index: 6, term: 1 };
+    let error = receiving.finish(offered).expect_err("not the one offered");
+    assert!(error.to_string().contains("not the"), "{error}");
+    assert!(receiver.list().expect("list").is_empty(), "published anyway");
 }

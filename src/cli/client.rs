@@ -147,6 +147,29 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), ClientError> {
+        self.send(method, path, body, false)
+    }
+
+    /// Like [`Client::request`], for a write that must not be made twice:
+    /// the next endpoint is tried only when the request cannot have reached
+    /// a node (no connection, 503); an error after it was sent means its
+    /// outcome is unknown ([`ClientError::Unavailable`], exit 3).
+    pub fn write(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), ClientError> {
+        self.send(method, path, body, true)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        once: bool,
+    ) -> Result<(u16, Value), ClientError> {
         let mut failures = Vec::new();
         for endpoint in &self.endpoints {
             let request = ureq::http::Request::builder()
@@ -165,6 +188,13 @@ impl Client {
                         continue;
                     }
                     return Ok((status, answer));
+                }
+                Err(error) if once && !not_sent(&error) => {
+                    failures.push(format!("{endpoint}: {error}"));
+                    let tried = failures.join("; ");
+                    return Err(ClientError::Unavailable(format!(
+                        "the write's outcome is unknown (read before retrying it): {tried}"
+                    )));
                 }
                 Err(error) => failures.push(format!("{endpoint}: {error}")),
             }
@@ -191,7 +221,42 @@ impl Client {
     }
 }
 
+/// True when `error` happened before the request could reach a node, so
+/// that sending it elsewhere cannot make a write twice.
+fn not_sent(error: &ureq::Error) -> bool {
+    use std::io::ErrorKind;
+    match error {
+        ureq::Error::HostNotFound | ureq::Error::ConnectionFailed | ureq::Error::BadUri(_) => true,
+        ureq::Error::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => true,
+        // A TLS handshake fails before the request is written.
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(e) => matches!(
+            e.kind(),
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NotFound
+        ),
+        _ => false,
+    }
+}
+
 /// The `error` of an answer, or the answer itself.
 fn error_of(answer: &Value) -> String {
     answer["error"].as_str().map_or_else(|| answer.to_string(), str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_sent;
+
+    /// Only errors before the request reached a node let a write be sent
+    /// to the next endpoint.
+    #[test]
+    fn a_write_goes_elsewhere_only_if_it_cannot_have_arrived() {
+        let io = |kind| ureq::Error::Io(std::io::Error::from(kind));
+        assert!(not_sent(&io(std::io::ErrorKind::ConnectionRefused)));
+        assert!(not_sent(&ureq::Error::Timeout(ureq::Timeout::Connect)));
+        assert!(not_sent(&ureq::Error::HostNotFound));
+        assert!(!not_sent(&io(std::io::ErrorKind::ConnectionReset)));
+        assert!(!not_sent(&ureq::Error::Timeout(ureq::Timeout::RecvResponse)));
+        assert!(!not_sent(&ureq::Error::Timeout(ureq::Timeout::Global)));
+    }
 }

@@ -1,6 +1,7 @@
 //! `rdb put|get|delete|cas|range|collections|drop`: the API's actions
 //! (docs/API.md) from the command line, through any node, trying the next
-//! endpoint when one is down or answers 503 (nothing happened there).
+//! endpoint when one cannot be reached or answers 503 (nothing happened
+//! there); a write whose request may have arrived is never sent again.
 //!
 //! Text output is for people: an item as `KEY<TAB>VALUE`, a range one item
 //! per line, collections one per line. `--json` prints the node's answer.
@@ -191,6 +192,11 @@ impl KvCmd {
         json!({"action": action, "payload": payload})
     }
 
+    /// Whether the command changes the state (and must not be sent twice).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, KvCmd::Get { .. } | KvCmd::Range { .. } | KvCmd::Collections { .. })
+    }
+
     fn collection(&self) -> Option<&str> {
         match self {
             KvCmd::Put { collection, .. }
@@ -222,7 +228,12 @@ impl Merged for Value {
 pub fn run(command: &KvCmd) -> Result<String, ClientError> {
     let args = command.client_args();
     let client = Client::new(args)?;
-    let (status, answer) = client.request("POST", "/command", Some(&command.command()))?;
+    let body = command.command();
+    let (status, answer) = if command.is_write() {
+        client.write("POST", "/command", Some(&body))?
+    } else {
+        client.request("POST", "/command", Some(&body))?
+    };
     let error = answer["error"].as_str().map_or_else(|| answer.to_string(), str::to_string);
     match status {
         200 if args.json => Ok(answer.to_string()),
@@ -244,7 +255,9 @@ fn text(command: &KvCmd, answer: &Value) -> String {
             let mut lines: Vec<String> =
                 answer["items"].as_array().into_iter().flatten().map(item).collect();
             if answer["more"].as_bool() == Some(true) {
-                lines.push("(more: repeat with --start after the last key)".into());
+                lines.push(
+                    "(more: repeat with --start set to the last key, which comes again)".into(),
+                );
             }
             lines.join("\n")
         }

@@ -29,7 +29,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), Error> {
     let node_config = config.node()?;
     let mut rpc_config = config.rpc()?;
     rpc_config.tls = tls.clone();
-    let (handle, event_loop) = node::open(node_config).map_err(|e| Error::System(e.to_string()))?;
+    let (handle, event_loop) = node::open(node_config)?;
     let http_listener = http::bind(config.http)
         .map_err(|e| Error::System(format!("cannot listen for clients on {}: {e}", config.http)))?;
     let (transport, forwarder) =

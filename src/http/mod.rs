@@ -59,7 +59,7 @@ pub async fn serve(
 pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path.trim_end_matches('/') {
         "/command" | "/admin/snapshot" | "/admin/leader" => Some("POST"),
-        "/health" | "/status" | "/metrics" => Some("GET, HEAD"),
+        "/health" | "/livez" | "/readyz" | "/status" | "/metrics" => Some("GET, HEAD"),
         "/admin/members" => Some("GET, HEAD, POST"),
         other if other.starts_with("/admin/members/") && other.ends_with("/promote") => {
             Some("POST")
@@ -124,6 +124,7 @@ async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
                                          "state_bytes": header.content_bytes}),
             }
         }
+        Err(why) if why.is_retryable() => Reply::unavailable(format!("snapshot not taken: {why}")),
         Err(why) => Reply::error(500, format!("snapshot failed: {why}")),
     };
     Ok(respond(&reply))

@@ -96,15 +96,21 @@ impl Error {
     /// replace the data directory (or restore a backup); restarting the
     /// node as it is will not help.
     pub fn is_damage(&self) -> bool {
+        let corrupt = |e: &rdb_storage::Error| matches!(e, rdb_storage::Error::Corrupt { .. });
         match self {
-            Error::Storage { source, .. } => matches!(source, rdb_storage::Error::Corrupt { .. }),
+            Error::Storage { source, .. } => corrupt(source),
+            // The WAL, read by Raft: its error is kept whole in the failure.
+            Error::Raft(RaftError::Fatal(failure)) => {
+                failure.error().downcast_ref::<rdb_storage::Error>().is_some_and(corrupt)
+            }
             Error::Membership { .. } | Error::Inconsistent(_) => true,
             _ => false,
         }
     }
 
-    /// True when the same request may succeed if made again later.
+    /// True when the node was too busy: the same request may succeed if
+    /// made again shortly (answer 503).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Busy(_) | Error::BadSnapshot { .. })
+        matches!(self, Error::Busy(_))
     }
 }

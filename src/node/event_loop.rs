@@ -317,7 +317,10 @@ impl EventLoop {
 
     fn persist(&mut self, ready: &Ready) -> Result<()> {
         if let Some(meta) = ready.snapshot {
-            self.snapshots.install_snapshot(&mut self.raft, meta)?;
+            self.set_installing(true);
+            let installed = self.snapshots.install_snapshot(&mut self.raft, meta);
+            self.set_installing(false);
+            installed?;
         }
         let store = self.raft.store_mut();
         if !ready.entries.is_empty() {
@@ -329,6 +332,14 @@ impl EventLoop {
             store.save_hard_state(hard_state).map_err(Error::storage("WAL hard state"))?;
         }
         Ok(())
+    }
+
+    /// Says in the status that the loop waits for a snapshot install (so
+    /// that `/livez` does not take the wait for a stall).
+    fn set_installing(&self, installing: bool) {
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.installing_snapshot = installing;
+        status.published_at = Some(Instant::now());
     }
 
     fn publish_status(&self) {
@@ -356,6 +367,7 @@ impl EventLoop {
                 .map(|(id, match_index)| PeerStatus { id, match_index })
                 .collect(),
             membership: raft.membership().clone(),
+            installing_snapshot: false,
             published_at: Some(Instant::now()),
         };
         *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;

@@ -48,7 +48,7 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered> {
     let wal_dir = config.data_dir.join("wal");
     let options = WalOptions { segment_bytes_max: config.wal_segment_bytes };
     let wal = Wal::open(disk.clone(), &wal_dir, options).map_err(Error::storage("WAL"))?;
-    let newest = snapshots.newest_valid();
+    let newest = snapshots.newest_valid()?;
     let state_path = state_dir.join(STATE_FILE_NAME);
     let state_exists = disk.list(&state_dir).map_err(Error::io("list", &state_dir))?;
     if !state_exists.iter().any(|name| name == STATE_FILE_NAME) {

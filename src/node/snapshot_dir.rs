@@ -118,7 +118,7 @@ impl SnapshotDir {
 
     /// Reads a file's header (without checking its content).
     pub fn read_header(&self, path: &Path) -> Result<SnapshotHeader> {
-        let file = self.disk.open(path, false).map_err(Error::io("open", path))?;
+        let file = self.disk.open_read(path).map_err(Error::io("open", path))?;
         let reader = FileReader::new(&*file, 0).map_err(Error::io("read", path))?;
         SnapshotHeader::read(&mut BufReader::new(reader), path)
     }
@@ -128,7 +128,7 @@ impl SnapshotDir {
     /// garbage if this fails.
     pub fn unpack(&self, path: &Path, out: &mut dyn Write) -> Result<SnapshotHeader> {
         let header = self.read_header(path)?;
-        let file = self.disk.open(path, false).map_err(Error::io("open", path))?;
+        let file = self.disk.open_read(path).map_err(Error::io("open", path))?;
         let reader =
             FileReader::new(&*file, header.content_offset()).map_err(Error::io("read", path))?;
         let reader = BufReader::with_capacity(IO_BUFFER_BYTES, reader);
@@ -166,60 +166,63 @@ impl SnapshotDir {
         Ok(header)
     }
 
-    /// The snapshots whose headers read, newest (highest index) first; a
-    /// file whose header does not read is reported and left out.
-    pub fn list(&self) -> Vec<SnapshotFile> {
-        let names = match self.disk.list(&self.dir) {
-            Ok(names) => names,
-            Err(error) => {
-                log::error!("cannot list {}: {error}", self.dir.display());
-                return Vec::new();
-            }
-        };
-        let mut found: Vec<SnapshotFile> = names
+    /// The snapshots whose headers read, newest (highest index) first. A
+    /// file that is not a snapshot, or whose header is damaged, is reported
+    /// and left out; one that cannot be read at all (permissions, an IO
+    /// error) is an error: a backup the node cannot open must not look like
+    /// no backup.
+    pub fn list(&self) -> Result<Vec<SnapshotFile>> {
+        let names = self.disk.list(&self.dir).map_err(Error::io("list", &self.dir))?;
+        let mut found = Vec::new();
+        let paths = names
             .into_iter()
             .filter(|name| name.starts_with("state_") && name.ends_with(".lz4"))
-            .map(|name| self.dir.join(name))
-            .filter_map(|path| match self.read_header(&path) {
-                Ok(header) => Some((path, header)),
-                Err(why) => {
-                    log::error!("skipping snapshot: {why}");
-                    None
-                }
-            })
-            .collect();
+            .map(|name| self.dir.join(name));
+        for path in paths {
+            match self.read_header(&path) {
+                Ok(header) => found.push((path, header)),
+                Err(error @ Error::Io { .. }) => return Err(error),
+                Err(why) => log::error!("skipping snapshot: {why}"),
+            }
+        }
         found.sort_by(|a, b| b.1.meta.index.cmp(&a.1.meta.index).then_with(|| a.0.cmp(&b.0)));
-        found
+        Ok(found)
     }
 
     /// The newest snapshot whose content verifies; damaged ones are
-    /// reported and skipped in favour of older ones.
-    pub fn newest_valid(&self) -> Option<SnapshotFile> {
-        for (path, _) in self.list() {
+    /// reported and skipped in favour of older ones; an unreadable one is
+    /// an error, as in [`SnapshotDir::list`].
+    pub fn newest_valid(&self) -> Result<Option<SnapshotFile>> {
+        for (path, _) in self.list()? {
             match self.verify(&path) {
-                Ok(header) => return Some((path, header)),
+                Ok(header) => return Ok(Some((path, header))),
+                Err(error @ Error::Io { .. }) => return Err(error),
                 Err(why) => log::error!("skipping damaged snapshot: {why}"),
             }
         }
-        None
+        Ok(None)
     }
 
     /// Removes all but the newest `keep` snapshots.
     pub fn prune(&self, keep: usize) -> Result<()> {
-        for (path, _) in self.list().into_iter().skip(keep) {
-            self.disk.remove(&path).map_err(Error::io("remove", &path))?;
+        for (path, _) in self.list()?.into_iter().skip(keep) {
+            match self.disk.remove(&path) {
+                // Another prune (the snapshot thread's, an install's) got it.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                result => result.map_err(Error::io("remove", &path))?,
+            }
         }
         self.disk.sync_dir(&self.dir).map_err(Error::io("sync", &self.dir))
     }
 
     /// The file's length in bytes (0 if it cannot be read).
     pub fn file_bytes(&self, path: &Path) -> u64 {
-        self.disk.open(path, false).and_then(|file| file.len()).unwrap_or(0)
+        self.disk.open_read(path).and_then(|file| file.len()).unwrap_or(0)
     }
 
     /// Opens `path` for reading.
     pub fn open_file(&self, path: &Path) -> Result<Box<dyn DiskFile>> {
-        self.disk.open(path, false).map_err(Error::io("open", path))
+        self.disk.open_read(path).map_err(Error::io("open", path))
     }
 
     /// Creates `path` empty (truncating a leftover).
@@ -262,13 +265,19 @@ impl Receiving {
         Ok(())
     }
 
-    /// The last chunk is in: syncs the file, verifies it whole, and gives
-    /// it its final name, durably. A file that does not verify is refused
-    /// ([`Error::BadSnapshot`]) and left to be overwritten or removed.
-    pub fn finish(self) -> Result<SnapshotFile> {
+    /// The last chunk is in: syncs the file, verifies it whole and that it
+    /// is the snapshot `expected` (the one the leader offered), and gives it
+    /// its final name, durably. A file that does not verify is refused
+    /// ([`Error::BadSnapshot`]), never published, and left to be
+    /// overwritten or removed.
+    pub fn finish(self, expected: Position) -> Result<SnapshotFile> {
         self.file.sync_data().map_err(Error::io("sync", &self.path))?;
         drop(self.file);
         let header = self.dir.verify(&self.path)?;
+        if header.meta != expected {
+            let why = format!("it covers {:?}, not the {expected:?} offered", header.meta);
+            return Err(Error::bad_snapshot(&self.path, why));
+        }
         let target = self.dir.dir.join(header.file_name());
         self.dir.publish(&self.path, &target)?;
         Ok((target, header))

@@ -152,8 +152,9 @@ impl SnapshotHeader {
                 let ids: Vec<u64> = (0..count).map(|slot| u64_at(72 + 8 * slot)).collect();
                 Membership::voters_only(&ids)
             }
-            _ => Membership::decode(&membership)
-                .map_err(|source| Error::Membership { what: "snapshot header", source })?,
+            // A snapshot's own damage (it may be the leader's, in transfer),
+            // not this node's state: refused as a bad snapshot.
+            _ => Membership::decode(&membership).map_err(|e| bad(format!("membership: {e}")))?,
         };
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&bytes[40..72]);

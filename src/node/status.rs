@@ -44,6 +44,10 @@ pub struct Status {
     /// The membership in force on this node (shown as `members`).
     #[serde(skip)]
     pub membership: Membership,
+    /// The event loop is installing a snapshot from the leader (it waits
+    /// for the state file to be replaced, which takes as long as the state
+    /// is large).
+    pub installing_snapshot: bool,
     /// When the event loop published this (None: before its first round).
     #[serde(skip)]
     pub published_at: Option<Instant>,
@@ -65,9 +69,13 @@ impl Status {
             && self.commit_index.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
     }
 
-    /// The event loop has run a round within [`LIVENESS_STALL_MAX`] of `now`.
+    /// The event loop has run a round within [`LIVENESS_STALL_MAX`] of
+    /// `now`, or is installing a snapshot (a long wait that ends by itself).
     pub fn live(&self, now: Instant) -> bool {
-        self.published_at.is_some_and(|at| now.saturating_duration_since(at) <= LIVENESS_STALL_MAX)
+        self.installing_snapshot
+            || self
+                .published_at
+                .is_some_and(|at| now.saturating_duration_since(at) <= LIVENESS_STALL_MAX)
     }
 }
 
@@ -81,6 +89,9 @@ mod tests {
         assert!(!Status::default().live(now), "before the first round");
         let fresh = Status { published_at: Some(now), ..Status::default() };
         assert!(fresh.live(now + LIVENESS_STALL_MAX));
-        assert!(!fresh.live(now + LIVENESS_STALL_MAX + Duration::from_millis(1)));
+        let late = now + LIVENESS_STALL_MAX + Duration::from_millis(1);
+        assert!(!fresh.live(late));
+        let installing = Status { installing_snapshot: true, ..fresh };
+        assert!(installing.live(late), "an install is a long wait, not a stall");
     }
 }

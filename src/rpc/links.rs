@@ -85,6 +85,9 @@ pub(super) struct Links {
     pub(super) forwards: Cell<usize>,
     /// The snapshot being received, if any.
     pub(super) incoming: RefCell<Option<Incoming>>,
+    /// A received snapshot is being verified and published: a new transfer
+    /// must not reuse (truncate) its file meanwhile.
+    pub(super) finishing: Cell<bool>,
     /// Bytes per snapshot chunk sent.
     pub(super) chunk_bytes: usize,
     /// Mutual TLS, if configured.
@@ -113,6 +116,7 @@ impl Links {
             accepted: Cell::new(0),
             forwards: Cell::new(0),
             incoming: RefCell::new(None),
+            finishing: Cell::new(false),
             chunk_bytes,
             tls: config.tls.clone(),
         })

@@ -112,6 +112,11 @@ pub(super) async fn receive_chunk(
     }
     let meta = Position { index: chunk.get_index(), term: chunk.get_snapshot_term() };
     if chunk.get_offset() == 0 {
+        if links.finishing.get() {
+            // The last one is being verified from its file: the leader
+            // starts over once that is done.
+            return Ok(false);
+        }
         // A new transfer replaces an unfinished one (its file is reused).
         *incoming.borrow_mut() = None;
         let receiving = links.node.snapshots().receive().map_err(|e| e.to_string())?;
@@ -168,7 +173,9 @@ fn append(
 /// then hands it to the node; false declines it (the leader starts over).
 async fn finish(links: &Links, whole: Incoming) -> bool {
     let Incoming { from, meta, term, receiving } = whole;
-    let verified = async_std::task::spawn_blocking(move || receiving.finish()).await;
+    links.finishing.set(true);
+    let verified = async_std::task::spawn_blocking(move || receiving.finish(meta)).await;
+    links.finishing.set(false);
     let (target, header) = match verified {
         Ok(done) => done,
         Err(why) => {
@@ -176,10 +183,6 @@ async fn finish(links: &Links, whole: Incoming) -> bool {
             return false;
         }
     };
-    if header.meta != meta {
-        log::error!("node {}: snapshot from {from} is not the one offered", links.id);
-        return false;
-    }
     let message = Message {
         from,
         to: links.id,

@@ -42,6 +42,13 @@ pub trait Disk: Send + Sync + fmt::Debug {
     /// `io::ErrorKind::NotFound`.
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>>;
 
+    /// Opens the existing file at `path` for reading only, as a file the
+    /// process may read but not write (a backup copied in by root, a
+    /// read-only mount) must be opened; writes through it fail.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        self.open(path, false)
+    }
+
     /// Creates `dir` and its missing parents.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 

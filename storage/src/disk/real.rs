@@ -24,6 +24,10 @@ impl Disk for RealDisk {
         Ok(Box::new(RealFile { file }))
     }
 
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        Ok(Box::new(RealFile { file: File::open(path)? }))
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)
     }
