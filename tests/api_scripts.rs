@@ -24,10 +24,13 @@ const ARGS: [&str; 4] = ["--key-bytes-max", "16", "--value-bytes-max", "64"];
 
 /// The node a command names.
 fn node(cluster: &TestCluster, word: Option<&&str>) -> Result<u16, String> {
-    let leader = cluster.wait_for_leader(Duration::from_secs(15));
+    let leader = || cluster.wait_for_leader(Duration::from_secs(15));
     match word.copied() {
-        Some("leader") => Ok(leader),
-        Some("follower") => Ok((1..=3).find(|&id| id != leader).expect("a follower")),
+        Some("leader") => Ok(leader()),
+        Some("follower") => {
+            let leader = leader();
+            Ok((1..=3).find(|&id| id != leader).expect("a follower"))
+        }
         Some(id) => id.parse().map_err(|_| format!("not a node: {id}")),
         None => Err("a node is needed".into()),
     }

@@ -174,7 +174,7 @@ fn random_command(rng: &mut fastrand::Rng) -> Command {
 fn apply_batch(db: &Db, commands: &[Command]) -> Vec<Reply> {
     let mut txn = db.begin_write().expect("writer");
     let replies =
-        commands.iter().map(|c| Reply::from(&apply(&mut txn, c).expect("apply"))).collect();
+        commands.iter().map(|c| Reply::from(apply(&mut txn, c).expect("apply"))).collect();
     txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
     replies
 }
@@ -221,7 +221,7 @@ fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
             for value in items.values() {
                 let query =
                     Query::GetValue { collection: collection.clone(), value: value.clone() };
-                let reply = Reply::from(&query.run(&txn).expect("query"));
+                let reply = Reply::from(query.run(&txn).expect("query"));
                 if reply.status == 200 {
                     let key = reply.body["key"].as_str().expect("key");
                     assert_eq!(items.get(key), Some(value), "value index points at the wrong key");
@@ -299,11 +299,11 @@ fn commands_and_queries_answer_in_typed_outcomes() {
     let mismatch = apply(&mut txn, &stale).expect("cas");
     let current = Some("v1".to_string());
     assert_eq!(mismatch, Outcome::CasMismatch { collection: c.clone(), key: k.clone(), current });
-    assert_eq!(Reply::from(&mismatch).status, 409);
+    assert_eq!(Reply::from(mismatch.clone()).status, 409);
     let gone = Command::DeleteKey { collection: c.clone(), key: "nope".into() };
     let missing = apply(&mut txn, &gone).expect("delete");
     assert_eq!(missing, Outcome::not_found("c", Missing::Key));
-    assert_eq!(Reply::from(&missing).status, 404);
+    assert_eq!(Reply::from(missing.clone()).status, 404);
     let dropped = apply(&mut txn, &Command::Drop { collection: c.clone() }).expect("drop");
     assert_eq!(dropped, Outcome::Dropped { collection: c });
     txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");

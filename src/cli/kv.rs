@@ -166,7 +166,9 @@ impl KvCmd {
                 [] => ("put", json!({"collection": collection})),
             },
             KvCmd::Get { item_key, value, consistency: c, .. } => {
-                ("get", json!({"consistency": consistency(c)}).merged(by(item_key, value)))
+                let mut payload = by(item_key, value);
+                payload["consistency"] = json!(consistency(c));
+                ("get", payload)
             }
             KvCmd::Delete { item_key, value, .. } => ("delete", by(item_key, value)),
             KvCmd::Cas { item_key, value, expected, .. } => {
@@ -207,20 +209,6 @@ impl KvCmd {
             | KvCmd::Drop { collection, .. } => Some(collection),
             KvCmd::Collections { .. } => None,
         }
-    }
-}
-
-/// Merging two JSON objects (the second's fields win).
-trait Merged {
-    fn merged(self, other: Value) -> Value;
-}
-
-impl Merged for Value {
-    fn merged(mut self, other: Value) -> Value {
-        if let (Some(target), Value::Object(fields)) = (self.as_object_mut(), other) {
-            target.extend(fields);
-        }
-        self
     }
 }
 

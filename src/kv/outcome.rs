@@ -1,6 +1,6 @@
 //! [`Outcome`]: what applying a command or running a query found, typed,
 //! before an edge turns it into an answer. The HTTP/JSON answer of API.md is
-//! `Reply::from(&outcome)` (`reply.rs`); the state machine itself never
+//! `Reply::from(outcome)` (`reply.rs`); the state machine itself never
 //! speaks in statuses, so every replica, the CLI and the peer forwarding
 //! path share one meaning of each result.
 

@@ -50,14 +50,18 @@ impl Reply {
     }
 }
 
-impl From<&Outcome> for Reply {
-    /// API.md's answer to each outcome.
-    fn from(outcome: &Outcome) -> Self {
+impl From<Outcome> for Reply {
+    /// API.md's answer to each outcome (its strings moved, not copied: this
+    /// runs once per applied write).
+    fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Item { collection, key, value } => Reply::item(collection, key, value),
-            Outcome::Dropped { collection } => Reply::item(collection, "", "dropped"),
+            Outcome::Item { collection, key, value } => Reply {
+                status: 200,
+                body: json!({"collection": collection, "key": key, "value": value}),
+            },
+            Outcome::Dropped { collection } => Reply::item(&collection, "", "dropped"),
             Outcome::NotFound { collection, missing } => {
-                Reply::not_found(collection, missing.noun())
+                Reply::not_found(&collection, missing.noun())
             }
             Outcome::CasMismatch { collection, key, current } => Reply {
                 status: 409,
@@ -66,8 +70,10 @@ impl From<&Outcome> for Reply {
             },
             Outcome::KeyTaken => Reply::unavailable("the chosen key is taken; retry"),
             Outcome::Items { collection, items, more } => {
-                let items: Vec<Value> =
-                    items.iter().map(|(key, value)| json!({"key": key, "value": value})).collect();
+                let items: Vec<Value> = items
+                    .into_iter()
+                    .map(|(key, value)| json!({"key": key, "value": value}))
+                    .collect();
                 Reply {
                     status: 200,
                     body: json!({"collection": collection, "items": items, "more": more}),

@@ -308,7 +308,7 @@ fn apply_entry(txn: &mut rdb_storage::btree::WriteTxn<'_>, entry: &Entry) -> Res
         }
         EntryKind::Normal => match Command::decode(&entry.data) {
             Ok(command) => {
-                Reply::from(&kv::apply(txn, &command).map_err(Error::storage("state file"))?)
+                Reply::from(kv::apply(txn, &command).map_err(Error::storage("state file"))?)
             }
             Err(why) => Reply::bad_request(why.to_string()),
         },

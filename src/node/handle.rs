@@ -305,7 +305,7 @@ impl NodeHandle {
             }
         }
         match query.run(&self.inner.state.get().begin_read()) {
-            Ok(outcome) => Reply::from(&outcome),
+            Ok(outcome) => Reply::from(outcome),
             Err(error) => Reply::error(500, format!("state file: {error}")),
         }
     }

@@ -163,19 +163,33 @@ impl RawConn {
     pub fn answered_within(&mut self, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
         while self.buf.is_empty() && Instant::now() < deadline {
-            let mut chunk = [0u8; 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return true,
+            if self.read_some() == Some(false) {
+                return true;
             }
         }
         !self.buf.is_empty()
+    }
+
+    /// One read into the buffer: Some(true) if bytes came, Some(false) at
+    /// the end of the stream (or an error), None if the read timed out.
+    fn read_some(&mut self) -> Option<bool> {
+        let mut chunk = [0u8; 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Some(false),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Some(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(_) => Some(false),
+        }
     }
 
     /// Whether the server closed the connection (reads until the end or
@@ -183,16 +197,8 @@ impl RawConn {
     pub fn closed(&mut self) -> bool {
         let deadline = Instant::now() + ANSWER_TIMEOUT;
         while Instant::now() < deadline {
-            let mut chunk = [0u8; 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return self.buf.is_empty(),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return self.buf.is_empty(),
+            if self.read_some() == Some(false) {
+                return self.buf.is_empty();
             }
         }
         false
