@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let client_command = match &cli.command {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
+        Cmd::Status { client } => Some(rdb::cli::status::status(client)),
         Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
         Cmd::Kv(command) => Some(rdb::cli::kv::run(command)),
         _ => None,
@@ -44,7 +45,11 @@ fn main() -> ExitCode {
             tls: args.tls,
             haproxy_port: args.haproxy.then_some(args.haproxy_port),
         }),
-        Cmd::Member { .. } | Cmd::Leader { .. } | Cmd::Bench(_) | Cmd::Kv(_) => Ok(()),
+        Cmd::Member { .. }
+        | Cmd::Leader { .. }
+        | Cmd::Status { .. }
+        | Cmd::Bench(_)
+        | Cmd::Kv(_) => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

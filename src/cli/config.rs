@@ -68,6 +68,13 @@ pub struct ServeConfig {
     pub key_bytes_max: usize,
     /// The largest value, in bytes.
     pub value_bytes_max: usize,
+    /// The URL clients reach this node at, shown in its status (default:
+    /// derived from `http` unless that is a wildcard address).
+    pub advertise_client_url: Option<String>,
+    /// The space guard: past this many bytes of live data in the state
+    /// file, puts are refused (507) until deletes free space; 0 turns it
+    /// off.
+    pub state_bytes_max: u64,
 }
 
 impl Default for ServeConfig {
@@ -95,6 +102,8 @@ impl Default for ServeConfig {
             body_bytes_max: crate::kv::BODY_BYTES_MAX,
             key_bytes_max: crate::kv::KEY_BYTES_MAX,
             value_bytes_max: crate::kv::VALUE_BYTES_MAX,
+            advertise_client_url: None,
+            state_bytes_max: crate::node::STATE_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -196,7 +205,33 @@ impl ServeConfig {
         node.compaction_margin_entries = self.compaction_margin_entries;
         node.wal_segment_bytes = self.wal_segment_bytes;
         node.limits = self.limits()?;
+        node.client_url = self.client_url()?;
+        node.state_bytes_max = self.state_bytes_max;
         Ok(node)
+    }
+
+    /// The URL this node advertises: `advertise_client_url`, checked, or
+    /// one made of `http` (empty for a wildcard address such as 0.0.0.0,
+    /// which no client can dial).
+    pub fn client_url(&self) -> Result<String, Error> {
+        match &self.advertise_client_url {
+            Some(url) => {
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !scheme_ok || url.len() > crate::raft::ADDRESS_BYTES_MAX {
+                    return Err(Error::Usage(format!(
+                        "advertise_client_url {url:?} must be an http:// or https:// URL of at \
+                         most {} bytes",
+                        crate::raft::ADDRESS_BYTES_MAX
+                    )));
+                }
+                Ok(url.clone())
+            }
+            None if self.http.ip().is_unspecified() => Ok(String::new()),
+            None => {
+                let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+                Ok(format!("{scheme}://{}", self.http))
+            }
+        }
     }
 
     /// The limits on client requests, checked against their bounds.

@@ -1,6 +1,6 @@
 //! The command line: `rdb serve`, `rdb dev`, and the subcommands that drive
 //! a running cluster (`rdb put|get|delete|cas|range|collections|drop`, `rdb
-//! member`, `rdb leader`, `rdb bench`).
+//! member`, `rdb leader`, `rdb status`, `rdb bench`).
 
 pub mod bench;
 pub mod client;
@@ -13,6 +13,7 @@ pub mod kv;
 pub mod member;
 mod notify;
 mod serve;
+pub mod status;
 
 use std::path::PathBuf;
 
@@ -25,7 +26,7 @@ pub use serve::serve;
 
 /// rdb: a fault-tolerant, replicated key-value store.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("RDB_GIT_COMMIT"), ")"), about)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -54,6 +55,13 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: member::LeaderCmd,
+        /// Where the cluster is.
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// One table of every member's role, indexes, lag, sizes and
+    /// reachability, from any one node.
+    Status {
         /// Where the cluster is.
         #[command(flatten)]
         client: client::ClientArgs,
@@ -143,6 +151,15 @@ pub struct ServeArgs {
     /// The largest value in bytes (default and most: 1 MiB).
     #[arg(long)]
     pub value_bytes_max: Option<usize>,
+    /// The URL clients reach this node at, shown by `rdb status` (default:
+    /// http(s)://<--http> unless that is a wildcard address).
+    #[arg(long)]
+    pub advertise_client_url: Option<String>,
+    /// The space guard: past this many bytes of live data in the state file
+    /// puts are refused (507, alarm NOSPACE) until deletes free space; 0
+    /// turns it off (default 8 GiB).
+    #[arg(long)]
+    pub state_bytes_max: Option<u64>,
 }
 
 impl ServeArgs {
@@ -168,6 +185,7 @@ impl ServeArgs {
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
         apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
         apply!(snapshot_chunk_bytes, body_bytes_max, key_bytes_max, value_bytes_max);
+        apply!(advertise_client_url, state_bytes_max);
         self.apply_tls_flags(config);
         if self.raft.is_some() {
             config.raft = self.raft;

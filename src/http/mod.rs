@@ -9,10 +9,10 @@
 //! body limit, before a handler runs, so an oversized request is refused
 //! (413) without being held in memory.
 
+mod exposition;
 mod h1;
 mod listener;
 
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
@@ -45,6 +45,7 @@ pub async fn serve(
     app.at("/livez").get(livez);
     app.at("/readyz").get(readyz);
     app.at("/status").get(status);
+    app.at("/cluster").get(cluster);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot);
     app.at("/admin/members").get(admin).post(admin);
@@ -59,7 +60,7 @@ pub async fn serve(
 pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path.trim_end_matches('/') {
         "/command" | "/admin/snapshot" | "/admin/leader" => Some("POST"),
-        "/health" | "/livez" | "/readyz" | "/status" | "/metrics" => Some("GET, HEAD"),
+        "/health" | "/livez" | "/readyz" | "/status" | "/cluster" | "/metrics" => Some("GET, HEAD"),
         "/admin/members" => Some("GET, HEAD, POST"),
         other if other.starts_with("/admin/members/") && other.ends_with("/promote") => {
             Some("POST")
@@ -191,34 +192,17 @@ async fn health(request: Request<NodeHandle>) -> tide::Result {
 }
 
 async fn status(request: Request<NodeHandle>) -> tide::Result {
-    let status = request.state().status();
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    body["members"] = crate::node::members_json(&status.membership)["members"].take();
-    Ok(respond(&Reply { status: 200, body }))
+    Ok(respond(&Reply { status: 200, body: request.state().status_json() }))
+}
+
+/// GET /cluster: every member's status, gathered by this node.
+async fn cluster(request: Request<NodeHandle>) -> tide::Result {
+    Ok(respond(&Reply { status: 200, body: request.state().cluster_status().await }))
 }
 
 async fn metrics(request: Request<NodeHandle>) -> tide::Result {
-    let node = request.state();
-    let status = node.status();
-    let mut out = String::new();
-    node.metrics().render(&mut out);
-    let gauges = [
-        ("rdb_raft_term", "The current Raft term.", status.term),
-        ("rdb_raft_leader", "The leader's id (0: none known).", status.leader),
-        ("rdb_raft_commit_index", "The highest committed index.", status.commit_index),
-        ("rdb_raft_applied_index", "The highest applied index.", status.applied_index),
-        ("rdb_raft_last_log_index", "The last index in the log.", status.last_log_index),
-        ("rdb_snapshot_index", "The index of the newest snapshot.", status.snapshot_index),
-    ];
-    for (name, help, value) in gauges {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
-    }
-    out.push_str("# HELP rdb_raft_role 1 for this node's role.\n# TYPE rdb_raft_role gauge\n");
-    for role in ["follower", "pre-candidate", "candidate", "leader"] {
-        let _ = writeln!(out, "rdb_raft_role{{role=\"{role}\"}} {}", u8::from(role == status.role));
-    }
     let mut response = Response::new(StatusCode::Ok);
-    response.set_body(out);
+    response.set_body(exposition::render(request.state()));
     response.set_content_type("text/plain; version=0.0.4");
     Ok(response)
 }

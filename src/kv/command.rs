@@ -73,6 +73,13 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether applying it may take more space in the state file (puts and
+    /// cas); deletes and drops only free space. The space guard refuses the
+    /// first kind past `--state-bytes-max`.
+    pub fn may_grow(&self) -> bool {
+        matches!(self, Command::PutValue { .. } | Command::PutKey { .. } | Command::Cas { .. })
+    }
+
     /// The bytes of a log entry.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![FORMAT_VERSION];

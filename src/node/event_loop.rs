@@ -15,7 +15,7 @@ use super::state_cell::StateCell;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
 use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
-use crate::raft::{Body, Config, Index, Message, Raft, RaftError, Ready, Role};
+use crate::raft::{Body, Config, Index, Message, NodeId, Raft, RaftError, Ready, Role, Term};
 use futures::channel::oneshot;
 
 /// `Ready` batches handled per round before taking new inputs.
@@ -54,6 +54,12 @@ pub struct EventLoop {
     applier: Option<Applier>,
     /// Snapshot triggers, the newest snapshot, transfers in and out.
     pub(super) snapshots: SnapshotState,
+    /// The client URL this node advertises, for the status.
+    client_url: String,
+    /// The space guard's limit, for the status's alarms.
+    state_bytes_max: u64,
+    /// The last leader known and its term (for counting leader changes).
+    leader_seen: (NodeId, Term),
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -130,6 +136,9 @@ impl EventLoop {
             apply,
             applier: Some(applier),
             snapshots,
+            client_url: config.client_url.clone(),
+            state_bytes_max: config.state_bytes_max,
+            leader_seen: (0, 0),
         })
     }
 
@@ -342,9 +351,15 @@ impl EventLoop {
         status.published_at = Some(Instant::now());
     }
 
-    fn publish_status(&self) {
+    fn publish_status(&mut self) {
         let raft = &self.raft;
         let store = raft.log().store();
+        let space = self.cell.get().space();
+        let leader = (raft.leader().unwrap_or(0), raft.term());
+        if leader.0 != 0 && leader != self.leader_seen {
+            self.leader_seen = leader;
+            self.metrics.leader_changed();
+        }
         let status = Status {
             id: raft.id(),
             role: match raft.role() {
@@ -361,6 +376,17 @@ impl EventLoop {
             snapshot_index: self.snapshots.newest_index(),
             wal_first_index: store.wal.first_index(),
             wal_bytes: store.wal.bytes(),
+            wal_segments: store.wal.segment_count() as u64,
+            state_bytes: space.file_bytes,
+            state_used_bytes: space.used_bytes(),
+            state_free_pages: space.free_pages,
+            client_url: self.client_url.clone(),
+            version: super::status::VERSION,
+            alarms: if super::status::over_quota(space, self.state_bytes_max) {
+                vec![super::status::ALARM_NOSPACE]
+            } else {
+                Vec::new()
+            },
             peers: raft
                 .match_indexes()
                 .into_iter()

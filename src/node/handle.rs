@@ -13,7 +13,7 @@ use super::error::Error;
 use super::metrics::Metrics;
 use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::state_cell::StateCell;
-use super::status::Status;
+use super::status::{over_quota, Status, ALARM_NOSPACE};
 use super::{ForwardError, Forwarder, Input, NodeConfig, SnapshotHeader};
 use crate::kv::{Command, Consistency, Limits, Query, Reply, Request};
 use crate::raft::{MembershipChange, MembershipError, Message, NodeId, RaftError};
@@ -53,6 +53,8 @@ pub(super) struct Inner {
     limits: Limits,
     /// `<data-dir>/snapshots`.
     snapshots: SnapshotDir,
+    /// The space guard's limit (0: none).
+    state_bytes_max: u64,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -80,6 +82,7 @@ impl NodeHandle {
             timeout: config.request_timeout,
             limits: config.limits,
             snapshots,
+            state_bytes_max: config.state_bytes_max,
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -87,6 +90,11 @@ impl NodeHandle {
     /// Installs the way to reach the leader (once).
     pub fn set_forwarder(&self, forwarder: Box<dyn Forwarder>) {
         let _ = self.inner.forwarder.set(forwarder);
+    }
+
+    /// The way to reach other members, once the RPC edge is up.
+    pub(super) fn forwarder(&self) -> Option<&dyn Forwarder> {
+        self.inner.forwarder.get().map(AsRef::as_ref)
     }
 
     /// This node's id.
@@ -102,6 +110,16 @@ impl NodeHandle {
     /// What clients may send to this node.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Whether the space guard refuses writes that may grow the state.
+    pub fn over_quota(&self) -> bool {
+        over_quota(self.inner.state.get().space(), self.inner.state_bytes_max)
+    }
+
+    /// The space guard's limit in bytes (0: none).
+    pub fn state_bytes_max(&self) -> u64 {
+        self.inner.state_bytes_max
     }
 
     /// The metrics.
@@ -181,6 +199,14 @@ impl NodeHandle {
         forwarded: bool,
         deadline: Instant,
     ) -> Reply {
+        if command.may_grow() && self.over_quota() {
+            let why = format!(
+                "no space: the state holds more than --state-bytes-max ({} bytes) of live data \
+                 (alarm {ALARM_NOSPACE}); reads, deletes and drops still work",
+                self.inner.state_bytes_max
+            );
+            return self.failed("no_space", Reply::error(507, why));
+        }
         let proposal = Proposal::Command(command.encode());
         self.propose(&proposal, Target::Command, body, forwarded, deadline).await
     }
@@ -200,38 +226,47 @@ impl NodeHandle {
             let (done_tx, done) = oneshot::channel();
             let input = proposal.input(accepted.clone(), done_tx);
             if self.inner.inbox.try_send(input).is_err() {
-                return busy();
+                return self.failed("busy", busy());
             }
             let outcome = until(deadline, done).await;
             let accepted = accepted.load(Ordering::Acquire);
-            match outcome {
+            let (reason, reply) = match outcome {
                 Some(Ok(Ok(reply))) => return reply,
                 Some(Ok(Err(RaftError::NotLeader { leader: Some(leader) }))) if !forwarded => {
                     return self.forward(leader, target, body, deadline).await;
                 }
-                Some(Ok(Err(RaftError::Invalid(why)))) => return Reply::bad_request(why),
-                Some(Ok(Err(RaftError::Membership(why)))) => return refused(&why),
+                Some(Ok(Err(RaftError::Invalid(why)))) => ("invalid", Reply::bad_request(why)),
+                Some(Ok(Err(RaftError::Membership(why)))) => ("refused", refused(&why)),
                 Some(Ok(Err(RaftError::Busy | RaftError::Transferring)))
                     if Instant::now() + RETRY_PAUSE < deadline =>
                 {
                     async_std::task::sleep(RETRY_PAUSE).await;
+                    continue;
                 }
                 Some(Ok(Err(_))) if !forwarded && Instant::now() + RETRY_PAUSE < deadline => {
                     async_std::task::sleep(RETRY_PAUSE).await;
+                    continue;
                 }
-                Some(Ok(Err(_))) => return no_leader(),
+                Some(Ok(Err(_))) => ("no_leader", no_leader()),
                 Some(Err(_)) if accepted => {
-                    return Reply::error(504, "the node stopped; the outcome is unknown")
+                    ("stopped", Reply::error(504, "the node stopped; the outcome is unknown"))
                 }
                 Some(Err(_)) => {
-                    return Reply::unavailable("the node stopped; nothing was proposed")
+                    ("stopped", Reply::unavailable("the node stopped; nothing was proposed"))
                 }
                 None if accepted => {
-                    return Reply::error(504, "proposed, but not applied within the timeout")
+                    ("timeout", Reply::error(504, "proposed, but not applied within the timeout"))
                 }
-                None => return no_leader(),
-            }
+                None => ("no_leader", no_leader()),
+            };
+            return self.failed(reason, reply);
         }
+    }
+
+    /// Counts a proposal that failed here for `reason`, and answers `reply`.
+    fn failed(&self, reason: &'static str, reply: Reply) -> Reply {
+        self.inner.metrics.proposal_failed(reason);
+        reply
     }
 
     /// Sends the request to the leader and relays its answer. A leader

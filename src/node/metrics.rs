@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::raft::NodeId;
+
 /// Histogram bucket upper bounds, in seconds.
 const BUCKETS_S: [f64; 12] =
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
@@ -56,6 +58,21 @@ struct Counts {
     latency: BTreeMap<&'static str, Histogram>,
     /// WAL append-and-sync latency.
     wal_sync: Histogram,
+    /// Proposals this node's Raft did not commit, by reason.
+    proposals_failed: BTreeMap<&'static str, u64>,
+    /// Message batches to each peer: round-trip latency of the delivered
+    /// ones, and how many could not be delivered. Keyed by member id, so
+    /// bounded by the members this node has had.
+    peers: BTreeMap<NodeId, PeerCounts>,
+}
+
+/// One peer's deliveries.
+#[derive(Debug, Default)]
+struct PeerCounts {
+    /// Round trips of delivered batches.
+    round_trip: Histogram,
+    /// Batches not delivered (no connection, an error or no answer).
+    failures: u64,
 }
 
 /// Snapshot counters: how many, and how many bytes.
@@ -74,6 +91,8 @@ struct SnapshotCounts {
 pub struct Metrics {
     /// Behind one lock: updates are a few additions.
     counts: Mutex<Counts>,
+    /// Leaders seen (a leader known for a new term counts once).
+    leader_changes: AtomicU64,
     /// Snapshot counters.
     snapshots: SnapshotCounts,
 }
@@ -84,17 +103,43 @@ fn count(counter: &[AtomicU64; 2], bytes: u64) {
 }
 
 impl Metrics {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Counts a finished request.
     pub fn request(&self, action: &'static str, status: u16, elapsed: Duration) {
-        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = self.counts();
         *counts.requests.entry((action, status)).or_default() += 1;
         counts.latency.entry(action).or_default().observe(elapsed);
     }
 
+    /// Counts a leader known for a new term.
+    pub fn leader_changed(&self) {
+        self.leader_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a proposal that was not committed here, by `reason` (one of
+    /// a fixed set: "busy", "invalid", "refused", "no_leader", "timeout",
+    /// "stopped", "no_space").
+    pub fn proposal_failed(&self, reason: &'static str) {
+        *self.counts().proposals_failed.entry(reason).or_default() += 1;
+    }
+
+    /// Counts a batch of Raft messages to `peer`: delivered after
+    /// `round_trip`, or not delivered (`None`).
+    pub fn peer_delivery(&self, peer: NodeId, round_trip: Option<Duration>) {
+        let mut counts = self.counts();
+        let counts = counts.peers.entry(peer).or_default();
+        match round_trip {
+            Some(elapsed) => counts.round_trip.observe(elapsed),
+            None => counts.failures += 1,
+        }
+    }
+
     /// Counts one WAL append-and-sync.
     pub fn wal_sync(&self, elapsed: Duration) {
-        let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        counts.wal_sync.observe(elapsed);
+        self.counts().wal_sync.observe(elapsed);
     }
 
     /// Counts a snapshot written (file bytes).
@@ -124,7 +169,36 @@ impl Metrics {
             let _ = writeln!(out, "# HELP rdb_snapshots_{name}_total Snapshots {name}.\n# TYPE rdb_snapshots_{name}_total counter\nrdb_snapshots_{name}_total {n}");
             let _ = writeln!(out, "# HELP rdb_snapshot_bytes_{name}_total Bytes of snapshots {name}.\n# TYPE rdb_snapshot_bytes_{name}_total counter\nrdb_snapshot_bytes_{name}_total {bytes}");
         }
-        let counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changes = self.leader_changes.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP rdb_raft_leader_changes_seen_total Leaders seen (a leader known for a new term).\n# TYPE rdb_raft_leader_changes_seen_total counter\nrdb_raft_leader_changes_seen_total {changes}");
+        let counts = self.counts();
+        out.push_str("# HELP rdb_proposals_failed_total Proposals not committed, by reason.\n");
+        out.push_str("# TYPE rdb_proposals_failed_total counter\n");
+        for (reason, n) in &counts.proposals_failed {
+            let _ = writeln!(out, "rdb_proposals_failed_total{{reason=\"{reason}\"}} {n}");
+        }
+        out.push_str(
+            "# HELP rdb_peer_send_failures_total Message batches not delivered, by peer.\n",
+        );
+        out.push_str("# TYPE rdb_peer_send_failures_total counter\n");
+        for (peer, counts) in &counts.peers {
+            let _ = writeln!(
+                out,
+                "rdb_peer_send_failures_total{{peer=\"{peer}\"}} {}",
+                counts.failures
+            );
+        }
+        out.push_str(
+            "# HELP rdb_peer_round_trip_seconds Delivery round trip of message batches, by peer.\n",
+        );
+        out.push_str("# TYPE rdb_peer_round_trip_seconds histogram\n");
+        for (peer, counts) in &counts.peers {
+            counts.round_trip.render(
+                out,
+                "rdb_peer_round_trip_seconds",
+                &format!("peer=\"{peer}\""),
+            );
+        }
         out.push_str("# HELP rdb_requests_total Requests answered, by action and status.\n");
         out.push_str("# TYPE rdb_requests_total counter\n");
         for ((action, status), n) in &counts.requests {

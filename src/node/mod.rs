@@ -26,6 +26,7 @@
 
 mod admin;
 mod applier;
+mod cluster_status;
 mod error;
 mod event_loop;
 mod handle;
@@ -48,9 +49,13 @@ use futures::channel::oneshot;
 use futures::future::BoxFuture;
 
 pub use admin::{members_json, MEMBERSHIP_WAIT};
+pub use cluster_status::{MEMBER_STATUS_TIMEOUT, STATUS_TARGET};
 pub use handle::NodeHandle;
 pub use metrics::Metrics;
-pub use status::{PeerStatus, Status, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX};
+pub use status::{
+    PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,
+    VERSION,
+};
 pub use wal_store::WalStore;
 
 pub use error::Error;
@@ -109,7 +114,17 @@ pub struct NodeConfig {
     /// Where the WAL, the state file and the snapshots are read and written
     /// (the real file system; the simulated disk in tests).
     pub disk: Arc<dyn rdb_storage::disk::Disk>,
+    /// The URL clients reach this node at, shown in its status (empty:
+    /// not known).
+    pub client_url: String,
+    /// The space guard: writes that may grow the state are refused (507)
+    /// while its live data exceeds this many bytes (0: no guard).
+    pub state_bytes_max: u64,
 }
+
+/// The default space guard: 8 GiB of live data, etcd's suggested largest
+/// backend quota.
+pub const STATE_BYTES_MAX_DEFAULT: u64 = 8 << 30;
 
 impl NodeConfig {
     /// Defaults for everything but identity, membership and place.
@@ -127,6 +142,8 @@ impl NodeConfig {
             wal_segment_bytes: 64 << 20,
             limits: crate::kv::Limits::default(),
             disk: Arc::new(rdb_storage::disk::RealDisk),
+            client_url: String::new(),
+            state_bytes_max: STATE_BYTES_MAX_DEFAULT,
         }
     }
 }

@@ -39,6 +39,22 @@ pub struct Status {
     pub wal_first_index: Index,
     /// Bytes of WAL segments on disk.
     pub wal_bytes: u64,
+    /// WAL segment files on disk.
+    pub wal_segments: u64,
+    /// The state file's length, in bytes.
+    pub state_bytes: u64,
+    /// Bytes of state-file pages holding live data (the rest is free space
+    /// the file reuses).
+    pub state_used_bytes: u64,
+    /// State-file pages free for reuse.
+    pub state_free_pages: u64,
+    /// The client URL this node advertises (`--advertise-client-url`).
+    pub client_url: String,
+    /// This build's version (Cargo's package version).
+    pub version: &'static str,
+    /// Raised alarms: "NOSPACE" while the state's live data exceeds
+    /// `--state-bytes-max` (puts are refused until space is freed).
+    pub alarms: Vec<&'static str>,
     /// On the leader: each member's match index.
     pub peers: Vec<PeerStatus>,
     /// The membership in force on this node (shown as `members`).
@@ -62,11 +78,29 @@ pub const HEALTHY_APPLY_LAG_MAX: u64 = 10_000;
 /// deadlock) will not recover by itself.
 pub const LIVENESS_STALL_MAX: Duration = Duration::from_secs(5);
 
+/// The alarm raised while the space guard refuses writes (etcd's name).
+pub const ALARM_NOSPACE: &str = "NOSPACE";
+
+/// Whether the space guard is tripped: the state file's live data exceeds
+/// `state_bytes_max` (0: no guard).
+pub fn over_quota(space: rdb_storage::btree::Space, state_bytes_max: u64) -> bool {
+    state_bytes_max != 0 && space.used_bytes() > state_bytes_max
+}
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this build was made from ("unknown" outside a checkout).
+pub const GIT_COMMIT: &str = env!("RDB_GIT_COMMIT");
+
 impl Status {
+    /// How far the applied index trails the commit index.
+    pub fn apply_lag(&self) -> u64 {
+        self.commit_index.saturating_sub(self.applied_index)
+    }
+
     /// In a cluster with a known leader, applying within bounds.
     pub fn healthy(&self) -> bool {
-        self.leader != 0
-            && self.commit_index.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
+        self.leader != 0 && self.apply_lag() <= HEALTHY_APPLY_LAG_MAX
     }
 
     /// The event loop has run a round within [`LIVENESS_STALL_MAX`] of

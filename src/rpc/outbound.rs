@@ -41,11 +41,23 @@ async fn send_loop(links: Rc<Links>, peer: NodeId, mut queue: mpsc::Receiver<Mes
             batch.push(message);
         }
         // Without a connection the batch is dropped: Raft resends.
-        let Some(conn) = links.link(peer) else { continue };
-        let Some(remote) = conn.remote.borrow().clone() else { continue };
-        if let Err(error) = deliver(&remote, &batch).await {
-            log::debug!("node {}: delivery to {peer} failed: {error}", links.id);
-            links.close(&conn);
+        let metrics = links.node.metrics();
+        let Some(conn) = links.link(peer) else {
+            metrics.peer_delivery(peer, None);
+            continue;
+        };
+        let Some(remote) = conn.remote.borrow().clone() else {
+            metrics.peer_delivery(peer, None);
+            continue;
+        };
+        let started = std::time::Instant::now();
+        match deliver(&remote, &batch).await {
+            Ok(()) => metrics.peer_delivery(peer, Some(started.elapsed())),
+            Err(error) => {
+                metrics.peer_delivery(peer, None);
+                log::debug!("node {}: delivery to {peer} failed: {error}", links.id);
+                links.close(&conn);
+            }
         }
     }
 }

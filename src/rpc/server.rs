@@ -129,6 +129,9 @@ impl peer::Server for PeerServer {
         let target = params.get_target()?.to_str().map_err(|e| Error::failed(e.to_string()))?;
         let reply = match target.split_once(' ') {
             None if target.is_empty() => self.links.node.execute(&request, true).await,
+            Some(_) if target == crate::node::STATUS_TARGET => {
+                crate::kv::Reply { status: 200, body: self.links.node.status_json() }
+            }
             Some((method, path)) if path.starts_with("/admin/") => {
                 self.links.node.admin(method, path, &request, true).await
             }

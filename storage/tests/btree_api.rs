@@ -253,3 +253,30 @@ fn random_inserts_leave_nodes_well_filled() {
     let fill = (KEYS * ENTRY_BYTES) as f64 / (report.node_pages as f64 * PAGE_BYTES as f64);
     assert!(fill > 0.78, "nodes are {:.1} % full", fill * 100.0);
 }
+
+#[test]
+fn space_counts_used_and_free_pages_as_data_comes_and_goes() {
+    let disk = SimDisk::new(6);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let empty = db.space();
+    let mut txn = db.begin_write().unwrap();
+    for key in 0..2000u32 {
+        txn.put("t", &key.to_be_bytes(), &[7; 200]).unwrap();
+    }
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let full = db.space();
+    assert!(full.used_bytes() >= 2000 * 200, "{full:?}");
+    assert!(full.file_bytes >= full.page_count * PAGE_BYTES as u64, "{full:?}");
+    let mut txn = db.begin_write().unwrap();
+    for key in 0..2000u32 {
+        txn.delete("t", &key.to_be_bytes()).unwrap();
+    }
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let emptied = db.space();
+    assert!(emptied.used_bytes() <= empty.used_bytes() + 4 * PAGE_BYTES as u64, "{emptied:?}");
+    assert!(emptied.free_pages > full.free_pages, "{full:?} -> {emptied:?}");
+    drop(db);
+    let reopened = open(&disk).space();
+    assert_eq!(reopened.page_count, emptied.page_count);
+}

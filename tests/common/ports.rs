@@ -54,6 +54,9 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("api_scripts", 25_800, 1),
     ("cli_kv", 25_900, 1),
     ("probes", 26_000, 1),
+    ("operator::status", 26_100, 1),
+    ("operator::metrics", 26_200, 1),
+    ("operator::space_guard", 26_300, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table

@@ -29,6 +29,13 @@ impl FreePages {
         self.page_count
     }
 
+    /// Pages below the high-water mark that hold no live data: reusable now
+    /// or once older readers finish.
+    pub(crate) fn free_count(&self) -> u64 {
+        let pending: u64 = self.pending.values().flatten().map(|run| u64::from(run.pages)).sum();
+        self.free.len() as u64 + pending
+    }
+
     /// Makes the runs freed by transactions up to `txid` reusable.
     pub(crate) fn release_up_to(&mut self, txid: u64) {
         let still_pending = self.pending.split_off(&(txid + 1));

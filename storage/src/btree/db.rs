@@ -10,7 +10,7 @@ use super::flush::Unhinted;
 use super::meta::Meta;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
-use super::shared::{lock, Published, Shared, Snapshot, WriterState};
+use super::shared::{lock, Published, Shared, Snapshot, Space, WriterState};
 use super::write::{Durability, WriteTxn};
 use crate::disk::{Disk, DiskFile};
 use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
@@ -55,8 +55,14 @@ impl Db {
             unhinted: Unhinted::default(),
         };
         let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };
-        let shared =
-            Shared { path, file, published: Mutex::new(published), writer: Mutex::new(writer) };
+        let shared = Shared {
+            path,
+            file,
+            published: Mutex::new(published),
+            writer: Mutex::new(writer),
+            space: Mutex::new(Space::default()),
+        };
+        shared.publish_space(&lock(&shared.writer));
         Ok(Db { shared: Arc::new(shared) })
     }
 
@@ -106,6 +112,12 @@ impl Db {
     /// The txid of the newest durable commit.
     pub fn durable_txid(&self) -> u64 {
         lock(&self.shared.writer).durable.txid
+    }
+
+    /// How much of the file holds data, as of the newest commit (never
+    /// waits for a write transaction).
+    pub fn space(&self) -> Space {
+        *lock(&self.shared.space)
     }
 
     /// The state file's path.

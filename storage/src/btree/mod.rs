@@ -47,5 +47,6 @@ pub use db::Db;
 pub use meta::USER_META_BYTES;
 pub use page::{PageId, PAGE_BYTES};
 pub use read::{ReadTxn, TreeReader};
+pub use shared::Space;
 pub use view::VALUE_INLINE_BYTES_MAX;
 pub use write::{Durability, WriteTxn, KEY_BYTES_MAX, TREE_NAME_BYTES_MAX, VALUE_BYTES_MAX};

@@ -49,6 +49,25 @@ pub(crate) struct WriterState {
     pub(crate) unhinted: Unhinted,
 }
 
+/// How much of the state file holds data, as of the newest commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Space {
+    /// The file's length, in bytes.
+    pub file_bytes: u64,
+    /// Pages below the high-water mark (used or free).
+    pub page_count: u64,
+    /// Of those, pages holding no live data (reusable).
+    pub free_pages: u64,
+}
+
+impl Space {
+    /// Bytes of pages that hold live data: what the data needs, whatever
+    /// the file's length.
+    pub fn used_bytes(&self) -> u64 {
+        self.page_count.saturating_sub(self.free_pages) * PAGE_BYTES as u64
+    }
+}
+
 /// Everything behind a [`Db`](super::Db).
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -61,9 +80,20 @@ pub(crate) struct Shared {
     pub(crate) published: Mutex<Published>,
     /// Held for the whole life of a write transaction.
     pub(crate) writer: Mutex<WriterState>,
+    /// Published with each commit, so that asking never waits for a writer.
+    pub(crate) space: Mutex<Space>,
 }
 
 impl Shared {
+    /// Records the space of `writer` as of its newest commit.
+    pub(crate) fn publish_space(&self, writer: &WriterState) {
+        *lock(&self.space) = Space {
+            file_bytes: writer.file_pages * PAGE_BYTES as u64,
+            page_count: writer.free.page_count(),
+            free_pages: writer.free.free_count(),
+        };
+    }
+
     /// Syncs the data, writes `meta` into the slot not holding the newest
     /// durable meta, and syncs again.
     pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {

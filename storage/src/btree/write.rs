@@ -348,6 +348,7 @@ impl<'db> WriteTxn<'db> {
             Arc::clone(&self.base.map)
         };
         self.writer.free = std::mem::take(&mut self.free);
+        shared.publish_space(&self.writer);
         lock(&shared.published).snapshot = Snapshot { meta, map };
         Ok(())
     }
