@@ -13,8 +13,8 @@ use rdb::cli::{Cli, Cmd, DevOptions};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    rdb::cli::logging::init(cli.log_format);
     let client_command = match &cli.command {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),

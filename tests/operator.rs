@@ -104,6 +104,37 @@ fn metrics_carry_the_operator_signals() {
     assert_eq!(value("rdb_alarm{alarm=\"NOSPACE\"}"), 0.0);
     let (_, status) = cluster.get(leader, "/status");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    // What the alerts and the dashboard query, a node exposes.
+    for file in ["prometheus-rules.yml", "grafana-dashboard.json"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+        let deployed = std::fs::read_to_string(path).expect("a deploy file");
+        for name in metric_names(&deployed) {
+            // A sample, or (for a labelled family with no samples yet) its
+            // TYPE line.
+            let exposed = text.contains(&format!("\n{name}"))
+                || text.contains(&format!("# TYPE {name} "));
+            assert!(exposed, "{file} uses {name}, not in /metrics");
+        }
+    }
+}
+
+/// The `rdb_*` and `process_*` metric names in `text`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in ["rdb_", "process_"] {
+        for (at, _) in text.match_indices(prefix) {
+            let before = text[..at].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            names.insert(name);
+        }
+    }
+    names
 }
 
 /// 4 KiB values, so that a few dozen fill a 256 KiB guard.
@@ -169,4 +200,67 @@ fn the_space_guard_refuses_puts_until_deletes_free_space() {
         |alarms| alarms.as_ref().is_some_and(|a| a == &json!([])),
     );
     assert_eq!(cluster.command(leader, &big_put(0)).0, 200, "puts work again");
+}
+
+/// Starts a one-node cluster with `args` and `env`, stderr into `log`;
+/// waits for the line saying the API is up (a warning-free start logs it at
+/// info), then SIGTERMs it; the log's text.
+fn serve_and_read_log(
+    base: u16,
+    log: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let stderr = std::fs::File::create(log).expect("a log file");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rdb"));
+    command
+        .args(["serve", "--id", "1", "--peers", &format!("1=127.0.0.1:{}", base + 51)])
+        .args(["--http", &format!("127.0.0.1:{}", base + 1)])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("rdb starts");
+    let text = wait_until(
+        "the start logged",
+        || std::fs::read_to_string(log).unwrap_or_default(),
+        |text| text.contains("API on"),
+    );
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = wait_until("the node to stop", || child.try_wait().ok().flatten(), Option::is_some);
+    text
+}
+
+#[test]
+fn log_lines_carry_priorities_for_journald_and_json_for_shippers() {
+    use std::os::unix::fs::MetadataExt as _;
+    let base = common::ports::base("operator::logs");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    // As systemd does: JOURNAL_STREAM names stderr's device and inode.
+    let journal = dir.path().join("journal.log");
+    std::fs::write(&journal, b"").expect("a file");
+    let meta = std::fs::metadata(&journal).expect("metadata");
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let text = serve_and_read_log(base, &journal, &[], &[("JOURNAL_STREAM", stream)]);
+    let started = text.lines().find(|l| l.contains("API on")).expect("the start line");
+    assert!(started.starts_with("<6>node 1: API on"), "{text}");
+    // Another file than stderr: the variable was inherited, not meant for
+    // this process; plain text lines.
+    let other = dir.path().join("other.log");
+    let text = serve_and_read_log(base, &other, &[], &[("JOURNAL_STREAM", "1:2".into())]);
+    assert!(text.lines().all(|l| l.starts_with('[')), "{text}");
+    let json = dir.path().join("json.log");
+    let text = serve_and_read_log(base, &json, &["--log-format", "json"], &[]);
+    for line in text.lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["ts"].is_string() && entry["target"].is_string(), "{line}");
+    }
+    assert!(text.contains("\"level\":\"info\",\"msg\":\"node 1: API on"), "{text}");
 }

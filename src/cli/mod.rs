@@ -10,6 +10,7 @@ mod dev_certs;
 mod error;
 pub mod haproxy;
 pub mod kv;
+pub mod logging;
 pub mod member;
 mod notify;
 mod serve;
@@ -31,6 +32,10 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Cmd,
+    /// Log lines as text (with syslog priority prefixes when systemd's
+    /// journal is stderr) or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    pub log_format: logging::LogFormat,
 }
 
 /// The subcommands.

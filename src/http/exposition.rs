@@ -18,6 +18,7 @@ pub(super) fn render(node: &NodeHandle) -> String {
     let mut out = String::new();
     node.metrics().render(&mut out);
     status_gauges(&mut out, &status, node.state_bytes_max());
+    disk_gauges(&mut out, node.data_dir());
     if let Some(process) = Process::read() {
         process.render(&mut out);
     }
@@ -64,6 +65,19 @@ fn status_gauges(out: &mut String, status: &Status, state_bytes_max: u64) {
     gauge(out, "rdb_alarm", "1 while the alarm is raised (NOSPACE: writes refused).", "");
     let nospace = status.alarms.contains(&crate::node::ALARM_NOSPACE);
     let _ = writeln!(out, "rdb_alarm{{alarm=\"NOSPACE\"}} {}", u8::from(nospace));
+}
+
+/// The file system holding the data directory: what the WAL and the state
+/// file can still grow into (node_exporter's figures, for one directory).
+fn disk_gauges(out: &mut String, data_dir: &std::path::Path) {
+    let Ok(fs) = rustix::fs::statvfs(data_dir) else { return };
+    let fragment = fs.f_frsize;
+    let available = fs.f_bavail.saturating_mul(fragment);
+    let size = fs.f_blocks.saturating_mul(fragment);
+    let help = "Bytes available to rdb on the data directory's file system.";
+    gauge(out, "rdb_disk_available_bytes", help, &available.to_string());
+    let help = "Size of the data directory's file system in bytes.";
+    gauge(out, "rdb_disk_size_bytes", help, &size.to_string());
 }
 
 /// The process's resources, as Prometheus' client libraries report them.

@@ -55,6 +55,8 @@ pub(super) struct Inner {
     snapshots: SnapshotDir,
     /// The space guard's limit (0: none).
     state_bytes_max: u64,
+    /// Holds wal/, state/ and snapshots/.
+    data_dir: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -83,6 +85,7 @@ impl NodeHandle {
             limits: config.limits,
             snapshots,
             state_bytes_max: config.state_bytes_max,
+            data_dir: config.data_dir.clone(),
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -115,6 +118,11 @@ impl NodeHandle {
     /// Whether the space guard refuses writes that may grow the state.
     pub fn over_quota(&self) -> bool {
         over_quota(self.inner.state.get().space(), self.inner.state_bytes_max)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.data_dir
     }
 
     /// The space guard's limit in bytes (0: none).
