@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
         Cmd::Status { client } => Some(rdb::cli::status::status(client)),
+        Cmd::Snapshot { command, client } => Some(rdb::cli::snapshot::snapshot(command, client)),
         Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
         Cmd::Kv(command) => Some(rdb::cli::kv::run(command)),
         _ => None,
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Cmd::Member { .. }
         | Cmd::Leader { .. }
         | Cmd::Status { .. }
+        | Cmd::Snapshot { .. }
         | Cmd::Bench(_)
         | Cmd::Kv(_) => Ok(()),
     };

@@ -111,8 +111,8 @@ fn metrics_carry_the_operator_signals() {
         for name in metric_names(&deployed) {
             // A sample, or (for a labelled family with no samples yet) its
             // TYPE line.
-            let exposed = text.contains(&format!("\n{name}"))
-                || text.contains(&format!("# TYPE {name} "));
+            let exposed =
+                text.contains(&format!("\n{name}")) || text.contains(&format!("# TYPE {name} "));
             assert!(exposed, "{file} uses {name}, not in /metrics");
         }
     }
@@ -263,4 +263,68 @@ fn log_lines_carry_priorities_for_journald_and_json_for_shippers() {
         assert!(entry["ts"].is_string() && entry["target"].is_string(), "{line}");
     }
     assert!(text.contains("\"level\":\"info\",\"msg\":\"node 1: API on"), "{text}");
+}
+
+#[test]
+fn a_saved_snapshot_restores_a_whole_cluster() {
+    let mut cluster = TestCluster::start(3, common::ports::base("operator::snapshot"), &[]);
+    let leader = cluster.wait_for_leader(WAIT);
+    // Values that do not compress, so that the file (> 1 MiB) is streamed.
+    let mut rng = fastrand::Rng::with_seed(7);
+    for key in 0..400 {
+        let value: String = (0..4096).map(|_| rng.alphanumeric()).collect();
+        assert_eq!(
+            cluster.command(leader, &common::put("c", &format!("k{key:03}"), &value)).0,
+            200
+        );
+    }
+    let before = cluster.contents(leader, "c");
+    let backup = tempfile::tempdir().expect("a temp dir");
+    let file = backup.path().join("backup.lz4");
+    let file_arg = file.to_str().expect("utf-8");
+    // A dead endpoint first: the next one serves it.
+    let endpoints = format!("http://127.0.0.1:9,{}", cluster.nodes[0].client_url());
+    let (code, out, err) =
+        rdb(&["snapshot", "save", file_arg, "--endpoints", &endpoints, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let saved: Value = serde_json::from_str(&out).expect("JSON");
+    assert!(saved["file_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{saved}");
+    assert_eq!(saved["members"].as_array().map(Vec::len), Some(3), "{saved}");
+    assert!(!backup.path().join("backup.lz4.part").exists());
+    let (code, out, _) = rdb(&["snapshot", "status", file_arg]);
+    assert!(code == 0 && out.contains("verified"), "{out}");
+
+    // Every node lost; each data directory restored from the one file.
+    for id in 1..=3 {
+        cluster.kill(id);
+        let data = cluster.nodes[usize::from(id) - 1].data_dir.clone();
+        std::fs::remove_dir_all(&data).expect("wipe");
+        let data_arg = data.to_str().expect("utf-8");
+        let (code, _, err) = rdb(&["snapshot", "restore", file_arg, "--data-dir", data_arg]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = rdb(&["snapshot", "restore", file_arg, "--data-dir", data_arg]);
+        assert!(code == 2 && err.contains("not empty"), "a second restore: {code} {err}");
+    }
+    for id in 1..=3 {
+        cluster.restart(id);
+    }
+    let leader = cluster.wait_for_leader(WAIT);
+    for id in 1..=3 {
+        assert!(cluster.contents(id, "c") == before, "node {id} after the restore");
+    }
+    assert_eq!(cluster.command(leader, &common::put("c", "new", "v")).0, 200);
+
+    // A damaged file is refused, by status and by restore.
+    let mut bytes = std::fs::read(&file).expect("the backup");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    let damaged = backup.path().join("damaged.lz4");
+    std::fs::write(&damaged, bytes).expect("a file");
+    let damaged_arg = damaged.to_str().expect("utf-8");
+    let (code, _, err) = rdb(&["snapshot", "status", damaged_arg]);
+    assert!(code == 1 && err.contains("not a valid snapshot"), "{code} {err}");
+    let fresh = backup.path().join("fresh");
+    let (code, _, _) =
+        rdb(&["snapshot", "restore", damaged_arg, "--data-dir", fresh.to_str().expect("utf-8")]);
+    assert!(code == 1 && !fresh.exists(), "nothing restored from a damaged file");
 }

@@ -12,6 +12,8 @@ use serde_json::Value;
 
 /// The time one request may take, per endpoint.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The time a download (a snapshot) may take.
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a subcommand's failure means to a script.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,6 +197,43 @@ impl Client {
                     return Err(ClientError::Unavailable(format!(
                         "the write's outcome is unknown (read before retrying it): {tried}"
                     )));
+                }
+                Err(error) => failures.push(format!("{endpoint}: {error}")),
+            }
+        }
+        Err(ClientError::Unavailable(format!("no endpoint could answer: {}", failures.join("; "))))
+    }
+
+    /// GETs `path` from the first endpoint that answers 200 and copies the
+    /// body into `sink`, however long (up to [`DOWNLOAD_TIMEOUT`]); the
+    /// response's headers. An endpoint that cannot be reached or answers
+    /// 503 is skipped for the next; a body cut short is an error.
+    pub fn download(
+        &self,
+        path: &str,
+        sink: &mut dyn std::io::Write,
+    ) -> Result<ureq::http::HeaderMap, ClientError> {
+        let mut failures = Vec::new();
+        for endpoint in &self.endpoints {
+            let url = format!("{endpoint}{path}");
+            let request =
+                self.agent.get(&url).config().timeout_global(Some(DOWNLOAD_TIMEOUT)).build();
+            match request.call() {
+                Ok(mut response) if response.status() == 200 => {
+                    std::io::copy(&mut response.body_mut().as_reader(), sink).map_err(|e| {
+                        ClientError::Unavailable(format!("{endpoint}: download cut short: {e}"))
+                    })?;
+                    return Ok(response.headers().clone());
+                }
+                Ok(mut response) => {
+                    let status = response.status().as_u16();
+                    let text = response.body_mut().read_to_string().unwrap_or_default();
+                    let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    let error = format!("{endpoint}: {status} {}", error_of(&answer));
+                    if status != 503 {
+                        return Err(ClientError::Unavailable(error));
+                    }
+                    failures.push(error);
                 }
                 Err(error) => failures.push(format!("{endpoint}: {error}")),
             }

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod member;
 mod notify;
 mod serve;
+pub mod snapshot;
 pub mod status;
 
 use std::path::PathBuf;
@@ -61,6 +62,16 @@ pub enum Cmd {
         #[command(subcommand)]
         command: member::LeaderCmd,
         /// Where the cluster is.
+        #[command(flatten)]
+        client: client::ClientArgs,
+    },
+    /// Save a node's snapshot to a file, restore a data directory from one,
+    /// or check one.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        command: snapshot::SnapshotCmd,
+        /// Where the cluster is (for `save`).
         #[command(flatten)]
         client: client::ClientArgs,
     },

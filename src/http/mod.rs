@@ -47,7 +47,7 @@ pub async fn serve(
     app.at("/status").get(status);
     app.at("/cluster").get(cluster);
     app.at("/metrics").get(metrics);
-    app.at("/admin/snapshot").post(admin_snapshot);
+    app.at("/admin/snapshot").post(admin_snapshot).get(download_snapshot);
     app.at("/admin/members").get(admin).post(admin);
     app.at("/admin/members/:id").delete(admin);
     app.at("/admin/members/:id/promote").post(admin);
@@ -59,7 +59,8 @@ pub async fn serve(
 /// exists.
 pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path.trim_end_matches('/') {
-        "/command" | "/admin/snapshot" | "/admin/leader" => Some("POST"),
+        "/command" | "/admin/leader" => Some("POST"),
+        "/admin/snapshot" => Some("GET, HEAD, POST"),
         "/health" | "/livez" | "/readyz" | "/status" | "/cluster" | "/metrics" => Some("GET, HEAD"),
         "/admin/members" => Some("GET, HEAD, POST"),
         other if other.starts_with("/admin/members/") && other.ends_with("/promote") => {
@@ -129,6 +130,43 @@ async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
         Err(why) => Reply::error(500, format!("snapshot failed: {why}")),
     };
     Ok(respond(&reply))
+}
+
+/// GET /admin/snapshot: takes a snapshot now and sends the file (`rdb
+/// snapshot save`). The headers name its index, term and file name; the
+/// file checks itself (SHA-256 inside), so the client verifies it on
+/// arrival. The file is open before it is sent, so a newer snapshot
+/// pruning it meanwhile does not cut the download.
+async fn download_snapshot(request: Request<NodeHandle>) -> tide::Result {
+    let node = request.state();
+    let (path, header) = match node.take_snapshot().await {
+        Ok(taken) => taken,
+        Err(why) if why.is_retryable() => {
+            return Ok(respond(&Reply::unavailable(format!("snapshot not taken: {why}"))))
+        }
+        Err(why) => return Ok(respond(&Reply::error(500, format!("snapshot failed: {why}")))),
+    };
+    let opened = async_std::fs::File::open(&path).await;
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            let why = format!("cannot open {}: {e}", path.display());
+            return Ok(respond(&Reply::error(500, why)));
+        }
+    };
+    let bytes = match file.metadata().await {
+        Ok(meta) => meta.len(),
+        Err(e) => return Ok(respond(&Reply::error(500, format!("{}: {e}", path.display())))),
+    };
+    let mut response = Response::new(StatusCode::Ok);
+    let length = usize::try_from(bytes).ok();
+    response.set_body(Body::from_reader(async_std::io::BufReader::new(file), length));
+    response.set_content_type("application/octet-stream");
+    let name = header.file_name();
+    response.insert_header("Content-Disposition", format!("attachment; filename=\"{name}\""));
+    response.insert_header("Rdb-Snapshot-Index", header.meta.index.to_string());
+    response.insert_header("Rdb-Snapshot-Term", header.meta.term.to_string());
+    Ok(response)
 }
 
 /// How long `GET /readyz` waits for a read index.

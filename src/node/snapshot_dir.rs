@@ -54,6 +54,12 @@ impl SnapshotDir {
         Ok(SnapshotDir { disk, dir: dir.to_path_buf() })
     }
 
+    /// `dir` for reading only: nothing created, nothing removed (for
+    /// tools that look at a running node's files, or at a backup).
+    pub fn open_read_only(disk: Arc<dyn Disk>, dir: &Path) -> Self {
+        SnapshotDir { disk, dir: dir.to_path_buf() }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir

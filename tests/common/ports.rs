@@ -58,6 +58,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("operator::metrics", 26_200, 1),
     ("operator::space_guard", 26_300, 1),
     ("operator::logs", 26_400, 1),
+    ("operator::snapshot", 26_500, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table

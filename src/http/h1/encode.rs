@@ -17,6 +17,10 @@ use tide::http::{Response, StatusCode};
 
 /// Bytes read from a streamed body before each chunk is written.
 const STREAM_CHUNK_BYTES: usize = 16 << 10;
+/// A body of known length up to this goes out in one write with its head;
+/// a longer one (a snapshot download) is copied piece by piece, so that
+/// serving it never holds it whole in memory.
+const INLINE_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// What the request asked of the response's framing.
 #[derive(Debug, Clone, Copy)]
@@ -51,7 +55,8 @@ where
     let keep_alive =
         exchange.keep_alive && !asked_close && !(streamed && exchange.minor_version == 0);
 
-    let mut out = Vec::with_capacity(256 + length.unwrap_or(0));
+    let inline = length.is_some_and(|length| length <= INLINE_BODY_BYTES_MAX);
+    let mut out = Vec::with_capacity(256 + if inline { length.unwrap_or(0) } else { 0 });
     let reason = status.canonical_reason();
     let _ = write!(out, "HTTP/1.1 {} {reason}\r\n", u16::from(status));
     for (name, values) in response.iter() {
@@ -82,20 +87,26 @@ where
     out.extend_from_slice(b"\r\n");
     if no_body || exchange.head_only {
         stream.write_all(&out).await?;
-    } else if length.is_some() {
+    } else if inline {
         body.read_to_end(&mut out).await?;
         stream.write_all(&out).await?;
     } else {
         stream.write_all(&out).await?;
         stream.flush().await?;
-        write_stream(stream, &mut body, exchange.minor_version == 1).await?;
+        match length {
+            // Never more than the head promised.
+            Some(length) => {
+                write_stream(stream, &mut (&mut body).take(length as u64), false).await?
+            }
+            None => write_stream(stream, &mut body, exchange.minor_version == 1).await?,
+        }
     }
     stream.flush().await?;
     Ok(keep_alive)
 }
 
-/// Copies a body of unknown length, chunked or as it is, flushing each
-/// piece.
+/// Copies a body of unknown length, chunked or as it is (or a long body of
+/// known length, as it is), flushing each piece.
 async fn write_stream<W, R>(stream: &mut W, body: &mut R, chunked: bool) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -184,5 +195,25 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n12\r\nline one\nline two\n\r\n0\r\n\r\n"), "{text:?}");
         let (text, kept) = streamed(0);
         assert!(!kept && text.ends_with("\r\n\r\nline one\nline two\n"), "{text:?}");
+    }
+
+    #[test]
+    fn a_long_body_of_known_length_is_copied_whole_and_no_further() {
+        let long: Vec<u8> = (0..INLINE_BODY_BYTES_MAX + 40_000).map(|i| (i % 251) as u8).collect();
+        let mut response = Response::new(StatusCode::Ok);
+        // The reader has more than the length the head promises.
+        let mut source = long.clone();
+        source.extend_from_slice(b"EXTRA");
+        let reader = futures::io::Cursor::new(source);
+        response.set_body(Body::from_reader(futures::io::BufReader::new(reader), Some(long.len())));
+        let mut out = Vec::new();
+        let exchange = Exchange { minor_version: 1, keep_alive: true, head_only: false };
+        let kept = async_std::task::block_on(write_response(&mut out, response, exchange))
+            .expect("written");
+        let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        let head = String::from_utf8_lossy(&out[..head_end]);
+        assert!(head.contains(&format!("content-length: {}\r\n", long.len())), "{head}");
+        assert!(!head.contains("chunked") && kept, "{head}");
+        assert!(out[head_end..] == long[..], "the body, exactly");
     }
 }
