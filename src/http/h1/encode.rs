@@ -87,22 +87,42 @@ where
     out.extend_from_slice(b"\r\n");
     if no_body || exchange.head_only {
         stream.write_all(&out).await?;
-    } else if inline {
-        body.read_to_end(&mut out).await?;
-        stream.write_all(&out).await?;
     } else {
-        stream.write_all(&out).await?;
-        stream.flush().await?;
-        match length {
-            // Never more than the head promised.
-            Some(length) => {
-                write_stream(stream, &mut (&mut body).take(length as u64), false).await?
-            }
-            None => write_stream(stream, &mut body, exchange.minor_version == 1).await?,
-        }
+        write_body(stream, out, &mut body, length, exchange.minor_version).await?;
     }
     stream.flush().await?;
     Ok(keep_alive)
+}
+
+/// Writes `head` and the body: in one write if it is short and of known
+/// length, else piece by piece (chunked for a stream to an HTTP/1.1 client).
+async fn write_body<W>(
+    stream: &mut W,
+    mut head: Vec<u8>,
+    body: &mut tide::http::Body,
+    length: Option<usize>,
+    minor_version: u8,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    match length {
+        Some(length) if length <= INLINE_BODY_BYTES_MAX => {
+            body.read_to_end(&mut head).await?;
+            stream.write_all(&head).await
+        }
+        Some(length) => {
+            stream.write_all(&head).await?;
+            stream.flush().await?;
+            // Never more than the head promised.
+            write_stream(stream, &mut body.take(length as u64), false).await
+        }
+        None => {
+            stream.write_all(&head).await?;
+            stream.flush().await?;
+            write_stream(stream, body, minor_version == 1).await
+        }
+    }
 }
 
 /// Copies a body of unknown length, chunked or as it is (or a long body of
@@ -199,7 +219,8 @@ mod tests {
 
     #[test]
     fn a_long_body_of_known_length_is_copied_whole_and_no_further() {
-        let long: Vec<u8> = (0..INLINE_BODY_BYTES_MAX + 40_000).map(|i| (i % 251) as u8).collect();
+        let long: Vec<u8> =
+            (0..INLINE_BODY_BYTES_MAX + 40_000).map(|i| (i % 251).to_le_bytes()[0]).collect();
         let mut response = Response::new(StatusCode::Ok);
         // The reader has more than the length the head promises.
         let mut source = long.clone();
