@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
         Cmd::Status { client } => Some(rdb::cli::status::status(client)),
+        Cmd::Inspect(args) => Some(rdb::cli::inspect::inspect(args)),
         Cmd::Snapshot { command, client } => Some(rdb::cli::snapshot::snapshot(command, client)),
         Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
         Cmd::Kv(command) => Some(rdb::cli::kv::run(command)),
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Cmd::Member { .. }
         | Cmd::Leader { .. }
         | Cmd::Status { .. }
+        | Cmd::Inspect(_)
         | Cmd::Snapshot { .. }
         | Cmd::Bench(_)
         | Cmd::Kv(_) => Ok(()),

@@ -328,3 +328,118 @@ fn a_saved_snapshot_restores_a_whole_cluster() {
         rdb(&["snapshot", "restore", damaged_arg, "--data-dir", fresh.to_str().expect("utf-8")]);
     assert!(code == 1 && !fresh.exists(), "nothing restored from a damaged file");
 }
+
+/// Every file under `dir` with its length and modification time.
+fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a directory") {
+            let entry = entry.expect("an entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push((entry.path(), meta.len(), meta.modified().expect("mtime")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn inspect_reads_a_data_directory_without_changing_it() {
+    let mut cluster = TestCluster::start(3, common::ports::base("operator::inspect"), &[]);
+    let leader = cluster.wait_for_leader(WAIT);
+    for key in 0..30 {
+        let value = format!("value {key}");
+        assert_eq!(
+            cluster.command(leader, &common::put("fruit", &format!("k{key:02}"), &value)).0,
+            200
+        );
+    }
+    assert_eq!(cluster.command(leader, &common::put("veg", "leek", "green")).0, 200);
+    assert_eq!(cluster.command_to(leader, "/admin/snapshot").0, 200);
+    cluster.wait_for_convergence(WAIT);
+    let dir = cluster.nodes[usize::from(leader) - 1].data_dir.clone();
+    let dir_arg = dir.to_str().expect("utf-8").to_string();
+    let inspect = |args: &[&str]| -> (i32, String, String) {
+        let all: Vec<&str> =
+            ["inspect", dir_arg.as_str()].iter().copied().chain(args.iter().copied()).collect();
+        rdb(&all)
+    };
+    let stats = inspect_beside_a_running_node(&inspect);
+    // Stopped: every command leaves every file as it was.
+    cluster.kill(leader);
+    let before = files_under(&dir);
+    for args in [
+        &["stats"][..],
+        &["collections"],
+        &["keys", "fruit"],
+        &["get", "veg", "leek"],
+        &["wal"],
+        &["check"],
+    ] {
+        assert_eq!(inspect(args).0, 0, "{args:?}");
+    }
+    assert_eq!(files_under(&dir), before, "inspect changed the data directory");
+
+    damage_is_found_and_named(&inspect, &stats, &dir);
+}
+
+/// Runs `rdb inspect DIR` with the arguments.
+type Inspect<'a> = &'a dyn Fn(&[&str]) -> (i32, String, String);
+
+/// Every view, beside the running node; the stats.
+fn inspect_beside_a_running_node(inspect: Inspect<'_>) -> Value {
+    let (code, out, err) = inspect(&["stats", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let stats: Value = serde_json::from_str(&out).expect("JSON");
+    let fruit = &stats["state"]["collections"][0];
+    assert_eq!(
+        (fruit["name"].as_str(), fruit["keys"].as_u64()),
+        (Some("fruit"), Some(30)),
+        "{stats}"
+    );
+    assert!(stats["state"]["applied_index"].as_u64().is_some_and(|i| i >= 32), "{stats}");
+    assert!(stats["wal"]["last_index"].as_u64().is_some_and(|i| i >= 32), "{stats}");
+    assert_eq!(stats["snapshots"].as_array().map(Vec::len), Some(1), "{stats}");
+    assert_eq!(inspect(&["collections"]).1, "fruit\nveg");
+    assert_eq!(
+        inspect(&["keys", "fruit", "--prefix", "k2", "--limit", "2"]).1,
+        "k20\tvalue 20\nk21\tvalue 21\n(more: raise --limit or narrow --prefix)"
+    );
+    assert_eq!(inspect(&["get", "veg", "leek"]), (0, "leek\tgreen".into(), String::new()));
+    assert_eq!(inspect(&["get", "veg", "kale"]).0, 1);
+    let (code, out, _) = inspect(&["wal", "--from", "2", "--limit", "1", "--json"]);
+    let wal: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(code, 0);
+    assert_eq!(wal["entries"][0]["index"], 2, "{wal}");
+    assert_eq!(wal["entries"][0]["entry"]["payload"]["key"], "k00", "{wal}");
+    assert_eq!(inspect(&["check"]).0, 0);
+
+    stats
+}
+
+/// A damaged snapshot, then a damaged state file: exit 1 naming the file.
+fn damage_is_found_and_named(inspect: Inspect<'_>, stats: &Value, dir: &std::path::Path) {
+    let snapshot = stats["snapshots"][0]["file"].as_str().expect("a file").to_string();
+    let mut bytes = std::fs::read(&snapshot).expect("the snapshot");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snapshot, bytes).expect("damaged");
+    let (code, _, err) = inspect(&["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("damaged") && err.contains("state_"), "{err}");
+    std::fs::remove_file(&snapshot).expect("removed");
+    let state = dir.join("state").join("state.db");
+    let mut bytes = std::fs::read(&state).expect("the state file");
+    for byte in &mut bytes[3 * 4096..] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&state, bytes).expect("damaged");
+    let (code, _, err) = inspect(&["check"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("state.db"), "{err}");
+}

@@ -9,6 +9,7 @@ mod dev;
 mod dev_certs;
 mod error;
 pub mod haproxy;
+pub mod inspect;
 pub mod kv;
 pub mod logging;
 pub mod member;
@@ -75,6 +76,9 @@ pub enum Cmd {
         #[command(flatten)]
         client: client::ClientArgs,
     },
+    /// Look inside a node's data directory, offline and read-only (safe
+    /// beside the running node).
+    Inspect(inspect::InspectArgs),
     /// One table of every member's role, indexes, lag, sizes and
     /// reachability, from any one node.
     Status {

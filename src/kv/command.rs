@@ -158,6 +158,32 @@ impl Command {
         Ok(command)
     }
 
+    /// The request a client would send for it (docs/API.md): `{"action",
+    /// "payload"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let payload = match self {
+            Command::PutValue { collection, key, value } => {
+                json!({"collection": collection, "value": value, "key": key})
+            }
+            Command::PutKey { collection, key, value } => {
+                json!({"collection": collection, "key": key, "value": value})
+            }
+            Command::DeleteValue { collection, value } => {
+                json!({"collection": collection, "value": value})
+            }
+            Command::DeleteKey { collection, key } => json!({"collection": collection, "key": key}),
+            Command::Cas { collection, key, expected: Some(expected), value } => {
+                json!({"collection": collection, "key": key, "expected": expected, "value": value})
+            }
+            Command::Cas { collection, key, expected: None, value } => {
+                json!({"collection": collection, "key": key, "expected": null, "value": value})
+            }
+            Command::Drop { collection } => json!({"collection": collection}),
+        };
+        json!({"action": self.action(), "payload": payload})
+    }
+
     /// The API action, for metrics.
     pub fn action(&self) -> &'static str {
         match self {

@@ -56,7 +56,7 @@ pub use status::{
     PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,
     VERSION,
 };
-pub use wal_store::WalStore;
+pub use wal_store::{split_record, WalStore};
 
 pub use error::Error;
 pub use snapshot_dir::{SnapshotDir, SnapshotFile};

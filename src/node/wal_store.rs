@@ -101,18 +101,26 @@ fn to_record(entry: &Entry) -> wal::Entry {
 }
 
 fn from_record(record: wal::Entry) -> Result<Entry, StoreError> {
-    let kind = match record.payload.first() {
-        Some(&KIND_NOOP) => EntryKind::Noop,
-        Some(&KIND_NORMAL) => EntryKind::Normal,
-        Some(&KIND_CONFIG) => EntryKind::Config,
-        _ => {
-            let why = format!("WAL record {} has no entry kind", record.index);
-            return Err(StoreError::Fatal(Failure::invariant(why)));
-        }
+    let Some((kind, _)) = split_record(&record.payload) else {
+        let why = format!("WAL record {} has no entry kind", record.index);
+        return Err(StoreError::Fatal(Failure::invariant(why)));
     };
     let mut data = record.payload;
     data.remove(0);
     Ok(Entry { term: record.term, index: record.index, kind, data })
+}
+
+/// A WAL record's payload as Raft's entry kind and data (None: no known
+/// kind byte, which the WAL's checksum makes damage by rdb's own hand).
+pub fn split_record(payload: &[u8]) -> Option<(EntryKind, &[u8])> {
+    let (&kind, data) = payload.split_first()?;
+    let kind = match kind {
+        KIND_NOOP => EntryKind::Noop,
+        KIND_NORMAL => EntryKind::Normal,
+        KIND_CONFIG => EntryKind::Config,
+        _ => return None,
+    };
+    Some((kind, data))
 }
 
 fn fatal(error: rdb_storage::Error) -> StoreError {

@@ -280,3 +280,24 @@ fn space_counts_used_and_free_pages_as_data_comes_and_goes() {
     let reopened = open(&disk).space();
     assert_eq!(reopened.page_count, emptied.page_count);
 }
+
+#[test]
+fn a_read_only_open_reads_and_refuses_to_write() {
+    let disk = SimDisk::new(7);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let mut txn = db.begin_write().unwrap();
+    txn.put("t", b"k", b"v").unwrap();
+    txn.commit([0; 32], Durability::Durable).unwrap();
+    let before = disk.contents(Path::new(PATH));
+    let reader = Db::open_read_only(Arc::new(disk.clone()), PATH).unwrap();
+    assert_eq!(reader.begin_read().get("t", b"k").unwrap(), Some(&b"v"[..]));
+    reader.begin_read().check().unwrap();
+    assert!(matches!(reader.begin_write().err(), Some(Error::Poisoned(_))));
+    assert!(matches!(reader.sync(), Err(Error::Poisoned(_)) | Ok(())));
+    drop(reader);
+    assert_eq!(disk.contents(Path::new(PATH)), before, "nothing written");
+    let missing = Db::open_read_only(Arc::new(disk.clone()), "/data/state/other.db");
+    assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+    assert!(disk.contents(Path::new("/data/state/other.db")).is_none(), "nothing created");
+}

@@ -156,3 +156,40 @@ fn reads_cross_segments_and_respect_the_byte_budget() {
     assert!(matches!(wal.entries(0, 3, 10), Err(Error::InvalidArgument(_))));
     assert!(matches!(wal.entries(3, 32, 10), Err(Error::InvalidArgument(_))));
 }
+
+#[test]
+fn a_scan_reads_every_record_and_changes_nothing() {
+    let disk = SimDisk::new(9);
+    let mut wal = open(&disk, 1024);
+    wal.append(&entries(1..=20, 1, 100)).unwrap();
+    wal.append(&entries(21..=30, 2, 100)).unwrap();
+    wal.sync().unwrap();
+    wal.save_hard_state(HardState { term: 2, vote: 1, commit: 30 }).unwrap();
+    drop(wal);
+    let dir = Path::new(DIR);
+    let files = || -> Vec<(String, Option<Vec<u8>>)> {
+        let names = disk.list(dir).unwrap();
+        names.into_iter().map(|n| (n.clone(), disk.contents(&dir.join(n)))).collect()
+    };
+    let before = files();
+    let mut seen = Vec::new();
+    let report = rdb_storage::wal::scan(&disk, dir, |record| {
+        seen.push((record.index, record.term, record.payload[0]));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 30);
+    assert_eq!(seen[24], (25, 2, 25));
+    assert_eq!(report.indexes, Some((1, 30)));
+    assert_eq!(report.segments.iter().map(|s| s.records).sum::<u64>(), 30);
+    assert_eq!(report.hard_state, Some(HardState { term: 2, vote: 1, commit: 30 }));
+    assert_eq!(files(), before, "the scan wrote nothing");
+
+    // A flipped byte in a sealed segment is damage with its file and offset.
+    let sealed = dir.join("00000000000000000009.wal");
+    assert!(disk.corrupt_byte(&sealed, 32 + 124 + 30));
+    let error = rdb_storage::wal::scan(&disk, dir, |_| std::ops::ControlFlow::Continue(()))
+        .expect_err("damage");
+    assert!(matches!(error, Error::Corrupt { offset: 156, .. }), "{error}");
+    assert!(error.to_string().contains("00000000000000000009.wal"), "{error}");
+}

@@ -25,6 +25,8 @@ pub struct CheckReport {
     pub free_pages: u64,
     /// Pages of the snapshot, meta pages included.
     pub page_count: u64,
+    /// Levels of the tallest tree (a lone leaf: 1; the catalog excluded).
+    pub height_max: u64,
 }
 
 /// The state of one walk.
@@ -60,8 +62,9 @@ impl ReadTxn {
                 .ok_or_else(|| reader.corrupt(self.catalog(), "catalog value is not a page id"))?;
             if root != PageId::NONE {
                 let mut entries = 0;
-                walk.node(root, None, None, 0, &mut |_, _| entries += 1)?;
+                let height = walk.node(root, None, None, 0, &mut |_, _| entries += 1)?;
                 walk.report.entries += entries;
+                walk.report.height_max = walk.report.height_max.max(height as u64);
             }
         }
         // A deferred commit has no free list (FORMAT.md, "Commit

@@ -33,6 +33,26 @@ impl Db {
         let (dir, name) = split_path(&path)?;
         ensure_file(disk.as_ref(), dir, name)?;
         let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
+        Self::open_file(file, path, None)
+    }
+
+    /// Opens the existing state file at `path` for reading only: nothing is
+    /// created or written, and [`Db::begin_write`] answers
+    /// [`Error::Poisoned`]. Beside a running node (`rdb inspect`) it sees
+    /// the newest durable commit as of opening; the node may reuse that
+    /// commit's freed pages soon after, so a long read can meet a page that
+    /// fails its checksum: open again (compare [`Db::durable_txid`]).
+    pub fn open_read_only(disk: Arc<dyn Disk>, path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        let file = disk.open_read(&path).map_err(|e| Error::io(&path, e))?;
+        Self::open_file(file, path, Some("the state file was opened read-only".into()))
+    }
+
+    fn open_file(
+        file: Box<dyn DiskFile>,
+        path: PathBuf,
+        read_only: Option<String>,
+    ) -> Result<Self> {
         let len = file.len().map_err(|e| Error::io(&path, e))?;
         let (meta, durable_slot) = read_metas(file.as_ref(), &path, len)?;
         if meta.page_count.checked_mul(PAGE_BYTES as u64).is_none_or(|needed| len < needed) {
@@ -51,7 +71,7 @@ impl Db {
             durable: meta,
             durable_slot,
             file_pages: len / PAGE_BYTES as u64,
-            poisoned: None,
+            poisoned: read_only,
             unhinted: Unhinted::default(),
         };
         let published = Published { snapshot: Snapshot { meta, map }, readers: BTreeMap::new() };

@@ -56,21 +56,16 @@ impl HardStateFile {
     pub(crate) fn open(disk: &dyn Disk, dir: &Path) -> Result<Self> {
         let path = dir.join(HARD_STATE_FILE_NAME);
         let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
-        let mut slots = [0u8; 2 * SLOT_BYTES];
-        let (slot_0, slot_1) = slots.split_at_mut(SLOT_BYTES);
-        let read =
-            file.read_exact_at(slot_0, 0).and_then(|()| file.read_exact_at(slot_1, SLOT_1_OFFSET));
-        if let Err(e) = read {
-            return Err(Error::corrupt(&path, 0, format!("hard state file unreadable: {e}")));
-        }
-        let newest = [decode_slot(slot_0), decode_slot(slot_1)]
-            .into_iter()
-            .flatten()
-            .max_by_key(|(seq, _)| *seq);
-        let Some((sequence, state)) = newest else {
-            return Err(Error::corrupt(&path, 0, "both hard state slots fail their checksums"));
-        };
+        let (sequence, state) = newest_slot(file.as_ref(), &path)?;
         Ok(HardStateFile { path, file, state, sequence })
+    }
+
+    /// Reads the newest valid slot of the file in `dir` without opening it
+    /// for writing (for inspection beside a running node).
+    pub(crate) fn read(disk: &dyn Disk, dir: &Path) -> Result<HardState> {
+        let path = dir.join(HARD_STATE_FILE_NAME);
+        let file = disk.open_read(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(newest_slot(file.as_ref(), &path)?.1)
     }
 
     /// The newest saved state.
@@ -112,6 +107,23 @@ fn decode_slot(slot: &[u8]) -> Option<(u64, HardState)> {
     let state =
         HardState { term: u64_at(slot, 24), vote: u64_at(slot, 32), commit: u64_at(slot, 40) };
     valid.then(|| (u64_at(slot, 16), state))
+}
+
+/// The newest valid slot of an open hard-state file: its sequence number
+/// and state.
+fn newest_slot(file: &dyn DiskFile, path: &Path) -> Result<(u64, HardState)> {
+    let mut slots = [0u8; 2 * SLOT_BYTES];
+    let (slot_0, slot_1) = slots.split_at_mut(SLOT_BYTES);
+    let read =
+        file.read_exact_at(slot_0, 0).and_then(|()| file.read_exact_at(slot_1, SLOT_1_OFFSET));
+    if let Err(e) = read {
+        return Err(Error::corrupt(path, 0, format!("hard state file unreadable: {e}")));
+    }
+    [decode_slot(slot_0), decode_slot(slot_1)]
+        .into_iter()
+        .flatten()
+        .max_by_key(|(seq, _)| *seq)
+        .ok_or_else(|| Error::corrupt(path, 0, "both hard state slots fail their checksums"))
 }
 
 #[cfg(test)]

@@ -29,12 +29,14 @@
 
 mod format;
 mod hard_state;
+mod inspect;
 mod log;
 mod recovery;
 mod segment;
 
 pub use format::RECORD_PAYLOAD_BYTES_MAX;
 pub use hard_state::HardState;
+pub use inspect::{scan, RecordRef, ScanReport, SegmentReport};
 pub use log::{Wal, WalOptions, SEGMENT_BYTES_MAX_LIMIT, SEGMENT_BYTES_MIN};
 
 /// One log entry as stored in the WAL.
