@@ -46,6 +46,8 @@ pub async fn serve(
     app.at("/readyz").get(readyz);
     app.at("/status").get(status);
     app.at("/cluster").get(cluster);
+    app.at("/").get(dashboard);
+    app.at("/ui").get(dashboard);
     app.at("/metrics").get(metrics);
     app.at("/admin/snapshot").post(admin_snapshot).get(download_snapshot);
     app.at("/admin/members").get(admin).post(admin);
@@ -61,7 +63,9 @@ pub(crate) fn allowed_methods(path: &str) -> Option<&'static str> {
     match path.trim_end_matches('/') {
         "/command" | "/admin/leader" => Some("POST"),
         "/admin/snapshot" => Some("GET, HEAD, POST"),
-        "/health" | "/livez" | "/readyz" | "/status" | "/cluster" | "/metrics" => Some("GET, HEAD"),
+        "" | "/ui" | "/health" | "/livez" | "/readyz" | "/status" | "/cluster" | "/metrics" => {
+            Some("GET, HEAD")
+        }
         "/admin/members" => Some("GET, HEAD, POST"),
         other if other.starts_with("/admin/members/") && other.ends_with("/promote") => {
             Some("POST")
@@ -231,6 +235,16 @@ async fn health(request: Request<NodeHandle>) -> tide::Result {
 
 async fn status(request: Request<NodeHandle>) -> tide::Result {
     Ok(respond(&Reply { status: 200, body: request.state().status_json() }))
+}
+
+/// GET / and GET /ui: the dashboard, one self-contained page that polls
+/// `/cluster` (no other fetches, so it works without internet access).
+async fn dashboard(_: Request<NodeHandle>) -> tide::Result {
+    let mut response = Response::new(StatusCode::Ok);
+    response.set_body(include_str!("dashboard.html"));
+    response.set_content_type("text/html; charset=utf-8");
+    response.insert_header("Cache-Control", "no-cache");
+    Ok(response)
 }
 
 /// GET /cluster: every member's status, gathered by this node.

@@ -27,6 +27,7 @@ impl NodeHandle {
         let status = self.status();
         let mut body = serde_json::to_value(&status).unwrap_or_default();
         body["members"] = members_json(&status.membership)["members"].take();
+        body["requests"] = self.metrics().requests_json();
         body
     }
 

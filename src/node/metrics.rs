@@ -157,6 +157,20 @@ impl Metrics {
         count(&self.snapshots.installed, bytes);
     }
 
+    /// Requests by action, for the dashboard (through `/status` and
+    /// `/cluster`): `{"bucket_bounds_s": [..], "actions": {action: {"count",
+    /// "buckets": [cumulative counts at each bound]}}, "leader_changes"}`.
+    pub fn requests_json(&self) -> serde_json::Value {
+        let counts = self.counts();
+        let mut actions = serde_json::Map::new();
+        for (action, histogram) in &counts.latency {
+            let value = serde_json::json!({"count": histogram.count, "buckets": histogram.buckets});
+            actions.insert((*action).to_string(), value);
+        }
+        serde_json::json!({"bucket_bounds_s": BUCKETS_S, "actions": actions,
+                           "leader_changes": self.leader_changes.load(Ordering::Relaxed)})
+    }
+
     /// Renders the counters (the caller adds gauges).
     pub fn render(&self, out: &mut String) {
         for (name, counter) in [
