@@ -28,7 +28,10 @@ fn main() -> ExitCode {
     if let Some(outcome) = client_command {
         return match outcome {
             Ok(out) => {
-                println!("{out}");
+                // Nothing found prints nothing (not an empty line), as ls does.
+                if !out.is_empty() {
+                    println!("{out}");
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

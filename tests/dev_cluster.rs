@@ -78,7 +78,10 @@ fn interrupt_and_wait(mut dev: Child, http_port: u16) {
 fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().expect("dir");
     let base = common::ports::base("dev_cluster::serves_the_printed_commands");
-    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &[], "cluster is ready");
+    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &[], "Ctrl-C stops every node");
+    let ready = lines.iter().position(|l| l.contains("cluster is ready"));
+    let try_these = lines.iter().position(|l| l.starts_with("Try:"));
+    assert!(ready.is_some() && ready < try_these, "the commands come once they work: {lines:?}");
     assert!(
         lines
             .iter()
@@ -102,7 +105,8 @@ fn rdb_dev_serves_the_printed_commands_and_stops_on_ctrl_c() {
 fn rdb_dev_tls_serves_https_with_its_throwaway_ca() {
     let dir = tempfile::tempdir().expect("dir");
     let base = common::ports::base("dev_cluster::tls");
-    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &["--tls"], "cluster is ready");
+    let (dev, lines) =
+        start_dev(dir.path(), base + 1, base + 51, &["--tls"], "Ctrl-C stops every node");
     assert!(lines.iter().any(|l| l.contains("--cacert rdb-dev/tls/ca.pem")), "{lines:?}");
     let ca = dir.path().join("rdb-dev/tls/ca.pem").display().to_string();
     let url = format!("https://127.0.0.1:{}/command", base + 3);
@@ -128,7 +132,8 @@ fn rdb_dev_haproxy_puts_the_shipped_config_in_front() {
     let base = common::ports::base("dev_cluster::haproxy");
     let front = (base + 90).to_string();
     let extra = ["--haproxy", "--haproxy-port", front.as_str()];
-    let (dev, lines) = start_dev(dir.path(), base + 1, base + 51, &extra, "sees every node UP");
+    let (dev, lines) =
+        start_dev(dir.path(), base + 1, base + 51, &extra, "Ctrl-C stops every node");
     assert!(
         lines.iter().any(|l| l.contains(&format!("haproxy: http://127.0.0.1:{front}/command"))),
         "{lines:?}"

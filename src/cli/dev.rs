@@ -107,11 +107,13 @@ pub fn dev(options: &DevOptions) -> Result<(), Error> {
             }
         }
     }
-    print_usage(options, &ids, certs.as_ref().map(|c| c.ca.as_path()));
+    // The commands to try come once they work: after the leader (and
+    // haproxy's checks).
     wait_for_leader(options.http_port, certs.as_ref().map(|c| c.ca.as_path()));
     if options.haproxy_port.is_some() {
         wait_for_haproxy(&options.data_dir.join("haproxy/admin.sock"));
     }
+    print_usage(options, &ids, certs.as_ref().map(|c| c.ca.as_path()));
     let result = supervise(&mut children, &stop);
     stop_all(&mut children);
     result
@@ -194,6 +196,9 @@ fn print_usage(options: &DevOptions, ids: &[u16], ca: Option<&std::path::Path>) 
     println!("  {curl} -X POST {url}/command -H 'Content-Type: application/json' \\\n    -d '{{\"action\":\"get\",\"payload\":{{\"collection\":\"users\",\"value\":\"alice\"}}}}'");
     println!("  {curl} -X POST {url}/command -d '{{\"action\":\"list collections\"}}'");
     println!("  {curl} {url}/status");
+    let cacert = ca.map(|ca| format!(" --cacert {}", ca.display())).unwrap_or_default();
+    println!("  rdb status --endpoints {url}{cacert}");
+    println!("  dashboard: {url}/ in a browser");
     println!("\nCtrl-C stops every node.");
 }
 

@@ -73,6 +73,7 @@ pub enum KvCmd {
     /// Put VALUE under KEY only if its value is --expected (or, with
     /// --absent, only if it has none); otherwise exit 1 printing the
     /// current value.
+    #[command(group(clap::ArgGroup::new("condition").required(true).multiple(false)))]
     Cas {
         /// The collection.
         collection: String,
@@ -82,10 +83,10 @@ pub enum KvCmd {
         /// The new value.
         value: String,
         /// The value KEY must hold now.
-        #[arg(long, required_unless_present = "absent", conflicts_with = "absent")]
+        #[arg(long, group = "condition")]
         expected: Option<String>,
         /// KEY must hold nothing now.
-        #[arg(long)]
+        #[arg(long, group = "condition")]
         absent: bool,
         /// Where the cluster is, and how to answer.
         #[command(flatten)]

@@ -123,6 +123,9 @@ fn hand_over(node: &node::NodeHandle) {
     log::info!("node {id}: stopping; handing leadership over first");
     match async_std::task::block_on(node.hand_over(HANDOVER_TIMEOUT)) {
         Some(successor) => log::info!("node {id}: node {successor} leads now"),
-        None => log::warn!("node {id}: no voter took over within {HANDOVER_TIMEOUT:?}; stopping"),
+        None => log::warn!(
+            "node {id}: no voter took over within {HANDOVER_TIMEOUT:?} (are the others stopping \
+             too, or unreachable?); stopping"
+        ),
     }
 }

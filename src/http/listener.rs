@@ -122,7 +122,7 @@ fn turn_away(stream: async_std::net::TcpStream, tls: bool, turned_away: &Arc<Ato
     }
     let turned_away = turned_away.clone();
     async_std::task::spawn(async move {
-        let body = r#"{"error":"the node serves too many connections; retry"}"#;
+        let body = "{\"error\":\"the node serves too many connections; retry\"}\n";
         let answer = format!(
             "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
              retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

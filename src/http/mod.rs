@@ -107,11 +107,21 @@ async fn command(mut request: Request<NodeHandle>) -> tide::Result {
     Ok(respond(&reply))
 }
 
+/// A JSON body, with a newline after it so that curl's output ends its
+/// line.
+pub(crate) fn json_body(value: &serde_json::Value) -> Body {
+    let mut text = value.to_string();
+    text.push('\n');
+    let mut body = Body::from_string(text);
+    body.set_mime(tide::http::mime::JSON);
+    body
+}
+
 /// A reply as an HTTP response.
 fn respond(reply: &Reply) -> Response {
     let status = StatusCode::try_from(reply.status).unwrap_or(StatusCode::InternalServerError);
     let mut response = Response::new(status);
-    response.set_body(Body::from_json(&reply.body).unwrap_or_else(|_| Body::empty()));
+    response.set_body(json_body(&reply.body));
     if reply.status == 503 {
         response.insert_header("Retry-After", RETRY_AFTER_S);
     }

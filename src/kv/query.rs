@@ -57,13 +57,16 @@ impl Query {
             Query::GetKey { collection, key } => {
                 match txn.get(&data_tree(collection), key.as_bytes())? {
                     Some(value) => Ok(Outcome::item(collection, key, &text(value))),
-                    None => Ok(Outcome::not_found(collection, Missing::Key)),
+                    None => {
+                        Ok(Outcome::not_found(collection, missing(txn, collection, Missing::Key)?))
+                    }
                 }
             }
             Query::GetValue { collection, value } => {
                 let found = txn.get(&index_tree(collection), &value_hash(value))?;
                 let Some(key) = found else {
-                    return Ok(Outcome::not_found(collection, Missing::Value));
+                    let why = missing(txn, collection, Missing::Value)?;
+                    return Ok(Outcome::not_found(collection, why));
                 };
                 Ok(Outcome::item(collection, &text(key), value))
             }
@@ -110,6 +113,12 @@ fn range_items(
         items.push((text(key), text(value)));
     }
     Ok(Outcome::Items { collection: collection.to_string(), items, more })
+}
+
+/// What a lookup that found nothing missed: the whole collection, or
+/// `what` in it.
+fn missing(txn: &ReadTxn, collection: &str, what: Missing) -> rdb_storage::Result<Missing> {
+    Ok(if txn.tree_exists(&data_tree(collection))? { what } else { Missing::Collection })
 }
 
 /// Stored keys and values are the UTF-8 of JSON strings.

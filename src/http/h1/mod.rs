@@ -195,7 +195,7 @@ fn with_error_body(mut response: Response, method: Method, path: &str) -> Respon
         _ => status.canonical_reason().to_string(),
     };
     let reply = Reply::error(u16::from(status), message);
-    response.set_body(tide::Body::from_json(&reply.body).unwrap_or_else(|_| tide::Body::empty()));
+    response.set_body(super::json_body(&reply.body));
     if status == StatusCode::MethodNotAllowed && response.header("allow").is_none() {
         if let Some(allowed) = super::allowed_methods(path) {
             response.insert_header("Allow", allowed);
