@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use rdb::cli::logging::LogFormat;
 use rdb::cli::{Cli, Cmd, DevOptions};
 
 /// mimalloc instead of the system allocator: a node's threads hand buffers
@@ -14,13 +15,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    rdb::cli::logging::init(cli.log_format);
+    let log_format = cli.log_format;
+    rdb::cli::logging::init(log_format);
     let client_command = match &cli.command {
         Cmd::Member { command, client } => Some(rdb::cli::member::member(command, client)),
         Cmd::Leader { command, client } => Some(rdb::cli::member::leader(command, client)),
         Cmd::Status { client } => Some(rdb::cli::status::status(client)),
         Cmd::Inspect(args) => Some(rdb::cli::inspect::inspect(args)),
-        Cmd::Snapshot { command, client } => Some(rdb::cli::snapshot::snapshot(command, client)),
+        Cmd::Snapshot { command } => Some(rdb::cli::snapshot::snapshot(command)),
         Cmd::Bench(args) => Some(rdb::cli::bench::bench(args)),
         Cmd::Kv(command) => Some(rdb::cli::kv::run(command)),
         _ => None,
@@ -29,8 +31,10 @@ fn main() -> ExitCode {
         return match outcome {
             Ok(out) => {
                 // Nothing found prints nothing (not an empty line), as ls does.
+                // A reader that went away (`| head`) is no error of ours.
                 if !out.is_empty() {
-                    println!("{out}");
+                    use std::io::Write as _;
+                    let _ = writeln!(std::io::stdout(), "{out}");
                 }
                 ExitCode::SUCCESS
             }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
             raft_port: args.raft_port,
             tls: args.tls,
             haproxy_port: args.haproxy.then_some(args.haproxy_port),
+            log_format: cli.log_format,
         }),
         Cmd::Member { .. }
         | Cmd::Leader { .. }
@@ -61,9 +66,13 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(why) => {
-            eprintln!("rdb: {why}");
-            if let Some(hint) = why.hint() {
-                eprintln!("rdb: {hint}");
+            // A log shipper reading JSON lines gets the reason as one too.
+            let lines = std::iter::once(why.to_string()).chain(why.hint().map(String::from));
+            for line in lines {
+                match log_format {
+                    LogFormat::Json => log::error!("{line}"),
+                    LogFormat::Text => eprintln!("rdb: {line}"),
+                }
             }
             ExitCode::from(2)
         }

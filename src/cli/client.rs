@@ -2,7 +2,8 @@
 //! leader`): one or more endpoints tried in order until one answers, TLS
 //! options named as curl's, and exit codes a script can use.
 //!
-//! Exit codes: 0 done; 1 refused (404 not found, 409 conflict); 2 usage or
+//! Exit codes: 0 done; 1 refused (404 not found, 409 conflict, 507 no
+//! space: the space guard); 2 usage or
 //! a bad request (400); 3 unavailable (no endpoint answered, 503, 504).
 
 use std::path::PathBuf;
@@ -137,6 +138,13 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ClientError::Usage("no endpoint given (--endpoints)".into()));
         }
+        if let Some(bad) =
+            endpoints.iter().find(|e| !e.starts_with("http://") && !e.starts_with("https://"))
+        {
+            return Err(ClientError::Usage(format!(
+                "endpoint {bad:?} must start with http:// or https:// (http://{bad}, say)"
+            )));
+        }
         Ok(Client { agent, endpoints })
     }
 
@@ -253,7 +261,7 @@ impl Client {
         let error = format!("{status}: {}", error_of(&answer));
         match status {
             200 => Ok(answer),
-            404 | 409 => Err(ClientError::Refused(error)),
+            404 | 409 | 507 => Err(ClientError::Refused(error)),
             400 | 405 | 413 => Err(ClientError::Usage(error)),
             _ => Err(ClientError::Unavailable(error)),
         }

@@ -31,9 +31,13 @@ pub struct DevOptions {
     /// If set, haproxy listens on 127.0.0.1 at this port in front of the
     /// nodes (deploy/haproxy.cfg adapted).
     pub haproxy_port: Option<u16>,
+    /// Passed on to each node (`--log-format`).
+    pub log_format: super::logging::LogFormat,
 }
 
-/// Starts the cluster and waits for Ctrl-C (or for a node to exit).
+/// Starts the cluster and waits for Ctrl-C (or for every node to exit; a
+/// node that exits, killed to try a failover, say, is reported and the
+/// others go on).
 pub fn dev(options: &DevOptions) -> Result<(), Error> {
     if !(1..=DEV_NODES_MAX).contains(&options.nodes) {
         return Err(Error::Usage(format!("--nodes must be from 1 to {DEV_NODES_MAX}")));
@@ -88,6 +92,7 @@ pub fn dev(options: &DevOptions) -> Result<(), Error> {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&tls_args)
+            .args(["--log-format", options.log_format.name()])
             .spawn()
             .map_err(|e| Error::System(format!("cannot start node {id}: {e}")));
         match child {
@@ -270,18 +275,21 @@ fn supervise(
     children: &mut [(u16, Child)],
     stop: &std::sync::mpsc::Receiver<()>,
 ) -> Result<(), Error> {
+    let mut exited = std::collections::BTreeSet::new();
     loop {
         if stop.recv_timeout(Duration::from_millis(200)).is_ok() {
             println!("\nStopping the cluster.");
             return Ok(());
         }
         for (id, child) in children.iter_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
+            let Ok(Some(status)) = child.try_wait() else { continue };
+            if exited.insert(*id) {
                 let what = if *id == 0 { "haproxy".to_string() } else { format!("node {id}") };
-                return Err(Error::System(format!(
-                    "{what} exited ({status}); stopping the others"
-                )));
+                println!("{what} exited ({status}); the others keep running (Ctrl-C stops them)");
             }
+        }
+        if exited.len() == children.len() {
+            return Err(Error::System("every node exited".into()));
         }
     }
 }
@@ -290,7 +298,10 @@ fn supervise(
 /// running after [`STOP_WAIT`].
 fn stop_all(children: &mut Vec<(u16, Child)>) {
     for (_, child) in children.iter() {
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
     }
     let deadline = Instant::now() + STOP_WAIT;
     for (_, mut child) in children.drain(..) {

@@ -42,6 +42,9 @@ pub enum InspectCmd {
         /// Only keys starting with this.
         #[arg(long)]
         prefix: Option<String>,
+        /// The first key shown (to page on: the last key shown before).
+        #[arg(long)]
+        start: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -84,15 +87,18 @@ pub struct InspectArgs {
 /// Runs `rdb inspect ...`; what to print.
 pub fn inspect(args: &InspectArgs) -> Result<String, ClientError> {
     let dir = &args.data_dir;
-    if !dir.join("state").is_dir() && !dir.join("wal").is_dir() {
-        let why = format!("{} is not an rdb data directory (no state/ or wal/)", dir.display());
+    if !["state", "wal", "snapshots"].iter().any(|sub| dir.join(sub).is_dir()) {
+        let why = format!(
+            "{} is not an rdb data directory (no state/, wal/ or snapshots/)",
+            dir.display()
+        );
         return Err(ClientError::Usage(why));
     }
     let answer = match &args.command {
         InspectCmd::Stats => stats(dir)?,
         InspectCmd::Collections => collections(dir)?,
-        InspectCmd::Keys { collection, prefix, limit } => {
-            keys(dir, collection, prefix.as_deref(), *limit)?
+        InspectCmd::Keys { collection, prefix, start, limit } => {
+            keys(dir, collection, (prefix.as_deref(), start.as_deref()), *limit)?
         }
         InspectCmd::Get { collection, key } => get(dir, collection, key)?,
         InspectCmd::Wal { from, limit } => wal(dir, *from, *limit)?,
@@ -144,7 +150,18 @@ fn collection_trees(txn: &ReadTxn) -> rdb_storage::Result<Vec<(String, String)>>
 }
 
 fn stats(dir: &Path) -> Result<Value, ClientError> {
-    let state = with_state(dir, |txn| {
+    // A restored directory holds only a snapshot until its first start.
+    let state = if state_path(dir).is_file() { state_stats(dir)? } else { Value::Null };
+    let wal = if dir.join("wal").is_dir() {
+        wal_json(&scan_wal(dir, |_| ControlFlow::Continue(()))?)
+    } else {
+        Value::Null
+    };
+    Ok(json!({"state": state, "wal": wal, "snapshots": snapshots(dir, false)?}))
+}
+
+fn state_stats(dir: &Path) -> Result<Value, ClientError> {
+    with_state(dir, |txn| {
         let report = txn.check()?;
         let mut collections = Vec::new();
         for (name, tree) in collection_trees(txn)? {
@@ -165,9 +182,7 @@ fn stats(dir: &Path) -> Result<Value, ClientError> {
                   "node_pages": report.node_pages, "overflow_pages": report.overflow_pages,
                   "height_max": report.height_max, "trees": report.trees,
                   "collections": collections}))
-    })?;
-    let report = scan_wal(dir, |_| ControlFlow::Continue(()))?;
-    Ok(json!({"state": state, "wal": wal_json(&report), "snapshots": snapshots(dir, false)?}))
+    })
 }
 
 fn collections(dir: &Path) -> Result<Value, ClientError> {
@@ -180,7 +195,7 @@ fn collections(dir: &Path) -> Result<Value, ClientError> {
 fn keys(
     dir: &Path,
     collection: &str,
-    prefix: Option<&str>,
+    (prefix, start): (Option<&str>, Option<&str>),
     limit: usize,
 ) -> Result<Value, ClientError> {
     let tree = format!("d/{collection}");
@@ -188,8 +203,11 @@ fn keys(
         if !txn.tree_exists(&tree)? {
             return Ok(None);
         }
-        let range =
-            KeyRange { prefix: prefix.map(|p| p.as_bytes().to_vec()), ..KeyRange::default() };
+        let range = KeyRange {
+            prefix: prefix.map(|p| p.as_bytes().to_vec()),
+            start: start.map(|s| s.as_bytes().to_vec()),
+            ..KeyRange::default()
+        };
         let mut items = Vec::new();
         let mut more = false;
         for item in txn.range(&tree, &range)? {
@@ -236,11 +254,19 @@ fn wal(dir: &Path, from: u64, limit: usize) -> Result<Value, ClientError> {
 }
 
 fn check(dir: &Path) -> Result<Value, ClientError> {
-    let report = with_state(dir, ReadTxn::check)?;
-    let wal = scan_wal(dir, |_| ControlFlow::Continue(()))?;
+    let state = match state_path(dir).is_file() {
+        true => {
+            let report = with_state(dir, ReadTxn::check)?;
+            json!({"pages": report.page_count, "entries": report.entries})
+        }
+        false => Value::Null,
+    };
+    let wal = match dir.join("wal").is_dir() {
+        true => wal_json(&scan_wal(dir, |_| ControlFlow::Continue(()))?),
+        false => Value::Null,
+    };
     let snapshots = snapshots(dir, true)?;
-    Ok(json!({"ok": true, "state": {"pages": report.page_count, "entries": report.entries},
-              "wal": wal_json(&wal), "snapshots": snapshots}))
+    Ok(json!({"ok": true, "state": state, "wal": wal, "snapshots": snapshots}))
 }
 
 fn scan_wal(
@@ -328,20 +354,26 @@ fn text(command: &InspectCmd, answer: &Value) -> String {
                 .map(|item| format!("{}\t{}", str_of(&item["key"]), str_of(&item["value"])))
                 .collect();
             if answer["more"] == true {
-                lines.push("(more: raise --limit or narrow --prefix)".into());
+                lines.push(
+                    "(more: repeat with --start set to the last key, which comes again)".into(),
+                );
             }
             if lines.is_empty() {
                 lines.push("(no keys)".into());
             }
             lines.join("\n")
         }
-        InspectCmd::Get { .. } => format!("{}\t{}", str_of(&answer["key"]), str_of(&answer["value"])),
+        InspectCmd::Get { .. } => {
+            format!("{}\t{}", str_of(&answer["key"]), str_of(&answer["value"]))
+        }
         InspectCmd::Wal { .. } => {
             let mut lines: Vec<String> = answer["entries"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|e| format!("{}\t{}\t{}\t{}", e["index"], e["term"], str_of(&e["kind"]), e["entry"]))
+                .map(|e| {
+                    format!("{}\t{}\t{}\t{}", e["index"], e["term"], str_of(&e["kind"]), e["entry"])
+                })
                 .collect();
             if answer["more"] == true {
                 lines.push("(more: --from the next index)".into());
@@ -351,55 +383,29 @@ fn text(command: &InspectCmd, answer: &Value) -> String {
             }
             format!("INDEX\tTERM\tKIND\tENTRY\n{}", lines.join("\n"))
         }
-        InspectCmd::Check => format!(
-            "ok: state file ({} pages, {} entries), WAL ({} segments, indexes {}-{}), {} snapshot(s) verified",
-            answer["state"]["pages"],
-            answer["state"]["entries"],
-            answer["wal"]["segments"].as_array().map_or(0, Vec::len),
-            answer["wal"]["first_index"],
-            answer["wal"]["last_index"],
-            answer["snapshots"].as_array().map_or(0, Vec::len),
-        ),
+        InspectCmd::Check => {
+            let state = match answer["state"]["pages"].as_u64() {
+                Some(pages) => {
+                    format!("state file ({pages} pages, {} entries)", answer["state"]["entries"])
+                }
+                None => "no state file yet".into(),
+            };
+            let wal = match answer["wal"]["segments"].as_array() {
+                Some(segments) => format!("WAL ({} segment(s))", segments.len()),
+                None => "no WAL yet".into(),
+            };
+            let snapshots = answer["snapshots"].as_array().map_or(0, Vec::len);
+            format!("ok: {state}, {wal}, {snapshots} snapshot(s) verified")
+        }
     }
 }
 
 fn stats_text(answer: &Value) -> String {
-    let state = &answer["state"];
-    let wal = &answer["wal"];
-    let page_bytes = rdb_storage::btree::PAGE_BYTES as u64;
-    let pages_as_bytes = |v: &Value| bytes(&json!(v.as_u64().unwrap_or(0) * page_bytes));
-    let mut out = format!(
-        "state file  {}\n  applied     index {} (term {}), txid {}\n  pages       {} ({}), {} free ({}), {} node, {} overflow\n  trees       {}, the tallest {} level(s)\n",
-        state["file"].as_str().unwrap_or(""),
-        state["applied_index"], state["applied_term"], state["txid"],
-        state["pages"], pages_as_bytes(&state["pages"]),
-        state["free_pages"], pages_as_bytes(&state["free_pages"]),
-        state["node_pages"], state["overflow_pages"], state["trees"], state["height_max"],
-    );
-    out.push_str(&format!(
-        "  {:<24} {:>10} {:>10} {:>10}\n",
-        "COLLECTION", "KEYS", "KEY BYTES", "VALUE BYTES"
-    ));
-    for c in state["collections"].as_array().into_iter().flatten() {
-        out.push_str(&format!(
-            "  {:<24} {:>10} {:>10} {:>10}\n",
-            c["name"].as_str().unwrap_or(""),
-            c["keys"].to_string(),
-            bytes(&c["key_bytes"]),
-            bytes(&c["value_bytes"])
-        ));
-    }
-    let segments = wal["segments"].as_array().map_or(0, Vec::len);
-    out.push_str(&format!(
-        "WAL         {segments} segment(s), {}, indexes {} to {}",
-        bytes(&wal["bytes"]),
-        wal["first_index"],
-        wal["last_index"]
-    ));
-    if let Some(hs) = wal["hard_state"].as_object() {
-        out.push_str(&format!(", term {} vote {} commit {}", hs["term"], hs["vote"], hs["commit"]));
-    }
-    out.push('\n');
+    let mut out = match answer["state"].is_null() {
+        true => "state file  none yet (a restored directory, before its first start)\n".into(),
+        false => state_text(&answer["state"]),
+    };
+    out.push_str(&wal_text(&answer["wal"]));
     let snapshots = answer["snapshots"].as_array().cloned().unwrap_or_default();
     out.push_str(&format!("snapshots   {}", snapshots.len()));
     for s in snapshots {
@@ -412,5 +418,58 @@ fn stats_text(answer: &Value) -> String {
             bytes(&s["state_bytes"])
         ));
     }
+    out
+}
+
+fn state_text(state: &Value) -> String {
+    let page_bytes = rdb_storage::btree::PAGE_BYTES as u64;
+    let pages_as_bytes = |v: &Value| bytes(&json!(v.as_u64().unwrap_or(0) * page_bytes));
+    let mut out = format!(
+        "state file  {}\n  applied     index {} (term {}), txid {}\n  \
+         pages       {} in use or free below the high-water mark ({}; the file may be longer), \
+         {} of them free ({}); {} tree pages, {} overflow\n  \
+         trees       {}, the tallest {} level(s)\n",
+        state["file"].as_str().unwrap_or(""),
+        state["applied_index"],
+        state["applied_term"],
+        state["txid"],
+        state["pages"],
+        pages_as_bytes(&state["pages"]),
+        state["free_pages"],
+        pages_as_bytes(&state["free_pages"]),
+        state["node_pages"],
+        state["overflow_pages"],
+        state["trees"],
+        state["height_max"],
+    );
+    let row = |cells: [&str; 4]| {
+        format!("  {:<24} {:>10}  {:>10}  {:>11}\n", cells[0], cells[1], cells[2], cells[3])
+    };
+    out.push_str(&row(["COLLECTION", "KEYS", "KEY BYTES", "VALUE BYTES"]));
+    for c in state["collections"].as_array().into_iter().flatten() {
+        let keys = c["keys"].to_string();
+        let (key_bytes, value_bytes) = (bytes(&c["key_bytes"]), bytes(&c["value_bytes"]));
+        out.push_str(&row([c["name"].as_str().unwrap_or(""), &keys, &key_bytes, &value_bytes]));
+    }
+    out
+}
+
+fn wal_text(wal: &Value) -> String {
+    if wal.is_null() {
+        return "WAL         none yet\n".into();
+    }
+    let segments = wal["segments"].as_array().map_or(0, Vec::len);
+    let indexes = match (wal["first_index"].as_u64(), wal["last_index"].as_u64()) {
+        (Some(first), Some(last)) => format!("entries {first} to {last}"),
+        _ => "no entries".into(),
+    };
+    let mut out = format!("WAL         {segments} segment(s), {}, {indexes}", bytes(&wal["bytes"]));
+    if let Some(hs) = wal["hard_state"].as_object() {
+        out.push_str(&format!(
+            "; saved term {} vote {} (its commit index, {}, is saved only now and then)",
+            hs["term"], hs["vote"], hs["commit"]
+        ));
+    }
+    out.push('\n');
     out
 }

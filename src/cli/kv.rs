@@ -228,6 +228,8 @@ pub fn run(command: &KvCmd) -> Result<String, ClientError> {
         200 if args.json => Ok(answer.to_string()),
         200 => Ok(text(command, &answer)),
         404 => Err(ClientError::Refused(error)),
+        // The space guard: a definite no until space is freed, not a retry.
+        507 => Err(ClientError::Refused(format!("{status}: {error}"))),
         409 => Err(ClientError::Refused(format!("{error}: it holds {}", answer["value"]))),
         400 | 405 | 413 => Err(ClientError::Usage(format!("{status}: {error}"))),
         _ => Err(ClientError::Unavailable(format!("{status}: {error}"))),

@@ -23,6 +23,16 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// The flag's value for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// The line style chosen for this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {

@@ -72,9 +72,6 @@ pub enum Cmd {
         /// What to do.
         #[command(subcommand)]
         command: snapshot::SnapshotCmd,
-        /// Where the cluster is (for `save`).
-        #[command(flatten)]
-        client: client::ClientArgs,
     },
     /// Look inside a node's data directory, offline and read-only (safe
     /// beside the running node).

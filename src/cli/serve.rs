@@ -29,9 +29,15 @@ pub fn serve(config: &ServeConfig) -> Result<(), Error> {
     let node_config = config.node()?;
     let mut rpc_config = config.rpc()?;
     rpc_config.tls = tls.clone();
-    let (handle, event_loop) = node::open(node_config)?;
+    // Both ports are checked before the data directory is touched, so that
+    // a start that fails for a taken port leaves nothing behind (a first
+    // start records the members of --peers).
     let http_listener = http::bind(config.http)
         .map_err(|e| Error::System(format!("cannot listen for clients on {}: {e}", config.http)))?;
+    std::net::TcpListener::bind(rpc_config.listen).map_err(|e| {
+        Error::System(format!("cannot listen for peers on {}: {e}", rpc_config.listen))
+    })?;
+    let (handle, event_loop) = node::open(node_config)?;
     let (transport, forwarder) =
         rpc::start(rpc_config.clone(), handle.clone()).map_err(|e| Error::System(e.to_string()))?;
     handle.set_forwarder(Box::new(forwarder));
@@ -117,7 +123,9 @@ fn watch_signals(
 /// cluster need not wait an election timeout for this node's absence.
 fn hand_over(node: &node::NodeHandle) {
     let id = node.id();
-    if node.status().role != "leader" {
+    let status = node.status();
+    // A lone voter has no one to hand over to.
+    if status.role != "leader" || status.membership.voters().count() <= 1 {
         return;
     }
     log::info!("node {id}: stopping; handing leadership over first");

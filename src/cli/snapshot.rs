@@ -30,6 +30,9 @@ pub enum SnapshotCmd {
     Save {
         /// Where to write it (replaced only once the new one is verified).
         file: PathBuf,
+        /// Where the cluster is.
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Prepare an empty data directory from a snapshot file (offline).
     Restore {
@@ -38,37 +41,43 @@ pub enum SnapshotCmd {
         /// The new node's data directory: missing or empty.
         #[arg(long)]
         data_dir: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Verify a snapshot file and show its index, term, members and size.
     Status {
         /// The snapshot file.
         file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs `rdb snapshot ...`; what to print.
-pub fn snapshot(command: &SnapshotCmd, args: &ClientArgs) -> Result<String, ClientError> {
-    let (file, header) = match command {
-        SnapshotCmd::Save { file } => (file, save(file, args)?),
-        SnapshotCmd::Restore { file, data_dir } => {
+pub fn snapshot(command: &SnapshotCmd) -> Result<String, ClientError> {
+    let (file, header, json) = match command {
+        SnapshotCmd::Save { file, client } => (file, save(file, client)?, client.json),
+        SnapshotCmd::Restore { file, data_dir, json } => {
             let header = restore(file, data_dir)?;
             let summary = describe(file, &header);
-            return Ok(if args.json {
+            return Ok(if *json {
                 json!({"restored": summary, "data_dir": data_dir}).to_string()
             } else {
                 format!(
-                    "{}\nrestored into {}: start the node on it (`rdb serve --data-dir {} ...`); \
-                     it loads the snapshot, then catches up from the leader",
+                    "{}\nrestored into {}: start the node on it with its usual configuration (the \
+                     same --id, --peers and addresses as the members above: a restored node \
+                     keeps the snapshot's membership); it loads the snapshot, then catches up",
                     text(&summary),
                     data_dir.display(),
-                    data_dir.display()
                 )
             });
         }
-        SnapshotCmd::Status { file } => (file, verify(file)?),
+        SnapshotCmd::Status { file, json } => (file, verify(file)?, *json),
     };
     let summary = describe(file, &header);
-    Ok(if args.json { summary.to_string() } else { text(&summary) })
+    Ok(if json { summary.to_string() } else { text(&summary) })
 }
 
 /// Downloads into `file` + ".part", syncs, verifies, renames.
@@ -132,6 +141,9 @@ fn restore(file: &Path, data_dir: &Path) -> Result<SnapshotHeader, ClientError> 
 
 /// Reads and checks the whole file.
 fn verify(file: &Path) -> Result<SnapshotHeader, ClientError> {
+    if !file.is_file() {
+        return Err(ClientError::Usage(format!("{}: no such file", file.display())));
+    }
     let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     SnapshotDir::open_read_only(Arc::new(RealDisk), dir).verify(file).map_err(|e| {
         ClientError::Refused(format!("{} is not a valid snapshot: {e}", file.display()))

@@ -1,6 +1,7 @@
 //! `rdb status`: one table for the whole cluster from any single endpoint
 //! (`GET /cluster`): every member's id, addresses, role, term, commit and
-//! applied index, lag behind the leader, WAL and state-file bytes, whether
+//! applied index, lag behind the leader, WAL and state-file bytes, live data
+//! (and its share of the space guard's limit), whether
 //! the endpoint's node could reach it, and its version.
 
 use serde_json::Value;
@@ -15,7 +16,7 @@ pub fn status(args: &ClientArgs) -> Result<String, ClientError> {
 }
 
 /// The columns, with their widths.
-const COLUMNS: [(&str, usize); 13] = [
+const COLUMNS: [(&str, usize); 14] = [
     ("ID", 4),
     ("ROLE", 14),
     ("PEER", 21),
@@ -26,6 +27,7 @@ const COLUMNS: [(&str, usize); 13] = [
     ("LAG", 7),
     ("WAL", 9),
     ("STATE", 9),
+    ("LIVE", 14),
     ("ALARMS", 8),
     ("VERSION", 8),
     ("REACHABLE", 0),
@@ -52,7 +54,7 @@ pub fn table(answer: &Value) -> String {
     out
 }
 
-fn cells(member: &Value, leader: u64, leader_commit: Option<u64>) -> [String; 13] {
+fn cells(member: &Value, leader: u64, leader_commit: Option<u64>) -> [String; 14] {
     let status = &member["status"];
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let number = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
@@ -85,18 +87,30 @@ fn cells(member: &Value, leader: u64, leader_commit: Option<u64>) -> [String; 13
         lag,
         bytes(&status["wal_bytes"]),
         bytes(&status["state_bytes"]),
+        live(status),
         if alarms.is_empty() { "-".to_string() } else { alarms.join(",") },
         status["version"].as_str().unwrap_or("-").to_string(),
         reachable,
     ]
 }
 
-fn row(cells: &[String; 13]) -> String {
+fn row(cells: &[String; 14]) -> String {
     let mut line = String::new();
     for ((_, width), cell) in COLUMNS.iter().zip(cells) {
         line.push_str(&format!("{cell:<width$} "));
     }
     format!("{}\n", line.trim_end())
+}
+
+/// The state's live data, with its share of the space guard's limit.
+fn live(status: &Value) -> String {
+    let used = bytes(&status["state_used_bytes"]);
+    match (status["state_used_bytes"].as_u64(), status["state_bytes_max"].as_u64()) {
+        (Some(used_bytes), Some(max)) if max > 0 => {
+            format!("{used} {:.0}%", used_bytes as f64 * 100.0 / max as f64)
+        }
+        _ => used,
+    }
 }
 
 /// A byte count in binary units, as `du -h` shows it ("-" if unknown).
@@ -127,6 +141,7 @@ mod tests {
             {"id": 1, "peer": "127.0.0.1:9081", "client_url": "", "role": "voter",
              "reachable": true, "status": {"role": "leader", "term": 3, "commit_index": 50,
              "applied_index": 50, "wal_bytes": 2048, "state_bytes": 3_145_728,
+             "state_used_bytes": 1_048_576, "state_bytes_max": 2_097_152,
              "client_url": "http://127.0.0.1:8081", "version": "0.1.0", "alarms": []}},
             {"id": 2, "peer": "127.0.0.1:9082", "client_url": "", "role": "voter",
              "reachable": true, "status": {"role": "follower", "term": 3, "commit_index": 48,
@@ -139,6 +154,7 @@ mod tests {
         assert!(lines[0].starts_with("ID   ROLE"), "{text}");
         assert!(lines[1].contains("leader*") && lines[1].contains("http://127.0.0.1:8081"));
         assert!(lines[1].contains("2.0KiB") && lines[1].contains("3.0MiB"), "{text}");
+        assert!(lines[1].contains("1.0MiB 50%"), "live data and its share of the guard: {text}");
         let follower: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(follower[7], "10", "lag = leader commit 50 - applied 40: {text}");
         assert!(lines[2].contains("NOSPACE"));

@@ -380,6 +380,7 @@ impl EventLoop {
             state_bytes: space.file_bytes,
             state_used_bytes: space.used_bytes(),
             state_free_pages: space.free_pages,
+            state_bytes_max: self.state_bytes_max,
             client_url: self.client_url.clone(),
             version: super::status::VERSION,
             alarms: if super::status::over_quota(space, self.state_bytes_max) {

@@ -13,6 +13,10 @@ use crate::raft::NodeId;
 const BUCKETS_S: [f64; 12] =
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
 
+/// Why a proposal failed, as `rdb_proposals_failed_total` labels them.
+pub const PROPOSAL_FAILURES: [&str; 7] =
+    ["busy", "invalid", "refused", "no_leader", "timeout", "stopped", "no_space"];
+
 /// A latency histogram.
 #[derive(Debug, Clone, Default)]
 struct Histogram {
@@ -120,9 +124,9 @@ impl Metrics {
     }
 
     /// Counts a proposal that was not committed here, by `reason` (one of
-    /// a fixed set: "busy", "invalid", "refused", "no_leader", "timeout",
-    /// "stopped", "no_space").
+    /// [`PROPOSAL_FAILURES`]).
     pub fn proposal_failed(&self, reason: &'static str) {
+        debug_assert!(PROPOSAL_FAILURES.contains(&reason), "{reason} is not a listed reason");
         *self.counts().proposals_failed.entry(reason).or_default() += 1;
     }
 
@@ -188,7 +192,9 @@ impl Metrics {
         let counts = self.counts();
         out.push_str("# HELP rdb_proposals_failed_total Proposals not committed, by reason.\n");
         out.push_str("# TYPE rdb_proposals_failed_total counter\n");
-        for (reason, n) in &counts.proposals_failed {
+        // Every reason from the start, so that rate() sees the first one.
+        for reason in PROPOSAL_FAILURES {
+            let n = counts.proposals_failed.get(reason).copied().unwrap_or(0);
             let _ = writeln!(out, "rdb_proposals_failed_total{{reason=\"{reason}\"}} {n}");
         }
         out.push_str(

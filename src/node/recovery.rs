@@ -145,6 +145,15 @@ fn applied_of(db: &Db) -> Position {
 /// holds a membership); a joining node starts knowing none.
 fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership> {
     if let Some(membership) = state_file::read_membership(&db.begin_read())? {
+        if let InitialMembership::Bootstrap(given) = initial {
+            if given.members() != membership.members() {
+                log::warn!(
+                    "--peers is ignored: the data directory records the members {} (they \
+                     change through the log: rdb member)",
+                    describe(&membership)
+                );
+            }
+        }
         return Ok(membership);
     }
     let applied = applied_of(db);
@@ -162,6 +171,13 @@ fn membership_of(db: &Db, initial: &InitialMembership) -> Result<Membership> {
         // it was started with.
         InitialMembership::Bootstrap(membership) => Ok(membership.clone()),
     }
+}
+
+/// `id=peer` of each member, comma-separated.
+fn describe(membership: &Membership) -> String {
+    let members: Vec<String> =
+        membership.members().iter().map(|m| format!("{}={}", m.id, m.peer)).collect();
+    members.join(",")
 }
 
 /// Replaces the state file in `state_dir` with the content of the

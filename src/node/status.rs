@@ -48,6 +48,8 @@ pub struct Status {
     pub state_used_bytes: u64,
     /// State-file pages free for reuse.
     pub state_free_pages: u64,
+    /// The space guard's limit on `state_used_bytes` (0: none).
+    pub state_bytes_max: u64,
     /// The client URL this node advertises (`--advertise-client-url`).
     pub client_url: String,
     /// This build's version (Cargo's package version).

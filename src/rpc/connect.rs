@@ -223,11 +223,16 @@ async fn introduce(links: Rc<Links>, conn: Rc<Conn>, remote: peer::Client, peer:
         }
         Err(_) => None,
     };
-    if id == Some(peer) {
-        links.register(peer, &conn);
-    } else {
-        log::warn!("node {}: the member expected as {peer} answered as {id:?}", links.id);
-        links.close(&conn);
+    match id {
+        Some(id) if id == peer => links.register(peer, &conn),
+        Some(id) => {
+            log::warn!("node {}: the member expected as {peer} answered as {id}", links.id);
+            links.close(&conn);
+        }
+        None => {
+            log::warn!("node {}: the member expected as {peer} did not introduce itself", links.id);
+            links.close(&conn);
+        }
     }
 }
 

@@ -36,7 +36,8 @@ impl PeerServer {
         let from = params.get_from();
         let cluster = params.get_cluster()?.to_str().map_err(|e| Error::failed(e.to_string()))?;
         if cluster != self.links.cluster {
-            return Err(self.refuse(format!("peer from cluster {cluster:?}")));
+            let ours = &self.links.cluster;
+            return Err(self.refuse(format!("peer from cluster {cluster:?}, not {ours:?}")));
         }
         if from == self.links.id || from == 0 {
             return Err(self.refuse(format!("hello from {from}, which is this node or no one")));
