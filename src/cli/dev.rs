@@ -71,17 +71,7 @@ pub fn dev(options: &DevOptions) -> Result<(), Error> {
     } else {
         None
     };
-    let tls_args: Vec<std::ffi::OsString> = match &certs {
-        Some(certs) => vec![
-            "--tls-cert".into(),
-            certs.cert.clone().into(),
-            "--tls-key".into(),
-            certs.key.clone().into(),
-            "--tls-ca".into(),
-            certs.ca.clone().into(),
-        ],
-        None => Vec::new(),
-    };
+    let tls_args = tls_args(certs.as_ref());
     let mut children = Vec::new();
     for &id in &ids {
         let data_dir = options.data_dir.join(format!("node{id}"));
@@ -122,6 +112,21 @@ pub fn dev(options: &DevOptions) -> Result<(), Error> {
     let result = supervise(&mut children, &stop);
     stop_all(&mut children);
     result
+}
+
+/// The flags that give a node its throwaway certificates.
+fn tls_args(certs: Option<&super::dev_certs::DevCerts>) -> Vec<std::ffi::OsString> {
+    match certs {
+        Some(certs) => vec![
+            "--tls-cert".into(),
+            certs.cert.clone().into(),
+            "--tls-key".into(),
+            certs.key.clone().into(),
+            "--tls-ca".into(),
+            certs.ca.clone().into(),
+        ],
+        None => Vec::new(),
+    }
 }
 
 /// haproxy in front of the nodes, with the shipped configuration adapted;
