@@ -1,8 +1,9 @@
 //! The client API as golden scripts: each file in `tests/api_scripts/`
 //! drives a fresh 3-node cluster over HTTP, the way curl does, and records
 //! each answer (status and JSON body, keys sorted; each 64-hex key chosen
-//! by the cluster shown as `<key1>`, `<key2>`, ... in the order the script
-//! first sees them, so that the same key reads the same). The format and `RDB_SCRIPTS_REWRITE=1`
+//! by the cluster shown as `<key1>`, `<key2>`, ... and each revision (a
+//! Raft log index, which elections shift) as `"<r1>"`, `"<r2>"`, ... in the
+//! order the script first sees them, so that the same one reads the same). The format and `RDB_SCRIPTS_REWRITE=1`
 //! are `tests/common/golden.rs`'s.
 //!
 //! Commands (`NODE` is `leader`, `follower`, or a node id):
@@ -36,9 +37,44 @@ fn node(cluster: &TestCluster, word: Option<&&str>) -> Result<u16, String> {
     }
 }
 
-/// The status and the body, with the keys the cluster chose masked.
-fn answer(keys: &mut Vec<String>, (status, body): (u16, Value)) -> String {
-    format!("{status} {}", mask_keys(keys, &body.to_string()))
+/// The status and the body, with the keys and revisions the cluster chose
+/// masked.
+fn answer(masks: &mut Masks, (status, mut body): (u16, Value)) -> String {
+    mask_revisions(&mut masks.revisions, &mut body);
+    format!("{status} {}", mask_keys(&mut masks.keys, &body.to_string()))
+}
+
+/// What the cluster chose, in the order a script first saw it.
+#[derive(Default)]
+struct Masks {
+    keys: Vec<String>,
+    revisions: Vec<u64>,
+}
+
+/// The revision fields: Raft log indexes, which depend on elections.
+const REVISION_FIELDS: [&str; 3] = ["revision", "create_revision", "mod_revision"];
+
+/// Replaces every revision number but 0 with `"<rN>"`, N its place in
+/// `seen` (to which a new one is added), at any depth of `body`.
+fn mask_revisions(seen: &mut Vec<u64>, body: &mut Value) {
+    match body {
+        Value::Object(fields) => {
+            for (name, value) in fields.iter_mut() {
+                match value.as_u64() {
+                    Some(n) if n != 0 && REVISION_FIELDS.contains(&name.as_str()) => {
+                        let at = seen.iter().position(|&r| r == n).unwrap_or_else(|| {
+                            seen.push(n);
+                            seen.len() - 1
+                        });
+                        *value = Value::String(format!("<r{}>", at + 1));
+                    }
+                    _ => mask_revisions(seen, value),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| mask_revisions(seen, item)),
+        _ => {}
+    }
 }
 
 /// Replaces each run of exactly 64 lowercase hex digits with `<keyN>`, N
@@ -64,7 +100,7 @@ fn mask_keys(keys: &mut Vec<String>, text: &str) -> String {
     out
 }
 
-fn run(cluster: &TestCluster, keys: &mut Vec<String>, line: &str) -> Result<String, String> {
+fn run(cluster: &TestCluster, keys: &mut Masks, line: &str) -> Result<String, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let id = node(cluster, words.get(1))?;
     let field = |n: usize| words.get(n).copied().ok_or(format!("too few words: {line}"));
@@ -94,13 +130,26 @@ fn every_script_prints_what_it_expects() {
     for path in common::golden::scripts("tests/api_scripts") {
         let cluster = TestCluster::start(3, base, &ARGS);
         cluster.wait_for_leader(Duration::from_secs(15));
-        let mut keys = Vec::new();
-        if let Err(why) = common::golden::check(&path, |line| run(&cluster, &mut keys, line)) {
+        let mut masks = Masks::default();
+        if let Err(why) = common::golden::check(&path, |line| run(&cluster, &mut masks, line)) {
             failures.push(why);
         }
         drop(cluster);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn revisions_are_masked_alike_at_any_depth_and_zero_is_kept() {
+    let mut seen = Vec::new();
+    let mut body = json!({"revision": 9, "mod_revision": 7, "version": 2, "create_revision": 0,
+                          "items": [{"mod_revision": 9, "value": "7"}]});
+    mask_revisions(&mut seen, &mut body);
+    assert_eq!(
+        body,
+        json!({"revision": "<r1>", "mod_revision": "<r2>", "version": 2,
+                            "create_revision": 0, "items": [{"mod_revision": "<r1>", "value": "7"}]})
+    );
 }
 
 #[test]

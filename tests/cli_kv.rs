@@ -39,6 +39,7 @@ fn the_key_value_subcommands_answer_with_text_json_and_exit_codes() {
     };
     puts_and_gets(&rdb);
     compare_and_swap(&rdb);
+    revisions(&rdb);
     ranges_deletes_and_drops(&rdb);
     errors(&rdb, base);
 }
@@ -65,6 +66,33 @@ fn compare_and_swap(rdb: Rdb<'_>) {
     assert!(err.contains("\"red\""), "{err}");
     assert_eq!(rdb(&["cas", "kv", "lock", "me", "--absent"]).0, 0);
     assert_eq!(rdb(&["cas", "kv", "lock", "you", "--absent"]).0, 1);
+}
+
+/// A cas on the mod_revision a read returned: done once, then a mismatch;
+/// a range delete answers how many it removed.
+fn revisions(rdb: Rdb<'_>) {
+    assert_eq!(rdb(&["put", "rev", "k", "1"]).0, 0);
+    let (_, json, _) = rdb(&["get", "rev", "k", "--json"]);
+    let read: Value = serde_json::from_str(&json).expect("JSON");
+    let revision = read["mod_revision"].as_u64().expect("a mod_revision");
+    assert!(revision > 0 && read["version"] == 1, "{read}");
+    let revision = revision.to_string();
+    let (code, json, err) =
+        rdb(&["cas", "rev", "k", "2", "--expected-revision", &revision, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let written: Value = serde_json::from_str(&json).expect("JSON");
+    assert!(written["mod_revision"].as_u64() > read["mod_revision"].as_u64(), "{written}");
+    assert_eq!(
+        (written["create_revision"].clone(), written["version"].clone()),
+        (read["create_revision"].clone(), 2.into())
+    );
+    let (code, _, err) = rdb(&["cas", "rev", "k", "3", "--expected-revision", &revision]);
+    assert!(code == 1 && err.contains("\"2\""), "stale revision: {code} {err}");
+    assert_eq!(rdb(&["cas", "rev", "new", "v", "--expected-revision", "0"]).0, 0);
+    assert_eq!(rdb(&["put", "rev", "kk", "v"]).0, 0);
+    assert_eq!(rdb(&["delete", "rev", "--prefix", "k"]), (0, "deleted 2".into(), String::new()));
+    assert_eq!(rdb(&["range", "rev"]).1, "new\tv");
+    assert_eq!(rdb(&["drop", "rev"]).0, 0);
 }
 
 fn ranges_deletes_and_drops(rdb: Rdb<'_>) {

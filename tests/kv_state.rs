@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdb::kv::{apply, Command, Limits, Missing, Outcome, Query, Reply, Request};
+use rdb::kv::{
+    apply, Applying, Command, Limits, Missing, Outcome, Query, Reply, Request, Revisions,
+};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
 use serde_json::json;
@@ -152,12 +154,17 @@ fn requests_are_checked_before_anything_is_proposed() {
     );
 }
 
-/// A seeded random command over a few collections, keys and values.
-fn random_command(rng: &mut fastrand::Rng) -> Command {
+/// The model: each collection's items with their revisions.
+type Model = BTreeMap<String, BTreeMap<String, (String, Revisions)>>;
+
+/// A seeded random command over a few collections, keys and values; cas
+/// on a revision draws its expectation from the model half the time, so
+/// that some succeed.
+fn random_command(rng: &mut fastrand::Rng, model: &Model) -> Command {
     let collection = format!("c{}", rng.u8(0..3));
     let key = format!("k{}", rng.u8(0..12));
     let value = format!("v{}", rng.u8(0..6));
-    match rng.u8(0..12) {
+    match rng.u8(0..16) {
         0..=3 => Command::PutKey { collection, key, value },
         4..=5 => Command::PutValue { collection, key: format!("{:064x}", rng.u64(..)), value },
         6 => Command::DeleteKey { collection, key },
@@ -166,17 +173,46 @@ fn random_command(rng: &mut fastrand::Rng) -> Command {
             let expected = rng.bool().then(|| format!("v{}", rng.u8(0..6)));
             Command::Cas { collection, key, expected, value }
         }
+        11..=12 => {
+            let held = model.get(&collection).and_then(|items| items.get(&key));
+            let expected_revision = match (held, rng.bool()) {
+                (Some((_, revisions)), true) => revisions.mod_revision,
+                _ => rng.u64(0..4),
+            };
+            Command::CasRevision { collection, key, expected_revision, value }
+        }
+        13 => {
+            let prefix = rng.bool().then(|| format!("k{}", rng.u8(0..2)));
+            let start = rng.bool().then(|| format!("k{}", rng.u8(0..12)));
+            Command::DeleteRange { collection, start, end: None, prefix }
+        }
         _ => Command::Drop { collection },
     }
 }
 
-/// Applies a batch in one transaction, as the apply thread does.
-fn apply_batch(db: &Db, commands: &[Command]) -> Vec<Reply> {
-    let mut txn = db.begin_write().expect("writer");
-    let replies =
-        commands.iter().map(|c| Reply::from(apply(&mut txn, c).expect("apply"))).collect();
-    txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
-    replies
+/// A replica: its state file and the cluster version its applier caches.
+struct Replica {
+    db: Db,
+    version: u64,
+}
+
+impl Replica {
+    /// Applies a batch of (index, command) in one transaction, as the
+    /// apply thread does.
+    fn apply_batch(&mut self, entries: &[(u64, Command)]) -> Vec<Reply> {
+        let mut txn = self.db.begin_write().expect("writer");
+        let mut replies = Vec::new();
+        for (index, command) in entries {
+            let at = Applying { revision: *index, cluster_version: self.version };
+            let outcome = apply(&mut txn, command, at).expect("apply");
+            if let Command::SetClusterVersion { version } = command {
+                self.version = (*version).max(self.version);
+            }
+            replies.push(Reply::from(outcome).with_revision(*index));
+        }
+        txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
+        replies
+    }
 }
 
 /// Every tree's items, by tree name.
@@ -196,88 +232,195 @@ fn dump(db: &Db) -> Dump {
     out
 }
 
+/// Replicas applying the same log in different batchings agree byte for
+/// byte, and with a model of the items and their revisions: first at
+/// cluster version 1 (no revisions; what needs version 2 is refused alike
+/// everywhere), then after the entry that raises it.
 #[test]
 fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
     let dir = tempfile::tempdir().expect("dir");
-    let (a, b) = (open(&dir, "a.db"), open(&dir, "b.db"));
+    let mut a = Replica { db: open(&dir, "a.db"), version: 1 };
+    let mut b = Replica { db: open(&dir, "b.db"), version: 1 };
     let mut rng = fastrand::Rng::with_seed(0x6b76);
-    let mut model: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for round in 0..300 {
-        let batch: Vec<Command> = (0..rng.usize(1..20)).map(|_| random_command(&mut rng)).collect();
-        // Replica b applies the same entries in different batch sizes.
-        let replies = apply_batch(&a, &batch);
+    let mut model = Model::new();
+    let mut index = 0u64;
+    for round in 0..400 {
+        let mut batch: Vec<(u64, Command)> = (0..rng.usize(1..20))
+            .map(|_| {
+                index += 1;
+                (index, random_command(&mut rng, &model))
+            })
+            .collect();
+        if round == 150 {
+            index += 1;
+            batch.push((index, Command::SetClusterVersion { version: 2 }));
+        }
+        let version = a.version;
+        let replies = a.apply_batch(&batch);
         let mut replies_b = Vec::new();
         for chunk in batch.chunks(3) {
-            replies_b.extend(apply_batch(&b, chunk));
+            replies_b.extend(b.apply_batch(chunk));
         }
         assert_eq!(replies, replies_b, "round {round}");
-        for (command, reply) in batch.iter().zip(&replies) {
-            check_against_model(&mut model, command, reply);
+        let mut version_now = version;
+        for ((index, command), reply) in batch.iter().zip(&replies) {
+            check_against_model(&mut model, command, reply, (*index, version_now));
+            if let Command::SetClusterVersion { version } = command {
+                version_now = *version;
+            }
         }
-        assert_eq!(dump(&a), dump(&b), "round {round}");
-        // Every value found by value is really held by the key returned.
-        let txn = a.begin_read();
-        for (collection, items) in &model {
-            for value in items.values() {
-                let query =
-                    Query::GetValue { collection: collection.clone(), value: value.clone() };
-                let reply = Reply::from(query.run(&txn).expect("query"));
-                if reply.status == 200 {
-                    let key = reply.body["key"].as_str().expect("key");
-                    assert_eq!(items.get(key), Some(value), "value index points at the wrong key");
-                }
+        assert_eq!(dump(&a.db), dump(&b.db), "round {round}");
+        assert_eq!(rdb::kv::cluster_version(&a.db.begin_read()).expect("version"), a.version);
+        check_reads(&a.db, &model);
+    }
+    assert_eq!(a.version, 2);
+}
+
+/// Reads agree with the model: every value found by value is really held
+/// by the key returned, and every item's revisions are the model's.
+fn check_reads(db: &Db, model: &Model) {
+    let txn = db.begin_read();
+    for (collection, items) in model {
+        for (key, (value, revisions)) in items {
+            let query = Query::GetKey { collection: collection.clone(), key: key.clone() };
+            let reply = Reply::from(query.run(&txn).expect("query"));
+            assert_eq!(reply.body["value"], value.as_str());
+            assert_eq!(reply.body["mod_revision"], revisions.mod_revision, "{reply:?}");
+            assert_eq!(reply.body["create_revision"], revisions.create_revision);
+            assert_eq!(reply.body["version"], revisions.version);
+            let query = Query::GetValue { collection: collection.clone(), value: value.clone() };
+            let reply = Reply::from(query.run(&txn).expect("query"));
+            // The index keeps the first key that held a value, while it does.
+            if reply.status == 200 {
+                let key = reply.body["key"].as_str().expect("key");
+                assert_eq!(items.get(key).map(|(v, _)| v), Some(value), "value index points wrong");
             }
         }
     }
 }
 
-fn check_against_model(
-    model: &mut BTreeMap<String, BTreeMap<String, String>>,
-    command: &Command,
-    reply: &Reply,
-) {
+/// The revisions a write at `index` gives, at cluster `version`.
+fn written(previous: Option<Revisions>, (index, version): (u64, u64)) -> Revisions {
+    if version >= 2 {
+        Revisions::after_write(previous, index)
+    } else {
+        Revisions::default()
+    }
+}
+
+fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
+    let held = |model: &Model, collection: &str, key: &str| {
+        model.get(collection).and_then(|items| items.get(key)).cloned()
+    };
     match command {
         Command::PutKey { collection, key, value } => {
             assert_eq!(reply.status, 200);
-            model.entry(collection.clone()).or_default().insert(key.clone(), value.clone());
+            let revisions = written(held(model, collection, key).map(|(_, r)| r), at);
+            assert_eq!(reply.body["mod_revision"], revisions.mod_revision);
+            let items = model.entry(collection.clone()).or_default();
+            items.insert(key.clone(), (value.clone(), revisions));
         }
         Command::PutValue { collection, value, .. } => {
             assert_eq!(reply.status, 200);
             let key = reply.body["key"].as_str().expect("key").to_string();
             let items = model.entry(collection.clone()).or_default();
-            assert!(items.get(&key).is_none_or(|held| held == value), "{reply:?}");
-            items.insert(key, value.clone());
+            match items.get(&key) {
+                Some((held, _)) => assert_eq!(held, value, "{reply:?}"),
+                None => {
+                    items.insert(key, (value.clone(), written(None, at)));
+                }
+            }
         }
         Command::DeleteKey { collection, key } => {
             let removed = model.get_mut(collection).and_then(|items| items.remove(key));
             assert_eq!(reply.status, if removed.is_some() { 200 } else { 404 });
-            if let Some(value) = removed {
+            if let Some((value, revisions)) = removed {
                 assert_eq!(reply.body["value"], value.as_str());
+                assert_eq!(reply.body["mod_revision"], revisions.mod_revision);
             }
         }
         Command::DeleteValue { collection, value } => {
             if reply.status == 200 {
                 let key = reply.body["key"].as_str().expect("key");
                 let items = model.get_mut(collection).expect("collection");
-                assert_eq!(items.remove(key).as_ref(), Some(value));
+                assert_eq!(items.remove(key).map(|(v, _)| v).as_ref(), Some(value));
             } else {
                 assert_eq!(reply.status, 404);
             }
         }
-        Command::Cas { collection, key, expected, value } => {
-            let current = model.get(collection).and_then(|items| items.get(key)).cloned();
-            if current == *expected {
-                assert_eq!(reply.status, 200);
-                model.entry(collection.clone()).or_default().insert(key.clone(), value.clone());
-            } else {
-                assert_eq!(reply.status, 409);
-                assert_eq!(reply.body["value"].as_str(), current.as_deref());
-            }
-        }
+        Command::Cas { .. } => check_cas(model, command, reply, at),
+        Command::CasRevision { .. } => check_cas_revision(model, command, reply, at),
+        Command::DeleteRange { .. } => check_delete_range(model, command, reply, at),
         Command::Drop { collection } => {
             assert_eq!(reply.status, if model.remove(collection).is_some() { 200 } else { 404 });
         }
+        Command::SetClusterVersion { .. } => assert_eq!(reply.status, 200),
     }
+}
+
+fn check_cas(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
+    let Command::Cas { collection, key, expected, value } = command else { return };
+    let current = model.get(collection).and_then(|items| items.get(key)).cloned();
+    if current.as_ref().map(|(v, _)| v) == expected.as_ref() {
+        assert_eq!(reply.status, 200);
+        let revisions = written(current.map(|(_, r)| r), at);
+        let items = model.entry(collection.clone()).or_default();
+        items.insert(key.clone(), (value.clone(), revisions));
+    } else {
+        assert_eq!(reply.status, 409);
+        assert_eq!(reply.body["value"].as_str(), current.as_ref().map(|(v, _)| v.as_str()));
+    }
+}
+
+fn check_cas_revision(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
+    let Command::CasRevision { collection, key, expected_revision, value } = command else {
+        return;
+    };
+    let held = |model: &Model, collection: &str, key: &str| {
+        model.get(collection).and_then(|items| items.get(key)).cloned()
+    };
+    if at.1 < 2 {
+        assert_eq!(reply.status, 503, "needs cluster version 2: {reply:?}");
+        return;
+    }
+    let current = held(model, collection, key);
+    let matches = match &current {
+        None => *expected_revision == 0,
+        Some((_, r)) => *expected_revision != 0 && r.mod_revision == *expected_revision,
+    };
+    if matches {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let revisions = written(current.map(|(_, r)| r), at);
+        let items = model.entry(collection.clone()).or_default();
+        items.insert(key.clone(), (value.clone(), revisions));
+    } else {
+        assert_eq!(reply.status, 409, "{reply:?}");
+        let mod_revision = current.map_or(0, |(_, r)| r.mod_revision);
+        assert_eq!(reply.body["mod_revision"], mod_revision);
+    }
+}
+
+fn check_delete_range(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
+    let Command::DeleteRange { collection, start, end, prefix } = command else { return };
+    if at.1 < 2 {
+        assert_eq!(reply.status, 503, "needs cluster version 2: {reply:?}");
+        return;
+    }
+    let Some(items) = model.get_mut(collection) else {
+        assert_eq!(reply.status, 404);
+        return;
+    };
+    let doomed: Vec<String> = items
+        .keys()
+        .filter(|k| start.as_ref().is_none_or(|s| *k >= s))
+        .filter(|k| end.as_ref().is_none_or(|e| *k < e))
+        .filter(|k| prefix.as_ref().is_none_or(|p| k.starts_with(p.as_str())))
+        .cloned()
+        .collect();
+    doomed.iter().for_each(|k| {
+        items.remove(k);
+    });
+    assert_eq!(reply.body["deleted"], doomed.len() as u64, "{reply:?}");
 }
 
 /// The state machine answers in outcomes, not statuses; each has one HTTP
@@ -289,22 +432,25 @@ fn commands_and_queries_answer_in_typed_outcomes() {
     let mut txn = db.begin_write().expect("writer");
     let (c, k) = ("c".to_string(), "k".to_string());
     let put = Command::PutKey { collection: c.clone(), key: k.clone(), value: "v1".into() };
-    assert_eq!(apply(&mut txn, &put).expect("put"), Outcome::item("c", "k", "v1"));
+    let at = Applying { revision: 7, cluster_version: 2 };
+    let written = Revisions { create_revision: 7, mod_revision: 7, version: 1 };
+    assert_eq!(apply(&mut txn, &put, at).expect("put"), Outcome::item_at("c", "k", "v1", written));
     let stale = Command::Cas {
         collection: c.clone(),
         key: k.clone(),
         expected: Some("v0".into()),
         value: "v2".into(),
     };
-    let mismatch = apply(&mut txn, &stale).expect("cas");
+    let mismatch = apply(&mut txn, &stale, at).expect("cas");
     let current = Some("v1".to_string());
-    assert_eq!(mismatch, Outcome::CasMismatch { collection: c.clone(), key: k.clone(), current });
+    let (collection, key) = (c.clone(), k.clone());
+    assert_eq!(mismatch, Outcome::CasMismatch { collection, key, current, mod_revision: 7 });
     assert_eq!(Reply::from(mismatch.clone()).status, 409);
     let gone = Command::DeleteKey { collection: c.clone(), key: "nope".into() };
-    let missing = apply(&mut txn, &gone).expect("delete");
+    let missing = apply(&mut txn, &gone, at).expect("delete");
     assert_eq!(missing, Outcome::not_found("c", Missing::Key));
     assert_eq!(Reply::from(missing.clone()).status, 404);
-    let dropped = apply(&mut txn, &Command::Drop { collection: c.clone() }).expect("drop");
+    let dropped = apply(&mut txn, &Command::Drop { collection: c.clone() }, at).expect("drop");
     assert_eq!(dropped, Outcome::Dropped { collection: c });
     txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");
     let read = Query::ListCollections.run(&db.begin_read()).expect("query");

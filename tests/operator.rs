@@ -443,3 +443,59 @@ fn damage_is_found_and_named(inspect: Inspect<'_>, stats: &Value, dir: &std::pat
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("state.db"), "{err}");
 }
+
+/// A rolling upgrade rehearsed: node 3 reports an older binary's cluster
+/// version (1), so the cluster stays at 1: no revisions, and cas on a
+/// revision is refused with 503 saying why. Node 3 restarted as this binary
+/// lets the leader raise the version by itself; revisions start, and every
+/// replica holds the same items.
+#[test]
+fn the_cluster_version_rises_once_every_member_supports_it() {
+    let base = common::ports::base("operator::cluster_version");
+    let old = |id: u16| match id {
+        3 => vec![(rdb::node::CLUSTER_VERSION_MAX_VAR.to_string(), "1".to_string())],
+        _ => Vec::new(),
+    };
+    let mut cluster = TestCluster::start_with_env(3, base, old);
+    let leader = cluster.wait_for_leader_of(&[1, 2], WAIT);
+    let (status, put) = cluster.command(leader, &common::put("c", "k", "v1"));
+    assert_eq!((status, put["mod_revision"].as_u64()), (200, Some(0)), "no revisions yet: {put}");
+    let cas = json!({"action": "cas", "payload": {"collection": "c", "key": "k",
+                                                  "expected_revision": 0, "value": "v"}});
+    let (status, refused) = cluster.command(leader, &cas);
+    assert_eq!(status, 503, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("version 1")), "{refused}");
+    // Still 1 after several upgrade checks.
+    std::thread::sleep(rdb::node::UPGRADE_CHECK_INTERVAL * 4);
+    assert_eq!(cluster.status(leader).expect("status")["cluster_version"], 1);
+
+    cluster.kill(3);
+    cluster.nodes[2].env.clear();
+    cluster.restart(3);
+    let leader = cluster.wait_for_leader(WAIT); // waits for version 2 on all
+                                                // An item written at version 1 has no known creation: 0, as on every
+                                                // replica; its next write has a revision.
+    let (status, put) = cluster.command(leader, &common::put("c", "k", "v2"));
+    let revision = put["mod_revision"].as_u64().expect("a revision");
+    assert!(status == 200 && revision > 0 && put["create_revision"] == 0, "{put}");
+    let (_, put) = cluster.command(leader, &common::put("c", "fresh", "v"));
+    let fresh = put["create_revision"].as_u64().expect("a revision");
+    assert!(fresh > revision && put["mod_revision"] == fresh && put["version"] == 1, "{put}");
+    let cas = json!({"action": "cas", "payload": {"collection": "c", "key": "k",
+                                                  "expected_revision": revision, "value": "v3"}});
+    assert_eq!(cluster.command(leader, &cas).0, 200);
+    cluster.wait_for_convergence(WAIT);
+    let contents = cluster.contents(1, "c");
+    for id in 2..=3 {
+        assert_eq!(cluster.contents(id, "c"), contents, "node {id}");
+    }
+    for id in 1..=3 {
+        let (_, read) = cluster.command(
+            id,
+            &json!({"action": "get", "payload": {
+            "collection": "c", "key": "k", "consistency": "serializable"}}),
+        );
+        assert_eq!(read["version"], 2, "node {id}: {read}");
+        assert_eq!(read["create_revision"], 0, "node {id}: {read}");
+    }
+}

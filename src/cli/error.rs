@@ -33,8 +33,9 @@ impl Error {
         match self {
             Error::Node(error) if error.is_damage() => Some(
                 "this node's data cannot be trusted; restarting will not help: move the data \
-                 directory aside and start the node empty (the leader sends it a snapshot), or \
-                 restore a backup (docs/OPERATIONS.md)",
+                 directory aside and replace this member with a new id (rdb member add, then \
+                 rdb member remove this one; docs/OPERATIONS.md, \"A node will not start\"), or \
+                 restore the whole cluster from a backup",
             ),
             Error::Usage(_) => Some("see rdb --help"),
             _ => None,

@@ -216,7 +216,9 @@ fn keys(
                 more = true;
                 break;
             }
-            items.push(json!({"key": lossy(key), "value": lossy(value)}));
+            let (revisions, value) = crate::kv::decode_item(value);
+            items.push(json!({"key": lossy(key), "value": lossy(value),
+                              "mod_revision": revisions.mod_revision}));
         }
         Ok(Some(json!({"collection": collection, "items": items, "more": more})))
     })?;
@@ -229,7 +231,7 @@ fn get(dir: &Path, collection: &str, key: &str) -> Result<Value, ClientError> {
         if !txn.tree_exists(&tree)? {
             return Ok(None);
         }
-        Ok(txn.get(&tree, key.as_bytes())?.map(lossy))
+        Ok(txn.get(&tree, key.as_bytes())?.map(|stored| lossy(crate::kv::decode_item(stored).1)))
     })?;
     let value =
         value.ok_or_else(|| ClientError::Refused(format!("{collection}/{key}: not found")))?;

@@ -56,16 +56,28 @@ pub enum KvCmd {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete the item under KEY (or holding --value) and print it.
+    /// Delete the item under KEY (or holding --value) and print it, or
+    /// every key of a range (--prefix, --start, --end) and print how many.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true)
+        .args(["item_key", "value", "prefix", "start", "end"])))]
     Delete {
         /// The collection.
         collection: String,
         /// The key.
-        #[arg(value_name = "KEY", required_unless_present = "value", conflicts_with = "value")]
+        #[arg(value_name = "KEY", conflicts_with_all = ["value", "prefix", "start", "end"])]
         item_key: Option<String>,
         /// Delete the item holding this value instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["prefix", "start", "end"])]
         value: Option<String>,
+        /// Delete every key starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Delete keys from this one (included).
+        #[arg(long)]
+        start: Option<String>,
+        /// Delete keys before this one (excluded).
+        #[arg(long)]
+        end: Option<String>,
         /// Where the cluster is, and how to answer.
         #[command(flatten)]
         client: ClientArgs,
@@ -85,6 +97,9 @@ pub enum KvCmd {
         /// The value KEY must hold now.
         #[arg(long, group = "condition")]
         expected: Option<String>,
+        /// The mod_revision KEY must have now (0: absent).
+        #[arg(long, group = "condition")]
+        expected_revision: Option<u64>,
         /// KEY must hold nothing now.
         #[arg(long, group = "condition")]
         absent: bool,
@@ -171,7 +186,21 @@ impl KvCmd {
                 payload["consistency"] = json!(consistency(c));
                 ("get", payload)
             }
-            KvCmd::Delete { item_key, value, .. } => ("delete", by(item_key, value)),
+            KvCmd::Delete { item_key, value, prefix, start, end, .. } => {
+                let mut payload = json!({});
+                if item_key.is_some() || value.is_some() {
+                    payload = by(item_key, value);
+                }
+                for (name, field) in [("prefix", prefix), ("start", start), ("end", end)] {
+                    if let Some(field) = field {
+                        payload[name] = json!(field);
+                    }
+                }
+                ("delete", payload)
+            }
+            KvCmd::Cas { item_key, value, expected_revision: Some(revision), .. } => {
+                ("cas", json!({"key": item_key, "value": value, "expected_revision": revision}))
+            }
             KvCmd::Cas { item_key, value, expected, .. } => {
                 ("cas", json!({"key": item_key, "value": value, "expected": expected}))
             }
@@ -257,6 +286,10 @@ fn text(command: &KvCmd, answer: &Value) -> String {
             names.filter_map(Value::as_str).collect::<Vec<_>>().join("\n")
         }
         KvCmd::Drop { collection, .. } => format!("dropped {collection}"),
+        KvCmd::Delete { .. } if answer.get("deleted").is_some() => {
+            let more = if answer["more"] == true { " (more remain: repeat)" } else { "" };
+            format!("deleted {}{more}", answer["deleted"])
+        }
         _ => item(answer),
     }
 }

@@ -69,6 +69,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), Error> {
         config.data_dir.display()
     );
     super::notify::ready_when_joined(handle.clone());
+    async_std::task::spawn(node::raise_cluster_version(handle.clone()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     async_std::task::block_on(http::serve(
         http_listener,

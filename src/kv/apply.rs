@@ -1,42 +1,104 @@
 //! Applying a committed command to the state file: deterministic, so every
-//! replica ends in the same state and gives the same answer.
+//! replica ends in the same state and gives the same answer. What a command
+//! does depends only on the state file, the entry and its index (the
+//! revision), and the cluster version recorded in the state file.
 
-use rdb_storage::btree::WriteTxn;
+use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
 use super::command::Command;
+use super::item::{self, Revisions};
 use super::outcome::{Missing, Outcome};
 use super::{data_tree, index_tree, value_hash};
 
+/// The tree of the state machine's own metadata (no collection can name
+/// it: collections live in `d/` and `i/` trees).
+const KV_TREE: &str = "s/kv";
+/// The key of the cluster version in [`KV_TREE`].
+const CLUSTER_VERSION_KEY: &[u8] = b"cluster_version";
+
+/// Keys one range delete removes at most (one entry's work stays bounded);
+/// the answer says when more remain, and the client repeats.
+pub const DELETE_RANGE_KEYS_MAX: usize = 100_000;
+
+/// Where in the log a command is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applying {
+    /// The entry's index: the revision of what it changes.
+    pub revision: u64,
+    /// The cluster version the state file records before this entry.
+    pub cluster_version: u64,
+}
+
+/// The cluster version recorded in the state file (1 when none is: a state
+/// file from before versions were recorded).
+pub fn cluster_version(txn: &ReadTxn) -> rdb_storage::Result<u64> {
+    Ok(txn.get(KV_TREE, CLUSTER_VERSION_KEY)?.map_or(1, decode_version))
+}
+
+/// Records `version` (a new cluster's first state, or a
+/// [`Command::SetClusterVersion`]).
+pub fn set_cluster_version(txn: &mut WriteTxn<'_>, version: u64) -> rdb_storage::Result<()> {
+    txn.create_tree(KV_TREE)?;
+    txn.put(KV_TREE, CLUSTER_VERSION_KEY, &version.to_le_bytes())
+}
+
+fn decode_version(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(1, u64::from_le_bytes)
+}
+
 /// Applies `command` inside `txn` and returns what it found for the client.
 /// A storage error means the state file cannot be trusted: the node stops.
-pub fn apply(txn: &mut WriteTxn<'_>, command: &Command) -> rdb_storage::Result<Outcome> {
+pub fn apply(
+    txn: &mut WriteTxn<'_>,
+    command: &Command,
+    at: Applying,
+) -> rdb_storage::Result<Outcome> {
+    let needed = command.cluster_version_needed();
+    if needed > at.cluster_version && !matches!(command, Command::SetClusterVersion { .. }) {
+        return Ok(Outcome::NeedsVersion { needed, current: at.cluster_version });
+    }
+    // Revisions are stored from version 2 on, by every replica alike.
+    let revision = (at.cluster_version >= 2).then_some(at.revision);
     match command {
-        Command::PutValue { collection, key, value } => put_value(txn, collection, key, value),
+        Command::PutValue { collection, key, value } => {
+            put_value(txn, collection, key, value, revision)
+        }
         Command::PutKey { collection, key, value } => {
-            put_key(txn, collection, key, value)?;
-            Ok(Outcome::item(collection, key, value))
+            put_key(txn, collection, key, value, revision)
         }
         Command::DeleteValue { collection, value } => {
             let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
                 return Ok(Outcome::not_found(collection, Missing::Value));
             };
             let key = String::from_utf8_lossy(&key).into_owned();
-            delete_key(txn, collection, &key)?;
-            Ok(Outcome::item(collection, &key, value))
+            let (revisions, _) = delete_key(txn, collection, &key)?.unwrap_or_default();
+            Ok(Outcome::item_at(collection, &key, value, revisions))
         }
         Command::DeleteKey { collection, key } => match delete_key(txn, collection, key)? {
-            Some(old) => Ok(Outcome::item(collection, key, &old)),
+            Some((revisions, old)) => Ok(Outcome::item_at(collection, key, &old, revisions)),
             None => Ok(Outcome::not_found(collection, Missing::Key)),
         },
         Command::Cas { collection, key, expected, value } => {
-            let current = txn.get(&data_tree(collection), key.as_bytes())?;
-            let current = current.map(|v| String::from_utf8_lossy(&v).into_owned());
-            if current != *expected {
-                let (collection, key) = (collection.clone(), key.clone());
-                return Ok(Outcome::CasMismatch { collection, key, current });
+            let current = current(txn, collection, key)?;
+            if current.as_ref().map(|(_, value)| value) != expected.as_ref() {
+                return Ok(mismatch(collection, key, current));
             }
-            put_key(txn, collection, key, value)?;
-            Ok(Outcome::item(collection, key, value))
+            put_key(txn, collection, key, value, revision)
+        }
+        Command::CasRevision { collection, key, expected_revision, value } => {
+            let current = current(txn, collection, key)?;
+            let mod_revision = current.as_ref().map_or(0, |(revisions, _)| revisions.mod_revision);
+            // 0 means absent; an item written before version 2 (revision 0)
+            // matches no expectation.
+            let matches = match (&current, *expected_revision) {
+                (None, 0) => true,
+                (Some(_), expected) => expected != 0 && mod_revision == expected,
+                (None, _) => false,
+            };
+            if !matches {
+                return Ok(mismatch(collection, key, current));
+            }
+            put_key(txn, collection, key, value, revision)
         }
         Command::Drop { collection } => {
             if !txn.drop_tree(&data_tree(collection))? {
@@ -45,6 +107,43 @@ pub fn apply(txn: &mut WriteTxn<'_>, command: &Command) -> rdb_storage::Result<O
             txn.drop_tree(&index_tree(collection))?;
             Ok(Outcome::Dropped { collection: collection.clone() })
         }
+        Command::DeleteRange { collection, start, end, prefix } => {
+            let range = KeyRange {
+                start: start.as_ref().map(|s| s.as_bytes().to_vec()),
+                end: end.as_ref().map(|s| s.as_bytes().to_vec()),
+                prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
+                reverse: false,
+            };
+            delete_range(txn, collection, &range)
+        }
+        Command::SetClusterVersion { version } => {
+            // Never lowered: a stale proposal changes nothing.
+            let version = (*version).max(at.cluster_version);
+            set_cluster_version(txn, version)?;
+            Ok(Outcome::item("", "cluster_version", &version.to_string()))
+        }
+    }
+}
+
+/// The item at `key` now: its revisions and value.
+fn current(
+    txn: &mut WriteTxn<'_>,
+    collection: &str,
+    key: &str,
+) -> rdb_storage::Result<Option<(Revisions, String)>> {
+    Ok(txn.get(&data_tree(collection), key.as_bytes())?.map(|stored| {
+        let (revisions, value) = item::decode(&stored);
+        (revisions, String::from_utf8_lossy(value).into_owned())
+    }))
+}
+
+fn mismatch(collection: &str, key: &str, current: Option<(Revisions, String)>) -> Outcome {
+    let mod_revision = current.as_ref().map_or(0, |(revisions, _)| revisions.mod_revision);
+    Outcome::CasMismatch {
+        collection: collection.to_string(),
+        key: key.to_string(),
+        current: current.map(|(_, value)| value),
+        mod_revision,
     }
 }
 
@@ -53,57 +152,92 @@ fn put_value(
     collection: &str,
     key: &str,
     value: &str,
+    revision: Option<u64>,
 ) -> rdb_storage::Result<Outcome> {
     let hash = value_hash(value);
     if let Some(existing) = txn.get(&index_tree(collection), &hash)? {
-        return Ok(Outcome::item(collection, &String::from_utf8_lossy(&existing), value));
+        let existing = String::from_utf8_lossy(&existing).into_owned();
+        let revisions = current(txn, collection, &existing)?.map(|(r, _)| r).unwrap_or_default();
+        return Ok(Outcome::item_at(collection, &existing, value, revisions));
     }
     // The proposer's key is 256 random bits; should it ever be taken, every
     // replica sees the same and refuses the same way.
     if txn.get(&data_tree(collection), key.as_bytes())?.is_some() {
         return Ok(Outcome::KeyTaken);
     }
-    put_key(txn, collection, key, value)?;
-    Ok(Outcome::item(collection, key, value))
+    put_key(txn, collection, key, value, revision)
 }
 
-/// Sets `key` to `value` and keeps the value index pointing at a key that
-/// holds each value (the first one that did, while it does).
+/// Sets `key` to `value` (with revisions when `revision` is given) and
+/// keeps the value index pointing at a key that holds each value (the first
+/// one that did, while it does).
 fn put_key(
     txn: &mut WriteTxn<'_>,
     collection: &str,
     key: &str,
     value: &str,
-) -> rdb_storage::Result<()> {
+    revision: Option<u64>,
+) -> rdb_storage::Result<Outcome> {
     let (data, index) = (data_tree(collection), index_tree(collection));
     txn.create_tree(&data)?;
     txn.create_tree(&index)?;
+    let mut previous = None;
     if let Some(old) = txn.get(&data, key.as_bytes())? {
-        unindex(txn, &index, &old, key)?;
+        let (revisions, old_value) = item::decode(&old);
+        unindex(txn, &index, old_value, key)?;
+        previous = Some(revisions);
     }
-    txn.put(&data, key.as_bytes(), value.as_bytes())?;
+    let revisions = revision.map(|revision| Revisions::after_write(previous, revision));
+    txn.put(&data, key.as_bytes(), &item::encode(revisions, value))?;
     let hash = value_hash(value);
     if txn.get(&index, &hash)?.is_none() {
         txn.put(&index, &hash, key.as_bytes())?;
     }
-    Ok(())
+    Ok(Outcome::item_at(collection, key, value, revisions.unwrap_or_default()))
 }
 
-/// Removes `key`, and its value's index entry if it points at `key`.
+/// Removes `key`, and its value's index entry if it points at `key`; the
+/// item's revisions and value as they were.
 fn delete_key(
     txn: &mut WriteTxn<'_>,
     collection: &str,
     key: &str,
-) -> rdb_storage::Result<Option<String>> {
+) -> rdb_storage::Result<Option<(Revisions, String)>> {
     let Some(old) = txn.delete(&data_tree(collection), key.as_bytes())? else {
         return Ok(None);
     };
-    unindex(txn, &index_tree(collection), &old, key)?;
-    Ok(Some(String::from_utf8_lossy(&old).into_owned()))
+    let (revisions, value) = item::decode(&old);
+    unindex(txn, &index_tree(collection), value, key)?;
+    Ok(Some((revisions, String::from_utf8_lossy(value).into_owned())))
 }
 
-fn unindex(txn: &mut WriteTxn<'_>, index: &str, old: &[u8], key: &str) -> rdb_storage::Result<()> {
-    let hash = value_hash(&String::from_utf8_lossy(old));
+/// Removes every key of `range`; how many.
+fn delete_range(
+    txn: &mut WriteTxn<'_>,
+    collection: &str,
+    range: &KeyRange,
+) -> rdb_storage::Result<Outcome> {
+    let tree = data_tree(collection);
+    if !txn.tree_exists(&tree)? {
+        return Ok(Outcome::not_found(collection, Missing::Collection));
+    }
+    let mut keys = txn.keys(&tree, range, DELETE_RANGE_KEYS_MAX + 1)?;
+    let more = keys.len() > DELETE_RANGE_KEYS_MAX;
+    keys.truncate(DELETE_RANGE_KEYS_MAX);
+    for key in &keys {
+        delete_key(txn, collection, &String::from_utf8_lossy(key))?;
+    }
+    let deleted = keys.len() as u64;
+    Ok(Outcome::Deleted { collection: collection.to_string(), deleted, more })
+}
+
+fn unindex(
+    txn: &mut WriteTxn<'_>,
+    index: &str,
+    old_value: &[u8],
+    key: &str,
+) -> rdb_storage::Result<()> {
+    let hash = value_hash(&String::from_utf8_lossy(old_value));
     if txn.get(index, &hash)?.as_deref() == Some(key.as_bytes()) {
         txn.delete(index, &hash)?;
     }

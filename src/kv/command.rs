@@ -17,9 +17,11 @@ pub const COMMAND_BYTES_MAX: usize = super::VALUE_BYTES_MAX_LIMIT * 2
 ///
 /// Encoding (all integers little-endian): the version byte, an operation
 /// byte (1 put-value, 2 put-key, 3 delete-value, 4 delete-key, 5 cas,
-/// 6 drop), then the operation's strings in the order of its fields, each
-/// as a u32 byte length and UTF-8 bytes; cas's `expected` is preceded by a
-/// presence byte (0 absent, 1 present).
+/// 6 drop; from cluster version 2: 7 cas on a revision, 8 delete a range,
+/// 9 set the cluster version), then the operation's strings in the order of
+/// its fields, each as a u32 byte length and UTF-8 bytes; cas's `expected`
+/// and a range's bounds are each preceded by a presence string (empty:
+/// absent); numbers are decimal strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Value-addressed put: add `value` under `key` unless it is present.
@@ -70,14 +72,65 @@ pub enum Command {
         /// The collection.
         collection: String,
     },
+    /// Set `key` to `value` if its `mod_revision` is `expected_revision`
+    /// (0: only if absent). Cluster version 2.
+    CasRevision {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+        /// The mod_revision it must have now (0: absent).
+        expected_revision: u64,
+        /// The new value.
+        value: String,
+    },
+    /// Remove every key of a range (as `range` selects them) in one entry.
+    /// Cluster version 2.
+    DeleteRange {
+        /// The collection.
+        collection: String,
+        /// The first key included.
+        start: Option<String>,
+        /// The first key excluded.
+        end: Option<String>,
+        /// Keys must start with this.
+        prefix: Option<String>,
+    },
+    /// Raise the cluster version (the leader proposes it once every member
+    /// runs a binary that supports it).
+    SetClusterVersion {
+        /// The new version.
+        version: u64,
+    },
 }
+
+/// The cluster version this binary brings: item revisions, cas on a
+/// revision and range deletes need it.
+pub const CLUSTER_VERSION: u64 = 2;
 
 impl Command {
     /// Whether applying it may take more space in the state file (puts and
     /// cas); deletes and drops only free space. The space guard refuses the
     /// first kind past `--state-bytes-max`.
     pub fn may_grow(&self) -> bool {
-        matches!(self, Command::PutValue { .. } | Command::PutKey { .. } | Command::Cas { .. })
+        matches!(
+            self,
+            Command::PutValue { .. }
+                | Command::PutKey { .. }
+                | Command::Cas { .. }
+                | Command::CasRevision { .. }
+        )
+    }
+
+    /// The cluster version the command needs (every replica must decode it
+    /// and apply it the same way).
+    pub fn cluster_version_needed(&self) -> u64 {
+        match self {
+            Command::CasRevision { .. }
+            | Command::DeleteRange { .. }
+            | Command::SetClusterVersion { .. } => 2,
+            _ => 1,
+        }
     }
 
     /// The bytes of a log entry.
@@ -116,6 +169,24 @@ impl Command {
                 put(collection);
                 6
             }
+            Command::CasRevision { collection, key, expected_revision, value } => {
+                [collection, key].into_iter().for_each(|f| put(f));
+                put(&expected_revision.to_string());
+                put(value);
+                7
+            }
+            Command::DeleteRange { collection, start, end, prefix } => {
+                put(collection);
+                for bound in [start, end, prefix] {
+                    put(if bound.is_some() { "\u{1}" } else { "" });
+                    put(bound.as_deref().unwrap_or(""));
+                }
+                8
+            }
+            Command::SetClusterVersion { version } => {
+                put(&version.to_string());
+                9
+            }
         };
         out.insert(1, op);
         out
@@ -150,6 +221,19 @@ impl Command {
                 Command::Cas { collection, key, expected: present.then_some(expected), value }
             }
             6 => Command::Drop { collection: reader.text()? },
+            7 => Command::CasRevision {
+                collection: reader.text()?,
+                key: reader.text()?,
+                expected_revision: reader.number()?,
+                value: reader.text()?,
+            },
+            8 => Command::DeleteRange {
+                collection: reader.text()?,
+                start: reader.optional()?,
+                end: reader.optional()?,
+                prefix: reader.optional()?,
+            },
+            9 => Command::SetClusterVersion { version: reader.number()? },
             op => return Err(Error::Malformed(format!("unknown command operation {op}"))),
         };
         if reader.at != bytes.len() {
@@ -180,6 +264,20 @@ impl Command {
                 json!({"collection": collection, "key": key, "expected": null, "value": value})
             }
             Command::Drop { collection } => json!({"collection": collection}),
+            Command::CasRevision { collection, key, expected_revision, value } => {
+                json!({"collection": collection, "key": key,
+                       "expected_revision": expected_revision, "value": value})
+            }
+            Command::DeleteRange { collection, start, end, prefix } => {
+                let mut payload = json!({"collection": collection});
+                for (name, bound) in [("start", start), ("end", end), ("prefix", prefix)] {
+                    if let Some(bound) = bound {
+                        payload[name] = bound.as_str().into();
+                    }
+                }
+                payload
+            }
+            Command::SetClusterVersion { version } => json!({"version": version}),
         };
         json!({"action": self.action(), "payload": payload})
     }
@@ -189,8 +287,10 @@ impl Command {
         match self {
             Command::PutValue { .. } | Command::PutKey { .. } => "put",
             Command::DeleteValue { .. } | Command::DeleteKey { .. } => "delete",
-            Command::Cas { .. } => "cas",
+            Command::Cas { .. } | Command::CasRevision { .. } => "cas",
             Command::Drop { .. } => "drop collection",
+            Command::DeleteRange { .. } => "delete",
+            Command::SetClusterVersion { .. } => "set cluster version",
         }
     }
 }
@@ -204,6 +304,16 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn number(&mut self) -> Result<u64, Error> {
+        self.text()?.parse().map_err(|_| Error::Malformed("a command number is not one".into()))
+    }
+
+    fn optional(&mut self) -> Result<Option<String>, Error> {
+        let present = !self.text()?.is_empty();
+        let text = self.text()?;
+        Ok(present.then_some(text))
+    }
+
     fn text(&mut self) -> Result<String, Error> {
         let truncated = || Error::Malformed("truncated command".into());
         let len_bytes = self.bytes.get(self.at..self.at + 4).ok_or_else(truncated)?;

@@ -19,6 +19,7 @@
 mod apply;
 mod command;
 mod error;
+mod item;
 mod limits;
 mod outcome;
 mod query;
@@ -26,9 +27,10 @@ mod reply;
 mod request;
 mod strict_json;
 
-pub use apply::apply;
-pub use command::{new_key, Command, COMMAND_BYTES_MAX};
+pub use apply::{apply, cluster_version, set_cluster_version, Applying, DELETE_RANGE_KEYS_MAX};
+pub use command::{new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX};
 pub use error::Error;
+pub use item::{decode as decode_item, Revisions};
 pub use limits::{
     Limits, BODY_BYTES_MAX, BODY_BYTES_MAX_LIMIT, KEY_BYTES_MAX, KEY_BYTES_MAX_LIMIT,
     VALUE_BYTES_MAX, VALUE_BYTES_MAX_LIMIT,

@@ -4,6 +4,8 @@
 //! speaks in statuses, so every replica, the CLI and the peer forwarding
 //! path share one meaning of each result.
 
+use super::item::Revisions;
+
 /// What was looked for and not found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
@@ -37,6 +39,25 @@ pub enum Outcome {
         key: String,
         /// The value.
         value: String,
+        /// Its revisions (as written, as they were when deleted, or as read).
+        revisions: Revisions,
+    },
+    /// A range delete removed this many keys.
+    Deleted {
+        /// The collection.
+        collection: String,
+        /// Keys removed (0 is not an error).
+        deleted: u64,
+        /// More keys of the range remain (past `DELETE_RANGE_KEYS_MAX`).
+        more: bool,
+    },
+    /// The command needs a higher cluster version than the state has (a
+    /// member still runs an older binary); nothing changed.
+    NeedsVersion {
+        /// The version it needs.
+        needed: u64,
+        /// The cluster's version.
+        current: u64,
     },
     /// The collection was dropped with all its items.
     Dropped {
@@ -58,6 +79,9 @@ pub enum Outcome {
         key: String,
         /// Its current value (None: absent).
         current: Option<String>,
+        /// Its current mod_revision (0: absent, or written before cluster
+        /// version 2).
+        mod_revision: u64,
     },
     /// A value-addressed put drew a key that is already taken (256 random
     /// bits: practically never); every replica refuses it the same way and
@@ -67,8 +91,8 @@ pub enum Outcome {
     Items {
         /// The collection.
         collection: String,
-        /// (key, value) pairs.
-        items: Vec<(String, String)>,
+        /// (key, value, revisions) of each item.
+        items: Vec<(String, String, Revisions)>,
         /// More items follow past the limit.
         more: bool,
     },
@@ -77,9 +101,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// One item.
+    /// One item, without revisions.
     pub fn item(collection: &str, key: &str, value: &str) -> Self {
-        Outcome::Item { collection: collection.into(), key: key.into(), value: value.into() }
+        Self::item_at(collection, key, value, Revisions::default())
+    }
+
+    /// One item with its revisions.
+    pub fn item_at(collection: &str, key: &str, value: &str, revisions: Revisions) -> Self {
+        Outcome::Item {
+            collection: collection.into(),
+            key: key.into(),
+            value: value.into(),
+            revisions,
+        }
     }
 
     /// Nothing found.

@@ -3,6 +3,7 @@
 
 use rdb_storage::btree::{KeyRange, ReadTxn};
 
+use super::item;
 use super::outcome::{Missing, Outcome};
 use super::{data_tree, index_tree, value_hash};
 
@@ -56,7 +57,10 @@ impl Query {
         match self {
             Query::GetKey { collection, key } => {
                 match txn.get(&data_tree(collection), key.as_bytes())? {
-                    Some(value) => Ok(Outcome::item(collection, key, &text(value))),
+                    Some(stored) => {
+                        let (revisions, value) = item::decode(stored);
+                        Ok(Outcome::item_at(collection, key, &text(value), revisions))
+                    }
                     None => {
                         Ok(Outcome::not_found(collection, missing(txn, collection, Missing::Key)?))
                     }
@@ -68,7 +72,10 @@ impl Query {
                     let why = missing(txn, collection, Missing::Value)?;
                     return Ok(Outcome::not_found(collection, why));
                 };
-                Ok(Outcome::item(collection, &text(key), value))
+                let key = text(key);
+                let stored = txn.get(&data_tree(collection), key.as_bytes())?;
+                let revisions = stored.map(|stored| item::decode(stored).0).unwrap_or_default();
+                Ok(Outcome::item_at(collection, &key, value, revisions))
             }
             Query::Range { collection, start, end, prefix, limit } => {
                 let range = KeyRange {
@@ -110,7 +117,8 @@ fn range_items(
             more = true;
             break;
         }
-        items.push((text(key), text(value)));
+        let (revisions, value) = item::decode(value);
+        items.push((text(key), text(value), revisions));
     }
     Ok(Outcome::Items { collection: collection.to_string(), items, more })
 }

@@ -3,7 +3,15 @@
 
 use serde_json::{json, Value};
 
+use super::item::Revisions;
 use super::outcome::Outcome;
+
+/// Adds an item's revisions to its JSON.
+fn add_revisions(item: &mut Value, revisions: Revisions) {
+    item["create_revision"] = revisions.create_revision.into();
+    item["mod_revision"] = revisions.mod_revision.into();
+    item["version"] = revisions.version.into();
+}
 
 /// The answer to one request, as API.md describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +52,16 @@ impl Reply {
         Self::error(503, message)
     }
 
+    /// Adds the cluster's `revision` at the time of the answer to a 200 or
+    /// 409 body (the entry's index for a write, the applied index for a
+    /// read).
+    pub fn with_revision(mut self, revision: u64) -> Self {
+        if matches!(self.status, 200 | 409) && self.body.is_object() {
+            self.body["revision"] = revision.into();
+        }
+        self
+    }
+
     /// The body as bytes.
     pub fn body_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.body).unwrap_or_default()
@@ -55,24 +73,39 @@ impl From<Outcome> for Reply {
     /// runs once per applied write).
     fn from(outcome: Outcome) -> Self {
         match outcome {
-            Outcome::Item { collection, key, value } => Reply {
+            Outcome::Item { collection, key, value, revisions } => {
+                let mut body = json!({"collection": collection, "key": key, "value": value});
+                add_revisions(&mut body, revisions);
+                Reply { status: 200, body }
+            }
+            Outcome::Deleted { collection, deleted, more } => Reply {
                 status: 200,
-                body: json!({"collection": collection, "key": key, "value": value}),
+                body: json!({"collection": collection, "deleted": deleted, "more": more}),
             },
+            Outcome::NeedsVersion { needed, current } => Reply::unavailable(format!(
+                "the cluster runs at version {current} and this needs {needed}: every member \
+                 must run a binary that supports it (the leader raises the version by itself \
+                 once they all do)"
+            )),
             Outcome::Dropped { collection } => Reply::item(&collection, "", "dropped"),
             Outcome::NotFound { collection, missing } => {
                 Reply::not_found(&collection, missing.noun())
             }
-            Outcome::CasMismatch { collection, key, current } => Reply {
+            Outcome::CasMismatch { collection, key, current, mod_revision } => Reply {
                 status: 409,
                 body: json!({"error": "the current value is not the expected one",
-                             "collection": collection, "key": key, "value": current}),
+                             "collection": collection, "key": key, "value": current,
+                             "mod_revision": mod_revision}),
             },
             Outcome::KeyTaken => Reply::unavailable("the chosen key is taken; retry"),
             Outcome::Items { collection, items, more } => {
                 let items: Vec<Value> = items
                     .into_iter()
-                    .map(|(key, value)| json!({"key": key, "value": value}))
+                    .map(|(key, value, revisions)| {
+                        let mut item = json!({"key": key, "value": value});
+                        add_revisions(&mut item, revisions);
+                        item
+                    })
                     .collect();
                 Reply {
                     status: 200,

@@ -23,8 +23,8 @@ const REQUEST_FIELDS: &[&str] = &["action", "payload"];
 const ACTIONS: &[(&str, &[&str])] = &[
     ("put", &["collection", "key", "value"]),
     ("get", &["collection", "key", "value", "consistency"]),
-    ("delete", &["collection", "key", "value"]),
-    ("cas", &["collection", "key", "expected", "value"]),
+    ("delete", &["collection", "key", "value", "start", "end", "prefix"]),
+    ("cas", &["collection", "key", "expected", "expected_revision", "value"]),
     ("drop collection", &["collection"]),
     ("list collections", &["consistency"]),
     ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
@@ -90,12 +90,7 @@ impl Request {
             "put" => Self::put(payload),
             "get" => Self::get(payload),
             "delete" => Self::delete(payload),
-            "cas" => Ok(Request::Write(Command::Cas {
-                collection: payload.collection()?,
-                key: payload.key()?.ok_or_else(|| missing("key"))?,
-                expected: payload.expected()?,
-                value: payload.value(false)?.ok_or_else(|| missing("value"))?,
-            })),
+            "cas" => Self::cas(payload),
             "drop collection" => {
                 Ok(Request::Write(Command::Drop { collection: payload.collection()? }))
             }
@@ -127,8 +122,47 @@ impl Request {
         Self::read(query, payload)
     }
 
+    fn cas(payload: &Payload<'_>) -> Result<Self, Reply> {
+        let collection = payload.collection()?;
+        let key = payload.key()?.ok_or_else(|| missing("key"))?;
+        let by_revision = payload.fields.contains_key("expected_revision");
+        if by_revision == payload.fields.contains_key("expected") {
+            return Err(Reply::bad_request(
+                "give one of \"expected\" (a value, or null for absent) and \
+                 \"expected_revision\" (a mod_revision, or 0 for absent)",
+            ));
+        }
+        let value = payload.value(false)?.ok_or_else(|| missing("value"))?;
+        Ok(Request::Write(if by_revision {
+            let expected_revision = match payload.fields.get("expected_revision") {
+                Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                    Reply::bad_request("\"expected_revision\" must be a non-negative integer")
+                })?,
+                _ => {
+                    return Err(Reply::bad_request(
+                        "\"expected_revision\" must be a non-negative integer",
+                    ))
+                }
+            };
+            Command::CasRevision { collection, key, expected_revision, value }
+        } else {
+            Command::Cas { collection, key, expected: payload.expected()?, value }
+        }))
+    }
+
     fn delete(payload: &Payload<'_>) -> Result<Self, Reply> {
         let collection = payload.collection()?;
+        let (start, end, prefix) =
+            (payload.bound("start")?, payload.bound("end")?, payload.key_like("prefix")?);
+        if start.is_some() || end.is_some() || prefix.is_some() {
+            if payload.key()?.is_some() || payload.value_like("value")?.is_some() {
+                return Err(Reply::bad_request(
+                    "a delete takes a \"key\", a \"value\", or a range (\"start\", \"end\", \
+                     \"prefix\"), not both",
+                ));
+            }
+            return Ok(Request::Write(Command::DeleteRange { collection, start, end, prefix }));
+        }
         Ok(Request::Write(match payload.key()? {
             Some(key) => Command::DeleteKey { collection, key },
             None => Command::DeleteValue {

@@ -105,6 +105,9 @@ pub(super) struct Applier {
     pub(super) last_sync: Instant,
     /// When the last transaction committed.
     pub(super) last_commit: Instant,
+    /// The cluster version the state file records, published for the
+    /// status (kept in step with each apply and install).
+    pub(super) cluster_version: Arc<AtomicU64>,
 }
 
 impl Applier {
@@ -155,7 +158,7 @@ impl Applier {
                     }
                     let txn = txn.as_mut().expect("just begun");
                     for (entry, pending) in entries {
-                        let reply = apply_entry(txn, &entry)?;
+                        let reply = apply_entry(txn, &entry, &self.cluster_version)?;
                         self.last_applied = Position { index: entry.index, term: entry.term };
                         if let Some(pending) = pending {
                             answers.push(Answer::Write(pending, entry.term, reply));
@@ -240,6 +243,9 @@ impl Applier {
             let why = format!("claims index {} but its state file says {index}", header.meta.index);
             return Err(Error::bad_snapshot(path, why));
         }
+        let version = kv::cluster_version(&db.begin_read())
+            .map_err(Error::storage("installed state file"))?;
+        self.cluster_version.store(version, Ordering::Release);
         self.db = db.clone();
         self.cell.set(db);
         self.last_applied = header.meta;
@@ -295,7 +301,11 @@ impl Answer {
 
 /// Applies one entry; a no-op has no reply. A configuration entry is
 /// recorded in the state file and answered with the new membership.
-fn apply_entry(txn: &mut rdb_storage::btree::WriteTxn<'_>, entry: &Entry) -> Result<Option<Reply>> {
+fn apply_entry(
+    txn: &mut rdb_storage::btree::WriteTxn<'_>,
+    entry: &Entry,
+    cluster_version: &AtomicU64,
+) -> Result<Option<Reply>> {
     let reply = match entry.kind {
         EntryKind::Noop => return Ok(None),
         EntryKind::Config => {
@@ -308,7 +318,15 @@ fn apply_entry(txn: &mut rdb_storage::btree::WriteTxn<'_>, entry: &Entry) -> Res
         }
         EntryKind::Normal => match Command::decode(&entry.data) {
             Ok(command) => {
-                Reply::from(kv::apply(txn, &command).map_err(Error::storage("state file"))?)
+                let at = kv::Applying {
+                    revision: entry.index,
+                    cluster_version: cluster_version.load(Ordering::Acquire),
+                };
+                let outcome = kv::apply(txn, &command, at).map_err(Error::storage("state file"))?;
+                if let kv::Command::SetClusterVersion { version } = command {
+                    cluster_version.store(version.max(at.cluster_version), Ordering::Release);
+                }
+                Reply::from(outcome).with_revision(entry.index)
             }
             Err(why) => Reply::bad_request(why.to_string()),
         },

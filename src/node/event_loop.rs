@@ -56,6 +56,8 @@ pub struct EventLoop {
     pub(super) snapshots: SnapshotState,
     /// The client URL this node advertises, for the status.
     client_url: String,
+    /// The cluster version the state file records (from the apply thread).
+    cluster_version: Arc<AtomicU64>,
     /// The space guard's limit, for the status's alarms.
     state_bytes_max: u64,
     /// The last leader known and its term (for counting leader changes).
@@ -97,6 +99,9 @@ impl EventLoop {
         let raft = Raft::new(raft_config, store)?;
         let cell = StateCell::new(recovered.db.clone());
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));
+        let version = crate::kv::cluster_version(&recovered.db.begin_read())
+            .map_err(Error::storage("state file"))?;
+        let cluster_version = Arc::new(AtomicU64::new(version));
         // The state file as opened is durable up to its applied index.
         let durable = Arc::new(AtomicU64::new(recovered.applied.index));
         let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
@@ -114,6 +119,7 @@ impl EventLoop {
             dirty: false,
             last_sync: Instant::now(),
             last_commit: Instant::now(),
+            cluster_version: cluster_version.clone(),
         };
         let snapshots = SnapshotState::new(
             config,
@@ -137,6 +143,7 @@ impl EventLoop {
             applier: Some(applier),
             snapshots,
             client_url: config.client_url.clone(),
+            cluster_version,
             state_bytes_max: config.state_bytes_max,
             leader_seen: (0, 0),
         })
@@ -383,6 +390,8 @@ impl EventLoop {
             state_bytes_max: self.state_bytes_max,
             client_url: self.client_url.clone(),
             version: super::status::VERSION,
+            cluster_version: self.cluster_version.load(Ordering::Acquire),
+            cluster_version_max: super::upgrade::cluster_version_max(),
             alarms: if super::status::over_quota(space, self.state_bytes_max) {
                 vec![super::status::ALARM_NOSPACE]
             } else {

@@ -207,6 +207,12 @@ impl NodeHandle {
         forwarded: bool,
         deadline: Instant,
     ) -> Reply {
+        let version = self.status().cluster_version;
+        if command.cluster_version_needed() > version {
+            let needed = command.cluster_version_needed();
+            let outcome = crate::kv::Outcome::NeedsVersion { needed, current: version };
+            return self.failed("refused", Reply::from(outcome));
+        }
         if command.may_grow() && self.over_quota() {
             let why = format!(
                 "no space: the state holds more than --state-bytes-max ({} bytes) of live data \
@@ -217,6 +223,14 @@ impl NodeHandle {
         }
         let proposal = Proposal::Command(command.encode());
         self.propose(&proposal, Target::Command, body, forwarded, deadline).await
+    }
+
+    /// Proposes a command of this node's own (never a client's) on this
+    /// node only, within the request timeout: the cluster version.
+    pub(super) async fn propose_internal(&self, command: &Command) -> Reply {
+        let deadline = Instant::now() + self.inner.timeout;
+        let proposal = Proposal::Command(command.encode());
+        self.propose(&proposal, Target::Command, &[], true, deadline).await
     }
 
     /// Proposes until applied, refused, forwarded to the leader or out of
@@ -347,8 +361,11 @@ impl NodeHandle {
                 return reply;
             }
         }
-        match query.run(&self.inner.state.get().begin_read()) {
-            Ok(outcome) => Reply::from(outcome),
+        let txn = self.inner.state.get().begin_read();
+        // The revision a read reflects: the state's applied index.
+        let revision = super::state_file::applied_of(&txn).index;
+        match query.run(&txn) {
+            Ok(outcome) => Reply::from(outcome).with_revision(revision),
             Err(error) => Reply::error(500, format!("state file: {error}")),
         }
     }

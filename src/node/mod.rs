@@ -38,6 +38,7 @@ mod snapshots;
 mod state_cell;
 pub mod state_file;
 mod status;
+mod upgrade;
 mod wal_store;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ pub use metrics::Metrics;
 pub use status::{
     PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,
     VERSION,
+};
+pub use upgrade::{
+    cluster_version_max, members_ready, raise_cluster_version, CLUSTER_VERSION_MAX_VAR,
+    UPGRADE_CHECK_INTERVAL,
 };
 pub use wal_store::{split_record, WalStore};
 

@@ -85,8 +85,8 @@ pub(super) fn recover(config: &NodeConfig) -> Result<Recovered> {
             .filter(|(_, header)| header.meta.index + 1 >= first)
             .ok_or_else(|| Error::Inconsistent(format!(
                 "the state file is at index {} but the WAL starts at {first}, and no valid snapshot \
-                 covers the gap; move this data directory aside and restart the node empty so \
-                 that the leader sends it a snapshot",
+                 covers the gap; move this data directory aside and replace this member with a \
+                 new one (docs/OPERATIONS.md, \"A node will not start\")",
                 applied.index
             )))?;
         log::warn!(

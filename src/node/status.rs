@@ -54,6 +54,12 @@ pub struct Status {
     pub client_url: String,
     /// This build's version (Cargo's package version).
     pub version: &'static str,
+    /// The cluster version the state records: what every replica applies
+    /// by (2: item revisions, cas on a revision, range deletes).
+    pub cluster_version: u64,
+    /// The highest cluster version this binary supports; the leader raises
+    /// the cluster's once every member's is at least that high.
+    pub cluster_version_max: u64,
     /// Raised alarms: "NOSPACE" while the state's live data exceeds
     /// `--state-bytes-max` (puts are refused until space is freed).
     pub alarms: Vec<&'static str>,

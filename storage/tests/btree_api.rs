@@ -301,3 +301,49 @@ fn a_read_only_open_reads_and_refuses_to_write() {
     assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
     assert!(disk.contents(Path::new("/data/state/other.db")).is_none(), "nothing created");
 }
+
+#[test]
+fn a_write_transaction_lists_the_keys_it_sees_in_any_range() {
+    let disk = SimDisk::new(8);
+    let db = open(&disk);
+    with_tree(&db, "t");
+    let mut rng_state = 0x5eed_u64;
+    let mut next = move |bound: u64| {
+        rng_state = rng_state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (rng_state >> 33) % bound
+    };
+    let mut model = std::collections::BTreeSet::new();
+    for round in 0..40 {
+        let mut txn = db.begin_write().unwrap();
+        // Enough keys for branches, some committed and some changed here.
+        for _ in 0..150 {
+            let key = format!("k{:04}", next(600)).into_bytes();
+            if next(3) == 0 {
+                txn.delete("t", &key).unwrap();
+                model.remove(&key);
+            } else {
+                txn.put("t", &key, &[b'v'; 40]).unwrap();
+                model.insert(key);
+            }
+        }
+        for _ in 0..10 {
+            let start = (next(2) == 0).then(|| format!("k{:04}", next(600)).into_bytes());
+            let end = (next(2) == 0).then(|| format!("k{:04}", next(600)).into_bytes());
+            let prefix = (next(3) == 0).then(|| format!("k0{}", next(6)).into_bytes());
+            let limit = if next(4) == 0 { 7 } else { usize::MAX };
+            let range = KeyRange { start, end, prefix, reverse: false };
+            let expected: Vec<Vec<u8>> = model
+                .iter()
+                .filter(|k| range.start.as_ref().is_none_or(|s| *k >= s))
+                .filter(|k| range.end.as_ref().is_none_or(|e| *k < e))
+                .filter(|k| range.prefix.as_ref().is_none_or(|p| k.starts_with(p)))
+                .take(limit)
+                .cloned()
+                .collect();
+            assert_eq!(txn.keys("t", &range, limit).unwrap(), expected, "round {round}: {range:?}");
+        }
+        txn.commit([0; 32], Durability::Deferred).unwrap();
+    }
+    let mut txn = db.begin_write().unwrap();
+    assert!(txn.keys("missing", &KeyRange::all(), 10).unwrap().is_empty());
+}

@@ -61,12 +61,32 @@ impl TestCluster {
         Self::start_each(count, port_base, extra_args, |_| Vec::new())
     }
 
+    /// Like `start`, with environment variables for each node from
+    /// `env_of(id)`.
+    pub fn start_with_env(
+        count: u16,
+        port_base: u16,
+        env_of: impl Fn(u16) -> Vec<(String, String)>,
+    ) -> Self {
+        Self::start_each_with(count, port_base, &[], |_| Vec::new(), env_of)
+    }
+
     /// Like `start`, with arguments for each node from `args_of(id)`.
     pub fn start_each(
         count: u16,
         port_base: u16,
         extra_args: &[&str],
         args_of: impl Fn(u16) -> Vec<String>,
+    ) -> Self {
+        Self::start_each_with(count, port_base, extra_args, args_of, |_| Vec::new())
+    }
+
+    fn start_each_with(
+        count: u16,
+        port_base: u16,
+        extra_args: &[&str],
+        args_of: impl Fn(u16) -> Vec<String>,
+        env_of: impl Fn(u16) -> Vec<(String, String)>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let peers = (1..=count)
@@ -80,7 +100,7 @@ impl TestCluster {
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
                 args: args_of(id),
-                env: Vec::new(),
+                env: env_of(id),
                 join: false,
             })
             .collect();
@@ -288,9 +308,19 @@ impl TestCluster {
         self.wait_for_leader_of(&self.running(), timeout)
     }
 
-    /// Waits until nodes `ids` agree on a leader; returns it.
+    /// Waits until nodes `ids` agree on a leader; returns it. When `ids`
+    /// are the whole cluster and all run, also until each has applied the
+    /// cluster version this binary brings (the leader raises it within a
+    /// second of its election), so that tests see revisions from the start.
     pub fn wait_for_leader_of(&self, ids: &[u16], timeout: Duration) -> u16 {
         let deadline = Instant::now() + timeout;
+        let whole = ids.len() == self.nodes.len() && self.running().len() == self.nodes.len();
+        let upgraded = |id: u16| {
+            !whole
+                || self.status(id).is_some_and(|s| {
+                    s["cluster_version"].as_u64() >= Some(rdb::kv::CLUSTER_VERSION)
+                })
+        };
         loop {
             let leaders: Vec<u64> = ids
                 .iter()
@@ -298,7 +328,9 @@ impl TestCluster {
                 .collect();
             if leaders.iter().all(|&l| l != 0 && l == leaders[0]) {
                 let leader = u16::try_from(leaders[0]).expect("small id");
-                if self.status(leader).is_some_and(|s| s["role"] == "leader") {
+                if self.status(leader).is_some_and(|s| s["role"] == "leader")
+                    && ids.iter().all(|&id| upgraded(id))
+                {
                     return leader;
                 }
             }

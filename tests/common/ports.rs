@@ -61,6 +61,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("operator::snapshot", 26_500, 1),
     ("operator::inspect", 26_600, 1),
     ("dashboard", 26_700, 1),
+    ("operator::cluster_version", 26_800, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table

@@ -27,7 +27,7 @@ impl KeyRange {
     }
 
     /// The inclusive lower bound after `prefix` is taken into account.
-    fn lower(&self) -> Option<&[u8]> {
+    pub(crate) fn lower(&self) -> Option<&[u8]> {
         match (self.start.as_deref(), self.prefix.as_deref()) {
             (Some(start), Some(prefix)) => Some(start.max(prefix)),
             (bound, None) | (None, bound) => bound,
@@ -35,7 +35,7 @@ impl KeyRange {
     }
 
     /// The exclusive upper bound after `prefix` is taken into account.
-    fn upper(&self) -> Option<Vec<u8>> {
+    pub(crate) fn upper(&self) -> Option<Vec<u8>> {
         let after_prefix = self.prefix.as_deref().and_then(prefix_successor);
         match (self.end.clone(), after_prefix) {
             (Some(end), Some(after)) => Some(end.min(after)),

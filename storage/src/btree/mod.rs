@@ -36,6 +36,7 @@ mod meta;
 mod node;
 mod page;
 mod read;
+mod scan;
 mod shared;
 mod tree;
 mod view;

@@ -6,6 +6,7 @@ use std::sync::{Arc, MutexGuard};
 
 use super::alloc::FreePages;
 use super::catalog::{committed_tree_names, decode_root, encode_root};
+use super::cursor::KeyRange;
 use super::flush::RunWriter;
 use super::meta::{Meta, USER_META_BYTES};
 use super::node::{NodeRef, Value};
@@ -213,6 +214,19 @@ impl<'db> WriteTxn<'db> {
             Some(TreeSlot::Live { root, .. }) => tree::get(root.as_ref(), key, &reader),
             _ => Ok(None),
         }
+    }
+
+    /// The keys of tree `name` within `range` (start, end and prefix; not
+    /// reversed), in order, at most `limit`, as this transaction sees them.
+    pub fn keys(&mut self, name: &str, range: &KeyRange, limit: usize) -> Result<Vec<Vec<u8>>> {
+        let reader = reader(&self.base, &self.shared.path);
+        let mut out = Vec::new();
+        if let Some(TreeSlot::Live { root: Some(root), .. }) =
+            self.changes.slot(name, &reader, self.base.meta.catalog)?
+        {
+            super::scan::keys_in(root, range, limit, &reader, &mut out)?;
+        }
+        Ok(out)
     }
 
     /// Removes `key` from tree `name`; returns its value if it was there.
