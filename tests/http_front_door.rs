@@ -367,7 +367,8 @@ fn apache_bench(cluster: &TestCluster, follower: u16) {
     let file = dir.path().join("body.json");
     std::fs::write(&file, put_body("ab", "k", "from ab")).expect("write");
     let output = Command::new("ab")
-        .args(["-q", "-n", "200", "-c", "4", "-T", "application/json", "-p"])
+        // -l: answers differ in length (each carries its revision).
+        .args(["-q", "-l", "-n", "200", "-c", "4", "-T", "application/json", "-p"])
         .arg(&file)
         .arg(format!("http://127.0.0.1:{follower}/command"))
         .output()

@@ -450,6 +450,11 @@ fn commands_and_queries_answer_in_typed_outcomes() {
     let missing = apply(&mut txn, &gone, at).expect("delete");
     assert_eq!(missing, Outcome::not_found("c", Missing::Key));
     assert_eq!(Reply::from(missing.clone()).status, 404);
+    // The largest value a client may send fits with its revisions in front.
+    let big = "b".repeat(rdb::kv::VALUE_BYTES_MAX_LIMIT);
+    let at_max = Applying { revision: u64::MAX - 1, cluster_version: 2 };
+    let put_big = Command::PutKey { collection: c.clone(), key: "big".into(), value: big };
+    assert!(matches!(apply(&mut txn, &put_big, at_max), Ok(Outcome::Item { .. })));
     let dropped = apply(&mut txn, &Command::Drop { collection: c.clone() }, at).expect("drop");
     assert_eq!(dropped, Outcome::Dropped { collection: c });
     txn.commit([0; USER_META_BYTES], Durability::Deferred).expect("commit");

@@ -412,11 +412,13 @@ fn inspect_beside_a_running_node(inspect: Inspect<'_>) -> Value {
     );
     assert_eq!(inspect(&["get", "veg", "leek"]), (0, "leek\tgreen".into(), String::new()));
     assert_eq!(inspect(&["get", "veg", "kale"]).0, 1);
-    let (code, out, _) = inspect(&["wal", "--from", "2", "--limit", "1", "--json"]);
+    // 1: the first leader's entry; 2: it raises the cluster version.
+    let (code, out, _) = inspect(&["wal", "--from", "2", "--limit", "2", "--json"]);
     let wal: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(code, 0);
-    assert_eq!(wal["entries"][0]["index"], 2, "{wal}");
-    assert_eq!(wal["entries"][0]["entry"]["payload"]["key"], "k00", "{wal}");
+    assert_eq!(wal["entries"][0]["entry"]["action"], "set cluster version", "{wal}");
+    assert_eq!(wal["entries"][1]["index"], 3, "{wal}");
+    assert_eq!(wal["entries"][1]["entry"]["payload"]["key"], "k00", "{wal}");
     assert_eq!(inspect(&["check"]).0, 0);
 
     stats

@@ -112,31 +112,42 @@ fn state_path(dir: &Path) -> PathBuf {
 }
 
 /// Opens the state file read-only and runs `read` on its newest durable
-/// commit. Damage met while a running node commits over the pages is
-/// told apart from damage at rest by opening again: a new commit means the
-/// pages moved (exit 3).
+/// commit. Beside a running node a read can meet pages the node reused
+/// after a later durable commit: so a read counts only if the file's
+/// durable commit is still the one it began on, and it is tried again (up
+/// to [`READ_ATTEMPTS_MAX`] times) otherwise; damage seen on a file that
+/// did not change is damage (exit 1), else exit 3.
 fn with_state<T>(
     dir: &Path,
     read: impl Fn(&ReadTxn) -> rdb_storage::Result<T>,
 ) -> Result<T, ClientError> {
     let path = state_path(dir);
-    let open = || {
-        Db::open_read_only(Arc::new(RealDisk), &path)
-            .map_err(|e| ClientError::Refused(format!("cannot open the state file: {e}")))
-    };
-    let db = open()?;
-    let txid = db.durable_txid();
-    match read(&db.begin_read()) {
-        Ok(value) => Ok(value),
-        Err(error @ rdb_storage::Error::Corrupt { .. }) => match open() {
-            Ok(again) if again.durable_txid() != txid => Err(ClientError::Unavailable(format!(
-                "the node committed over the pages being read ({error}); stop it or run again"
-            ))),
-            _ => Err(ClientError::Refused(format!("damaged: {error}"))),
-        },
-        Err(error) => Err(ClientError::Refused(format!("cannot read the state file: {error}"))),
+    let mut moved = String::new();
+    for _ in 0..READ_ATTEMPTS_MAX {
+        let db = Db::open_read_only(Arc::new(RealDisk), &path)
+            .map_err(|e| ClientError::Refused(format!("cannot open the state file: {e}")))?;
+        let txid = db.durable_txid();
+        let result = read(&db.begin_read());
+        let unchanged = db.durable_txid_on_disk().is_ok_and(|now| now == txid);
+        match result {
+            Ok(value) if unchanged => return Ok(value),
+            Err(error @ rdb_storage::Error::Corrupt { .. }) if unchanged => {
+                return Err(ClientError::Refused(format!("damaged: {error}")))
+            }
+            Err(error) if unchanged => {
+                return Err(ClientError::Refused(format!("cannot read the state file: {error}")))
+            }
+            Ok(_) => moved = "the node committed while the read ran".into(),
+            Err(error) => moved = format!("the node committed over the pages being read ({error})"),
+        }
     }
+    Err(ClientError::Unavailable(format!(
+        "{moved}, {READ_ATTEMPTS_MAX} times; stop the node or run again"
+    )))
 }
+
+/// Reads of the state file tried before giving up on a busy node.
+const READ_ATTEMPTS_MAX: usize = 5;
 
 /// The `d/<collection>` trees: collection name and tree name.
 fn collection_trees(txn: &ReadTxn) -> rdb_storage::Result<Vec<(String, String)>> {
@@ -258,17 +269,44 @@ fn wal(dir: &Path, from: u64, limit: usize) -> Result<Value, ClientError> {
 fn check(dir: &Path) -> Result<Value, ClientError> {
     let state = match state_path(dir).is_file() {
         true => {
-            let report = with_state(dir, ReadTxn::check)?;
-            json!({"pages": report.page_count, "entries": report.entries})
+            let (report, applied) =
+                with_state(dir, |txn| Ok((txn.check()?, state_file::applied_of(txn).index)))?;
+            json!({"pages": report.page_count, "entries": report.entries, "applied_index": applied})
         }
         false => Value::Null,
     };
     let wal = match dir.join("wal").is_dir() {
-        true => wal_json(&scan_wal(dir, |_| ControlFlow::Continue(()))?),
+        true => {
+            let report = scan_wal(dir, |_| ControlFlow::Continue(()))?;
+            let applied = state["applied_index"].as_u64().unwrap_or(0);
+            check_hard_state(&report, applied)?;
+            wal_json(&report)
+        }
         false => Value::Null,
     };
     let snapshots = snapshots(dir, true)?;
     Ok(json!({"ok": true, "state": state, "wal": wal, "snapshots": snapshots}))
+}
+
+/// What a node checks of the hard state at start: it reads, and its
+/// commit index lies within what the log and the state file hold.
+fn check_hard_state(
+    report: &rdb_storage::wal::ScanReport,
+    applied: u64,
+) -> Result<(), ClientError> {
+    let hard_state = report
+        .hard_state
+        .as_ref()
+        .map_err(|why| ClientError::Refused(format!("damaged: the WAL's hard state: {why}")))?;
+    let last = report.indexes.map_or(0, |(_, last)| last).max(applied);
+    if hard_state.commit > last {
+        return Err(ClientError::Refused(format!(
+            "damaged: the saved commit index {} is beyond the last log index {last} (a WAL cut \
+             short)",
+            hard_state.commit
+        )));
+    }
+    Ok(())
 }
 
 fn scan_wal(
@@ -291,8 +329,10 @@ fn wal_json(report: &rdb_storage::wal::ScanReport) -> Value {
                         "bytes": s.bytes, "torn_bytes": s.torn_bytes})
         })
         .collect();
-    let hard_state =
-        report.hard_state.map(|h| json!({"term": h.term, "vote": h.vote, "commit": h.commit}));
+    let hard_state = match &report.hard_state {
+        Ok(h) => json!({"term": h.term, "vote": h.vote, "commit": h.commit}),
+        Err(why) => json!({"error": why}),
+    };
     json!({"segments": segments, "bytes": report.segments.iter().map(|s| s.bytes).sum::<u64>(),
            "first_index": report.indexes.map(|(lo, _)| lo),
            "last_index": report.indexes.map(|(_, hi)| hi), "hard_state": hard_state})
@@ -305,12 +345,24 @@ fn snapshots(dir: &Path, verify: bool) -> Result<Vec<Value>, ClientError> {
     if !snapshots.path().is_dir() {
         return Ok(Vec::new());
     }
+    if verify {
+        // Every snapshot file, including those whose header a node would
+        // skip: a check names them all.
+        let names = std::fs::read_dir(snapshots.path())
+            .map_err(|e| ClientError::Refused(format!("snapshots: {e}")))?;
+        for entry in names.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("state_") && name.ends_with(".lz4") {
+                snapshots
+                    .verify(&path)
+                    .map_err(|e| ClientError::Refused(format!("damaged: {e}")))?;
+            }
+        }
+    }
     let files = snapshots.list().map_err(|e| ClientError::Refused(format!("snapshots: {e}")))?;
     let mut out = Vec::new();
     for (path, header) in files {
-        if verify {
-            snapshots.verify(&path).map_err(|e| ClientError::Refused(format!("damaged: {e}")))?;
-        }
         out.push(json!({"file": path, "index": header.meta.index, "term": header.meta.term,
                         "bytes": snapshots.file_bytes(&path), "state_bytes": header.content_bytes}));
     }
@@ -466,7 +518,9 @@ fn wal_text(wal: &Value) -> String {
         _ => "no entries".into(),
     };
     let mut out = format!("WAL         {segments} segment(s), {}, {indexes}", bytes(&wal["bytes"]));
-    if let Some(hs) = wal["hard_state"].as_object() {
+    if let Some(why) = wal["hard_state"]["error"].as_str() {
+        out.push_str(&format!("; the hard state does not read: {why}"));
+    } else if let Some(hs) = wal["hard_state"].as_object() {
         out.push_str(&format!(
             "; saved term {} vote {} (its commit index, {}, is saved only now and then)",
             hs["term"], hs["vote"], hs["commit"]

@@ -87,28 +87,35 @@ fn save(file: &Path, args: &ClientArgs) -> Result<SnapshotHeader, ClientError> {
     let io = |what: &str, path: &Path, e: std::io::Error| {
         ClientError::Usage(format!("cannot {what} {}: {e}", path.display()))
     };
-    let out = std::fs::File::create(&part).map_err(|e| io("create", &part, e))?;
+    // A fresh file of our own: never through a link someone left there.
+    match std::fs::remove_file(&part) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", &part, e)),
+        _ => {}
+    }
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&part)
+        .map_err(|e| io("create", &part, e))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
     let downloaded = client.download("/admin/snapshot", &mut writer);
     let synced = writer
         .into_inner()
         .map_err(|e| io("write", &part, e.into_error()))
         .and_then(|out| out.sync_all().map_err(|e| io("sync", &part, e)));
-    let result = downloaded.and(synced).and_then(|_| verify(&part));
-    match result {
-        Ok(header) => {
-            std::fs::rename(&part, file).map_err(|e| io("rename to", file, e))?;
-            Ok(header)
-        }
-        Err(error) => {
-            let _ = std::fs::remove_file(&part);
-            Err(error)
-        }
+    let result = downloaded.and(synced).and_then(|_| verify(&part)).and_then(|header| {
+        std::fs::rename(&part, file).map_err(|e| io("rename to", file, e))?;
+        Ok(header)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&part);
     }
+    result
 }
 
 /// Copies a verified snapshot into `<data_dir>/snapshots/` under its own
-/// name, durably; refuses a data directory that holds anything.
+/// name, durably; refuses a data directory that holds anything. A restore
+/// that fails leaves the directory as it found it (missing, or empty).
 fn restore(file: &Path, data_dir: &Path) -> Result<SnapshotHeader, ClientError> {
     let header = verify(file)?;
     if let Ok(mut entries) = std::fs::read_dir(data_dir) {
@@ -120,6 +127,19 @@ fn restore(file: &Path, data_dir: &Path) -> Result<SnapshotHeader, ClientError> 
             )));
         }
     }
+    // From here on everything under `data_dir` is ours to remove on failure.
+    let existed = data_dir.exists();
+    let result = restore_into(file, data_dir, &header);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(data_dir.join("snapshots"));
+        if !existed {
+            let _ = std::fs::remove_dir(data_dir);
+        }
+    }
+    result.map(|()| header)
+}
+
+fn restore_into(file: &Path, data_dir: &Path, header: &SnapshotHeader) -> Result<(), ClientError> {
     let dir = data_dir.join("snapshots");
     let io = |what: &str, path: &Path, e: std::io::Error| {
         ClientError::Usage(format!("cannot {what} {}: {e}", path.display()))
@@ -136,7 +156,7 @@ fn restore(file: &Path, data_dir: &Path) -> Result<SnapshotHeader, ClientError> 
             .and_then(|d| d.sync_all())
             .map_err(|e| io("sync", synced, e))?;
     }
-    Ok(header)
+    Ok(())
 }
 
 /// Reads and checks the whole file.

@@ -153,6 +153,12 @@ async fn admin_snapshot(request: Request<NodeHandle>) -> tide::Result {
 /// pruning it meanwhile does not cut the download.
 async fn download_snapshot(request: Request<NodeHandle>) -> tide::Result {
     let node = request.state();
+    // A HEAD asks what a GET would get, not for a snapshot to be taken.
+    if request.method() == tide::http::Method::Head {
+        let mut response = Response::new(StatusCode::Ok);
+        response.set_content_type("application/octet-stream");
+        return Ok(response);
+    }
     let (path, header) = match node.take_snapshot().await {
         Ok(taken) => taken,
         Err(why) if why.is_retryable() => {

@@ -179,16 +179,23 @@ fn put_key(
     revision: Option<u64>,
 ) -> rdb_storage::Result<Outcome> {
     let (data, index) = (data_tree(collection), index_tree(collection));
+    let old = txn.get(&data, key.as_bytes())?;
+    let previous = old.as_deref().map(|old| item::decode(old).0);
+    let revisions = revision.map(|revision| Revisions::after_write(previous, revision));
+    let stored = item::encode(revisions, value);
+    // Requests are checked against smaller limits; should one still not
+    // fit, every replica refuses it alike, before changing anything,
+    // rather than stop.
+    let max = rdb_storage::btree::VALUE_BYTES_MAX;
+    if stored.len() > max || key.len() > rdb_storage::btree::KEY_BYTES_MAX {
+        return Ok(Outcome::TooLarge { bytes: stored.len() + key.len(), max });
+    }
     txn.create_tree(&data)?;
     txn.create_tree(&index)?;
-    let mut previous = None;
-    if let Some(old) = txn.get(&data, key.as_bytes())? {
-        let (revisions, old_value) = item::decode(&old);
-        unindex(txn, &index, old_value, key)?;
-        previous = Some(revisions);
+    if let Some(old) = &old {
+        unindex(txn, &index, item::decode(old).1, key)?;
     }
-    let revisions = revision.map(|revision| Revisions::after_write(previous, revision));
-    txn.put(&data, key.as_bytes(), &item::encode(revisions, value))?;
+    txn.put(&data, key.as_bytes(), &stored)?;
     let hash = value_hash(value);
     if txn.get(&index, &hash)?.is_none() {
         txn.put(&index, &hash, key.as_bytes())?;

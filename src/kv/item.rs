@@ -22,6 +22,8 @@
 pub const ITEM_MARKER: u8 = 0xFF;
 /// Bytes of one varint, at most (a u64 in 7-bit groups).
 const VARINT_BYTES_MAX: usize = 10;
+/// Bytes an item's header takes at most: the marker and three varints.
+pub const ITEM_HEADER_BYTES_MAX: usize = 1 + 3 * VARINT_BYTES_MAX;
 
 /// An item's revisions (all 0 for an item written before cluster
 /// version 2).
@@ -54,7 +56,7 @@ impl Revisions {
 /// the value alone, as cluster version 1 stores it).
 pub fn encode(revisions: Option<Revisions>, value: &str) -> Vec<u8> {
     let Some(revisions) = revisions else { return value.as_bytes().to_vec() };
-    let mut out = Vec::with_capacity(1 + 3 * VARINT_BYTES_MAX + value.len());
+    let mut out = Vec::with_capacity(ITEM_HEADER_BYTES_MAX + value.len());
     out.push(ITEM_MARKER);
     for number in [revisions.create_revision, revisions.mod_revision, revisions.version] {
         put_varint(&mut out, number);

@@ -23,9 +23,15 @@ pub const KEY_BYTES_MAX: usize = 1024;
 /// The highest `--key-bytes-max` allowed: the state file's key limit.
 pub const KEY_BYTES_MAX_LIMIT: usize = rdb_storage::btree::KEY_BYTES_MAX;
 /// The default largest value, in bytes (`--value-bytes-max`).
-pub const VALUE_BYTES_MAX: usize = rdb_storage::btree::VALUE_BYTES_MAX;
-/// The highest `--value-bytes-max` allowed: the state file's value limit.
-pub const VALUE_BYTES_MAX_LIMIT: usize = rdb_storage::btree::VALUE_BYTES_MAX;
+pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// The highest `--value-bytes-max` allowed: 1 MiB, which the state file
+/// stores with the item's revisions in front (checked below).
+pub const VALUE_BYTES_MAX_LIMIT: usize = 1 << 20;
+const _: () = assert!(
+    VALUE_BYTES_MAX_LIMIT + super::item::ITEM_HEADER_BYTES_MAX
+        <= rdb_storage::btree::VALUE_BYTES_MAX,
+    "a maximal value and its item header must fit the state file's value limit"
+);
 
 /// The limits one node enforces on client requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,13 @@ pub enum Outcome {
         /// Its revisions (as written, as they were when deleted, or as read).
         revisions: Revisions,
     },
+    /// The item would not fit the state file's limits; nothing changed.
+    TooLarge {
+        /// Bytes of the stored key and item.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A range delete removed this many keys.
     Deleted {
         /// The collection.

@@ -82,6 +82,10 @@ impl From<Outcome> for Reply {
                 status: 200,
                 body: json!({"collection": collection, "deleted": deleted, "more": more}),
             },
+            Outcome::TooLarge { bytes, max } => Reply::error(
+                413,
+                format!("the item takes {bytes} bytes, over the state file's limit of {max}"),
+            ),
             Outcome::NeedsVersion { needed, current } => Reply::unavailable(format!(
                 "the cluster runs at version {current} and this needs {needed}: every member \
                  must run a binary that supports it (the leader raises the version by itself \

@@ -146,7 +146,15 @@ impl SnapshotDir {
         if hashing.bytes != header.content_bytes || hash != header.hash {
             return Err(Error::bad_snapshot(path, "content fails its checksum"));
         }
-        Ok(header)
+        // Nothing may follow the content: a file with more is not the one
+        // that was written.
+        let mut rest = decoder.into_inner().into_inner();
+        let mut probe = [0u8; 1];
+        match rest.read(&mut probe) {
+            Ok(0) => Ok(header),
+            Ok(_) => Err(Error::bad_snapshot(path, "bytes follow the content")),
+            Err(e) => Err(Error::bad_snapshot(path, format!("damaged content: {e}"))),
+        }
     }
 
     /// Checks a whole snapshot file.

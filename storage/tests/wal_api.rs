@@ -182,7 +182,7 @@ fn a_scan_reads_every_record_and_changes_nothing() {
     assert_eq!(seen[24], (25, 2, 25));
     assert_eq!(report.indexes, Some((1, 30)));
     assert_eq!(report.segments.iter().map(|s| s.records).sum::<u64>(), 30);
-    assert_eq!(report.hard_state, Some(HardState { term: 2, vote: 1, commit: 30 }));
+    assert_eq!(report.hard_state, Ok(HardState { term: 2, vote: 1, commit: 30 }));
     assert_eq!(files(), before, "the scan wrote nothing");
 
     // A flipped byte in a sealed segment is damage with its file and offset.

@@ -140,6 +140,18 @@ impl Db {
         *lock(&self.shared.space)
     }
 
+    /// The txid of the newest durable commit as the file says now, read
+    /// again from its meta pages. For a read-only view beside a writer in
+    /// another process: if it still equals [`Db::durable_txid`] after a
+    /// read, the writer made nothing durable meanwhile, so it reused none of
+    /// the pages the read saw (a freed page is reused only after a later
+    /// durable commit; FORMAT.md, "Free-page reuse").
+    pub fn durable_txid_on_disk(&self) -> Result<u64> {
+        let file = self.shared.file.as_ref();
+        let len = file.len().map_err(|e| Error::io(&self.shared.path, e))?;
+        Ok(read_metas(file, &self.shared.path, len)?.0.txid)
+    }
+
     /// The state file's path.
     pub fn path(&self) -> &Path {
         &self.shared.path

@@ -20,8 +20,9 @@ use crate::{Error, Result};
 
 /// The longest key accepted.
 pub const KEY_BYTES_MAX: usize = 4096;
-/// The longest value accepted.
-pub const VALUE_BYTES_MAX: usize = 1 << 20;
+/// The longest value accepted: 1 MiB and 64 bytes, so that a caller may
+/// store a 1 MiB value behind a small header of its own.
+pub const VALUE_BYTES_MAX: usize = (1 << 20) + 64;
 /// The longest tree name accepted.
 pub const TREE_NAME_BYTES_MAX: usize = 255;
 

@@ -33,14 +33,15 @@ pub struct SegmentReport {
 }
 
 /// What the whole directory holds.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanReport {
     /// Segments in index order.
     pub segments: Vec<SegmentReport>,
     /// The first and last index of the log (None: no entries).
     pub indexes: Option<(u64, u64)>,
-    /// The saved term, vote and commit index, if the file reads.
-    pub hard_state: Option<HardState>,
+    /// The saved term, vote and commit index, or why the file does not
+    /// read (a node refuses to start without it).
+    pub hard_state: std::result::Result<HardState, String>,
 }
 
 /// One record, borrowed from the segment being read.
@@ -66,8 +67,11 @@ pub fn scan(
     let names = disk.list(dir).map_err(|e| Error::io(dir, e))?;
     let mut firsts: Vec<u64> = names.iter().filter_map(|n| parse_segment_name(n)).collect();
     firsts.sort_unstable();
-    let mut report =
-        ScanReport { hard_state: HardStateFile::read(disk, dir).ok(), ..ScanReport::default() };
+    let mut report = ScanReport {
+        segments: Vec::new(),
+        indexes: None,
+        hard_state: HardStateFile::read(disk, dir).map_err(|e| e.to_string()),
+    };
     let mut expected: Option<(u64, u64)> = None; // (next index, last term)
     let mut stopped = false;
     for (n, first) in firsts.iter().enumerate() {
