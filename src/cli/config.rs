@@ -75,6 +75,10 @@ pub struct ServeConfig {
     /// file, puts are refused (507) until deletes free space; 0 turns it
     /// off.
     pub state_bytes_max: u64,
+    /// Changes kept in memory for watchers that resume from a revision.
+    pub watch_history_events: usize,
+    /// ... and at most this many bytes of them.
+    pub watch_history_bytes: usize,
 }
 
 impl Default for ServeConfig {
@@ -104,6 +108,8 @@ impl Default for ServeConfig {
             value_bytes_max: crate::kv::VALUE_BYTES_MAX,
             advertise_client_url: None,
             state_bytes_max: crate::node::STATE_BYTES_MAX_DEFAULT,
+            watch_history_events: 10_000,
+            watch_history_bytes: 64 << 20,
         }
     }
 }
@@ -207,6 +213,8 @@ impl ServeConfig {
         node.limits = self.limits()?;
         node.client_url = self.client_url()?;
         node.state_bytes_max = self.state_bytes_max;
+        node.watch_history_events = self.watch_history_events;
+        node.watch_history_bytes = self.watch_history_bytes;
         Ok(node)
     }
 

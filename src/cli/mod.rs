@@ -177,6 +177,13 @@ pub struct ServeArgs {
     /// turns it off (default 8 GiB).
     #[arg(long)]
     pub state_bytes_max: Option<u64>,
+    /// Changes kept in memory for watchers resuming from a revision
+    /// (default 10,000; 0: no history).
+    #[arg(long)]
+    pub watch_history_events: Option<usize>,
+    /// ... and at most this many bytes of them (default 64 MiB).
+    #[arg(long)]
+    pub watch_history_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -201,13 +208,21 @@ impl ServeArgs {
         }
         apply!(id, data_dir, http, peers, cluster, tick_ms, election_ticks, request_timeout_ms);
         apply!(snapshot_entries, snapshot_wal_bytes, compaction_margin_entries, wal_segment_bytes);
-        apply!(snapshot_chunk_bytes, body_bytes_max, key_bytes_max, value_bytes_max);
-        apply!(advertise_client_url, state_bytes_max);
+        self.apply_limit_flags(config);
         self.apply_tls_flags(config);
         if self.raft.is_some() {
             config.raft = self.raft;
         }
         config.join |= self.join;
+    }
+
+    /// Sets the sizes and limits that flags give.
+    fn apply_limit_flags(&self, config: &mut ServeConfig) {
+        macro_rules! apply {
+            ($($field:ident),*) => { $( if let Some(value) = &self.$field { config.$field = value.clone().into(); } )* };
+        }
+        apply!(snapshot_chunk_bytes, body_bytes_max, key_bytes_max, value_bytes_max);
+        apply!(advertise_client_url, state_bytes_max, watch_history_events, watch_history_bytes);
     }
 
     /// Sets the certificate paths that flags give.

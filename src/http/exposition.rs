@@ -18,6 +18,7 @@ pub(super) fn render(node: &NodeHandle) -> String {
     let mut out = String::new();
     node.metrics().render(&mut out);
     status_gauges(&mut out, &status, node.state_bytes_max());
+    gauge(&mut out, "rdb_watchers", "Watchers this node serves.", &node.watchers().to_string());
     disk_gauges(&mut out, node.data_dir());
     if let Some(process) = Process::read() {
         process.render(&mut out);

@@ -103,8 +103,18 @@ async fn command(mut request: Request<NodeHandle>) -> tide::Result {
             return Ok(respond(&Reply::bad_request(format!("cannot read the body: {error}"))))
         }
     };
-    let reply = request.state().execute(&body, false).await;
-    Ok(respond(&reply))
+    match request.state().execute_or_watch(&body).await {
+        crate::node::Answer::Reply(reply) => Ok(respond(&reply)),
+        crate::node::Answer::Stream(subscription) => {
+            use futures::TryStreamExt as _;
+            let lines = crate::node::stream_lines(subscription);
+            let reader = futures::StreamExt::map(lines, Ok::<_, std::io::Error>).into_async_read();
+            let mut response = Response::new(StatusCode::Ok);
+            response.set_body(Body::from_reader(reader, None));
+            response.set_content_type("application/x-ndjson");
+            Ok(response)
+        }
+    }
 }
 
 /// A JSON body, with a newline after it so that curl's output ends its

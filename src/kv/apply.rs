@@ -231,11 +231,15 @@ fn delete_range(
     let mut keys = txn.keys(&tree, range, DELETE_RANGE_KEYS_MAX + 1)?;
     let more = keys.len() > DELETE_RANGE_KEYS_MAX;
     keys.truncate(DELETE_RANGE_KEYS_MAX);
+    let mut removed = Vec::with_capacity(keys.len());
     for key in &keys {
-        delete_key(txn, collection, &String::from_utf8_lossy(key))?;
+        let key = String::from_utf8_lossy(key).into_owned();
+        if let Some((revisions, value)) = delete_key(txn, collection, &key)? {
+            removed.push((key, value, revisions));
+        }
     }
-    let deleted = keys.len() as u64;
-    Ok(Outcome::Deleted { collection: collection.to_string(), deleted, more })
+    let deleted = removed.len() as u64;
+    Ok(Outcome::Deleted { collection: collection.to_string(), deleted, more, keys: removed })
 }
 
 fn unindex(

@@ -38,7 +38,7 @@ pub use limits::{
 pub use outcome::{Missing, Outcome};
 pub use query::Query;
 pub use reply::Reply;
-pub use request::{Consistency, Request};
+pub use request::{Consistency, Request, WatchSpec, WATCH_WAIT_MS_MAX};
 pub use strict_json::parse as strict_json;
 /// The largest collection name, in bytes (leaves room for the tree prefix).
 pub const COLLECTION_BYTES_MAX: usize = 200;

@@ -57,6 +57,9 @@ pub enum Outcome {
         deleted: u64,
         /// More keys of the range remain (past `DELETE_RANGE_KEYS_MAX`).
         more: bool,
+        /// Each removed item: key, value and revisions (for watchers; not
+        /// in the answer).
+        keys: Vec<(String, String, Revisions)>,
     },
     /// The command needs a higher cluster version than the state has (a
     /// member still runs an older binary); nothing changed.

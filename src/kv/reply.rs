@@ -78,7 +78,7 @@ impl From<Outcome> for Reply {
                 add_revisions(&mut body, revisions);
                 Reply { status: 200, body }
             }
-            Outcome::Deleted { collection, deleted, more } => Reply {
+            Outcome::Deleted { collection, deleted, more, .. } => Reply {
                 status: 200,
                 body: json!({"collection": collection, "deleted": deleted, "more": more}),
             },

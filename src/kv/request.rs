@@ -28,6 +28,7 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("drop collection", &["collection"]),
     ("list collections", &["consistency"]),
     ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
+    ("watch", &["collection", "key", "prefix", "from_revision", "wait_ms"]),
 ];
 
 /// How fresh a read must be.
@@ -39,9 +40,30 @@ pub enum Consistency {
     Serializable,
 }
 
+/// The longest a long-polling watch waits (`wait_ms`), in milliseconds.
+pub const WATCH_WAIT_MS_MAX: u64 = 60_000;
+
+/// What a watch asks for (docs/API.md, "Watch").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    /// The collection.
+    pub collection: String,
+    /// One key, or None for every key starting with `prefix`.
+    pub key: Option<String>,
+    /// The key prefix ("" for the whole collection).
+    pub prefix: String,
+    /// Replay changes from this revision on (None: from now).
+    pub from_revision: Option<u64>,
+    /// Long-poll: answer with the changes so far, or once one comes within
+    /// this many milliseconds (None: stream until the client goes away).
+    pub wait_ms: Option<u64>,
+}
+
 /// A checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// Changes to a key or a prefix, served by the receiving node.
+    Watch(WatchSpec),
     /// A write, to be replicated through the log.
     Write(Command),
     /// A read.
@@ -96,6 +118,7 @@ impl Request {
             }
             "list collections" => Self::read(Query::ListCollections, payload),
             "range" => Self::range(payload),
+            "watch" => Self::watch(payload),
             other => Err(Reply::bad_request(format!("unknown action {other:?}"))),
         }
     }
@@ -195,6 +218,36 @@ impl Request {
         Self::read(query, payload)
     }
 
+    fn watch(payload: &Payload<'_>) -> Result<Self, Reply> {
+        let number = |field: &str| -> Result<Option<u64>, Reply> {
+            match payload.fields.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+                Some(_) => {
+                    Err(Reply::bad_request(format!("\"{field}\" must be a non-negative integer")))
+                }
+            }
+        };
+        let key = payload.key()?;
+        let prefix = payload.key_like("prefix")?;
+        if key.is_some() && prefix.is_some() {
+            return Err(Reply::bad_request("a watch takes a \"key\" or a \"prefix\", not both"));
+        }
+        let wait_ms = number("wait_ms")?;
+        if wait_ms.is_some_and(|ms| ms > WATCH_WAIT_MS_MAX) {
+            return Err(Reply::bad_request(format!(
+                "\"wait_ms\" must be at most {WATCH_WAIT_MS_MAX}"
+            )));
+        }
+        Ok(Request::Watch(WatchSpec {
+            collection: payload.collection()?,
+            key,
+            prefix: prefix.unwrap_or_default(),
+            from_revision: number("from_revision")?,
+            wait_ms,
+        }))
+    }
+
     fn read(query: Query, payload: &Payload<'_>) -> Result<Self, Reply> {
         let consistency = match payload.fields.get("consistency") {
             None | Some(Value::Null) => Consistency::Linearizable,
@@ -212,6 +265,7 @@ impl Request {
     /// The action's name, for metrics.
     pub fn action(&self) -> &'static str {
         match self {
+            Request::Watch(_) => "watch",
             Request::Write(command) => command.action(),
             Request::Read { query, .. } => query.action(),
         }

@@ -108,6 +108,8 @@ pub(super) struct Applier {
     /// The cluster version the state file records, published for the
     /// status (kept in step with each apply and install).
     pub(super) cluster_version: Arc<AtomicU64>,
+    /// Where applied changes are recorded for watchers.
+    pub(super) history: Arc<super::history::History>,
 }
 
 impl Applier {
@@ -146,6 +148,7 @@ impl Applier {
     /// one if asked.
     fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<()> {
         let mut answers = Vec::new();
+        let mut events = Vec::new();
         let mut snapshot = false;
         let mut install = None;
         let db = self.db.clone();
@@ -158,7 +161,7 @@ impl Applier {
                     }
                     let txn = txn.as_mut().expect("just begun");
                     for (entry, pending) in entries {
-                        let reply = apply_entry(txn, &entry, &self.cluster_version)?;
+                        let reply = apply_entry(txn, &entry, &self.cluster_version, &mut events)?;
                         self.last_applied = Position { index: entry.index, term: entry.term };
                         if let Some(pending) = pending {
                             answers.push(Answer::Write(pending, entry.term, reply));
@@ -178,6 +181,7 @@ impl Applier {
             self.applied.store(index, Ordering::Release);
             self.dirty = true;
             self.last_commit = Instant::now();
+            self.history.record(std::mem::take(&mut events), index);
         }
         answers.into_iter().for_each(Answer::send);
         if snapshot {
@@ -248,6 +252,7 @@ impl Applier {
         self.cluster_version.store(version, Ordering::Release);
         self.db = db.clone();
         self.cell.set(db);
+        self.history.reset(index);
         self.last_applied = header.meta;
         self.applied.store(index, Ordering::Release);
         // Installing synced the new state file before opening it.
@@ -305,6 +310,7 @@ fn apply_entry(
     txn: &mut rdb_storage::btree::WriteTxn<'_>,
     entry: &Entry,
     cluster_version: &AtomicU64,
+    events: &mut Vec<super::history::Event>,
 ) -> Result<Option<Reply>> {
     let reply = match entry.kind {
         EntryKind::Noop => return Ok(None),
@@ -326,6 +332,7 @@ fn apply_entry(
                 if let kv::Command::SetClusterVersion { version } = command {
                     cluster_version.store(version.max(at.cluster_version), Ordering::Release);
                 }
+                events.extend(super::history::events_of(&command, &outcome, entry.index));
                 Reply::from(outcome).with_revision(entry.index)
             }
             Err(why) => Reply::bad_request(why.to_string()),

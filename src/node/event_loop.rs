@@ -62,6 +62,8 @@ pub struct EventLoop {
     state_bytes_max: u64,
     /// The last leader known and its term (for counting leader changes).
     leader_seen: (NodeId, Term),
+    /// Recent changes and watchers (recorded by the apply thread).
+    history: Arc<super::history::History>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -102,6 +104,11 @@ impl EventLoop {
         let version = crate::kv::cluster_version(&recovered.db.begin_read())
             .map_err(Error::storage("state file"))?;
         let cluster_version = Arc::new(AtomicU64::new(version));
+        let history = Arc::new(super::history::History::new(
+            config.watch_history_events,
+            config.watch_history_bytes,
+            recovered.applied.index,
+        ));
         // The state file as opened is durable up to its applied index.
         let durable = Arc::new(AtomicU64::new(recovered.applied.index));
         let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
@@ -120,6 +127,7 @@ impl EventLoop {
             last_sync: Instant::now(),
             last_commit: Instant::now(),
             cluster_version: cluster_version.clone(),
+            history: history.clone(),
         };
         let snapshots = SnapshotState::new(
             config,
@@ -146,11 +154,16 @@ impl EventLoop {
             cluster_version,
             state_bytes_max: config.state_bytes_max,
             leader_seen: (0, 0),
+            history,
         })
     }
 
     pub(super) fn cell(&self) -> StateCell {
         self.cell.clone()
+    }
+
+    pub(super) fn history(&self) -> Arc<super::history::History> {
+        self.history.clone()
     }
 
     pub(super) fn status(&self) -> Arc<Mutex<Status>> {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 
 use super::error::Error;
+use super::history::History;
 use super::metrics::Metrics;
 use super::snapshot_dir::{SnapshotDir, SnapshotFile};
 use super::state_cell::StateCell;
@@ -57,6 +58,8 @@ pub(super) struct Inner {
     state_bytes_max: u64,
     /// Holds wal/, state/ and snapshots/.
     data_dir: std::path::PathBuf,
+    /// Recent changes and watchers.
+    pub(super) history: Arc<History>,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -69,8 +72,7 @@ impl NodeHandle {
     pub(super) fn new(
         config: &NodeConfig,
         inbox: SyncSender<Input>,
-        state: StateCell,
-        status: Arc<Mutex<Status>>,
+        (state, status, history): (StateCell, Arc<Mutex<Status>>, Arc<History>),
         metrics: Arc<Metrics>,
         snapshots: SnapshotDir,
     ) -> Self {
@@ -86,6 +88,7 @@ impl NodeHandle {
             snapshots,
             state_bytes_max: config.state_bytes_max,
             data_dir: config.data_dir.clone(),
+            history,
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -123,6 +126,16 @@ impl NodeHandle {
     /// The data directory.
     pub fn data_dir(&self) -> &std::path::Path {
         &self.inner.data_dir
+    }
+
+    /// Recent changes and watchers.
+    pub(super) fn inner_history(&self) -> &History {
+        &self.inner.history
+    }
+
+    /// Watchers this node serves now.
+    pub fn watchers(&self) -> usize {
+        self.inner.history.watchers()
     }
 
     /// The space guard's limit in bytes (0: none).
@@ -181,20 +194,24 @@ impl NodeHandle {
     /// Executes a POST /command body. `forwarded` requests came from a
     /// follower and are not forwarded again.
     pub async fn execute(&self, body: &[u8], forwarded: bool) -> Reply {
-        let started = Instant::now();
-        let (action, reply) = match Request::parse(body, &self.inner.limits) {
-            Err(reply) => ("invalid", reply),
-            Ok(request) => {
-                let action = request.action();
-                let deadline = started + self.inner.timeout;
-                let reply = match request {
-                    Request::Write(command) => self.write(command, body, forwarded, deadline).await,
-                    Request::Read { query, consistency } => {
-                        self.read(&query, consistency, deadline).await
-                    }
-                };
-                (action, reply)
+        match Request::parse(body, &self.inner.limits) {
+            Err(reply) => {
+                self.inner.metrics.request("invalid", reply.status, Duration::ZERO);
+                reply
             }
+            Ok(request) => self.run(request, body, forwarded).await,
+        }
+    }
+
+    /// Runs a parsed request (its `body`, to forward a write as is).
+    pub(super) async fn run(&self, request: Request, body: &[u8], forwarded: bool) -> Reply {
+        let started = Instant::now();
+        let action = request.action();
+        let deadline = started + self.inner.timeout;
+        let reply = match request {
+            Request::Write(command) => self.write(command, body, forwarded, deadline).await,
+            Request::Read { query, consistency } => self.read(&query, consistency, deadline).await,
+            Request::Watch(spec) => self.watch_poll(&spec).await,
         };
         self.inner.metrics.request(action, reply.status, started.elapsed());
         reply

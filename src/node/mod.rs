@@ -30,6 +30,7 @@ mod cluster_status;
 mod error;
 mod event_loop;
 mod handle;
+mod history;
 mod metrics;
 mod recovery;
 pub mod snapshot_dir;
@@ -40,6 +41,7 @@ pub mod state_file;
 mod status;
 mod upgrade;
 mod wal_store;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -52,6 +54,7 @@ use futures::future::BoxFuture;
 pub use admin::{members_json, MEMBERSHIP_WAIT};
 pub use cluster_status::{MEMBER_STATUS_TIMEOUT, STATUS_TARGET};
 pub use handle::NodeHandle;
+pub use history::{Event, WATCHERS_MAX, WATCH_BUFFER_EVENTS};
 pub use metrics::Metrics;
 pub use status::{
     PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,
@@ -62,6 +65,7 @@ pub use upgrade::{
     UPGRADE_CHECK_INTERVAL,
 };
 pub use wal_store::{split_record, WalStore};
+pub use watch::{stream_lines, Answer};
 
 pub use error::Error;
 pub use snapshot_dir::{SnapshotDir, SnapshotFile};
@@ -125,6 +129,11 @@ pub struct NodeConfig {
     /// The space guard: writes that may grow the state are refused (507)
     /// while its live data exceeds this many bytes (0: no guard).
     pub state_bytes_max: u64,
+    /// Changes kept for watchers resuming from a revision, at most (0: no
+    /// history and no watches)...
+    pub watch_history_events: usize,
+    /// ... and at most this many bytes of them.
+    pub watch_history_bytes: usize,
 }
 
 /// The default space guard: 8 GiB of live data, etcd's suggested largest
@@ -149,6 +158,8 @@ impl NodeConfig {
             disk: Arc::new(rdb_storage::disk::RealDisk),
             client_url: String::new(),
             state_bytes_max: STATE_BYTES_MAX_DEFAULT,
+            watch_history_events: 10_000,
+            watch_history_bytes: 64 << 20,
         }
     }
 }
@@ -269,8 +280,13 @@ pub fn open(config: NodeConfig) -> Result<(NodeHandle, event_loop::EventLoop), E
     let event_loop =
         event_loop::EventLoop::open(&config, receiver, inbox.clone(), metrics.clone())?;
     let snapshots = event_loop.snapshot_dir();
-    let handle =
-        NodeHandle::new(&config, inbox, event_loop.cell(), event_loop.status(), metrics, snapshots);
+    let handle = NodeHandle::new(
+        &config,
+        inbox,
+        (event_loop.cell(), event_loop.status(), event_loop.history()),
+        metrics,
+        snapshots,
+    );
     Ok((handle, event_loop))
 }
 

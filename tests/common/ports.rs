@@ -62,6 +62,8 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("operator::inspect", 26_600, 1),
     ("dashboard", 26_700, 1),
     ("operator::cluster_version", 26_800, 1),
+    ("watch::stream", 26_900, 1),
+    ("watch::limits", 27_000, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table

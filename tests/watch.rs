@@ -1,0 +1,176 @@
+//! Watches (docs/API.md, "Watch") on a real cluster, the way a client uses
+//! them: a stream read with `curl -N` from a follower sees every change of
+//! its prefix once, in revision order, with the revisions the writes were
+//! answered with; a long poll resumes from a revision; a revision older
+//! than the node's history is a 410 naming the oldest kept; a watcher that
+//! does not read is cut with an error event instead of holding memory.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::TestCluster;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `curl -sN` posting `body` to `url`: the child and its output's lines.
+fn stream(
+    url: &str,
+    body: &Value,
+) -> (Child, std::io::Lines<BufReader<std::process::ChildStdout>>) {
+    let mut child = Command::new("curl")
+        .args(["-sN", "--max-time", "60", "-d", &body.to_string(), url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, lines)
+}
+
+fn next_json(lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>) -> Value {
+    let line = lines.next().expect("a line").expect("text");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn watch(payload: Value) -> Value {
+    json!({"action": "watch", "payload": payload})
+}
+
+#[test]
+fn a_stream_sees_every_change_once_in_order_and_a_poll_resumes() {
+    if !common::have_tool("curl") {
+        return;
+    }
+    let cluster = TestCluster::start(3, common::ports::base("watch::stream"), &[]);
+    let leader = cluster.wait_for_leader(WAIT);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let url = format!("{}/command", cluster.nodes[usize::from(follower) - 1].client_url());
+    let (mut curl, mut lines) = stream(&url, &watch(json!({"collection": "w", "prefix": "a"})));
+    let created = next_json(&mut lines);
+    assert_eq!(created["type"], "created", "{created}");
+
+    let mut written = Vec::new();
+    for (key, value) in [("a1", "x"), ("b1", "not watched"), ("a2", "y"), ("a1", "z")] {
+        let (status, body) = cluster.command(leader, &common::put("w", key, value));
+        assert_eq!(status, 200, "{body}");
+        if key.starts_with('a') {
+            written.push((key, value, body["revision"].as_u64().expect("revision")));
+        }
+    }
+    let delete = json!({"action": "delete", "payload": {"collection": "w", "key": "a2"}});
+    let (_, deleted) = cluster.command(leader, &delete);
+    for (key, value, revision) in &written {
+        let event = next_json(&mut lines);
+        assert_eq!(
+            (event["type"].as_str(), event["key"].as_str()),
+            (Some("put"), Some(*key)),
+            "{event}"
+        );
+        assert_eq!(
+            (event["value"].as_str(), event["revision"].as_u64()),
+            (Some(*value), Some(*revision))
+        );
+        assert_eq!(event["mod_revision"].as_u64(), Some(*revision));
+    }
+    let event = next_json(&mut lines);
+    assert_eq!(
+        (event["type"].as_str(), event["key"].as_str()),
+        (Some("delete"), Some("a2")),
+        "{event}"
+    );
+    assert_eq!(event["revision"], deleted["revision"]);
+    let _ = curl.kill();
+    let _ = curl.wait();
+
+    // A long poll from the first write's revision replays what followed.
+    let from = written[1].2;
+    let poll =
+        watch(json!({"collection": "w", "prefix": "a", "from_revision": from, "wait_ms": 2000}));
+    let (status, answer) = cluster.command(follower, &poll);
+    assert_eq!(status, 200, "{answer}");
+    let revisions: Vec<u64> = answer["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["revision"].as_u64().expect("r"))
+        .collect();
+    assert_eq!(
+        revisions,
+        vec![written[1].2, written[2].2, deleted["revision"].as_u64().expect("r")]
+    );
+    // Nothing newer: after the wait, no events and the same revision to resume from.
+    let next = answer["revision"].as_u64().expect("revision") + 1;
+    let poll =
+        watch(json!({"collection": "w", "prefix": "a", "from_revision": next, "wait_ms": 300}));
+    let (status, empty) = cluster.command(follower, &poll);
+    assert_eq!((status, empty["events"].as_array().map(Vec::len)), (200, Some(0)), "{empty}");
+    // A write during the wait ends it at once.
+    let waiting = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            let poll = watch(
+                json!({"collection": "w", "key": "a9", "from_revision": next, "wait_ms": 10000}),
+            );
+            let out = Command::new("curl")
+                .args(["-s", "-d", &poll.to_string(), &url])
+                .output()
+                .expect("curl");
+            serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cluster.command(leader, &common::put("w", "a9", "late")).0, 200);
+    let answer = waiting.join().expect("the poll");
+    assert_eq!(answer["events"][0]["value"], "late", "{answer}");
+}
+
+#[test]
+fn an_old_revision_is_gone_and_a_reader_that_stalls_is_cut() {
+    if !common::have_tool("curl") {
+        return;
+    }
+    let cluster = TestCluster::start(
+        3,
+        common::ports::base("watch::limits"),
+        &["--watch-history-events", "5"],
+    );
+    let leader = cluster.wait_for_leader(WAIT);
+    let first =
+        cluster.command(leader, &common::put("g", "k0", "v")).1["revision"].as_u64().expect("r");
+    for n in 1..10 {
+        assert_eq!(cluster.command(leader, &common::put("g", &format!("k{n}"), "v")).0, 200);
+    }
+    let (status, gone) = cluster
+        .command(leader, &watch(json!({"collection": "g", "from_revision": first, "wait_ms": 0})));
+    assert_eq!(status, 410, "{gone}");
+    assert!(gone["oldest_revision"].as_u64().is_some_and(|oldest| oldest > first), "{gone}");
+
+    // A watcher that reads nothing while far more than its buffer comes.
+    let url = format!("{}/command", cluster.nodes[usize::from(leader) - 1].client_url());
+    let (mut curl, mut lines) = stream(&url, &watch(json!({"collection": "big"})));
+    assert_eq!(next_json(&mut lines)["type"], "created");
+    let value = "v".repeat(16 << 10);
+    let events = rdb::node::WATCH_BUFFER_EVENTS * 3;
+    for n in 0..events {
+        let (status, body) =
+            cluster.command(leader, &common::put("big", &format!("k{n:05}"), &value));
+        assert_eq!(status, 200, "{body}");
+    }
+    // Reading now: what fitted, then the error event, then the end.
+    let mut received = 0;
+    let mut last = Value::Null;
+    for line in lines.by_ref() {
+        last = serde_json::from_str(&line.expect("text")).expect("JSON");
+        if last["type"] != "put" {
+            break;
+        }
+        received += 1;
+    }
+    assert_eq!(last["type"], "error", "after {received} events: {last}");
+    assert!(received < events, "cut before the end: {received}");
+    let _ = curl.kill();
+    let _ = curl.wait();
+}
