@@ -224,8 +224,11 @@ impl NodeHandle {
         forwarded: bool,
         deadline: Instant,
     ) -> Reply {
-        let version = self.status().cluster_version;
-        if command.cluster_version_needed() > version {
+        // Most commands need no version check: keep the status clone off
+        // the write path.
+        let needed = command.cluster_version_needed();
+        let version = if needed > 1 { self.status().cluster_version } else { needed };
+        if needed > version {
             let needed = command.cluster_version_needed();
             let outcome = crate::kv::Outcome::NeedsVersion { needed, current: version };
             return self.failed("refused", Reply::from(outcome));

@@ -64,10 +64,6 @@ struct Counts {
     wal_sync: Histogram,
     /// Proposals this node's Raft did not commit, by reason.
     proposals_failed: BTreeMap<&'static str, u64>,
-    /// Message batches to each peer: round-trip latency of the delivered
-    /// ones, and how many could not be delivered. Keyed by member id, so
-    /// bounded by the members this node has had.
-    peers: BTreeMap<NodeId, PeerCounts>,
 }
 
 /// One peer's deliveries.
@@ -97,6 +93,11 @@ pub struct Metrics {
     counts: Mutex<Counts>,
     /// Leaders seen (a leader known for a new term counts once).
     leader_changes: AtomicU64,
+    /// Message batches to each peer: round-trip latency of the delivered
+    /// ones, and how many could not be delivered. Keyed by member id, so
+    /// bounded by the members this node has had. Its own lock: the RPC
+    /// thread updates it per batch, the front end per request.
+    peers: Mutex<BTreeMap<NodeId, PeerCounts>>,
     /// Snapshot counters.
     snapshots: SnapshotCounts,
 }
@@ -133,8 +134,8 @@ impl Metrics {
     /// Counts a batch of Raft messages to `peer`: delivered after
     /// `round_trip`, or not delivered (`None`).
     pub fn peer_delivery(&self, peer: NodeId, round_trip: Option<Duration>) {
-        let mut counts = self.counts();
-        let counts = counts.peers.entry(peer).or_default();
+        let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let counts = peers.entry(peer).or_default();
         match round_trip {
             Some(elapsed) => counts.round_trip.observe(elapsed),
             None => counts.failures += 1,
@@ -201,7 +202,8 @@ impl Metrics {
             "# HELP rdb_peer_send_failures_total Message batches not delivered, by peer.\n",
         );
         out.push_str("# TYPE rdb_peer_send_failures_total counter\n");
-        for (peer, counts) in &counts.peers {
+        let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (peer, counts) in peers.iter() {
             let _ = writeln!(
                 out,
                 "rdb_peer_send_failures_total{{peer=\"{peer}\"}} {}",
@@ -212,7 +214,7 @@ impl Metrics {
             "# HELP rdb_peer_round_trip_seconds Delivery round trip of message batches, by peer.\n",
         );
         out.push_str("# TYPE rdb_peer_round_trip_seconds histogram\n");
-        for (peer, counts) in &counts.peers {
+        for (peer, counts) in peers.iter() {
             counts.round_trip.render(
                 out,
                 "rdb_peer_round_trip_seconds",
