@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rdb::kv::{
-    apply, Applying, Command, Limits, Missing, Outcome, Query, Reply, Request, Revisions,
+    apply, Applying, Command, Expect, Limits, Missing, Outcome, Query, Reply, Request, Revisions,
 };
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
 use rdb::storage::disk::RealDisk;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn open(dir: &tempfile::TempDir, name: &str) -> Db {
     Db::open(Arc::new(RealDisk), dir.path().join(name)).expect("state file")
@@ -164,7 +164,8 @@ fn random_command(rng: &mut fastrand::Rng, model: &Model) -> Command {
     let collection = format!("c{}", rng.u8(0..3));
     let key = format!("k{}", rng.u8(0..12));
     let value = format!("v{}", rng.u8(0..6));
-    match rng.u8(0..16) {
+    match rng.u8(0..18) {
+        16..=17 => random_txn(rng, model),
         0..=3 => Command::PutKey { collection, key, value },
         4..=5 => Command::PutValue { collection, key: format!("{:064x}", rng.u64(..)), value },
         6 => Command::DeleteKey { collection, key },
@@ -188,6 +189,48 @@ fn random_command(rng: &mut fastrand::Rng, model: &Model) -> Command {
         }
         _ => Command::Drop { collection },
     }
+}
+
+/// A txn comparing one or two keys (on value, revision, version or
+/// absence) and putting, deleting or reading in either branch.
+fn random_txn(rng: &mut fastrand::Rng, model: &Model) -> Command {
+    let collection = format!("c{}", rng.u8(0..3));
+    let key = |rng: &mut fastrand::Rng| format!("k{}", rng.u8(0..12));
+    let compare: Vec<Value> = (0..rng.usize(1..3))
+        .map(|_| {
+            let key = key(rng);
+            let held = model.get(&collection).and_then(|items| items.get(&key));
+            let mut compare = json!({"collection": collection, "key": key});
+            match (rng.u8(0..4), held) {
+                (0, Some((value, _))) => compare["value"] = json!(value),
+                (1, Some((_, revisions))) => {
+                    compare["mod_revision"] = json!(revisions.mod_revision)
+                }
+                (2, _) => compare["version"] = json!(rng.u64(0..3)),
+                _ => compare["absent"] = json!(true),
+            }
+            compare
+        })
+        .collect();
+    let ops = |rng: &mut fastrand::Rng| -> Vec<Value> {
+        (0..rng.usize(0..3))
+            .map(|_| {
+                let payload = json!({"collection": collection, "key": key(rng)});
+                match rng.u8(0..3) {
+                    0 => {
+                        let mut put = payload;
+                        put["value"] = json!(format!("v{}", rng.u8(0..6)));
+                        json!({"action": "put", "payload": put})
+                    }
+                    1 => json!({"action": "delete", "payload": payload}),
+                    _ => json!({"action": "get", "payload": payload}),
+                }
+            })
+            .collect()
+    };
+    let body = json!({"compare": compare, "success": ops(rng), "failure": ops(rng)});
+    let Value::Object(fields) = body else { unreachable!("an object") };
+    Command::Txn(Box::new(rdb::kv::TxnSpec::parse(&fields, &Limits::default()).expect("a txn")))
 }
 
 /// A replica: its state file and the cluster version its applier caches.
@@ -258,8 +301,15 @@ fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
         let version = a.version;
         let replies = a.apply_batch(&batch);
         let mut replies_b = Vec::new();
+        // ... and each entry as the log carries it: encoded, then decoded.
         for chunk in batch.chunks(3) {
-            replies_b.extend(b.apply_batch(chunk));
+            let logged: Vec<(u64, Command)> = chunk
+                .iter()
+                .map(|(index, command)| {
+                    (*index, Command::decode(&command.encode()).expect("decodes"))
+                })
+                .collect();
+            replies_b.extend(b.apply_batch(&logged));
         }
         assert_eq!(replies, replies_b, "round {round}");
         let mut version_now = version;
@@ -355,6 +405,44 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
             assert_eq!(reply.status, if model.remove(collection).is_some() { 200 } else { 404 });
         }
         Command::SetClusterVersion { .. } => assert_eq!(reply.status, 200),
+        Command::Txn(spec) => check_txn(model, spec, reply, at),
+    }
+}
+
+/// The compares against the model choose the branch; each operation's
+/// result is checked as its own request's would be.
+fn check_txn(model: &mut Model, spec: &rdb::kv::TxnSpec, reply: &Reply, at: (u64, u64)) {
+    if at.1 < 2 {
+        assert_eq!(reply.status, 503, "needs cluster version 2: {reply:?}");
+        return;
+    }
+    let holds = spec.compare.iter().all(|compare| {
+        let held = model.get(&compare.collection).and_then(|items| items.get(&compare.key));
+        match (&compare.expect, held) {
+            (Expect::Absent | Expect::Version(0), held) => held.is_none(),
+            (_, None) => false,
+            (Expect::Value(value), Some((held, _))) => held == value,
+            (Expect::ModRevision(r), Some((_, revisions))) => revisions.mod_revision == *r,
+            (Expect::Version(v), Some((_, revisions))) => revisions.version == *v,
+        }
+    });
+    assert_eq!(reply.body["succeeded"], holds, "{reply:?}");
+    let ops = if holds { &spec.success } else { &spec.failure };
+    let results = reply.body["results"].as_array().expect("results");
+    assert_eq!(results.len(), ops.len());
+    for (op, result) in ops.iter().zip(results) {
+        let status = u16::try_from(result["status"].as_u64().expect("status")).expect("u16");
+        let sub = Reply { status, body: result.clone() };
+        match op {
+            Request::Write(command) => check_against_model(model, command, &sub, at),
+            Request::Read { query: Query::GetKey { collection, key }, .. } => {
+                match model.get(collection).and_then(|items| items.get(key)) {
+                    Some((value, _)) => assert_eq!(result["value"], value.as_str(), "{result}"),
+                    None => assert_eq!(status, 404, "{result}"),
+                }
+            }
+            other => panic!("not generated: {other:?}"),
+        }
     }
 }
 

@@ -82,11 +82,38 @@ fn a_stream_sees_every_change_once_in_order_and_a_poll_resumes() {
         "{event}"
     );
     assert_eq!(event["revision"], deleted["revision"]);
+    // A txn's writes are events at the txn's revision.
+    let txn = json!({"action": "txn", "payload": {"success": [
+        {"action": "put", "payload": {"collection": "w", "key": "a3", "value": "t"}},
+        {"action": "put", "payload": {"collection": "w", "key": "b3", "value": "t"}}]}});
+    let (_, done) = cluster.command(leader, &txn);
+    let event = next_json(&mut lines);
+    assert_eq!(
+        (event["key"].as_str(), &event["revision"]),
+        (Some("a3"), &done["revision"]),
+        "{event}"
+    );
     let _ = curl.kill();
     let _ = curl.wait();
 
+    let revisions = [written[1].2, written[2].2, revision_of(&deleted), revision_of(&done)];
+    long_polls_resume(&cluster, (leader, follower), &url, &revisions);
+}
+
+fn revision_of(answer: &Value) -> u64 {
+    answer["revision"].as_u64().expect("a revision")
+}
+
+/// A long poll from `expected[0]` replays the changes since; one past its
+/// answer waits (and a change during the wait ends it).
+fn long_polls_resume(
+    cluster: &TestCluster,
+    (leader, follower): (u16, u16),
+    url: &str,
+    expected: &[u64],
+) {
     // A long poll from the first write's revision replays what followed.
-    let from = written[1].2;
+    let from = expected[0];
     let poll =
         watch(json!({"collection": "w", "prefix": "a", "from_revision": from, "wait_ms": 2000}));
     let (status, answer) = cluster.command(follower, &poll);
@@ -97,10 +124,7 @@ fn a_stream_sees_every_change_once_in_order_and_a_poll_resumes() {
         .iter()
         .map(|e| e["revision"].as_u64().expect("r"))
         .collect();
-    assert_eq!(
-        revisions,
-        vec![written[1].2, written[2].2, deleted["revision"].as_u64().expect("r")]
-    );
+    assert_eq!(revisions, expected);
     // Nothing newer: after the wait, no events and the same revision to resume from.
     let next = answer["revision"].as_u64().expect("revision") + 1;
     let poll =
@@ -109,7 +133,7 @@ fn a_stream_sees_every_change_once_in_order_and_a_poll_resumes() {
     assert_eq!((status, empty["events"].as_array().map(Vec::len)), (200, Some(0)), "{empty}");
     // A write during the wait ends it at once.
     let waiting = std::thread::spawn({
-        let url = url.clone();
+        let url = url.to_string();
         move || {
             let poll = watch(
                 json!({"collection": "w", "key": "a9", "from_revision": next, "wait_ms": 10000}),

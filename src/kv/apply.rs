@@ -116,6 +116,7 @@ pub fn apply(
             };
             delete_range(txn, collection, &range)
         }
+        Command::Txn(spec) => apply_txn(txn, spec, at),
         Command::SetClusterVersion { version } => {
             // Never lowered: a stale proposal changes nothing.
             let version = (*version).max(at.cluster_version);
@@ -123,6 +124,27 @@ pub fn apply(
             Ok(Outcome::item("", "cluster_version", &version.to_string()))
         }
     }
+}
+
+/// Runs a txn's compares, then its success or failure operations.
+fn apply_txn(
+    txn: &mut WriteTxn<'_>,
+    spec: &super::TxnSpec,
+    at: Applying,
+) -> rdb_storage::Result<Outcome> {
+    let succeeded =
+        spec.holds(|collection, key| txn.get(&data_tree(collection), key.as_bytes()))?;
+    let ops = if succeeded { &spec.success } else { &spec.failure };
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        results.push(match op {
+            super::Request::Write(command) => apply(txn, command, at)?,
+            super::Request::Read { query, .. } => query.run_in(txn)?,
+            // The txn parser takes no watches.
+            super::Request::Watch(spec) => Outcome::not_found(&spec.collection, Missing::Key),
+        });
+    }
+    Ok(Outcome::Txn { succeeded, results })
 }
 
 /// The item at `key` now: its revisions and value.

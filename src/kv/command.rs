@@ -102,6 +102,9 @@ pub enum Command {
         /// The new version.
         version: u64,
     },
+    /// Compares, then one list of operations or the other, atomically.
+    /// Cluster version 2.
+    Txn(Box<super::txn::TxnSpec>),
 }
 
 /// The cluster version this binary brings: item revisions, cas on a
@@ -119,6 +122,7 @@ impl Command {
                 | Command::PutKey { .. }
                 | Command::Cas { .. }
                 | Command::CasRevision { .. }
+                | Command::Txn(_)
         )
     }
 
@@ -128,7 +132,8 @@ impl Command {
         match self {
             Command::CasRevision { .. }
             | Command::DeleteRange { .. }
-            | Command::SetClusterVersion { .. } => 2,
+            | Command::SetClusterVersion { .. }
+            | Command::Txn(_) => 2,
             _ => 1,
         }
     }
@@ -187,6 +192,10 @@ impl Command {
                 put(&version.to_string());
                 9
             }
+            Command::Txn(spec) => {
+                put(&spec.source.to_string());
+                10
+            }
         };
         out.insert(1, op);
         out
@@ -234,6 +243,9 @@ impl Command {
                 prefix: reader.optional()?,
             },
             9 => Command::SetClusterVersion { version: reader.number()? },
+            10 => Command::Txn(Box::new(
+                super::txn::TxnSpec::from_log(&reader.text()?).map_err(Error::Malformed)?,
+            )),
             op => return Err(Error::Malformed(format!("unknown command operation {op}"))),
         };
         if reader.at != bytes.len() {
@@ -278,6 +290,7 @@ impl Command {
                 payload
             }
             Command::SetClusterVersion { version } => json!({"version": version}),
+            Command::Txn(spec) => spec.source.clone(),
         };
         json!({"action": self.action(), "payload": payload})
     }
@@ -291,6 +304,7 @@ impl Command {
             Command::Drop { .. } => "drop collection",
             Command::DeleteRange { .. } => "delete",
             Command::SetClusterVersion { .. } => "set cluster version",
+            Command::Txn(_) => "txn",
         }
     }
 }

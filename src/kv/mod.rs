@@ -26,6 +26,7 @@ mod query;
 mod reply;
 mod request;
 mod strict_json;
+mod txn;
 
 pub use apply::{apply, cluster_version, set_cluster_version, Applying, DELETE_RANGE_KEYS_MAX};
 pub use command::{new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX};
@@ -40,6 +41,7 @@ pub use query::Query;
 pub use reply::Reply;
 pub use request::{Consistency, Request, WatchSpec, WATCH_WAIT_MS_MAX};
 pub use strict_json::parse as strict_json;
+pub use txn::{Compare, Expect, TxnSpec, TXN_OPS_MAX};
 /// The largest collection name, in bytes (leaves room for the tree prefix).
 pub const COLLECTION_BYTES_MAX: usize = 200;
 /// The `range` limit when none is given.

@@ -106,6 +106,14 @@ pub enum Outcome {
         /// More items follow past the limit.
         more: bool,
     },
+    /// A txn: whether its compares held, and each operation's outcome in
+    /// order.
+    Txn {
+        /// Every compare held (the success operations ran).
+        succeeded: bool,
+        /// The outcomes of the operations that ran.
+        results: Vec<Outcome>,
+    },
     /// The names of the collections, sorted.
     Collections(Vec<String>),
 }

@@ -1,7 +1,7 @@
 //! The reads: answered from a read transaction of the state file, on the
 //! thread that serves the request.
 
-use rdb_storage::btree::{KeyRange, ReadTxn};
+use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
 use super::item;
 use super::outcome::{Missing, Outcome};
@@ -121,6 +121,64 @@ fn range_items(
         items.push((text(key), text(value), revisions));
     }
     Ok(Outcome::Items { collection: collection.to_string(), items, more })
+}
+
+impl Query {
+    /// Answers the query inside a write transaction (a txn's reads, which
+    /// see its earlier writes).
+    pub fn run_in(&self, txn: &mut WriteTxn<'_>) -> rdb_storage::Result<Outcome> {
+        match self {
+            Query::GetKey { collection, key } => {
+                match txn.get(&data_tree(collection), key.as_bytes())? {
+                    Some(stored) => {
+                        let (revisions, value) = item::decode(&stored);
+                        Ok(Outcome::item_at(collection, key, &text(value), revisions))
+                    }
+                    None if !txn.tree_exists(&data_tree(collection))? => {
+                        Ok(Outcome::not_found(collection, Missing::Collection))
+                    }
+                    None => Ok(Outcome::not_found(collection, Missing::Key)),
+                }
+            }
+            Query::Range { collection, start, end, prefix, limit } => {
+                let tree = data_tree(collection);
+                if !txn.tree_exists(&tree)? {
+                    return Ok(Outcome::not_found(collection, Missing::Collection));
+                }
+                let range = KeyRange {
+                    start: start.as_ref().map(|s| s.as_bytes().to_vec()),
+                    end: end.as_ref().map(|s| s.as_bytes().to_vec()),
+                    prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
+                    reverse: false,
+                };
+                let keys = txn.keys(&tree, &range, limit + 1)?;
+                let more = keys.len() > *limit;
+                let mut items = Vec::new();
+                for key in keys.into_iter().take(*limit) {
+                    let stored = txn.get(&tree, &key)?.unwrap_or_default();
+                    let (revisions, value) = item::decode(&stored);
+                    items.push((text(&key), text(value), revisions));
+                }
+                Ok(Outcome::Items { collection: collection.clone(), items, more })
+            }
+            Query::GetValue { collection, value } => {
+                let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
+                    return Ok(Outcome::not_found(collection, Missing::Value));
+                };
+                let stored = txn.get(&data_tree(collection), &key)?.unwrap_or_default();
+                Ok(Outcome::item_at(collection, &text(&key), value, item::decode(&stored).0))
+            }
+            Query::ListCollections => {
+                let mut names: Vec<String> = txn
+                    .list_trees()?
+                    .into_iter()
+                    .filter_map(|tree| tree.strip_prefix("d/").map(str::to_string))
+                    .collect();
+                names.sort();
+                Ok(Outcome::Collections(names))
+            }
+        }
+    }
 }
 
 /// What a lookup that found nothing missed: the whole collection, or

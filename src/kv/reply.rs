@@ -116,6 +116,18 @@ impl From<Outcome> for Reply {
                     body: json!({"collection": collection, "items": items, "more": more}),
                 }
             }
+            Outcome::Txn { succeeded, results } => {
+                let results: Vec<Value> = results
+                    .into_iter()
+                    .map(|outcome| {
+                        let reply = Reply::from(outcome);
+                        let mut body = reply.body;
+                        body["status"] = reply.status.into();
+                        body
+                    })
+                    .collect();
+                Reply { status: 200, body: json!({"succeeded": succeeded, "results": results}) }
+            }
             Outcome::Collections(names) => Reply {
                 status: 200,
                 body: json!({"collection": "", "key": "", "value": names.join(", "),

@@ -29,6 +29,7 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("list collections", &["consistency"]),
     ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
     ("watch", &["collection", "key", "prefix", "from_revision", "wait_ms"]),
+    ("txn", &["compare", "success", "failure"]),
 ];
 
 /// How fresh a read must be.
@@ -84,7 +85,12 @@ impl Request {
         let Value::Object(root) = root else {
             return Err(Reply::bad_request("the body must be a JSON object"));
         };
-        only_fields(&root, REQUEST_FIELDS, "the request")?;
+        Self::from_object(&root, limits)
+    }
+
+    /// A request from its JSON object (a body, or an operation of a txn).
+    pub(super) fn from_object(root: &Map<String, Value>, limits: &Limits) -> Result<Self, Reply> {
+        only_fields(root, REQUEST_FIELDS, "the request")?;
         let action = match root.get("action") {
             Some(Value::String(action)) => action.as_str(),
             Some(_) => return Err(Reply::bad_request("\"action\" must be a string")),
@@ -119,6 +125,10 @@ impl Request {
             "list collections" => Self::read(Query::ListCollections, payload),
             "range" => Self::range(payload),
             "watch" => Self::watch(payload),
+            "txn" => {
+                let spec = super::txn::TxnSpec::parse(payload.fields, payload.limits)?;
+                Ok(Request::Write(Command::Txn(Box::new(spec))))
+            }
             other => Err(Reply::bad_request(format!("unknown action {other:?}"))),
         }
     }

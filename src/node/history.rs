@@ -69,6 +69,14 @@ pub fn events_of(command: &Command, outcome: &Outcome, revision: u64) -> Vec<Eve
         revisions,
     };
     match (command, outcome) {
+        (Command::Txn(spec), Outcome::Txn { succeeded, results }) => {
+            let ops = if *succeeded { &spec.success } else { &spec.failure };
+            let writes = ops.iter().zip(results).filter_map(|(op, outcome)| match op {
+                crate::kv::Request::Write(command) => Some(events_of(command, outcome, revision)),
+                _ => None,
+            });
+            writes.flatten().collect()
+        }
         (_, Outcome::Item { collection, key, value, revisions }) => {
             let kind = match command {
                 Command::DeleteKey { .. } | Command::DeleteValue { .. } => "delete",
