@@ -70,6 +70,7 @@ pub fn serve(config: &ServeConfig) -> Result<(), Error> {
     );
     super::notify::ready_when_joined(handle.clone());
     async_std::task::spawn(node::raise_cluster_version(handle.clone()));
+    async_std::task::spawn(node::expire_leases(handle.clone()));
     let in_flight = Arc::new(AtomicUsize::new(0));
     async_std::task::block_on(http::serve(
         http_listener,

@@ -7,6 +7,7 @@ use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
 use super::command::Command;
 use super::item::{self, Revisions};
+use super::lease;
 use super::outcome::{Missing, Outcome};
 use super::{data_tree, index_tree, value_hash};
 
@@ -64,7 +65,7 @@ pub fn apply(
             put_value(txn, collection, key, value, revision)
         }
         Command::PutKey { collection, key, value } => {
-            put_key(txn, collection, key, value, revision)
+            put_key(txn, collection, key, value, (revision, 0))
         }
         Command::DeleteValue { collection, value } => {
             let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
@@ -83,7 +84,7 @@ pub fn apply(
             if current.as_ref().map(|(_, value)| value) != expected.as_ref() {
                 return Ok(mismatch(collection, key, current));
             }
-            put_key(txn, collection, key, value, revision)
+            put_key(txn, collection, key, value, (revision, 0))
         }
         Command::CasRevision { collection, key, expected_revision, value } => {
             let current = current(txn, collection, key)?;
@@ -98,7 +99,7 @@ pub fn apply(
             if !matches {
                 return Ok(mismatch(collection, key, current));
             }
-            put_key(txn, collection, key, value, revision)
+            put_key(txn, collection, key, value, (revision, 0))
         }
         Command::Drop { collection } => {
             if !txn.drop_tree(&data_tree(collection))? {
@@ -117,6 +118,14 @@ pub fn apply(
             delete_range(txn, collection, &range)
         }
         Command::Txn(spec) => apply_txn(txn, spec, at),
+        Command::LeaseGrant { id, ttl_ms } => Ok(match lease::grant(txn, *id, *ttl_ms)? {
+            true => Outcome::Lease { id: *id, ttl_ms: *ttl_ms },
+            false => Outcome::LimitReached("leases"),
+        }),
+        Command::LeaseRevoke { id } => revoke_lease(txn, *id),
+        Command::PutLeased { collection, key, value, lease: id, expected_revision } => {
+            put_leased(txn, (collection, key, value), *id, *expected_revision, revision)
+        }
         Command::SetClusterVersion { version } => {
             // Never lowered: a stale proposal changes nothing.
             let version = (*version).max(at.cluster_version);
@@ -124,6 +133,50 @@ pub fn apply(
             Ok(Outcome::item("", "cluster_version", &version.to_string()))
         }
     }
+}
+
+/// A put attached to lease `id` (which must exist), if `expected_revision`
+/// (when given) is the key's mod_revision (0: absent).
+fn put_leased(
+    txn: &mut WriteTxn<'_>,
+    (collection, key, value): (&str, &str, &str),
+    id: u64,
+    expected_revision: Option<u64>,
+    revision: Option<u64>,
+) -> rdb_storage::Result<Outcome> {
+    if lease::ttl_ms(txn, id)?.is_none() {
+        return Ok(Outcome::not_found("", Missing::Lease));
+    }
+    if let Some(expected) = expected_revision {
+        let current = current(txn, collection, key)?;
+        let mod_revision = current.as_ref().map_or(0, |(r, _)| r.mod_revision);
+        let matches = match &current {
+            None => expected == 0,
+            Some(_) => expected != 0 && mod_revision == expected,
+        };
+        if !matches {
+            return Ok(mismatch(collection, key, current));
+        }
+    }
+    put_key(txn, collection, key, value, (revision, id))
+}
+
+/// Removes lease `id` and deletes the keys it holds.
+fn revoke_lease(txn: &mut WriteTxn<'_>, id: u64) -> rdb_storage::Result<Outcome> {
+    let Some(held) = lease::revoke(txn, id)? else {
+        return Ok(Outcome::not_found("", Missing::Lease));
+    };
+    let mut removed = Vec::with_capacity(held.len());
+    for (collection, key) in held {
+        // Only if the key still holds this lease (it is detached otherwise).
+        let stored = txn.get(&data_tree(&collection), key.as_bytes())?;
+        if stored.as_deref().map(lease::lease_of) == Some(id) {
+            if let Some((revisions, value)) = delete_key(txn, &collection, &key)? {
+                removed.push((collection, key, value, revisions));
+            }
+        }
+    }
+    Ok(Outcome::LeaseRevoked { id, removed })
 }
 
 /// Runs a txn's compares, then its success or failure operations.
@@ -140,8 +193,8 @@ fn apply_txn(
         results.push(match op {
             super::Request::Write(command) => apply(txn, command, at)?,
             super::Request::Read { query, .. } => query.run_in(txn)?,
-            // The txn parser takes no watches.
-            super::Request::Watch(spec) => Outcome::not_found(&spec.collection, Missing::Key),
+            // The txn parser takes nothing else.
+            _ => Outcome::not_found("", Missing::Key),
         });
     }
     Ok(Outcome::Txn { succeeded, results })
@@ -187,7 +240,7 @@ fn put_value(
     if txn.get(&data_tree(collection), key.as_bytes())?.is_some() {
         return Ok(Outcome::KeyTaken);
     }
-    put_key(txn, collection, key, value, revision)
+    put_key(txn, collection, key, value, (revision, 0))
 }
 
 /// Sets `key` to `value` (with revisions when `revision` is given) and
@@ -198,13 +251,16 @@ fn put_key(
     collection: &str,
     key: &str,
     value: &str,
-    revision: Option<u64>,
+    (revision, lease): (Option<u64>, u64),
 ) -> rdb_storage::Result<Outcome> {
     let (data, index) = (data_tree(collection), index_tree(collection));
     let old = txn.get(&data, key.as_bytes())?;
     let previous = old.as_deref().map(|old| item::decode(old).0);
     let revisions = revision.map(|revision| Revisions::after_write(previous, revision));
-    let stored = item::encode(revisions, value);
+    let stored = match revisions {
+        Some(revisions) if lease != 0 => item::encode_leased(revisions, lease, value),
+        _ => item::encode(revisions, value),
+    };
     // Requests are checked against smaller limits; should one still not
     // fit, every replica refuses it alike, before changing anything,
     // rather than stop.
@@ -212,10 +268,17 @@ fn put_key(
     if stored.len() > max || key.len() > rdb_storage::btree::KEY_BYTES_MAX {
         return Ok(Outcome::TooLarge { bytes: stored.len() + key.len(), max });
     }
+    if lease != 0 && !lease::attach(txn, lease, collection, key)? {
+        return Ok(Outcome::LimitReached("keys on one lease"));
+    }
     txn.create_tree(&data)?;
     txn.create_tree(&index)?;
     if let Some(old) = &old {
-        unindex(txn, &index, item::decode(old).1, key)?;
+        let (_, old_lease, old_value) = item::decode_leased(old);
+        if old_lease != lease {
+            lease::detach(txn, old_lease, collection, key)?;
+        }
+        unindex(txn, &index, old_value, key)?;
     }
     txn.put(&data, key.as_bytes(), &stored)?;
     let hash = value_hash(value);
@@ -235,7 +298,8 @@ fn delete_key(
     let Some(old) = txn.delete(&data_tree(collection), key.as_bytes())? else {
         return Ok(None);
     };
-    let (revisions, value) = item::decode(&old);
+    let (revisions, old_lease, value) = item::decode_leased(&old);
+    lease::detach(txn, old_lease, collection, key)?;
     unindex(txn, &index_tree(collection), value, key)?;
     Ok(Some((revisions, String::from_utf8_lossy(value).into_owned())))
 }

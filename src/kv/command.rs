@@ -105,6 +105,33 @@ pub enum Command {
     /// Compares, then one list of operations or the other, atomically.
     /// Cluster version 2.
     Txn(Box<super::txn::TxnSpec>),
+    /// Create a lease (its id drawn by the proposer). Cluster version 2.
+    LeaseGrant {
+        /// The lease's id (not 0).
+        id: u64,
+        /// Its time to live, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// Remove a lease and delete its keys (a client's revoke, or the
+    /// leader's on expiry). Cluster version 2.
+    LeaseRevoke {
+        /// The lease.
+        id: u64,
+    },
+    /// Set `key` to `value` attached to `lease`, if `expected_revision`
+    /// (when given) is its mod_revision (0: absent). Cluster version 2.
+    PutLeased {
+        /// The collection.
+        collection: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// The lease (which must exist).
+        lease: u64,
+        /// The cas condition, if any.
+        expected_revision: Option<u64>,
+    },
 }
 
 /// The cluster version this binary brings: item revisions, cas on a
@@ -123,6 +150,8 @@ impl Command {
                 | Command::Cas { .. }
                 | Command::CasRevision { .. }
                 | Command::Txn(_)
+                | Command::LeaseGrant { .. }
+                | Command::PutLeased { .. }
         )
     }
 
@@ -133,7 +162,10 @@ impl Command {
             Command::CasRevision { .. }
             | Command::DeleteRange { .. }
             | Command::SetClusterVersion { .. }
-            | Command::Txn(_) => 2,
+            | Command::Txn(_)
+            | Command::LeaseGrant { .. }
+            | Command::LeaseRevoke { .. }
+            | Command::PutLeased { .. } => 2,
             _ => 1,
         }
     }
@@ -196,6 +228,21 @@ impl Command {
                 put(&spec.source.to_string());
                 10
             }
+            Command::LeaseGrant { id, ttl_ms } => {
+                put(&id.to_string());
+                put(&ttl_ms.to_string());
+                11
+            }
+            Command::LeaseRevoke { id } => {
+                put(&id.to_string());
+                12
+            }
+            Command::PutLeased { collection, key, value, lease, expected_revision } => {
+                [collection, key, value].into_iter().for_each(|f| put(f));
+                put(&lease.to_string());
+                put(&expected_revision.map_or(String::new(), |r| r.to_string()));
+                13
+            }
         };
         out.insert(1, op);
         out
@@ -243,6 +290,21 @@ impl Command {
                 prefix: reader.optional()?,
             },
             9 => Command::SetClusterVersion { version: reader.number()? },
+            11 => Command::LeaseGrant { id: reader.number()?, ttl_ms: reader.number()? },
+            12 => Command::LeaseRevoke { id: reader.number()? },
+            13 => Command::PutLeased {
+                collection: reader.text()?,
+                key: reader.text()?,
+                value: reader.text()?,
+                lease: reader.number()?,
+                expected_revision: match reader.text()?.as_str() {
+                    "" => None,
+                    text => Some(
+                        text.parse()
+                            .map_err(|_| Error::Malformed("a command number is not one".into()))?,
+                    ),
+                },
+            },
             10 => Command::Txn(Box::new(
                 super::txn::TxnSpec::from_log(&reader.text()?).map_err(Error::Malformed)?,
             )),
@@ -291,6 +353,18 @@ impl Command {
             }
             Command::SetClusterVersion { version } => json!({"version": version}),
             Command::Txn(spec) => spec.source.clone(),
+            Command::LeaseGrant { id, ttl_ms } => {
+                json!({"lease": super::lease::lease_text(*id), "ttl_ms": ttl_ms})
+            }
+            Command::LeaseRevoke { id } => json!({"lease": super::lease::lease_text(*id)}),
+            Command::PutLeased { collection, key, value, lease, expected_revision } => {
+                let mut payload = json!({"collection": collection, "key": key, "value": value,
+                                         "lease": super::lease::lease_text(*lease)});
+                if let Some(revision) = expected_revision {
+                    payload["expected_revision"] = json!(revision);
+                }
+                payload
+            }
         };
         json!({"action": self.action(), "payload": payload})
     }
@@ -305,6 +379,10 @@ impl Command {
             Command::DeleteRange { .. } => "delete",
             Command::SetClusterVersion { .. } => "set cluster version",
             Command::Txn(_) => "txn",
+            Command::LeaseGrant { .. } => "lease grant",
+            Command::LeaseRevoke { .. } => "lease revoke",
+            Command::PutLeased { expected_revision: None, .. } => "put",
+            Command::PutLeased { .. } => "cas",
         }
     }
 }
@@ -339,6 +417,18 @@ impl Reader<'_> {
         String::from_utf8(field.to_vec())
             .map_err(|_| Error::Malformed("a command field is not UTF-8".into()))
     }
+}
+
+/// A fresh lease id: 64 random bits, never 0.
+pub fn new_lease_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..8]);
+    }
+    u64::from_le_bytes(bytes).max(1)
 }
 
 /// A fresh key: 64 lowercase hex characters from the operating system's

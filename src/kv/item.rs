@@ -20,10 +20,13 @@
 
 /// The first byte of an item with revisions; never the first byte of UTF-8.
 pub const ITEM_MARKER: u8 = 0xFF;
+/// The first byte of an item with revisions and a lease: a fourth varint,
+/// the lease id, follows the three.
+pub const LEASED_ITEM_MARKER: u8 = 0xFE;
 /// Bytes of one varint, at most (a u64 in 7-bit groups).
 const VARINT_BYTES_MAX: usize = 10;
-/// Bytes an item's header takes at most: the marker and three varints.
-pub const ITEM_HEADER_BYTES_MAX: usize = 1 + 3 * VARINT_BYTES_MAX;
+/// Bytes an item's header takes at most: the marker and four varints.
+pub const ITEM_HEADER_BYTES_MAX: usize = 1 + 4 * VARINT_BYTES_MAX;
 
 /// An item's revisions (all 0 for an item written before cluster
 /// version 2).
@@ -65,18 +68,44 @@ pub fn encode(revisions: Option<Revisions>, value: &str) -> Vec<u8> {
     out
 }
 
+/// The stored bytes of `value` with `revisions` and attached to `lease`
+/// (0: none, the plain form).
+pub fn encode_leased(revisions: Revisions, lease: u64, value: &str) -> Vec<u8> {
+    if lease == 0 {
+        return encode(Some(revisions), value);
+    }
+    let mut out = Vec::with_capacity(ITEM_HEADER_BYTES_MAX + value.len());
+    out.push(LEASED_ITEM_MARKER);
+    for number in [revisions.create_revision, revisions.mod_revision, revisions.version, lease] {
+        put_varint(&mut out, number);
+    }
+    out.extend_from_slice(value.as_bytes());
+    out
+}
+
 /// The revisions and the value's bytes of a stored item.
 pub fn decode(stored: &[u8]) -> (Revisions, &[u8]) {
-    let legacy = (Revisions::default(), stored);
-    let Some((&ITEM_MARKER, mut rest)) = stored.split_first() else { return legacy };
-    let mut numbers = [0u64; 3];
-    for number in &mut numbers {
+    let (revisions, _, value) = decode_leased(stored);
+    (revisions, value)
+}
+
+/// The revisions, the lease (0: none) and the value's bytes of a stored
+/// item.
+pub fn decode_leased(stored: &[u8]) -> (Revisions, u64, &[u8]) {
+    let legacy = (Revisions::default(), 0, stored);
+    let (count, mut rest) = match stored.split_first() {
+        Some((&ITEM_MARKER, rest)) => (3, rest),
+        Some((&LEASED_ITEM_MARKER, rest)) => (4, rest),
+        _ => return legacy,
+    };
+    let mut numbers = [0u64; 4];
+    for number in numbers.iter_mut().take(count) {
         let Some((value, after)) = take_varint(rest) else { return legacy };
         *number = value;
         rest = after;
     }
-    let [create_revision, mod_revision, version] = numbers;
-    (Revisions { create_revision, mod_revision, version }, rest)
+    let [create_revision, mod_revision, version, lease] = numbers;
+    (Revisions { create_revision, mod_revision, version }, lease, rest)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut number: u64) {
@@ -117,6 +146,10 @@ mod tests {
         // A damaged header reads as a legacy value, never a panic.
         assert_eq!(decode(&[ITEM_MARKER, 0x80]).0, Revisions::default());
         assert_eq!(decode(&[ITEM_MARKER; 12]).0, Revisions::default());
+        let leased = encode_leased(revisions, 0xdead_beef, "v");
+        assert_eq!(decode_leased(&leased), (revisions, 0xdead_beef, &b"v"[..]));
+        assert_eq!(decode(&leased), (revisions, &b"v"[..]));
+        assert_eq!(encode_leased(revisions, 0, "v"), encode(Some(revisions), "v"));
     }
 
     #[test]

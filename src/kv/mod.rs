@@ -20,6 +20,7 @@ mod apply;
 mod command;
 mod error;
 mod item;
+pub mod lease;
 mod limits;
 mod outcome;
 mod query;

@@ -15,6 +15,8 @@ pub enum Missing {
     Value,
     /// The collection does not exist.
     Collection,
+    /// The lease does not exist (expired or revoked).
+    Lease,
 }
 
 impl Missing {
@@ -24,6 +26,7 @@ impl Missing {
             Missing::Key => "key",
             Missing::Value => "value",
             Missing::Collection => "collection",
+            Missing::Lease => "lease",
         }
     }
 }
@@ -114,6 +117,23 @@ pub enum Outcome {
         /// The outcomes of the operations that ran.
         results: Vec<Outcome>,
     },
+    /// A lease was granted.
+    Lease {
+        /// Its id.
+        id: u64,
+        /// Its time to live, in milliseconds.
+        ttl_ms: u64,
+    },
+    /// A lease was revoked and its keys deleted.
+    LeaseRevoked {
+        /// The lease.
+        id: u64,
+        /// Each deleted item: collection, key, value, revisions before.
+        removed: Vec<(String, String, String, Revisions)>,
+    },
+    /// A bound was reached (what: "leases", "keys on one lease"); nothing
+    /// changed.
+    LimitReached(&'static str),
     /// The names of the collections, sorted.
     Collections(Vec<String>),
 }

@@ -128,6 +128,17 @@ impl From<Outcome> for Reply {
                     .collect();
                 Reply { status: 200, body: json!({"succeeded": succeeded, "results": results}) }
             }
+            Outcome::Lease { id, ttl_ms } => Reply {
+                status: 200,
+                body: json!({"lease": super::lease::lease_text(id), "ttl_ms": ttl_ms}),
+            },
+            Outcome::LeaseRevoked { id, removed } => Reply {
+                status: 200,
+                body: json!({"lease": super::lease::lease_text(id), "deleted": removed.len()}),
+            },
+            Outcome::LimitReached(what) => {
+                Reply::error(409, format!("the limit on {what} is reached; nothing changed"))
+            }
             Outcome::Collections(names) => Reply {
                 status: 200,
                 body: json!({"collection": "", "key": "", "value": names.join(", "),

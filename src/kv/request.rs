@@ -10,7 +10,8 @@
 
 use serde_json::{Map, Value};
 
-use super::command::{new_key, Command};
+use super::command::{new_key, new_lease_id, Command};
+use super::lease::{parse_lease, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN};
 use super::limits::Limits;
 use super::query::Query;
 use super::reply::Reply;
@@ -21,15 +22,19 @@ const REQUEST_FIELDS: &[&str] = &["action", "payload"];
 
 /// The payload fields each action takes.
 const ACTIONS: &[(&str, &[&str])] = &[
-    ("put", &["collection", "key", "value"]),
+    ("put", &["collection", "key", "value", "lease"]),
     ("get", &["collection", "key", "value", "consistency"]),
     ("delete", &["collection", "key", "value", "start", "end", "prefix"]),
-    ("cas", &["collection", "key", "expected", "expected_revision", "value"]),
+    ("cas", &["collection", "key", "expected", "expected_revision", "value", "lease"]),
     ("drop collection", &["collection"]),
     ("list collections", &["consistency"]),
     ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
     ("watch", &["collection", "key", "prefix", "from_revision", "wait_ms"]),
     ("txn", &["compare", "success", "failure"]),
+    ("lease grant", &["ttl_ms"]),
+    ("lease keepalive", &["lease"]),
+    ("lease revoke", &["lease"]),
+    ("leases", &[]),
 ];
 
 /// How fresh a read must be.
@@ -63,6 +68,10 @@ pub struct WatchSpec {
 /// A checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// Renew a lease's TTL (the leader keeps the deadlines).
+    LeaseKeepalive(u64),
+    /// List the leases with their remaining time (the leader's).
+    Leases,
     /// Changes to a key or a prefix, served by the receiving node.
     Watch(WatchSpec),
     /// A write, to be replicated through the log.
@@ -125,6 +134,25 @@ impl Request {
             "list collections" => Self::read(Query::ListCollections, payload),
             "range" => Self::range(payload),
             "watch" => Self::watch(payload),
+            "lease grant" => {
+                let ttl_ms = match payload.fields.get("ttl_ms").and_then(Value::as_u64) {
+                    Some(ttl) if (LEASE_TTL_MS_MIN..=LEASE_TTL_MS_MAX).contains(&ttl) => ttl,
+                    _ => {
+                        return Err(Reply::bad_request(format!(
+                            "\"ttl_ms\" must be an integer from {LEASE_TTL_MS_MIN} to \
+                             {LEASE_TTL_MS_MAX}"
+                        )))
+                    }
+                };
+                Ok(Request::Write(Command::LeaseGrant { id: new_lease_id(), ttl_ms }))
+            }
+            "lease keepalive" => {
+                Ok(Request::LeaseKeepalive(payload.lease()?.ok_or_else(|| missing("lease"))?))
+            }
+            "lease revoke" => Ok(Request::Write(Command::LeaseRevoke {
+                id: payload.lease()?.ok_or_else(|| missing("lease"))?,
+            })),
+            "leases" => Ok(Request::Leases),
             "txn" => {
                 let spec = super::txn::TxnSpec::parse(payload.fields, payload.limits)?;
                 Ok(Request::Write(Command::Txn(Box::new(spec))))
@@ -137,6 +165,18 @@ impl Request {
         let collection = payload.collection()?;
         let key = payload.key()?;
         let value = payload.value(key.is_none())?.ok_or_else(|| missing("value"))?;
+        if let Some(lease) = payload.lease()? {
+            let key =
+                key.ok_or_else(|| Reply::bad_request("a put with a lease needs a \"key\""))?;
+            let expected_revision = None;
+            return Ok(Request::Write(Command::PutLeased {
+                collection,
+                key,
+                value,
+                lease,
+                expected_revision,
+            }));
+        }
         Ok(Request::Write(match key {
             Some(key) => Command::PutKey { collection, key, value },
             None => Command::PutValue { collection, key: new_key(), value },
@@ -166,6 +206,26 @@ impl Request {
             ));
         }
         let value = payload.value(false)?.ok_or_else(|| missing("value"))?;
+        if let Some(lease) = payload.lease()? {
+            if !by_revision {
+                return Err(Reply::bad_request(
+                    "a cas with a lease compares on \"expected_revision\" (0: only if absent)",
+                ));
+            }
+            let expected_revision = payload.fields.get("expected_revision").and_then(Value::as_u64);
+            if expected_revision.is_none() {
+                return Err(Reply::bad_request(
+                    "\"expected_revision\" must be a non-negative integer",
+                ));
+            }
+            return Ok(Request::Write(Command::PutLeased {
+                collection,
+                key,
+                value,
+                lease,
+                expected_revision,
+            }));
+        }
         Ok(Request::Write(if by_revision {
             let expected_revision = match payload.fields.get("expected_revision") {
                 Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
@@ -275,6 +335,8 @@ impl Request {
     /// The action's name, for metrics.
     pub fn action(&self) -> &'static str {
         match self {
+            Request::LeaseKeepalive(_) => "lease keepalive",
+            Request::Leases => "leases",
             Request::Watch(_) => "watch",
             Request::Write(command) => command.action(),
             Request::Read { query, .. } => query.action(),
@@ -306,6 +368,17 @@ struct Payload<'a> {
 }
 
 impl Payload<'_> {
+    /// A lease id (16 hex digits), if given.
+    fn lease(&self) -> Result<Option<u64>, Reply> {
+        match self.fields.get("lease") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => parse_lease(text).map(Some).ok_or_else(|| {
+                Reply::bad_request("\"lease\" must be a lease id: 16 hex digits, not all 0")
+            }),
+            Some(_) => Err(Reply::bad_request("\"lease\" must be a string")),
+        }
+    }
+
     fn collection(&self) -> Result<String, Reply> {
         match self.fields.get("collection") {
             Some(Value::String(name)) if name.is_empty() => {

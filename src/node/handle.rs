@@ -60,6 +60,8 @@ pub(super) struct Inner {
     data_dir: std::path::PathBuf,
     /// Recent changes and watchers.
     pub(super) history: Arc<History>,
+    /// Lease deadlines, while this node leads.
+    lease_clock: super::leases::LeaseClock,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -89,6 +91,7 @@ impl NodeHandle {
             state_bytes_max: config.state_bytes_max,
             data_dir: config.data_dir.clone(),
             history,
+            lease_clock: super::leases::LeaseClock::default(),
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -131,6 +134,16 @@ impl NodeHandle {
     /// Recent changes and watchers.
     pub(super) fn inner_history(&self) -> &History {
         &self.inner.history
+    }
+
+    /// Lease deadlines (the leader's).
+    pub(super) fn lease_clock(&self) -> &super::leases::LeaseClock {
+        &self.inner.lease_clock
+    }
+
+    /// The current state file.
+    pub(super) fn state(&self) -> rdb_storage::btree::Db {
+        self.inner.state.get()
     }
 
     /// Watchers this node serves now.
@@ -212,6 +225,10 @@ impl NodeHandle {
             Request::Write(command) => self.write(command, body, forwarded, deadline).await,
             Request::Read { query, consistency } => self.read(&query, consistency, deadline).await,
             Request::Watch(spec) => self.watch_poll(&spec).await,
+            Request::LeaseKeepalive(id) => {
+                self.lease_keepalive(id, body, forwarded, deadline).await
+            }
+            Request::Leases => self.leases_list(body, forwarded, deadline).await,
         };
         self.inner.metrics.request(action, reply.status, started.elapsed());
         reply

@@ -92,6 +92,12 @@ pub fn events_of(command: &Command, outcome: &Outcome, revision: u64) -> Vec<Eve
             .iter()
             .map(|(key, value, revisions)| event("delete", collection, key, value, *revisions))
             .collect(),
+        (_, Outcome::LeaseRevoked { removed, .. }) => removed
+            .iter()
+            .map(|(collection, key, value, revisions)| {
+                event("delete", collection, key, value, *revisions)
+            })
+            .collect(),
         (_, Outcome::Dropped { collection }) => {
             vec![event("drop", collection, "", "", Revisions::default())]
         }

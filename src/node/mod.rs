@@ -31,6 +31,7 @@ mod error;
 mod event_loop;
 mod handle;
 mod history;
+mod leases;
 mod metrics;
 mod recovery;
 pub mod snapshot_dir;
@@ -55,6 +56,7 @@ pub use admin::{members_json, MEMBERSHIP_WAIT};
 pub use cluster_status::{MEMBER_STATUS_TIMEOUT, STATUS_TARGET};
 pub use handle::NodeHandle;
 pub use history::{Event, WATCHERS_MAX, WATCH_BUFFER_EVENTS};
+pub use leases::{expire_leases, LEASE_CHECK_INTERVAL};
 pub use metrics::Metrics;
 pub use status::{
     PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,

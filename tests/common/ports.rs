@@ -64,6 +64,8 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("operator::cluster_version", 26_800, 1),
     ("watch::stream", 26_900, 1),
     ("watch::limits", 27_000, 1),
+    ("leases::expiry", 27_100, 1),
+    ("leases::revoke", 27_200, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table
