@@ -228,9 +228,12 @@ fn random_txn(rng: &mut fastrand::Rng, model: &Model) -> Command {
             })
             .collect()
     };
-    let body = json!({"compare": compare, "success": ops(rng), "failure": ops(rng)});
-    let Value::Object(fields) = body else { unreachable!("an object") };
-    Command::Txn(Box::new(rdb::kv::TxnSpec::parse(&fields, &Limits::default()).expect("a txn")))
+    let body = json!({"action": "txn",
+                      "payload": {"compare": compare, "success": ops(rng), "failure": ops(rng)}});
+    match Request::parse(body.to_string().as_bytes(), &Limits::default()) {
+        Ok(Request::Write(command @ Command::Txn(_))) => command,
+        other => panic!("not a txn: {other:?}"),
+    }
 }
 
 /// A replica: its state file and the cluster version its applier caches.
@@ -405,7 +408,9 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
             assert_eq!(reply.status, if model.remove(collection).is_some() { 200 } else { 404 });
         }
         Command::SetClusterVersion { .. } => assert_eq!(reply.status, 200),
-        Command::Txn(spec) => check_txn(model, spec, reply, at),
+        Command::Txn(text) => {
+            check_txn(model, &rdb::kv::parse_txn(text).expect("a txn"), reply, at);
+        }
         // Not generated for the model (their own test below).
         Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } | Command::PutLeased { .. } => {
             panic!("not generated: {command:?}")
@@ -415,7 +420,7 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
 
 /// The compares against the model choose the branch; each operation's
 /// result is checked as its own request's would be.
-fn check_txn(model: &mut Model, spec: &rdb::kv::TxnSpec, reply: &Reply, at: (u64, u64)) {
+fn check_txn(model: &mut Model, spec: &rdb::kv::Txn, reply: &Reply, at: (u64, u64)) {
     if at.1 < 2 {
         assert_eq!(reply.status, 503, "needs cluster version 2: {reply:?}");
         return;

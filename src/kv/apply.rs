@@ -117,7 +117,12 @@ pub fn apply(
             };
             delete_range(txn, collection, &range)
         }
-        Command::Txn(spec) => apply_txn(txn, spec, at),
+        Command::Txn(text) => match super::request::parse_txn(text) {
+            Ok(spec) => apply_txn(txn, &spec, at),
+            // Checked before it was proposed: only a damaged entry could
+            // fail here, and every replica refuses it alike.
+            Err(why) => Ok(Outcome::Malformed(why)),
+        },
         Command::LeaseGrant { id, ttl_ms } => Ok(match lease::grant(txn, *id, *ttl_ms)? {
             true => Outcome::Lease { id: *id, ttl_ms: *ttl_ms },
             false => Outcome::LimitReached("leases"),
@@ -182,7 +187,7 @@ fn revoke_lease(txn: &mut WriteTxn<'_>, id: u64) -> rdb_storage::Result<Outcome>
 /// Runs a txn's compares, then its success or failure operations.
 fn apply_txn(
     txn: &mut WriteTxn<'_>,
-    spec: &super::TxnSpec,
+    spec: &super::request::Txn,
     at: Applying,
 ) -> rdb_storage::Result<Outcome> {
     let succeeded =

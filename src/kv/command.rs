@@ -1,5 +1,7 @@
 //! The writes that travel through the Raft log.
 
+use serde_json::Value;
+
 use super::error::Error;
 
 /// The encoding's version, the first byte of every command.
@@ -104,7 +106,8 @@ pub enum Command {
     },
     /// Compares, then one list of operations or the other, atomically.
     /// Cluster version 2.
-    Txn(Box<super::txn::TxnSpec>),
+    /// The txn's canonical JSON (`request::parse_txn` reads it).
+    Txn(String),
     /// Create a lease (its id drawn by the proposer). Cluster version 2.
     LeaseGrant {
         /// The lease's id (not 0).
@@ -224,8 +227,8 @@ impl Command {
                 put(&version.to_string());
                 9
             }
-            Command::Txn(spec) => {
-                put(&spec.source.to_string());
+            Command::Txn(text) => {
+                put(text);
                 10
             }
             Command::LeaseGrant { id, ttl_ms } => {
@@ -305,9 +308,7 @@ impl Command {
                     ),
                 },
             },
-            10 => Command::Txn(Box::new(
-                super::txn::TxnSpec::from_log(&reader.text()?).map_err(Error::Malformed)?,
-            )),
+            10 => Command::Txn(reader.text()?),
             op => return Err(Error::Malformed(format!("unknown command operation {op}"))),
         };
         if reader.at != bytes.len() {
@@ -352,7 +353,9 @@ impl Command {
                 payload
             }
             Command::SetClusterVersion { version } => json!({"version": version}),
-            Command::Txn(spec) => spec.source.clone(),
+            Command::Txn(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+            }
             Command::LeaseGrant { id, ttl_ms } => {
                 json!({"lease": super::lease::lease_text(*id), "ttl_ms": ttl_ms})
             }

@@ -40,6 +40,7 @@ pub use limits::{
 pub use outcome::{Missing, Outcome};
 pub use query::Query;
 pub use reply::Reply;
+pub use request::{parse_txn, Txn};
 pub use request::{Consistency, Request, WatchSpec, WATCH_WAIT_MS_MAX};
 pub use strict_json::parse as strict_json;
 pub use txn::{Compare, Expect, TxnSpec, TXN_OPS_MAX};

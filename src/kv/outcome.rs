@@ -131,6 +131,8 @@ pub enum Outcome {
         /// Each deleted item: collection, key, value, revisions before.
         removed: Vec<(String, String, String, Revisions)>,
     },
+    /// A logged command that does not read (refused alike everywhere).
+    Malformed(String),
     /// A bound was reached (what: "leases", "keys on one lease"); nothing
     /// changed.
     LimitReached(&'static str),

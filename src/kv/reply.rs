@@ -136,6 +136,7 @@ impl From<Outcome> for Reply {
                 status: 200,
                 body: json!({"lease": super::lease::lease_text(id), "deleted": removed.len()}),
             },
+            Outcome::Malformed(why) => Reply::bad_request(why),
             Outcome::LimitReached(what) => {
                 Reply::error(409, format!("the limit on {what} is reached; nothing changed"))
             }

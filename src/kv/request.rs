@@ -46,6 +46,35 @@ pub enum Consistency {
     Serializable,
 }
 
+/// A txn whose operations are requests.
+pub type Txn = super::txn::TxnSpec<Request>;
+
+/// The txn a log entry holds (its canonical JSON), parsed with the largest
+/// limits: what every replica applies.
+pub fn parse_txn(text: &str) -> Result<Txn, String> {
+    Txn::from_log(text, &txn_op)
+}
+
+/// One operation of a txn: a key-addressed put, delete, cas, get or range
+/// (a value-addressed put draws its key at random, which a replica cannot
+/// repeat; a txn holds no txn).
+fn txn_op(value: &Value, limits: &Limits) -> Result<Request, Reply> {
+    let Value::Object(fields) = value else {
+        return Err(Reply::bad_request("each txn operation must be a request object"));
+    };
+    let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
+    let keyed = fields.get("payload").and_then(|p| p.get("key")).is_some();
+    match action {
+        "put" if !keyed => Err(Reply::bad_request(
+            "a txn's put needs a \"key\" (a value-addressed put draws its key at random)",
+        )),
+        "put" | "delete" | "cas" | "get" | "range" => Request::from_object(fields, limits),
+        other => Err(Reply::bad_request(format!(
+            "a txn's operations are put, delete, cas, get and range, not {other:?}"
+        ))),
+    }
+}
+
 /// The longest a long-polling watch waits (`wait_ms`), in milliseconds.
 pub const WATCH_WAIT_MS_MAX: u64 = 60_000;
 
@@ -154,8 +183,8 @@ impl Request {
             })),
             "leases" => Ok(Request::Leases),
             "txn" => {
-                let spec = super::txn::TxnSpec::parse(payload.fields, payload.limits)?;
-                Ok(Request::Write(Command::Txn(Box::new(spec))))
+                let spec = Txn::parse(payload.fields, payload.limits, &txn_op)?;
+                Ok(Request::Write(Command::Txn(spec.source.to_string())))
             }
             other => Err(Reply::bad_request(format!("unknown action {other:?}"))),
         }

@@ -14,11 +14,9 @@
 
 use serde_json::{Map, Value};
 
-use super::command::Command;
 use super::item;
 use super::limits::Limits;
 use super::reply::Reply;
-use super::request::Request;
 
 /// Compares plus operations in one txn, at most.
 pub const TXN_OPS_MAX: usize = 128;
@@ -47,23 +45,32 @@ pub struct Compare {
     pub expect: Expect,
 }
 
-/// A checked txn.
+/// A checked txn; `Op` is what its operations parse into (the request
+/// parser's requests, which this file does not name, so that the parser
+/// can use it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnSpec {
+pub struct TxnSpec<Op> {
     /// All must hold for `success` to run; else `failure` runs.
     pub compare: Vec<Compare>,
     /// The operations if every compare holds.
-    pub success: Vec<Request>,
+    pub success: Vec<Op>,
     /// The operations otherwise.
-    pub failure: Vec<Request>,
+    pub failure: Vec<Op>,
     /// The canonical JSON stored in the log.
     pub source: Value,
 }
 
-impl TxnSpec {
+/// Parses one operation of a txn.
+pub type OpParser<'a, Op> = &'a dyn Fn(&Value, &Limits) -> Result<Op, Reply>;
+
+impl<Op> TxnSpec<Op> {
     /// Checks a txn payload (`compare`, `success`, `failure`) under
-    /// `limits`.
-    pub fn parse(fields: &Map<String, Value>, limits: &Limits) -> Result<Self, Reply> {
+    /// `limits`, each operation with `parse_op`.
+    pub fn parse(
+        fields: &Map<String, Value>,
+        limits: &Limits,
+        parse_op: OpParser<'_, Op>,
+    ) -> Result<Self, Reply> {
         let list = |name: &str| -> Result<Vec<Value>, Reply> {
             match fields.get(name) {
                 None | Some(Value::Null) => Ok(Vec::new()),
@@ -87,7 +94,7 @@ impl TxnSpec {
     }
 
     /// Parses the JSON a log entry holds, with the largest limits.
-    pub fn from_log(text: &str) -> Result<Self, String> {
+    pub fn from_log(text: &str, parse_op: OpParser<'_, Op>) -> Result<Self, String> {
         let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let Value::Object(fields) = value else { return Err("a txn is an object".into()) };
         let limits = Limits {
@@ -95,7 +102,7 @@ impl TxnSpec {
             key_bytes_max: super::KEY_BYTES_MAX_LIMIT,
             value_bytes_max: super::VALUE_BYTES_MAX_LIMIT,
         };
-        Self::parse(&fields, &limits).map_err(|reply| reply.body["error"].to_string())
+        Self::parse(&fields, &limits, parse_op).map_err(|reply| reply.body["error"].to_string())
     }
 
     /// Whether every compare holds, reading through `get` (the stored item
@@ -161,29 +168,4 @@ fn parse_compare(value: &Value, limits: &Limits) -> Result<Compare, Reply> {
 
 fn bad_number() -> Reply {
     Reply::bad_request("a compare's revision or version must be a non-negative integer")
-}
-
-fn parse_op(value: &Value, limits: &Limits) -> Result<Request, Reply> {
-    let Value::Object(fields) = value else {
-        return Err(Reply::bad_request("each txn operation must be a request object"));
-    };
-    let action = fields.get("action").and_then(Value::as_str).unwrap_or("");
-    let keyed = fields.get("payload").and_then(|p| p.get("key")).is_some();
-    match action {
-        "put" if !keyed => Err(Reply::bad_request(
-            "a txn's put needs a \"key\" (a value-addressed put draws its key at random)",
-        )),
-        "put" | "delete" | "cas" | "get" | "range" => {
-            let request = Request::from_object(fields, limits)?;
-            match &request {
-                Request::Write(Command::Txn(_)) => {
-                    Err(Reply::bad_request("a txn cannot hold another txn"))
-                }
-                _ => Ok(request),
-            }
-        }
-        other => Err(Reply::bad_request(format!(
-            "a txn's operations are put, delete, cas, get and range, not {other:?}"
-        ))),
-    }
 }

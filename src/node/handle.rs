@@ -61,7 +61,7 @@ pub(super) struct Inner {
     /// Recent changes and watchers.
     pub(super) history: Arc<History>,
     /// Lease deadlines, while this node leads.
-    lease_clock: super::leases::LeaseClock,
+    lease_clock: super::lease_clock::LeaseClock,
 }
 
 impl std::fmt::Debug for NodeHandle {
@@ -91,7 +91,7 @@ impl NodeHandle {
             state_bytes_max: config.state_bytes_max,
             data_dir: config.data_dir.clone(),
             history,
-            lease_clock: super::leases::LeaseClock::default(),
+            lease_clock: super::lease_clock::LeaseClock::default(),
         };
         NodeHandle { inner: Arc::new(inner) }
     }
@@ -137,7 +137,7 @@ impl NodeHandle {
     }
 
     /// Lease deadlines (the leader's).
-    pub(super) fn lease_clock(&self) -> &super::leases::LeaseClock {
+    pub(super) fn lease_clock(&self) -> &super::lease_clock::LeaseClock {
         &self.inner.lease_clock
     }
 

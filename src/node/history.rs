@@ -69,7 +69,8 @@ pub fn events_of(command: &Command, outcome: &Outcome, revision: u64) -> Vec<Eve
         revisions,
     };
     match (command, outcome) {
-        (Command::Txn(spec), Outcome::Txn { succeeded, results }) => {
+        (Command::Txn(text), Outcome::Txn { succeeded, results }) => {
+            let Ok(spec) = crate::kv::parse_txn(text) else { return Vec::new() };
             let ops = if *succeeded { &spec.success } else { &spec.failure };
             let writes = ops.iter().zip(results).filter_map(|(op, outcome)| match op {
                 crate::kv::Request::Write(command) => Some(events_of(command, outcome, revision)),

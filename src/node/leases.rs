@@ -12,8 +12,7 @@
 //! Caveats: keepalives and the list go to the leader (a follower forwards
 //! them); a lease is revoked at most one check interval late.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -24,28 +23,6 @@ use crate::kv::{Command, Reply};
 
 /// How often the leader looks for expired leases.
 pub const LEASE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
-
-/// The leader's deadlines.
-#[derive(Debug, Default)]
-pub struct LeaseClock {
-    inner: Mutex<Deadlines>,
-}
-
-#[derive(Debug, Default)]
-struct Deadlines {
-    /// The term the deadlines were set in (a new term resets them).
-    term: u64,
-    /// When each lease expires.
-    at: HashMap<u64, Instant>,
-    /// Leases whose revoke is being proposed.
-    revoking: HashSet<u64>,
-}
-
-impl LeaseClock {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Deadlines> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
 
 impl NodeHandle {
     /// The leases in the state: (id, TTL in ms).

@@ -31,6 +31,7 @@ mod error;
 mod event_loop;
 mod handle;
 mod history;
+mod lease_clock;
 mod leases;
 mod metrics;
 mod recovery;
