@@ -14,6 +14,8 @@ mod checker;
 mod common;
 #[path = "jepsen/proxy.rs"]
 mod proxy;
+#[path = "jepsen/watchers.rs"]
+mod watchers;
 #[path = "jepsen/workload.rs"]
 mod workload;
 
@@ -30,6 +32,8 @@ use proxy::{Link, Mode};
 const KEYS: usize = 4;
 /// Concurrent clients.
 const CLIENTS: usize = 5;
+/// Watchers beside them.
+const WATCHERS: usize = 2;
 /// Faults per scenario, at most.
 const FAULTS_MAX: usize = 50;
 /// Search steps per key before the checker gives up (then the test fails
@@ -279,10 +283,17 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
     let ports = rig.http_ports.clone();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut log = Vec::new();
+    let streams: Vec<std::sync::Mutex<watchers::Stream>> = (0..WATCHERS)
+        .map(|_| std::sync::Mutex::new(watchers::Stream { next: 1, ..Default::default() }))
+        .collect();
     std::thread::scope(|scope| {
         for client in 0..CLIENTS {
             let (history, stop, ports) = (&history, &stop, &ports);
             scope.spawn(move || workload::run_client(client, seed, ports, KEYS, history, stop));
+        }
+        for (n, stream) in streams.iter().enumerate() {
+            let (stop, ports) = (&stop, &ports);
+            scope.spawn(move || watchers::run(seed ^ (n as u64 + 77), ports, stream, stop));
         }
         let started = Instant::now();
         for _ in 0..FAULTS_MAX {
@@ -302,6 +313,7 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
     rig.heal();
     rig.cluster.wait_for_leader(Duration::from_secs(30));
     workload::final_reads(&ports, KEYS, &history);
+    check_watchers(name, seed, &ports, &streams, &history, &log);
     let keys = history.keys.into_inner().expect("history");
     let total: usize = keys.iter().map(Vec::len).sum();
     for (key, events) in keys.iter().enumerate() {
@@ -314,6 +326,39 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
         "{name} seed {seed}: {total} operations on {KEYS} keys linearizable; faults: {log:?}"
     );
     assert!(total > 100, "{name}: only {total} operations completed");
+}
+
+/// Every watcher caught up after healing, then checked against the writes
+/// the clients saw acknowledged.
+fn check_watchers(
+    name: &str,
+    seed: u64,
+    ports: &[u16],
+    streams: &[std::sync::Mutex<watchers::Stream>],
+    history: &workload::History,
+    log: &[String],
+) {
+    let acknowledged = history.acknowledged.lock().expect("history").clone();
+    let last = acknowledged.iter().map(|write| write.0).max().unwrap_or(0);
+    for (n, stream) in streams.iter().enumerate() {
+        watchers::catch_up(ports, stream, last, Duration::from_secs(30));
+        let stream = stream.lock().expect("stream");
+        if let Err(why) = watchers::check(&stream, &acknowledged) {
+            panic!(
+                "{name}: watcher {n} with seed {seed}: {why}
+gaps announced: {:?}
+faults: {log:?}
+                 replay: RDB_TEST_SEED={seed} cargo test --release --test jepsen {name}",
+                stream.gaps
+            );
+        }
+        eprintln!(
+            "{name} seed {seed}: watcher {n} saw {} writes ({} acknowledged), {} announced gaps",
+            stream.events.len(),
+            acknowledged.len(),
+            stream.gaps.len()
+        );
+    }
 }
 
 fn fail(

@@ -22,11 +22,17 @@ pub struct History {
     pub start: Instant,
     /// Events per key.
     pub keys: Mutex<Vec<Vec<Event>>>,
+    /// Writes acknowledged with their revision: (revision, key, value).
+    pub acknowledged: Mutex<Vec<(u64, String, String)>>,
 }
 
 impl History {
     pub fn new(keys: usize) -> Self {
-        History { start: Instant::now(), keys: Mutex::new(vec![Vec::new(); keys]) }
+        History {
+            start: Instant::now(),
+            keys: Mutex::new(vec![Vec::new(); keys]),
+            acknowledged: Mutex::new(Vec::new()),
+        }
     }
 
     pub fn now(&self) -> u64 {
@@ -35,6 +41,14 @@ impl History {
 
     fn record(&self, key: usize, event: Event) {
         self.keys.lock().expect("history")[key].push(event);
+    }
+
+    /// Records a write acknowledged with `body`'s revision.
+    fn acknowledge(&self, key: usize, value: &str, body: &Value) {
+        if let Some(revision) = body["revision"].as_u64() {
+            let write = (revision, key_name(key), value.to_string());
+            self.acknowledged.lock().expect("history").push(write);
+        }
     }
 }
 
@@ -95,8 +109,13 @@ pub fn run_client(
                 let outcome = send(&agent, port, &body);
                 let ret = history.now();
                 match outcome {
-                    Outcome::Answer(200, _) => history
-                        .record(key, Event { client, call, ret: Some(ret), op: Op::Put { value } }),
+                    Outcome::Answer(200, body) => {
+                        history.acknowledge(key, &value, &body);
+                        history.record(
+                            key,
+                            Event { client, call, ret: Some(ret), op: Op::Put { value } },
+                        );
+                    }
                     Outcome::Answer(503, _) => {} // refused: nothing happened
                     Outcome::Answer(504, _) | Outcome::Lost => history
                         .record(key, Event { client, call, ret: None, op: Op::Put { value } }),
@@ -125,7 +144,10 @@ pub fn run_client(
                 let outcome = send(&agent, port, &body);
                 let ret = history.now();
                 let op = match outcome {
-                    Outcome::Answer(200, _) => Some((Some(ret), Op::CasOk { expected, value })),
+                    Outcome::Answer(200, body) => {
+                        history.acknowledge(key, &value, &body);
+                        Some((Some(ret), Op::CasOk { expected, value }))
+                    }
                     Outcome::Answer(409, body) => {
                         let current = body["value"].as_str().map(str::to_string);
                         last_seen[key].clone_from(&current);
