@@ -12,6 +12,8 @@
 #[path = "jepsen/checker.rs"]
 mod checker;
 mod common;
+#[path = "jepsen/lease_keeper.rs"]
+mod lease_keeper;
 #[path = "jepsen/proxy.rs"]
 mod proxy;
 #[path = "jepsen/watchers.rs"]
@@ -286,7 +288,9 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
     let streams: Vec<std::sync::Mutex<watchers::Stream>> = (0..WATCHERS)
         .map(|_| std::sync::Mutex::new(watchers::Stream { next: 1, ..Default::default() }))
         .collect();
-    std::thread::scope(|scope| {
+    let kept = std::thread::scope(|scope| {
+        let (stop_ref, ports_ref) = (&stop, &ports);
+        let keeper = scope.spawn(move || lease_keeper::run(seed ^ 0x1ea5e, ports_ref, stop_ref));
         for client in 0..CLIENTS {
             let (history, stop, ports) = (&history, &stop, &ports);
             scope.spawn(move || workload::run_client(client, seed, ports, KEYS, history, stop));
@@ -309,10 +313,16 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
         }
         std::thread::sleep(Duration::from_secs(1));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        keeper.join().expect("the lease keeper")
     });
     rig.heal();
     rig.cluster.wait_for_leader(Duration::from_secs(30));
     workload::final_reads(&ports, KEYS, &history);
+    let held = kept.and_then(|lease| lease_keeper::check_held(&ports, &lease));
+    assert!(
+        held.is_ok(),
+        "{name} seed {seed}: a kept-alive lease was lost: {held:?}\nfaults: {log:?}"
+    );
     check_watchers(name, seed, &ports, &streams, &history, &log);
     let keys = history.keys.into_inner().expect("history");
     let total: usize = keys.iter().map(Vec::len).sum();
