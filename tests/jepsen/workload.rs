@@ -1,5 +1,5 @@
-//! The clients: concurrent key-addressed put, linearizable get and cas on a
-//! few keys through random nodes, each operation recorded with its
+//! The clients: concurrent key-addressed put, linearizable get, cas and a
+//! cas made of a txn on a few keys through random nodes, each operation recorded with its
 //! invocation and completion times and its result.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,6 +138,7 @@ pub fn run_client(
                         .record(key, Event { client, call, ret: Some(ret), op: Op::Get { value } });
                 }
             }
+            9 => txn_cas(&agent, (client, port, key), (last_seen[key].clone(), value), history),
             _ => {
                 let expected = last_seen[key].clone();
                 let body = json!({"action": "cas", "payload": {"collection": COLLECTION, "key": key_name(key), "expected": expected, "value": value}});
@@ -166,6 +167,46 @@ pub fn run_client(
         }
         std::thread::sleep(Duration::from_millis(rng.u64(0..5)));
     }
+}
+
+/// A compare-and-set as a txn: compare the value (or absence), put on
+/// success, read on failure; recorded as the cas it is, so the per-key
+/// checker judges the txn's atomicity and order.
+fn txn_cas(
+    agent: &ureq::Agent,
+    (client, port, key): (usize, u16, usize),
+    (expected, value): (Option<String>, String),
+    history: &History,
+) {
+    let mut compare = json!({"collection": COLLECTION, "key": key_name(key)});
+    match &expected {
+        Some(held) => compare["value"] = json!(held),
+        None => compare["absent"] = json!(true),
+    }
+    let target = json!({"collection": COLLECTION, "key": key_name(key)});
+    let mut put = target.clone();
+    put["value"] = json!(value);
+    let body = json!({"action": "txn", "payload": {"compare": [compare],
+        "success": [{"action": "put", "payload": put}],
+        "failure": [{"action": "get", "payload": target}]}});
+    let call = history.now();
+    let outcome = send(agent, port, &body);
+    let ret = history.now();
+    let op = match outcome {
+        Outcome::Answer(200, body) if body["succeeded"] == true => {
+            history.acknowledge(key, &value, &body);
+            (Some(ret), Op::CasOk { expected, value })
+        }
+        Outcome::Answer(200, body) => {
+            let current = body["results"][0]["value"].as_str().map(str::to_string);
+            let current = if body["results"][0]["status"] == 404 { None } else { current };
+            (Some(ret), Op::CasFail { expected, current })
+        }
+        Outcome::Answer(503, _) => return,
+        Outcome::Answer(504, _) | Outcome::Lost => (None, Op::CasUnknown { expected, value }),
+        Outcome::Answer(status, body) => panic!("txn answered {status}: {body}"),
+    };
+    history.record(key, Event { client, call, ret: op.0, op: op.1 });
 }
 
 /// After healing, reads every key through every node (linearizable reads:
