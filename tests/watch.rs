@@ -197,4 +197,24 @@ fn an_old_revision_is_gone_and_a_reader_that_stalls_is_cut() {
     assert!(received < events, "cut before the end: {received}");
     let _ = curl.kill();
     let _ = curl.wait();
+
+    // A client that goes away while nothing changes is noticed by the
+    // progress line and its watcher freed.
+    let watchers = |cluster: &TestCluster| -> u64 {
+        let (_, metrics) = cluster.get(leader, "/metrics");
+        let text = metrics.as_str().unwrap_or_default().to_string();
+        let line =
+            text.lines().find(|l| l.starts_with("rdb_watchers ")).unwrap_or("rdb_watchers 0");
+        line.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let (mut quiet, mut lines) = stream(&url, &watch(json!({"collection": "quiet"})));
+    assert_eq!(next_json(&mut lines)["type"], "created");
+    assert_eq!(watchers(&cluster), 1);
+    let _ = quiet.kill();
+    let _ = quiet.wait();
+    let deadline = std::time::Instant::now() + rdb::node::WATCH_PROGRESS_INTERVAL * 3;
+    while watchers(&cluster) != 0 {
+        assert!(std::time::Instant::now() < deadline, "a vanished watcher was never freed");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -9,6 +9,7 @@ use super::command::Command;
 use super::item::{self, Revisions};
 use super::lease;
 use super::outcome::{Missing, Outcome};
+use super::txn::TXN_ANSWER_BYTES_MAX;
 use super::{data_tree, index_tree, value_hash};
 
 /// The tree of the state machine's own metadata (no collection can name
@@ -184,7 +185,18 @@ fn revoke_lease(txn: &mut WriteTxn<'_>, id: u64) -> rdb_storage::Result<Outcome>
     Ok(Outcome::LeaseRevoked { id, removed })
 }
 
-/// Runs a txn's compares, then its success or failure operations.
+/// Bytes of keys and values in an outcome.
+fn outcome_bytes(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::Item { key, value, .. } => key.len() + value.len(),
+        Outcome::Items { items, .. } => items.iter().map(|(k, v, _)| k.len() + v.len()).sum(),
+        _ => 0,
+    }
+}
+
+/// Runs a txn's compares, then its success or failure operations. A put on
+/// a lease that does not exist fails the whole txn before anything changes
+/// (as etcd's does).
 fn apply_txn(
     txn: &mut WriteTxn<'_>,
     spec: &super::request::Txn,
@@ -193,14 +205,28 @@ fn apply_txn(
     let succeeded =
         spec.holds(|collection, key| txn.get(&data_tree(collection), key.as_bytes()))?;
     let ops = if succeeded { &spec.success } else { &spec.failure };
-    let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        results.push(match op {
+        if let super::Request::Write(Command::PutLeased { lease: id, .. }) = op {
+            if lease::ttl_ms(txn, *id)?.is_none() {
+                return Ok(Outcome::not_found("", Missing::Lease));
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(ops.len());
+    let mut answer_bytes = 0usize;
+    for op in ops {
+        let outcome = match op {
             super::Request::Write(command) => apply(txn, command, at)?,
+            // Reads past the answer's limit are not computed.
+            super::Request::Read { .. } if answer_bytes > TXN_ANSWER_BYTES_MAX => {
+                Outcome::TooLarge { bytes: answer_bytes, max: TXN_ANSWER_BYTES_MAX }
+            }
             super::Request::Read { query, .. } => query.run_in(txn)?,
             // The txn parser takes nothing else.
             _ => Outcome::not_found("", Missing::Key),
-        });
+        };
+        answer_bytes += outcome_bytes(&outcome);
+        results.push(outcome);
     }
     Ok(Outcome::Txn { succeeded, results })
 }

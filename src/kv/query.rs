@@ -152,11 +152,17 @@ impl Query {
                     reverse: false,
                 };
                 let keys = txn.keys(&tree, &range, limit + 1)?;
-                let more = keys.len() > *limit;
+                let mut more = keys.len() > *limit;
                 let mut items = Vec::new();
+                let mut bytes = 0;
                 for key in keys.into_iter().take(*limit) {
+                    if bytes > super::txn::TXN_ANSWER_BYTES_MAX {
+                        more = true;
+                        break;
+                    }
                     let stored = txn.get(&tree, &key)?.unwrap_or_default();
                     let (revisions, value) = item::decode(&stored);
+                    bytes += key.len() + value.len();
                     items.push((text(&key), text(value), revisions));
                 }
                 Ok(Outcome::Items { collection: collection.clone(), items, more })

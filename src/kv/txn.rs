@@ -20,6 +20,11 @@ use super::reply::Reply;
 
 /// Compares plus operations in one txn, at most.
 pub const TXN_OPS_MAX: usize = 128;
+/// The most a txn's reads may return, in bytes: a range stops there (its
+/// `more` says so) and later reads answer 413. Every replica computes a
+/// txn's reads, and the answer crosses the peer connection when a follower
+/// forwarded the txn.
+pub const TXN_ANSWER_BYTES_MAX: usize = 4 << 20;
 
 /// What a compare checks of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 
 use crate::kv::{Command, Outcome, Revisions};
 
-/// Events a watcher may have waiting before it is cut.
+/// Events a watcher may have waiting before it is cut. A revision's events
+/// are delivered whole (a range delete, a txn), so a watcher is cut only
+/// between revisions, and may hold one revision's events beyond this.
 pub const WATCH_BUFFER_EVENTS: usize = 1_024;
 /// Watchers one node serves at once.
 pub const WATCHERS_MAX: usize = 1_000;
@@ -143,6 +145,10 @@ struct Registered {
     /// Events before this revision were replayed or not asked for.
     from: u64,
     sender: async_std::channel::Sender<Arc<Event>>,
+    /// Events sent and not yet taken by the watcher.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// The revision of the last event sent (a cut never splits one).
+    last_sent: u64,
     cut: Arc<Mutex<Option<Cut>>>,
 }
 
@@ -155,6 +161,9 @@ pub struct Subscription {
     pub live: async_std::channel::Receiver<Arc<Event>>,
     /// Why it was cut, once it is.
     pub cut: Arc<Mutex<Option<Cut>>>,
+    /// Events sent and not yet taken: whoever takes one from `live`
+    /// decrements it.
+    pub pending: Arc<std::sync::atomic::AtomicUsize>,
     /// The revision the replay reaches (the node's applied index).
     pub revision: u64,
 }
@@ -223,7 +232,7 @@ impl History {
             let event = Arc::new(event);
             inner.bytes += event.bytes();
             inner.events.push_back(event.clone());
-            inner.watchers.retain(|watcher| deliver(watcher, &event));
+            inner.watchers.retain_mut(|watcher| deliver(watcher, &event));
         }
         inner.applied = inner.applied.max(applied);
         while inner.events.len() > inner.events_max || inner.bytes > inner.bytes_max {
@@ -271,34 +280,52 @@ impl History {
                 .collect(),
             None => Vec::new(),
         };
-        let (sender, live) = async_std::channel::bounded(WATCH_BUFFER_EVENTS);
+        // Unbounded, but `pending` bounds it: see `deliver`.
+        let (sender, live) = async_std::channel::unbounded();
         let cut = Arc::new(Mutex::new(None));
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let from = from_revision.unwrap_or(0);
-        inner.watchers.push(Registered { filter, from, sender, cut: cut.clone() });
-        Ok(Subscription { replay, live, cut, revision: inner.applied })
+        let watcher = Registered {
+            filter,
+            from,
+            sender,
+            pending: pending.clone(),
+            last_sent: 0,
+            cut: cut.clone(),
+        };
+        inner.watchers.push(watcher);
+        Ok(Subscription { replay, live, cut, pending, revision: inner.applied })
     }
 
-    /// Watchers registered (some may have gone away unnoticed yet).
+    /// Watchers registered and still there (one whose client went away
+    /// leaves once its stream notices, at its next event or progress line).
     pub fn watchers(&self) -> usize {
-        self.lock().watchers.len()
+        let mut inner = self.lock();
+        inner.watchers.retain(|watcher| !watcher.sender.is_closed());
+        inner.watchers.len()
     }
 }
 
 /// Hands `event` to `watcher` if it wants it; false when the watcher is
-/// gone or cut (its buffer is full).
-fn deliver(watcher: &Registered, event: &Arc<Event>) -> bool {
+/// gone or cut: it has [`WATCH_BUFFER_EVENTS`] waiting when a new revision
+/// begins (the rest of a revision always follows its first event).
+fn deliver(watcher: &mut Registered, event: &Arc<Event>) -> bool {
+    use std::sync::atomic::Ordering;
     if event.revision < watcher.from || !watcher.filter.matches(event) {
         return !watcher.sender.is_closed();
     }
-    match watcher.sender.try_send(event.clone()) {
-        Ok(()) => true,
-        Err(async_std::channel::TrySendError::Full(_)) => {
-            *watcher.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Cut::Overflow);
-            false
-        }
-        Err(async_std::channel::TrySendError::Closed(_)) => false,
+    let new_revision = event.revision != watcher.last_sent;
+    if new_revision && watcher.pending.load(Ordering::Acquire) >= WATCH_BUFFER_EVENTS {
+        *watcher.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Cut::Overflow);
+        return false;
     }
+    if watcher.sender.try_send(event.clone()).is_err() {
+        return false;
+    }
+    watcher.pending.fetch_add(1, Ordering::AcqRel);
+    watcher.last_sent = event.revision;
+    true
 }
 
 #[cfg(test)]
@@ -354,11 +381,16 @@ mod tests {
     fn a_full_buffer_cuts_the_watcher_and_a_reset_cuts_them_all() {
         let history = History::new(10, 1 << 20, 0);
         let slow = history.subscribe(filter(""), None).expect("subscribed");
-        let events: Vec<Event> =
-            (1..=WATCH_BUFFER_EVENTS as u64 + 1).map(|r| put(r, "k")).collect();
-        history.record(events, WATCH_BUFFER_EVENTS as u64 + 1);
+        // One revision of many events (a range delete) is delivered whole.
+        let big: Vec<Event> =
+            (0..WATCH_BUFFER_EVENTS + 10).map(|n| put(1, &format!("k{n}"))).collect();
+        history.record(big, 1);
+        assert_eq!(*slow.cut.lock().expect("lock"), None);
+        assert_eq!(slow.live.len(), WATCH_BUFFER_EVENTS + 10);
+        // The next revision finds it too far behind: cut between revisions.
+        history.record(vec![put(2, "k")], 2);
         assert_eq!(*slow.cut.lock().expect("lock"), Some(Cut::Overflow));
-        assert_eq!(slow.live.len(), WATCH_BUFFER_EVENTS, "what fitted is still delivered");
+        assert_eq!(slow.live.len(), WATCH_BUFFER_EVENTS + 10, "what was sent is still delivered");
         let other = history.subscribe(filter(""), None).expect("subscribed");
         history.reset(5_000);
         assert_eq!(*other.cut.lock().expect("lock"), Some(Cut::Reset));

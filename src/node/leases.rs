@@ -47,6 +47,10 @@ impl NodeHandle {
             return Reply::not_found("", "lease");
         };
         let mut clock = self.lease_clock().lock();
+        // Its expiry is decided (the revoke is being proposed): too late.
+        if clock.revoking.contains(&id) {
+            return Reply::not_found("", "lease");
+        }
         clock.at.insert(id, Instant::now() + Duration::from_millis(ttl_ms));
         Reply { status: 200, body: json!({"lease": lease_text(id), "ttl_ms": ttl_ms}) }
     }

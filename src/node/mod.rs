@@ -68,7 +68,7 @@ pub use upgrade::{
     UPGRADE_CHECK_INTERVAL,
 };
 pub use wal_store::{split_record, WalStore};
-pub use watch::{stream_lines, Answer};
+pub use watch::{stream_lines, Answer, WATCH_PROGRESS_INTERVAL};
 
 pub use error::Error;
 pub use snapshot_dir::{SnapshotDir, SnapshotFile};

@@ -98,8 +98,12 @@ impl NodeHandle {
                 events.push(first);
             }
         }
-        while events.len() < WATCH_BUFFER_EVENTS {
-            let Ok(next) = subscription.live.try_recv() else { break };
+        // Whole revisions only: stop at a revision boundary past the buffer.
+        while let Ok(next) = subscription.live.try_recv() {
+            let boundary = events.last().is_some_and(|last| last.revision != next.revision);
+            if boundary && events.len() >= WATCH_BUFFER_EVENTS {
+                break;
+            }
             events.push(next);
         }
         let revision = events.last().map_or(subscription.revision, |e| e.revision);
@@ -109,8 +113,14 @@ impl NodeHandle {
     }
 }
 
+/// How long a stream may stay silent: then a `{"type":"progress"}` line
+/// goes out, so that a client that went away is noticed (the write fails)
+/// and its watcher freed.
+pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The lines of a streaming watch: `{"type":"created","revision":N}`, the
-/// replayed events, the live ones, and an error event if it was cut.
+/// replayed events, the live ones (a progress line after a silence), and an
+/// error event if it was cut.
 pub fn stream_lines(
     subscription: Subscription,
 ) -> impl futures::Stream<Item = Vec<u8>> + Send + Sync + Unpin + 'static {
@@ -122,6 +132,20 @@ pub fn stream_lines(
     };
     let created = json!({"type": "created", "revision": subscription.revision});
     let event_line = move |event: Arc<Event>| line(event.to_json());
+    let pending = subscription.pending.clone();
+    let live = futures::stream::unfold(subscription.live, move |live| {
+        let pending = pending.clone();
+        async move {
+            match async_std::future::timeout(WATCH_PROGRESS_INTERVAL, live.recv()).await {
+                Ok(Ok(event)) => {
+                    pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    Some((line(event.to_json()), live))
+                }
+                Ok(Err(_)) => None,
+                Err(_) => Some((line(json!({"type": "progress"})), live)),
+            }
+        }
+    });
     let cut = subscription.cut.clone();
     let ending = futures::stream::iter([()]).filter_map(move |()| {
         let cut = *cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -129,7 +153,7 @@ pub fn stream_lines(
     });
     futures::stream::iter([line(created)])
         .chain(futures::stream::iter(subscription.replay).map(event_line))
-        .chain(subscription.live.map(event_line))
+        .chain(Box::pin(live))
         .chain(ending)
 }
 
@@ -137,7 +161,8 @@ fn cut_event(cut: Cut) -> Value {
     let error = match cut {
         Cut::Overflow => format!(
             "the watcher fell more than {WATCH_BUFFER_EVENTS} events behind; resume with \
-             from_revision one past the last event received"
+             from_revision one past the revision of the last event received (a cut never \
+             splits a revision)"
         ),
         Cut::Reset => "this node installed a snapshot and its history starts again: resume \
                        with from_revision (410 if too old: read the state and watch from there)"
