@@ -623,3 +623,34 @@ fn replicas_agree_on_leases_and_a_revoke_leaves_none_of_its_keys() {
         }
     }
 }
+
+/// A full lease whose keys' collection was dropped takes new keys: the
+/// stale attachments are pruned, and the list never shows them.
+#[test]
+fn a_dropped_collection_frees_its_keys_from_their_lease() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut replica = Replica { db: open(&dir, "drop.db"), version: 2 };
+    let lease = 9;
+    let mut entries = vec![(1, Command::LeaseGrant { id: lease, ttl_ms: 5_000 })];
+    let put = |n: usize, collection: &str| Command::PutLeased {
+        collection: collection.into(),
+        key: format!("k{n}"),
+        value: "v".into(),
+        lease,
+        expected_revision: None,
+    };
+    entries.extend((0..rdb::kv::lease::LEASE_KEYS_MAX).map(|n| (n as u64 + 2, put(n, "doomed"))));
+    let replies = replica.apply_batch(&entries);
+    assert!(replies.iter().all(|reply| reply.status == 200), "filled");
+    let next = entries.len() as u64 + 1;
+    let full = replica.apply_batch(&[(next, put(0, "other"))]);
+    assert_eq!(full[0].status, 409, "the lease is full: {:?}", full[0]);
+    let dropped = replica.apply_batch(&[(next + 1, Command::Drop { collection: "doomed".into() })]);
+    assert_eq!(dropped[0].status, 200);
+    let listed = rdb::kv::lease::keys_of(&replica.db.begin_read(), lease, 10).expect("keys");
+    assert!(listed.is_empty(), "dropped keys are not listed: {listed:?}");
+    let again = replica.apply_batch(&[(next + 2, put(0, "other"))]);
+    assert_eq!(again[0].status, 200, "stale attachments pruned: {:?}", again[0]);
+    let listed = rdb::kv::lease::keys_of(&replica.db.begin_read(), lease, 10).expect("keys");
+    assert_eq!(listed, vec![("other".to_string(), "k0".to_string())]);
+}

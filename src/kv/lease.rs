@@ -12,8 +12,9 @@
 //! deadlines in memory (`node/leases.rs`) and proposes a revoke; a new
 //! leader gives every lease a full TTL again, as etcd does.
 //!
-//! Caveats: dropping a collection leaves its keys' attachments, which a
-//! revoke then skips.
+//! Caveats: dropping a collection leaves its keys' attachments: a revoke
+//! skips them, the list leaves them out, and a lease that reaches its key
+//! limit prunes them before it refuses.
 
 use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
@@ -84,11 +85,37 @@ pub fn attach(
     let entry = attachment(id, collection, key);
     if txn.get(LEASE_KEYS_TREE, &entry)?.is_none()
         && txn.keys(LEASE_KEYS_TREE, &of_lease, LEASE_KEYS_MAX)?.len() >= LEASE_KEYS_MAX
+        && prune(txn, id, &of_lease)? == 0
     {
         return Ok(false);
     }
     txn.put(LEASE_KEYS_TREE, &entry, &[])?;
     Ok(true)
+}
+
+/// Removes the attachments of lease `id` whose key no longer holds it (its
+/// collection was dropped); how many. Runs only when the lease is full.
+fn prune(txn: &mut WriteTxn<'_>, id: u64, of_lease: &KeyRange) -> rdb_storage::Result<usize> {
+    let mut pruned = 0;
+    for entry in txn.keys(LEASE_KEYS_TREE, of_lease, LEASE_KEYS_MAX)? {
+        let Some((collection, key)) = split_attachment(&entry) else { continue };
+        let stored = txn.get(&format!("d/{collection}"), key.as_bytes())?;
+        if stored.as_deref().map(lease_of) != Some(id) {
+            txn.delete(LEASE_KEYS_TREE, &entry)?;
+            pruned += 1;
+        }
+    }
+    Ok(pruned)
+}
+
+/// The collection and key of an attachment entry.
+fn split_attachment(entry: &[u8]) -> Option<(String, String)> {
+    let rest = entry.get(8..)?;
+    let split = rest.iter().position(|&b| b == 0)?;
+    Some((
+        String::from_utf8_lossy(&rest[..split]).into_owned(),
+        String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
+    ))
 }
 
 /// Detaches `collection`/`key` from lease `id`.
@@ -118,12 +145,7 @@ pub fn revoke(
     let mut held = Vec::with_capacity(entries.len());
     for entry in entries {
         txn.delete(LEASE_KEYS_TREE, &entry)?;
-        let rest = &entry[8..];
-        if let Some(split) = rest.iter().position(|&b| b == 0) {
-            let collection = String::from_utf8_lossy(&rest[..split]).into_owned();
-            let key = String::from_utf8_lossy(&rest[split + 1..]).into_owned();
-            held.push((collection, key));
-        }
+        held.extend(split_attachment(&entry));
     }
     Ok(Some(held))
 }
@@ -149,14 +171,15 @@ pub fn keys_of(txn: &ReadTxn, id: u64, limit: usize) -> rdb_storage::Result<Vec<
     }
     let of_lease = KeyRange { prefix: Some(id.to_be_bytes().to_vec()), ..KeyRange::default() };
     let mut out = Vec::new();
-    for entry in txn.range(LEASE_KEYS_TREE, &of_lease)?.take(limit) {
-        let (entry, _) = entry?;
-        let rest = &entry[8..];
-        if let Some(split) = rest.iter().position(|&b| b == 0) {
-            out.push((
-                String::from_utf8_lossy(&rest[..split]).into_owned(),
-                String::from_utf8_lossy(&rest[split + 1..]).into_owned(),
-            ));
+    for entry in txn.range(LEASE_KEYS_TREE, &of_lease)? {
+        if out.len() >= limit {
+            break;
+        }
+        let Some((collection, key)) = split_attachment(entry?.0) else { continue };
+        // Not a key whose collection was dropped since.
+        let held = txn.get(&format!("d/{collection}"), key.as_bytes())?;
+        if held.is_some_and(|stored| lease_of(stored) == id) {
+            out.push((collection, key));
         }
     }
     Ok(out)
