@@ -10,7 +10,7 @@ use super::item::{self, Revisions};
 use super::lease;
 use super::outcome::{Missing, Outcome};
 use super::txn::TXN_ANSWER_BYTES_MAX;
-use super::{data_tree, index_tree, value_hash};
+use super::{data_tree, index_tree, key_range, value_hash};
 
 /// The tree of the state machine's own metadata (no collection can name
 /// it: collections live in `d/` and `i/` trees).
@@ -89,15 +89,7 @@ pub fn apply(
         }
         Command::CasRevision { collection, key, expected_revision, value } => {
             let current = current(txn, collection, key)?;
-            let mod_revision = current.as_ref().map_or(0, |(revisions, _)| revisions.mod_revision);
-            // 0 means absent; an item written before version 2 (revision 0)
-            // matches no expectation.
-            let matches = match (&current, *expected_revision) {
-                (None, 0) => true,
-                (Some(_), expected) => expected != 0 && mod_revision == expected,
-                (None, _) => false,
-            };
-            if !matches {
+            if !revision_matches(current.as_ref(), *expected_revision) {
                 return Ok(mismatch(collection, key, current));
             }
             put_key(txn, collection, key, value, (revision, 0))
@@ -110,12 +102,7 @@ pub fn apply(
             Ok(Outcome::Dropped { collection: collection.clone() })
         }
         Command::DeleteRange { collection, start, end, prefix } => {
-            let range = KeyRange {
-                start: start.as_ref().map(|s| s.as_bytes().to_vec()),
-                end: end.as_ref().map(|s| s.as_bytes().to_vec()),
-                prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
-                reverse: false,
-            };
+            let range = key_range(start, end, prefix);
             delete_range(txn, collection, &range)
         }
         Command::Txn(text) => match super::request::parse_txn(text) {
@@ -155,12 +142,7 @@ fn put_leased(
     }
     if let Some(expected) = expected_revision {
         let current = current(txn, collection, key)?;
-        let mod_revision = current.as_ref().map_or(0, |(r, _)| r.mod_revision);
-        let matches = match &current {
-            None => expected == 0,
-            Some(_) => expected != 0 && mod_revision == expected,
-        };
-        if !matches {
+        if !revision_matches(current.as_ref(), expected) {
             return Ok(mismatch(collection, key, current));
         }
     }
@@ -241,6 +223,16 @@ fn current(
         let (revisions, value) = item::decode(&stored);
         (revisions, String::from_utf8_lossy(value).into_owned())
     }))
+}
+
+/// Whether an item (None: absent) has mod_revision `expected` (0: absent).
+/// An item written before cluster version 2 (revision 0) matches no
+/// expectation.
+fn revision_matches(current: Option<&(Revisions, String)>, expected: u64) -> bool {
+    match current {
+        None => expected == 0,
+        Some((revisions, _)) => expected != 0 && revisions.mod_revision == expected,
+    }
 }
 
 fn mismatch(collection: &str, key: &str, current: Option<(Revisions, String)>) -> Outcome {

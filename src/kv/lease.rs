@@ -43,6 +43,11 @@ pub fn parse_lease(text: &str) -> Option<u64> {
     (text.len() == 16).then(|| u64::from_str_radix(text, 16).ok()).flatten().filter(|&id| id != 0)
 }
 
+/// The attachment entries of lease `id`.
+fn attachments_of(id: u64) -> KeyRange {
+    KeyRange { prefix: Some(id.to_be_bytes().to_vec()), ..KeyRange::default() }
+}
+
 fn attachment(lease: u64, collection: &str, key: &str) -> Vec<u8> {
     let mut out = lease.to_be_bytes().to_vec();
     out.extend_from_slice(collection.as_bytes());
@@ -81,7 +86,7 @@ pub fn attach(
     collection: &str,
     key: &str,
 ) -> rdb_storage::Result<bool> {
-    let of_lease = KeyRange { prefix: Some(id.to_be_bytes().to_vec()), ..KeyRange::default() };
+    let of_lease = attachments_of(id);
     let entry = attachment(id, collection, key);
     if txn.get(LEASE_KEYS_TREE, &entry)?.is_none()
         && txn.keys(LEASE_KEYS_TREE, &of_lease, LEASE_KEYS_MAX)?.len() >= LEASE_KEYS_MAX
@@ -140,7 +145,7 @@ pub fn revoke(
     if txn.delete(LEASES_TREE, &id.to_be_bytes())?.is_none() {
         return Ok(None);
     }
-    let of_lease = KeyRange { prefix: Some(id.to_be_bytes().to_vec()), ..KeyRange::default() };
+    let of_lease = attachments_of(id);
     let entries = txn.keys(LEASE_KEYS_TREE, &of_lease, LEASE_KEYS_MAX + 1)?;
     let mut held = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -169,7 +174,7 @@ pub fn keys_of(txn: &ReadTxn, id: u64, limit: usize) -> rdb_storage::Result<Vec<
     if !txn.tree_exists(LEASE_KEYS_TREE)? {
         return Ok(Vec::new());
     }
-    let of_lease = KeyRange { prefix: Some(id.to_be_bytes().to_vec()), ..KeyRange::default() };
+    let of_lease = attachments_of(id);
     let mut out = Vec::new();
     for entry in txn.range(LEASE_KEYS_TREE, &of_lease)? {
         if out.len() >= limit {

@@ -56,6 +56,22 @@ fn data_tree(collection: &str) -> String {
     format!("d/{collection}")
 }
 
+/// The keys a request's `start` (inclusive), `end` (exclusive) and `prefix`
+/// select, ascending.
+fn key_range(
+    start: &Option<String>,
+    end: &Option<String>,
+    prefix: &Option<String>,
+) -> rdb_storage::btree::KeyRange {
+    let bytes = |bound: &Option<String>| bound.as_ref().map(|s| s.as_bytes().to_vec());
+    rdb_storage::btree::KeyRange {
+        start: bytes(start),
+        end: bytes(end),
+        prefix: bytes(prefix),
+        reverse: false,
+    }
+}
+
 /// The tree mapping a value's hash to its key.
 fn index_tree(collection: &str) -> String {
     format!("i/{collection}")

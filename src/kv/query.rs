@@ -5,7 +5,7 @@ use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
 use super::item;
 use super::outcome::{Missing, Outcome};
-use super::{data_tree, index_tree, value_hash};
+use super::{data_tree, index_tree, key_range, value_hash};
 
 /// A read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +78,7 @@ impl Query {
                 Ok(Outcome::item_at(collection, &key, value, revisions))
             }
             Query::Range { collection, start, end, prefix, limit } => {
-                let range = KeyRange {
-                    start: start.as_ref().map(|s| s.as_bytes().to_vec()),
-                    end: end.as_ref().map(|s| s.as_bytes().to_vec()),
-                    prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
-                    reverse: false,
-                };
+                let range = key_range(start, end, prefix);
                 range_items(txn, collection, &range, *limit)
             }
             Query::ListCollections => {
@@ -145,12 +140,7 @@ impl Query {
                 if !txn.tree_exists(&tree)? {
                     return Ok(Outcome::not_found(collection, Missing::Collection));
                 }
-                let range = KeyRange {
-                    start: start.as_ref().map(|s| s.as_bytes().to_vec()),
-                    end: end.as_ref().map(|s| s.as_bytes().to_vec()),
-                    prefix: prefix.as_ref().map(|s| s.as_bytes().to_vec()),
-                    reverse: false,
-                };
+                let range = key_range(start, end, prefix);
                 let keys = txn.keys(&tree, &range, limit + 1)?;
                 let mut more = keys.len() > *limit;
                 let mut items = Vec::new();

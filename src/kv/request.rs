@@ -235,40 +235,29 @@ impl Request {
             ));
         }
         let value = payload.value(false)?.ok_or_else(|| missing("value"))?;
-        if let Some(lease) = payload.lease()? {
-            if !by_revision {
+        let lease = payload.lease()?;
+        if !by_revision {
+            if lease.is_some() {
                 return Err(Reply::bad_request(
                     "a cas with a lease compares on \"expected_revision\" (0: only if absent)",
                 ));
             }
-            let expected_revision = payload.fields.get("expected_revision").and_then(Value::as_u64);
-            if expected_revision.is_none() {
-                return Err(Reply::bad_request(
-                    "\"expected_revision\" must be a non-negative integer",
-                ));
-            }
-            return Ok(Request::Write(Command::PutLeased {
+            let expected = payload.expected()?;
+            return Ok(Request::Write(Command::Cas { collection, key, expected, value }));
+        }
+        let expected_revision =
+            payload.fields.get("expected_revision").and_then(Value::as_u64).ok_or_else(|| {
+                Reply::bad_request("\"expected_revision\" must be a non-negative integer")
+            })?;
+        Ok(Request::Write(match lease {
+            Some(lease) => Command::PutLeased {
                 collection,
                 key,
                 value,
                 lease,
-                expected_revision,
-            }));
-        }
-        Ok(Request::Write(if by_revision {
-            let expected_revision = match payload.fields.get("expected_revision") {
-                Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-                    Reply::bad_request("\"expected_revision\" must be a non-negative integer")
-                })?,
-                _ => {
-                    return Err(Reply::bad_request(
-                        "\"expected_revision\" must be a non-negative integer",
-                    ))
-                }
-            };
-            Command::CasRevision { collection, key, expected_revision, value }
-        } else {
-            Command::Cas { collection, key, expected: payload.expected()?, value }
+                expected_revision: Some(expected_revision),
+            },
+            None => Command::CasRevision { collection, key, expected_revision, value },
         }))
     }
 
