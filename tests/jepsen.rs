@@ -317,7 +317,9 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
     });
     rig.heal();
     rig.cluster.wait_for_leader(Duration::from_secs(30));
-    workload::final_reads(&ports, KEYS, &history);
+    workload::final_reads(&ports, &history);
+    let torn = history.torn.lock().expect("history").clone();
+    assert!(torn.is_empty(), "{name} seed {seed}: txns applied in part: {torn:?}\nfaults: {log:?}");
     let held = kept.and_then(|lease| lease_keeper::check_held(&ports, &lease));
     assert!(
         held.is_ok(),
@@ -333,7 +335,8 @@ fn run(name: &str, nodes: u16, base: u16, faults: &[Fault], extra: &[&str], seed
         }
     }
     eprintln!(
-        "{name} seed {seed}: {total} operations on {KEYS} keys linearizable; faults: {log:?}"
+        "{name} seed {seed}: {total} operations on {KEYS} keys and {} pairs linearizable, no torn pair read; faults: {log:?}",
+        workload::PAIRS
     );
     assert!(total > 100, "{name}: only {total} operations completed");
 }

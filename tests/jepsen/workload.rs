@@ -1,6 +1,8 @@
 //! The clients: concurrent key-addressed put, linearizable get, cas and a
 //! cas made of a txn on a few keys through random nodes, each operation recorded with its
-//! invocation and completion times and its result.
+//! invocation and completion times and its result. Beside them, pairs: two
+//! keys a txn writes together and a txn reads together, whose
+//! reads must never see the two differ.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -12,6 +14,9 @@ use super::checker::{Event, Op};
 
 /// The collection the workload uses.
 pub const COLLECTION: &str = "jepsen";
+/// Pairs of keys written together, in their own collection (the watchers
+/// watch [`COLLECTION`] only).
+pub const PAIRS: usize = 2;
 /// A client gives up on a request after this (the node's own timeout is 5 s),
 /// and counts its outcome as unknown.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -24,14 +29,21 @@ pub struct History {
     pub keys: Mutex<Vec<Vec<Event>>>,
     /// Writes acknowledged with their revision: (revision, key, value).
     pub acknowledged: Mutex<Vec<(u64, String, String)>>,
+    /// Keys below this are single keys; the [`PAIRS`] after them are pairs.
+    pub plain_keys: usize,
+    /// Pair reads that saw the two keys differ (a txn applied in part).
+    pub torn: Mutex<Vec<String>>,
 }
 
 impl History {
-    pub fn new(keys: usize) -> Self {
+    /// A history of `plain_keys` single keys and [`PAIRS`] pairs.
+    pub fn new(plain_keys: usize) -> Self {
         History {
             start: Instant::now(),
-            keys: Mutex::new(vec![Vec::new(); keys]),
+            keys: Mutex::new(vec![Vec::new(); plain_keys + PAIRS]),
             acknowledged: Mutex::new(Vec::new()),
+            plain_keys,
+            torn: Mutex::new(Vec::new()),
         }
     }
 
@@ -103,7 +115,8 @@ pub fn run_client(
         let port = ports[rng.usize(..ports.len())];
         let value = format!("c{client}-{n}");
         let call = history.now();
-        match rng.u8(0..10) {
+        let pair = (key % PAIRS, history.plain_keys + key % PAIRS);
+        match rng.u8(0..12) {
             0..=3 => {
                 let body = json!({"action": "put", "payload": {"collection": COLLECTION, "key": key_name(key), "value": value}});
                 let outcome = send(&agent, port, &body);
@@ -139,6 +152,15 @@ pub fn run_client(
                 }
             }
             9 => txn_cas(&agent, (client, port, key), (last_seen[key].clone(), value), history),
+            10 => pair_write(&agent, (client, port, pair), value, history),
+            11 => {
+                let call = history.now();
+                if let Ok(value) = pair_read(&agent, port, pair.0, history) {
+                    let event =
+                        Event { client, call, ret: Some(history.now()), op: Op::Get { value } };
+                    history.record(pair.1, event);
+                }
+            }
             _ => {
                 let expected = last_seen[key].clone();
                 let body = json!({"action": "cas", "payload": {"collection": COLLECTION, "key": key_name(key), "expected": expected, "value": value}});
@@ -214,9 +236,9 @@ fn txn_cas(
 /// Every node must answer within [`HEALED_READ_DEADLINE`]: a node cut off
 /// from the leader after the network healed is a liveness bug, even if the
 /// others serve.
-pub fn final_reads(ports: &[u16], keys: usize, history: &History) {
+pub fn final_reads(ports: &[u16], history: &History) {
     let agent = agent();
-    for key in 0..keys {
+    for key in 0..history.plain_keys + PAIRS {
         for &port in ports {
             final_read(&agent, port, key, history, ports);
         }
@@ -249,21 +271,21 @@ fn final_read(agent: &ureq::Agent, port: u16, key: usize, history: &History, all
     let mut last = String::new();
     loop {
         let call = history.now();
-        let body =
-            json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
-        let value = match send(agent, port, &body) {
-            Outcome::Answer(200, body) => Some(body["value"].as_str().map(str::to_string)),
-            Outcome::Answer(404, _) => Some(None),
-            Outcome::Answer(status, body) => {
-                last = format!("{status} {body}");
-                None
+        let read = if key < history.plain_keys {
+            let body = json!({"action": "get", "payload": {"collection": COLLECTION, "key": key_name(key)}});
+            match send(agent, port, &body) {
+                Outcome::Answer(200, body) => Ok(body["value"].as_str().map(str::to_string)),
+                Outcome::Answer(404, _) => Ok(None),
+                Outcome::Answer(status, body) => Err(format!("{status} {body}")),
+                Outcome::Lost => Err("no answer".into()),
             }
-            Outcome::Lost => {
-                last = "no answer".into();
-                None
-            }
+        } else {
+            pair_read(agent, port, key - history.plain_keys, history)
         };
-        if let Some(value) = value {
+        if let Err(why) = &read {
+            last.clone_from(why);
+        }
+        if let Ok(value) = read {
             let ret = history.now();
             let event = Event { client: usize::MAX, call, ret: Some(ret), op: Op::Get { value } };
             history.record(key, event);
@@ -277,4 +299,79 @@ fn final_read(agent: &ureq::Agent, port: u16, key: usize, history: &History, all
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The collection and the two key names of pair `pair`.
+fn pair_keys(pair: usize) -> [Value; 2] {
+    let key = format!("p{pair}");
+    [
+        json!({"collection": PAIRS_COLLECTION, "key": key}),
+        json!({"collection": PAIRS_COLLECTION, "key": format!("{key}-twin")}),
+    ]
+}
+
+/// The collection of the pairs.
+const PAIRS_COLLECTION: &str = "jepsen-pairs";
+
+/// Writes `value` to both keys of a pair in one txn (no compares);
+/// recorded as a put of the pair's history key (`pair.1`).
+fn pair_write(
+    agent: &ureq::Agent,
+    (client, port, pair): (usize, u16, (usize, usize)),
+    value: String,
+    history: &History,
+) {
+    let puts: Vec<Value> = pair_keys(pair.0)
+        .into_iter()
+        .map(|mut target| {
+            target["value"] = json!(value);
+            json!({"action": "put", "payload": target})
+        })
+        .collect();
+    let body = json!({"action": "txn", "payload": {"compare": [], "success": puts}});
+    let call = history.now();
+    let ret = match send(agent, port, &body) {
+        Outcome::Answer(200, body) if body["succeeded"] == true => Some(history.now()),
+        Outcome::Answer(503, _) => return,
+        Outcome::Answer(504, _) | Outcome::Lost => None,
+        Outcome::Answer(status, body) => panic!("pair txn answered {status}: {body}"),
+    };
+    history.record(pair.1, Event { client, call, ret, op: Op::Put { value } });
+}
+
+/// Reads both keys of pair `pair` in one txn: the value they share (None:
+/// both absent), or why there is none. Two that differ are recorded as a
+/// torn read (and the first one's value returned, for the checker).
+fn pair_read(
+    agent: &ureq::Agent,
+    port: u16,
+    pair: usize,
+    history: &History,
+) -> Result<Option<String>, String> {
+    let gets: Vec<Value> = pair_keys(pair)
+        .into_iter()
+        .map(|target| json!({"action": "get", "payload": target}))
+        .collect();
+    let body = json!({"action": "txn", "payload": {"compare": [], "success": gets}});
+    let body = match send(agent, port, &body) {
+        Outcome::Answer(200, body) => body,
+        Outcome::Answer(status @ (503 | 504), body) => return Err(format!("{status} {body}")),
+        Outcome::Lost => return Err("no answer".into()),
+        Outcome::Answer(status, body) => panic!("pair read answered {status}: {body}"),
+    };
+    let value_of = |result: &Value| match result["status"].as_u64() {
+        Some(200) => Ok(result["value"].as_str().map(str::to_string)),
+        Some(404) => Ok(None),
+        _ => Err(format!("a pair read's result: {result}")),
+    };
+    let first = value_of(&body["results"][0]).unwrap_or_else(|why| panic!("{why}"));
+    let second = value_of(&body["results"][1]).unwrap_or_else(|why| panic!("{why}"));
+    if first != second {
+        let torn = format!(
+            "pair p{pair} read through port {port} at revision {}: {first:?} and {second:?}",
+            body["revision"]
+        );
+        history.torn.lock().expect("history").push(torn);
+    }
+    Ok(first)
 }
