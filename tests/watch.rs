@@ -3,7 +3,9 @@
 //! its prefix once, in revision order, with the revisions the writes were
 //! answered with; a long poll resumes from a revision; a revision older
 //! than the node's history is a 410 naming the oldest kept; a watcher that
-//! does not read is cut with an error event instead of holding memory.
+//! does not read is cut with an error event instead of holding memory; a
+//! follower that installs a snapshot ends its streams with an error event,
+//! never a silent jump, and answers a resume from before it with 410.
 
 mod common;
 
@@ -217,4 +219,93 @@ fn an_old_revision_is_gone_and_a_reader_that_stalls_is_cut() {
         assert!(std::time::Instant::now() < deadline, "a vanished watcher was never freed");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The revision an event or answer carries.
+fn event_revision(event: &Value) -> u64 {
+    event["mod_revision"].as_u64().unwrap_or_else(|| panic!("no mod_revision: {event}"))
+}
+
+#[test]
+fn a_snapshot_install_ends_a_stream_and_a_resume_from_before_it_is_gone() {
+    if !common::have_tool("curl") {
+        return;
+    }
+    let snapshot_args = [
+        "--snapshot-entries",
+        "300",
+        "--compaction-margin-entries",
+        "50",
+        "--wal-segment-bytes",
+        "16384",
+    ];
+    let cluster =
+        TestCluster::start(3, common::ports::base("watch::snapshot_install"), &snapshot_args);
+    let leader = cluster.wait_for_leader(WAIT);
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let url = format!("{}/command", cluster.nodes[usize::from(follower) - 1].client_url());
+    let (mut curl, mut lines) = stream(&url, &watch(json!({"collection": "s"})));
+    assert_eq!(next_json(&mut lines)["type"], "created");
+    let mut last_seen = 0;
+    for n in 0..5 {
+        assert_eq!(cluster.command(leader, &common::put("s", &format!("k{n}"), "v")).0, 200);
+        let event = next_json(&mut lines);
+        assert!(event_revision(&event) > last_seen, "{event}");
+        last_seen = event_revision(&event);
+    }
+
+    // The follower sleeps while the others write past it and compact their
+    // WALs: when it wakes, the leader can only send it a snapshot.
+    cluster.pause(follower, true);
+    for n in 0..1_500 {
+        let (status, body) = cluster.command(leader, &common::put("s", &format!("m{n:04}"), "v"));
+        assert_eq!(status, 200, "{body}");
+    }
+    let compacted = |id: u16| -> u64 {
+        let status = cluster.status(id).unwrap_or(Value::Null);
+        status["wal_first_index"].as_u64().unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while compacted(leader) <= last_seen + 1 {
+        assert!(std::time::Instant::now() < deadline, "the leader never compacted its WAL");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.pause(follower, false);
+
+    // Whatever the stream still delivers is in order and after what it had;
+    // then it ends with an error event, never jumping silently ahead.
+    let mut last = Value::Null;
+    for line in lines.by_ref() {
+        last = serde_json::from_str(&line.expect("text")).expect("JSON");
+        if last["type"] != "put" {
+            break;
+        }
+        assert!(event_revision(&last) > last_seen, "{last} after revision {last_seen}");
+        last_seen = event_revision(&last);
+    }
+    assert_eq!(last["type"], "error", "the stream ended without an error event: {last}");
+    assert!(last["error"].as_str().unwrap_or_default().contains("snapshot"), "{last}");
+    let _ = curl.kill();
+    let _ = curl.wait();
+    cluster.wait_for_convergence(Duration::from_secs(30));
+    let (_, metrics) = cluster.get(follower, "/metrics");
+    let installed =
+        metrics.as_str().unwrap_or_default().lines().any(|l| {
+            l.strip_prefix("rdb_snapshots_installed_total ").is_some_and(|n| n.trim() != "0")
+        });
+    assert!(installed, "the follower installed no snapshot");
+
+    // Resuming from before the snapshot is a 410 naming the oldest revision
+    // kept; from there, the watch serves again.
+    let resume = json!({"collection": "s", "from_revision": last_seen + 1, "wait_ms": 0});
+    let (status, gone) = cluster.command(follower, &watch(resume));
+    assert_eq!(status, 410, "{gone}");
+    let oldest = gone["oldest_revision"].as_u64().expect("oldest_revision");
+    assert!(oldest > last_seen + 1, "{gone}");
+    assert_eq!(cluster.command(leader, &common::put("s", "after", "v")).0, 200);
+    let again = json!({"collection": "s", "from_revision": oldest, "wait_ms": 5_000});
+    let (status, answer) = cluster.command(follower, &watch(again));
+    assert_eq!(status, 200, "{answer}");
+    let events = answer["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["key"] == "after"), "{answer}");
 }
