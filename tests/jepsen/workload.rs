@@ -153,14 +153,7 @@ pub fn run_client(
             }
             9 => txn_cas(&agent, (client, port, key), (last_seen[key].clone(), value), history),
             10 => pair_write(&agent, (client, port, pair), value, history),
-            11 => {
-                let call = history.now();
-                if let Ok(value) = pair_read(&agent, port, pair.0, history) {
-                    let event =
-                        Event { client, call, ret: Some(history.now()), op: Op::Get { value } };
-                    history.record(pair.1, event);
-                }
-            }
+            11 => pair_get(&agent, (client, port, pair), history),
             _ => {
                 let expected = last_seen[key].clone();
                 let body = json!({"action": "cas", "payload": {"collection": COLLECTION, "key": key_name(key), "expected": expected, "value": value}});
@@ -337,6 +330,19 @@ fn pair_write(
         Outcome::Answer(status, body) => panic!("pair txn answered {status}: {body}"),
     };
     history.record(pair.1, Event { client, call, ret, op: Op::Put { value } });
+}
+
+/// A pair read, recorded as a get of the pair's history key (`pair.1`).
+fn pair_get(
+    agent: &ureq::Agent,
+    (client, port, pair): (usize, u16, (usize, usize)),
+    history: &History,
+) {
+    let call = history.now();
+    if let Ok(value) = pair_read(agent, port, pair.0, history) {
+        let event = Event { client, call, ret: Some(history.now()), op: Op::Get { value } };
+        history.record(pair.1, event);
+    }
 }
 
 /// Reads both keys of pair `pair` in one txn: the value they share (None:
