@@ -226,6 +226,23 @@ fn event_revision(event: &Value) -> u64 {
     event["mod_revision"].as_u64().unwrap_or_else(|| panic!("no mod_revision: {event}"))
 }
 
+/// Reads a stream's put events to its end, each after `last_seen`: the
+/// line that ended it and the last put's revision.
+fn stream_end(
+    lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
+    mut last_seen: u64,
+) -> (Value, u64) {
+    for line in lines {
+        let event: Value = serde_json::from_str(&line.expect("text")).expect("JSON");
+        if event["type"] != "put" {
+            return (event, last_seen);
+        }
+        assert!(event_revision(&event) > last_seen, "{event} after revision {last_seen}");
+        last_seen = event_revision(&event);
+    }
+    (Value::Null, last_seen)
+}
+
 #[test]
 fn a_snapshot_install_ends_a_stream_and_a_resume_from_before_it_is_gone() {
     if !common::have_tool("curl") {
@@ -274,15 +291,7 @@ fn a_snapshot_install_ends_a_stream_and_a_resume_from_before_it_is_gone() {
 
     // Whatever the stream still delivers is in order and after what it had;
     // then it ends with an error event, never jumping silently ahead.
-    let mut last = Value::Null;
-    for line in lines.by_ref() {
-        last = serde_json::from_str(&line.expect("text")).expect("JSON");
-        if last["type"] != "put" {
-            break;
-        }
-        assert!(event_revision(&last) > last_seen, "{last} after revision {last_seen}");
-        last_seen = event_revision(&last);
-    }
+    let (last, last_seen) = stream_end(&mut lines, last_seen);
     assert_eq!(last["type"], "error", "the stream ended without an error event: {last}");
     assert!(last["error"].as_str().unwrap_or_default().contains("snapshot"), "{last}");
     let _ = curl.kill();
