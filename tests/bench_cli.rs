@@ -1,8 +1,10 @@
 //! `rdb bench` run as an operator runs it, against real clusters: the keys
 //! a random put run writes are the keys an `existing` get run reads (every
 //! get a 200), the counts and statuses it reports are what the cluster
-//! holds, HTTPS with a client certificate works, and bad flags and an
-//! unreachable cluster are clear errors with the CLI's exit codes.
+//! holds, HTTPS with a client certificate works, txn-put, lease-keepalive
+//! and watch do what they say (the keys, the leases, every event to every
+//! watcher), and bad flags and an unreachable cluster are clear errors with
+//! the CLI's exit codes.
 
 mod common;
 
@@ -110,6 +112,55 @@ fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
     a_timed_run_reports_progress_and_a_table(&cluster, leader, &endpoints);
     ctrl_c_ends_a_run_early_with_its_report(&endpoints);
     large_values_arrive_whole(&cluster, leader, &endpoints);
+    txns_leases_and_watches(&cluster, leader, &endpoints);
+}
+
+/// txn-put writes `--txn-ops` keys a txn, lease-keepalive renews leases
+/// that exist, and watch delivers every acknowledged put to every watcher.
+fn txns_leases_and_watches(cluster: &TestCluster, leader: u16, endpoints: &str) {
+    let args = ["--collection", "txn", "--txn-ops", "3", "-c", "4", "--endpoints", endpoints];
+    let txn = bench_json(&[&["txn-put", "--requests", "100"][..], &args].concat());
+    assert_eq!(txn["statuses"]["200"], 100, "{txn}");
+    cluster.wait_for_convergence(WAIT);
+    let held = cluster.contents(leader, "txn");
+    assert_eq!(held.len(), 300, "3 new keys a txn");
+    let names: std::collections::HashSet<String> =
+        (0..300).map(|i| rdb::cli::bench::random_key(1, i)).collect();
+    assert!(held.iter().all(|(key, _)| names.contains(key)));
+
+    let keepalive =
+        bench_json(&["lease-keepalive", "--requests", "200", "-c", "4", "--endpoints", endpoints]);
+    assert_eq!(keepalive["statuses"]["200"], 200, "{keepalive}");
+    let (_, leases) = cluster.command(leader, &json!({"action": "leases"}));
+    assert_eq!(
+        leases["leases"].as_array().map(Vec::len),
+        Some(4),
+        "a lease a connection: {leases}"
+    );
+
+    let watch = bench_json(&[
+        "watch",
+        "--watchers",
+        "30",
+        "--rate",
+        "50",
+        "--requests",
+        "100",
+        "-c",
+        "2",
+        "--collection",
+        "watched",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert_eq!(watch["statuses"]["200"], 100, "{watch}");
+    let report = &watch["watch"];
+    assert_eq!(report["ended_early"], 0, "{watch}");
+    assert_eq!(report["expected_events"], 3_000, "{watch}");
+    assert_eq!(report["events"], 3_000, "every put to every watcher once: {watch}");
+    assert!(report["delivery_ms"]["p99"].as_f64().is_some_and(|ms| ms > 0.0), "{watch}");
+    // At 50 puts/s, 100 puts take about 2 s.
+    assert!(watch["seconds"].as_f64().is_some_and(|s| s >= 1.9), "{watch}");
 }
 
 /// A value too large to go out with its head (sent from its parts) is
@@ -242,6 +293,11 @@ fn bad_flags_and_an_unreachable_cluster_are_clear_errors() {
         (vec!["put", "--first-key", "10000000000000000"], "--first-key"),
         (vec!["put", "--collection", ""], "--collection"),
         (vec!["put", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
+        (vec!["txn-put", "--txn-ops", "0"], "--txn-ops"),
+        (vec!["lease-keepalive", "--lease-ttl-ms", "10"], "--lease-ttl-ms"),
+        (vec!["watch", "--watchers", "0"], "--watchers"),
+        (vec!["watch", "--value-bytes", "8"], "--value-bytes"),
+        (vec!["put", "--rate=-1"], "--rate"),
     ] {
         let (code, out, err) = bench(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");

@@ -81,7 +81,14 @@ row = {"system": system, "workload": workload, "ops": ops, "ops_s": r["ops_per_s
   "mb_s": r["ops_per_second"] * int(value_bytes) / 1e6, "p50": r["latency_ms"]["p50"],
   "p99": r["latency_ms"]["p99"], "cpu_us": int(ticks) / int(clk) * 1e6 / max(ops, 1),
   "errors": sum(errors.values()) if isinstance(errors, dict) else errors,
-  "non_2xx": sum(v for k, v in r.get("statuses", {"200": ops}).items() if not k.startswith("2"))}
+  "non_2xx": sum(v for k, v in r.get("statuses", {"200": ops}).items() if not k.startswith("2")),
+  "statuses": r.get("statuses", {}), "error_kinds": errors if isinstance(errors, dict) else {}}
+w = r.get("watch")
+if w:
+    row.update({"events": w["events"], "expected_events": w["expected_events"],
+      "events_s": w["events_per_second"], "delivery_p50": w["delivery_ms"]["p50"],
+      "delivery_p99": w["delivery_ms"]["p99"], "ended_early": w.get("ended_early", 0),
+      "cpu_us_event": int(ticks) / int(clk) * 1e6 / max(w["events"], 1)})
 if extra:
     row.update(json.loads(extra))
 print(json.dumps(row))

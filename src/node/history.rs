@@ -43,6 +43,9 @@ pub struct Event {
     pub value: String,
     /// The item's revisions after a put, before a delete.
     pub revisions: Revisions,
+    /// The event's stream line, made once for every watcher (see
+    /// [`Event::line`]).
+    pub line: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Event {
@@ -55,8 +58,21 @@ impl Event {
                "version": self.revisions.version})
     }
 
+    /// The event as a line of a streaming watch (JSON and a newline), made
+    /// once however many watchers are sent it.
+    pub fn line(&self) -> &[u8] {
+        self.line.get_or_init(|| {
+            let mut bytes = self.to_json().to_string().into_bytes();
+            bytes.push(b'\n');
+            bytes
+        })
+    }
+
+    /// About the memory it holds: its fields and, once a watcher was sent
+    /// it, its line (their size again plus the field names; more for
+    /// text JSON must escape).
     fn bytes(&self) -> usize {
-        64 + self.collection.len() + self.key.len() + self.value.len()
+        224 + 2 * (self.collection.len() + self.key.len() + self.value.len())
     }
 }
 
@@ -69,6 +85,7 @@ pub fn events_of(command: &Command, outcome: &Outcome, revision: u64) -> Vec<Eve
         key: key.to_string(),
         value: value.to_string(),
         revisions,
+        line: std::sync::OnceLock::new(),
     };
     match (command, outcome) {
         (Command::Txn(text), Outcome::Txn { succeeded, results }) => {
@@ -340,6 +357,7 @@ mod tests {
             key: key.into(),
             value: "v".into(),
             revisions: Revisions::default(),
+            line: std::sync::OnceLock::new(),
         }
     }
 

@@ -118,6 +118,10 @@ impl NodeHandle {
 /// and its watcher freed.
 pub const WATCH_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Events a stream sends in one piece, at most (those already queued when
+/// it wakes).
+const EVENTS_PER_WRITE_MAX: usize = 64;
+
 /// The lines of a streaming watch: `{"type":"created","revision":N}`, the
 /// replayed events, the live ones (a progress line after a silence), and an
 /// error event if it was cut.
@@ -131,15 +135,25 @@ pub fn stream_lines(
         bytes
     };
     let created = json!({"type": "created", "revision": subscription.revision});
-    let event_line = move |event: Arc<Event>| line(event.to_json());
+    let event_line = |event: Arc<Event>| event.line().to_vec();
     let pending = subscription.pending.clone();
     let live = futures::stream::unfold(subscription.live, move |live| {
         let pending = pending.clone();
         async move {
             match async_std::future::timeout(WATCH_PROGRESS_INTERVAL, live.recv()).await {
                 Ok(Ok(event)) => {
-                    pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    Some((line(event.to_json()), live))
+                    // What else is already queued goes out in the same
+                    // write: a node pays a socket write per watcher per
+                    // wakeup, not per event.
+                    let mut lines = event.line().to_vec();
+                    let mut taken = 1;
+                    while taken < EVENTS_PER_WRITE_MAX {
+                        let Ok(next) = live.try_recv() else { break };
+                        lines.extend_from_slice(next.line());
+                        taken += 1;
+                    }
+                    pending.fetch_sub(taken, std::sync::atomic::Ordering::AcqRel);
+                    Some((lines, live))
                 }
                 Ok(Err(_)) => None,
                 Err(_) => Some((line(json!({"type": "progress"})), live)),

@@ -12,6 +12,15 @@
 //
 //	GO111MODULE=off GOPATH=/usr/share/gocode go build -o etcd-native .
 //	./etcd-native -endpoints 127.0.0.1:2379 -op put -clients 64 -conns 8 -duration 30s
+//
+// Operations, as `rdb bench`'s: put, get, txn-put (-txn-ops puts in one
+// Txn, no compares, as etcd's `benchmark txn-put`), lease-keepalive (each
+// client grants a lease, then KeepAliveOnce in a loop, as etcd's
+// `benchmark lease-keepalive`), watch (-watchers watches on the "bench/"
+// prefix, dealt over the connections, each connection's watches sharing
+// its gRPC watch stream as clientv3 does, while the clients put at -rate
+// values stamped with their send time; reports events received and the
+// time from a put's sending to each watcher's receiving it).
 package main
 
 import (
@@ -21,12 +30,14 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
+	"go.etcd.io/etcd/etcdserver/api/v3rpc/rpctypes"
 	"go.etcd.io/etcd/pkg/transport"
 )
 
@@ -46,7 +57,11 @@ func (r *rng) next() uint64 { r.s += 0x9e3779b97f4a7c15; return mix64(r.s) }
 
 func main() {
 	endpoints := flag.String("endpoints", "127.0.0.1:2379", "comma-separated host:port")
-	op := flag.String("op", "put", "put or get")
+	op := flag.String("op", "put", "put, get, txn-put, lease-keepalive or watch")
+	txnOps := flag.Int("txn-ops", 2, "puts in each txn of txn-put")
+	leaseTTL := flag.Int64("lease-ttl", 60, "seconds: the TTL of lease-keepalive's leases")
+	watchers := flag.Int("watchers", 1000, "watches of a watch run")
+	rate := flag.Float64("rate", 0, "requests per second in all (0: unpaced; watch: 100)")
 	keys := flag.String("keys", "", "random, sequential or existing (default: random for put, existing for get)")
 	clients := flag.Int("clients", 64, "concurrent requests")
 	conns := flag.Int("conns", 8, "gRPC connections the clients share")
@@ -62,9 +77,16 @@ func main() {
 	key := flag.String("key", "", "client certificate's key (PEM)")
 	flag.Parse()
 	if *keys == "" {
-		*keys = map[string]string{"put": "random", "get": "existing"}[*op]
+		*keys = "random"
+		if *op == "get" {
+			*keys = "existing"
+		}
 	}
-	if *op != "put" && *op != "get" || *keys != "random" && *keys != "sequential" && *keys != "existing" || *clients < 1 || *conns < 1 {
+	if *op == "watch" && *rate == 0 {
+		*rate = 100
+	}
+	known := map[string]bool{"put": true, "get": true, "txn-put": true, "lease-keepalive": true, "watch": true}
+	if !known[*op] || *op == "watch" && *valueBytes < 20 || *keys != "random" && *keys != "sequential" && *keys != "existing" || *clients < 1 || *conns < 1 {
 		fmt.Fprintln(os.Stderr, "etcd-native: bad flags")
 		os.Exit(2)
 	}
@@ -87,19 +109,33 @@ func main() {
 		}
 		cs[i] = c
 	}
+	var w *watchSet
+	if *op == "watch" {
+		w = startWatchers(cs, *watchers)
+	}
 	var remaining int64 = *requests
 	deadline := time.Now().Add(*duration)
 	next := *firstKey
-	var errors int64
+	var errors, paced int64
 	latencies := make([][]time.Duration, *clients)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := 0; w < *clients; w++ {
+	newKey := func(r *rng) string {
+		switch *keys {
+		case "sequential":
+			return fmt.Sprintf("bench/%016d", atomic.AddUint64(&next, 1)-1)
+		case "existing":
+			return "bench/" + randomKey(*seed, r.next()%*keySpace)
+		}
+		return "bench/" + randomKey(*seed, atomic.AddUint64(&next, 1)-1)
+	}
+	for c := 0; c < *clients; c++ {
 		wg.Add(1)
-		go func(w int) {
+		go func(c int) {
 			defer wg.Done()
-			kv := cs[w%len(cs)]
-			r := rng{s: mix64(*seed ^ mix64(uint64(w)+1))}
+			kv := cs[c%len(cs)]
+			r := rng{s: mix64(*seed ^ mix64(uint64(c)+1))}
+			var lease clientv3.LeaseID
 			for {
 				if *requests > 0 {
 					if atomic.AddInt64(&remaining, -1) < 0 {
@@ -108,34 +144,56 @@ func main() {
 				} else if time.Now().After(deadline) {
 					return
 				}
-				var key string
-				switch *keys {
-				case "random":
-					key = randomKey(*seed, atomic.AddUint64(&next, 1)-1)
-				case "sequential":
-					key = fmt.Sprintf("%016d", atomic.AddUint64(&next, 1)-1)
-				default:
-					key = randomKey(*seed, r.next()%*keySpace)
+				if *rate > 0 {
+					n := atomic.AddInt64(&paced, 1) - 1
+					time.Sleep(time.Until(start.Add(time.Duration(float64(n) / *rate * 1e9))))
 				}
-				key = "bench/" + key
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				t := time.Now()
 				var err error
-				if *op == "put" {
-					_, err = kv.Put(ctx, key, value)
-				} else if *serializable {
-					_, err = kv.Get(ctx, key, clientv3.WithSerializable())
-				} else {
-					_, err = kv.Get(ctx, key)
+				switch *op {
+				case "put":
+					_, err = kv.Put(ctx, newKey(&r), value)
+				case "get":
+					key := "bench/" + randomKey(*seed, r.next()%*keySpace)
+					if *serializable {
+						_, err = kv.Get(ctx, key, clientv3.WithSerializable())
+					} else {
+						_, err = kv.Get(ctx, key)
+					}
+				case "txn-put":
+					ops := make([]clientv3.Op, *txnOps)
+					for i := range ops {
+						ops[i] = clientv3.OpPut(newKey(&r), value)
+					}
+					_, err = kv.Txn(ctx).Then(ops...).Commit()
+				case "lease-keepalive":
+					if lease == 0 {
+						granted, gerr := kv.Grant(ctx, *leaseTTL)
+						if gerr != nil {
+							cancel()
+							atomic.AddInt64(&errors, 1)
+							continue
+						}
+						lease = granted.ID
+						t = time.Now()
+					}
+					_, err = kv.KeepAliveOnce(ctx, lease)
+					if err == rpctypes.ErrLeaseNotFound {
+						lease = 0
+					}
+				case "watch":
+					stamped := fmt.Sprintf("%020d", time.Now().UnixNano()/1000) + value[20:]
+					_, err = kv.Put(ctx, newKey(&r), stamped)
 				}
 				cancel()
 				if err != nil {
 					atomic.AddInt64(&errors, 1)
 					continue
 				}
-				latencies[w] = append(latencies[w], time.Since(t))
+				latencies[c] = append(latencies[c], time.Since(t))
 			}
-		}(w)
+		}(c)
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -162,6 +220,94 @@ func main() {
 		"latency_ms":     map[string]float64{"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999), "max": q(1)},
 		"errors":         errors,
 	}
+	if w != nil {
+		out["watch"] = w.finish(int64(len(all)), elapsed)
+	}
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
+}
+
+// watchSet: the watchers of a watch run.
+type watchSet struct {
+	count    int
+	events   int64
+	cancel   context.CancelFunc
+	delivery [][]time.Duration
+	done     sync.WaitGroup
+}
+
+// startWatchers opens n watches on the "bench/" prefix over the clients
+// (one gRPC watch stream each, shared by its watches, as clientv3 does)
+// and returns once every one is created.
+func startWatchers(cs []*clientv3.Client, n int) *watchSet {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watchSet{count: n, cancel: cancel, delivery: make([][]time.Duration, n)}
+	var created sync.WaitGroup
+	for i := 0; i < n; i++ {
+		created.Add(1)
+		w.done.Add(1)
+		ch := cs[i%len(cs)].Watch(ctx, "bench/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+		go func(i int) {
+			defer w.done.Done()
+			first := true
+			for resp := range ch {
+				if first {
+					created.Done()
+					first = false
+				}
+				now := time.Now().UnixNano() / 1000
+				for _, ev := range resp.Events {
+					if ev.Type != clientv3.EventTypePut {
+						continue
+					}
+					atomic.AddInt64(&w.events, 1)
+					if len(ev.Kv.Value) >= 20 {
+						if sent, err := strconv.ParseInt(string(ev.Kv.Value[:20]), 10, 64); err == nil {
+							w.delivery[i] = append(w.delivery[i], time.Duration(now-sent)*time.Microsecond)
+						}
+					}
+				}
+			}
+			if first {
+				created.Done()
+			}
+		}(i)
+	}
+	created.Wait()
+	return w
+}
+
+// finish waits up to 5 s for puts acknowledged puts to reach every
+// watcher, stops them, and reports what they received.
+func (w *watchSet) finish(puts int64, elapsed time.Duration) map[string]interface{} {
+	expected := puts * int64(w.count)
+	deadline := time.Now().Add(5 * time.Second)
+	for atomic.LoadInt64(&w.events) < expected && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	w.cancel()
+	w.done.Wait()
+	var all []time.Duration
+	for _, d := range w.delivery {
+		all = append(all, d...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	q := func(p float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		i := int(p * float64(len(all)))
+		if i >= len(all) {
+			i = len(all) - 1
+		}
+		return float64(all[i].Microseconds()) / 1000
+	}
+	events := atomic.LoadInt64(&w.events)
+	return map[string]interface{}{
+		"watchers":          w.count,
+		"events":            events,
+		"expected_events":   expected,
+		"events_per_second": float64(events) / elapsed.Seconds(),
+		"delivery_ms":       map[string]float64{"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": q(1)},
+	}
 }

@@ -177,9 +177,74 @@ impl Conn {
     /// answer. A small request goes out in one write; a large one as its
     /// head and then each part, so a large shared value is never copied.
     pub async fn command(&mut self, parts: &[&[u8]]) -> std::io::Result<Answer> {
+        self.send(parts, "1.1").await?;
+        self.read_answer(None).await
+    }
+
+    /// Like [`Conn::command`], and the answer's body is appended to `body`.
+    pub async fn command_keeping(
+        &mut self,
+        parts: &[&[u8]],
+        body: &mut Vec<u8>,
+    ) -> std::io::Result<Answer> {
+        self.send(parts, "1.1").await?;
+        self.read_answer(Some(body)).await
+    }
+
+    /// Sends a streaming request (a watch) as HTTP/1.0, so the answer comes
+    /// unchunked and ends when the server closes, and hands each line of
+    /// its body to `on_line` until it returns false, the server closes
+    /// (`Ok`), or `idle` passes with nothing read (then `on_line` gets an
+    /// empty line, to check for a stop). An answer other than 200 is an
+    /// error naming its status.
+    pub async fn stream(
+        &mut self,
+        body: &[u8],
+        idle: Duration,
+        mut on_line: impl FnMut(&[u8]) -> bool,
+    ) -> std::io::Result<()> {
+        self.send(&[body], "1.0").await?;
+        let head_bytes = loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            if self.buffer.len() > HEAD_BYTES_MAX {
+                return Err(invalid("an answer's head is too large"));
+            }
+            self.fill().await?;
+        };
+        if !self.buffer.starts_with(b"HTTP/1.0 200") && !self.buffer.starts_with(b"HTTP/1.1 200") {
+            let line = self.buffer.split(|&b| b == b'\r').next().unwrap_or_default();
+            return Err(invalid(&format!("the watch answered {}", String::from_utf8_lossy(line))));
+        }
+        self.buffer.drain(..head_bytes);
+        loop {
+            while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                if !on_line(&self.buffer[..end]) {
+                    return Ok(());
+                }
+                self.buffer.drain(..=end);
+            }
+            if self.buffer.len() > BODY_BYTES_MAX {
+                return Err(invalid("a watch event line is too long"));
+            }
+            match async_std::future::timeout(idle, self.fill()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) if !on_line(b"") => return Ok(()),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Writes `POST /command` in HTTP/`version` with the body made of `parts`.
+    async fn send(&mut self, parts: &[&[u8]], version: &str) -> std::io::Result<()> {
         let body_bytes: usize = parts.iter().map(|p| p.len()).sum();
         self.request.clear();
-        self.request.extend_from_slice(b"POST /command HTTP/1.1\r\nhost: ");
+        self.request.extend_from_slice(b"POST /command HTTP/");
+        self.request.extend_from_slice(version.as_bytes());
+        self.request.extend_from_slice(b"\r\nhost: ");
         self.request.extend_from_slice(self.host_header.as_bytes());
         self.request.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
         self.request.extend_from_slice(body_bytes.to_string().as_bytes());
@@ -204,13 +269,13 @@ impl Conn {
             // read that would find nothing.
             tcp.readable().await?;
         }
-        self.read_answer().await
+        Ok(())
     }
 
-    /// Reads one answer: its head, then its body, dropped as it arrives.
-    /// Interim (1xx) answers are skipped; bytes after the answer, which no
-    /// request asked for, are an error.
-    async fn read_answer(&mut self) -> std::io::Result<Answer> {
+    /// Reads one answer: its head, then its body, dropped as it arrives
+    /// (or appended to `keep`). Interim (1xx) answers are skipped; bytes
+    /// after the answer, which no request asked for, are an error.
+    async fn read_answer(&mut self, mut keep: Option<&mut Vec<u8>>) -> std::io::Result<Answer> {
         loop {
             let Some((head_bytes, answer, body_bytes)) = parse_head(&self.buffer)? else {
                 if self.buffer.len() > HEAD_BYTES_MAX {
@@ -223,6 +288,9 @@ impl Conn {
             let mut left = body_bytes;
             loop {
                 let taken = left.min(self.buffer.len());
+                if let Some(keep) = keep.as_mut() {
+                    keep.extend_from_slice(&self.buffer[..taken]);
+                }
                 self.buffer.drain(..taken);
                 left -= taken;
                 if left == 0 {

@@ -12,6 +12,7 @@
 
 mod conn;
 mod report;
+mod watch;
 mod workload;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,10 +23,12 @@ pub use workload::{random_key, Consistency, KeyOrder, Operation};
 use workload::{KEY_INDEX_MAX, PUT_SUFFIX};
 
 use crate::cli::client::{ClientArgs, ClientError};
-use crate::kv::COLLECTION_BYTES_MAX;
-use conn::{Conn, Target};
+use crate::kv::lease::{LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN};
+use crate::kv::{COLLECTION_BYTES_MAX, TXN_OPS_MAX};
+use conn::{Conn, Target, CONNECT_TIMEOUT};
 use report::{process_cpu, progress_line, Stats, Summary};
-use workload::{Rng, Workload};
+use watch::{Watchers, WATCHERS_MAX};
+use workload::{Rng, Workload, STAMP_DIGITS};
 
 /// The most connections one run opens.
 pub const CONNECTIONS_MAX: usize = 10_000;
@@ -78,6 +81,21 @@ pub struct BenchArgs {
     /// The consistency of gets (the server's default: linearizable).
     #[arg(long, value_enum)]
     pub consistency: Option<Consistency>,
+    /// Puts in each txn of `txn-put`.
+    #[arg(long, default_value_t = 2)]
+    pub txn_ops: usize,
+    /// The TTL of the lease each connection of `lease-keepalive` grants
+    /// and renews, in milliseconds.
+    #[arg(long, default_value_t = 60_000)]
+    pub lease_ttl_ms: u64,
+    /// Streaming watches `watch` opens on the collection (spread over the
+    /// endpoints; a node serves at most 1,000).
+    #[arg(long, default_value_t = 1_000)]
+    pub watchers: usize,
+    /// Requests per second in all (0: as fast as answers come); `watch`
+    /// defaults to 100 puts/s.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// The collection written and read.
     #[arg(long, default_value = "bench")]
     pub collection: String,
@@ -119,6 +137,11 @@ struct Budget {
     next_index: AtomicU64,
     /// Set by Ctrl-C: no new requests.
     stopped: AtomicBool,
+    /// Requests per second in all, and when the pacing started; None:
+    /// unpaced.
+    rate: Option<(f64, Instant)>,
+    /// Requests paced so far.
+    paced: AtomicU64,
 }
 
 impl Budget {
@@ -130,6 +153,19 @@ impl Budget {
     /// Whether the run's deadline has passed.
     fn past_deadline(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Waits for the next request's turn under `--rate` (at once without
+    /// one): request n goes at n / rate seconds after the start.
+    async fn pace(&self) {
+        if let Some((rate, started)) = self.rate {
+            let n = self.paced.fetch_add(1, Ordering::Relaxed);
+            let at = started + Duration::from_secs_f64(n as f64 / rate);
+            let wait = at.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                async_io::Timer::after(wait).await;
+            }
+        }
     }
 
     /// Takes one request from the budget; false once it is spent.
@@ -154,18 +190,16 @@ impl Budget {
 /// [`ClientError::Unavailable`].
 pub fn bench(args: &BenchArgs) -> Result<String, ClientError> {
     let (workload, targets) = plan(args)?;
-    let values = match args.operation {
-        Operation::Get => String::new(),
-        Operation::Put | Operation::Mixed => format!("{}-byte values, ", args.value_bytes),
+    let title = title(args, &workload, &targets);
+    let watchers = match args.operation {
+        Operation::Watch => Some(open_watchers(args, &targets)?),
+        _ => None,
     };
-    let endpoints: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
-    let title = format!(
-        "rdb bench {}: {} connections to {}, {values}{} keys",
-        format!("{:?}", args.operation).to_lowercase(),
-        args.connections,
-        endpoints.join(","),
-        format!("{:?}", workload.keys).to_lowercase(),
-    );
+    let rate = match (args.rate, args.operation) {
+        (Some(r), _) if r > 0.0 => Some(r),
+        (None, Operation::Watch) => Some(DEFAULT_WATCH_PUT_RATE),
+        _ => None,
+    };
     let budget = Arc::new(Budget {
         deadline: match (args.duration, args.requests) {
             (Some(d), _) => Some(Instant::now() + d),
@@ -175,6 +209,8 @@ pub fn bench(args: &BenchArgs) -> Result<String, ClientError> {
         remaining: args.requests.map(AtomicU64::new),
         next_index: AtomicU64::new(args.first_key),
         stopped: AtomicBool::new(false),
+        rate: rate.map(|r| (r, Instant::now())),
+        paced: AtomicU64::new(0),
     });
     // Ctrl-C (or SIGTERM) ends the run early with its report; a second one
     // quits at once. Fails only if a handler is already set (not in the CLI).
@@ -187,15 +223,55 @@ pub fn bench(args: &BenchArgs) -> Result<String, ClientError> {
     });
     let cpu_before = process_cpu();
     let (stats, elapsed) = run(args, workload, targets, budget);
+    let watch = watchers.map(|w| w.finish(stats.success_count(), WATCH_GRACE));
     let client_cpu = match (cpu_before, process_cpu()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
     };
-    let summary = Summary { title, stats, elapsed, client_cpu };
+    let summary = Summary { title, stats, elapsed, client_cpu, watch };
     if summary.stats.success_count() == 0 {
         return Err(ClientError::Unavailable(format!("no request succeeded\n{}", summary.table())));
     }
     Ok(if args.client.json { summary.json().to_string() } else { summary.table() })
+}
+
+/// Puts per second of a `watch` run without `--rate`.
+const DEFAULT_WATCH_PUT_RATE: f64 = 100.0;
+/// How long after the last put the watchers may take to receive it.
+const WATCH_GRACE: Duration = Duration::from_secs(5);
+/// How long the watchers of a run may take to be set up.
+const WATCH_SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The report's first line.
+fn title(args: &BenchArgs, workload: &Workload, targets: &[Target]) -> String {
+    let values = match args.operation {
+        Operation::Get | Operation::LeaseKeepalive => String::new(),
+        Operation::TxnPut => {
+            format!("{} puts of {}-byte values a txn, ", args.txn_ops, args.value_bytes)
+        }
+        _ => format!("{}-byte values, ", args.value_bytes),
+    };
+    let endpoints: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
+    let operation = clap::ValueEnum::to_possible_value(&args.operation)
+        .map_or(String::new(), |v| v.get_name().to_string());
+    let mut title = format!(
+        "rdb bench {operation}: {} connections to {}, {values}{} keys",
+        args.connections,
+        endpoints.join(","),
+        format!("{:?}", workload.keys).to_lowercase(),
+    );
+    if args.operation == Operation::Watch {
+        title += &format!(", {} watchers", args.watchers);
+    }
+    title
+}
+
+/// Opens the watchers of a `watch` run and waits until all are set up.
+fn open_watchers(args: &BenchArgs, targets: &[Target]) -> Result<Watchers, ClientError> {
+    let body = serde_json::json!({"action": "watch", "payload": {"collection": args.collection, "prefix": ""}});
+    let watchers = Watchers::start(targets, args.watchers, args.threads, body.to_string());
+    watchers.wait_created(WATCH_SETUP_TIMEOUT).map_err(ClientError::Unavailable)?;
+    Ok(watchers)
 }
 
 /// Checks the flags; the workload and where each connection goes.
@@ -222,9 +298,10 @@ fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientError> {
     if args.collection.is_empty() || args.collection.len() > COLLECTION_BYTES_MAX {
         return Err(usage(format!("--collection is 1 to {COLLECTION_BYTES_MAX} bytes")));
     }
+    check_feature_flags(args).map_err(usage)?;
     let keys = args.keys.unwrap_or(match args.operation {
         Operation::Get => KeyOrder::Existing,
-        Operation::Put | Operation::Mixed => KeyOrder::Random,
+        _ => KeyOrder::Random,
     });
     let tls = tls_config(&args.client).map_err(usage)?;
     let targets = args
@@ -246,8 +323,30 @@ fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientError> {
         read_ratio: args.read_ratio,
         key_space: args.key_space,
         seed: args.seed,
+        txn_ops: args.txn_ops,
+        lease_ttl_ms: args.lease_ttl_ms,
     };
     Ok((workload, targets))
+}
+
+/// Checks the flags of txn-put, lease-keepalive and watch.
+fn check_feature_flags(args: &BenchArgs) -> Result<(), String> {
+    if !(1..=TXN_OPS_MAX).contains(&args.txn_ops) {
+        return Err(format!("--txn-ops is 1 to {TXN_OPS_MAX}"));
+    }
+    if !(LEASE_TTL_MS_MIN..=LEASE_TTL_MS_MAX).contains(&args.lease_ttl_ms) {
+        return Err(format!("--lease-ttl-ms is {LEASE_TTL_MS_MIN} to {LEASE_TTL_MS_MAX}"));
+    }
+    if !(1..=WATCHERS_MAX).contains(&args.watchers) {
+        return Err(format!("--watchers is 1 to {WATCHERS_MAX}"));
+    }
+    if args.rate.is_some_and(|r| !(0.0..=1e7).contains(&r)) {
+        return Err("--rate is 0 (unpaced) to 10,000,000 requests per second".into());
+    }
+    if args.operation == Operation::Watch && args.value_bytes < STAMP_DIGITS {
+        return Err(format!("watch stamps each value: --value-bytes is at least {STAMP_DIGITS}"));
+    }
+    Ok(())
 }
 
 /// The TLS client settings for https endpoints: --cacert verifies the
@@ -355,17 +454,29 @@ async fn drive(
     mut rng: Rng,
 ) {
     let mut conn: Option<Conn> = None;
+    let mut lease: Option<String> = None;
     let mut body = String::new();
     while budget.take() {
-        let get = workload.next_is_get(&mut rng);
-        let next_index = || budget.next_index.fetch_add(1, Ordering::Relaxed);
-        let Some(key) = workload.next_key(get, &mut rng, next_index) else { break };
-        let parts: [&[u8]; 3] = if get {
-            workload.get_body(&key, &mut body);
-            [body.as_bytes(), b"", b""]
-        } else {
-            workload.put_prefix(&key, &mut body);
-            [body.as_bytes(), workload.value.as_bytes(), PUT_SUFFIX]
+        if workload.operation == Operation::LeaseKeepalive && lease.is_none() {
+            match grant_lease(&target, workload.lease_ttl_ms).await {
+                Ok((c, id)) => (conn, lease) = (Some(c), Some(id)),
+                Err(e) => {
+                    stats.lock().unwrap_or_else(PoisonError::into_inner).failed(&e);
+                    async_std::task::sleep(RECONNECT_DELAY).await;
+                    continue;
+                }
+            }
+        }
+        // Paced before the body is made: a watch run stamps the send time in it.
+        budget.pace().await;
+        let Some(shared_value) =
+            next_body(&workload, &mut rng, &budget, lease.as_deref(), &mut body)
+        else {
+            break;
+        };
+        let parts: [&[u8]; 3] = match shared_value {
+            true => [body.as_bytes(), workload.value.as_bytes(), PUT_SUFFIX],
+            false => [body.as_bytes(), b"", b""],
         };
         let started = Instant::now();
         let limit = budget.time_left().unwrap_or(REQUEST_TIMEOUT).min(REQUEST_TIMEOUT);
@@ -384,6 +495,8 @@ async fn drive(
                 Ok(Ok((c, answer))) => {
                     s.answered(answer.status, started.elapsed());
                     conn = (!answer.closing).then_some(c);
+                    // An expired lease is granted again.
+                    lease = lease.filter(|_| answer.status != 404);
                     false
                 }
                 Ok(Err(e)) => {
@@ -406,6 +519,64 @@ async fn drive(
         if failed {
             async_std::task::sleep(RECONNECT_DELAY).await;
         }
+    }
+}
+
+/// Fills `body` with the next request (`lease`: the connection's, for
+/// keepalives); true if the workload's shared value and [`PUT_SUFFIX`]
+/// follow it (a plain put). None: no new keys are left.
+fn next_body(
+    workload: &Workload,
+    rng: &mut Rng,
+    budget: &Budget,
+    lease: Option<&str>,
+    body: &mut String,
+) -> Option<bool> {
+    let next_index = || budget.next_index.fetch_add(1, Ordering::Relaxed);
+    match workload.operation {
+        Operation::LeaseKeepalive => Workload::keepalive_body(lease?, body),
+        Operation::TxnPut => {
+            let keys = (0..workload.txn_ops)
+                .map(|_| workload.next_key(false, rng, next_index))
+                .collect::<Option<Vec<_>>>()?;
+            workload.txn_put_body(&keys, body);
+        }
+        Operation::Watch => {
+            workload.stamped_put_body(&workload.next_key(false, rng, next_index)?, body)
+        }
+        Operation::Put | Operation::Get | Operation::Mixed => {
+            let get = workload.next_is_get(rng);
+            let key = workload.next_key(get, rng, next_index)?;
+            if !get {
+                workload.put_prefix(&key, body);
+                return Some(true);
+            }
+            workload.get_body(&key, body);
+        }
+    }
+    Some(false)
+}
+
+/// Opens a connection to `target` and grants a lease of `ttl_ms` on it:
+/// the connection and the lease's id.
+async fn grant_lease(target: &Target, ttl_ms: u64) -> std::io::Result<(Conn, String)> {
+    let mut conn = Conn::open(target, CONNECT_TIMEOUT).await?;
+    let request = format!(r#"{{"action":"lease grant","payload":{{"ttl_ms":{ttl_ms}}}}}"#);
+    let mut body = Vec::new();
+    let answer = async_std::future::timeout(
+        REQUEST_TIMEOUT,
+        conn.command_keeping(&[request.as_bytes()], &mut body),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 60 s"))??;
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (answer.status, value["lease"].as_str()) {
+        (200, Some(id)) => Ok((conn, id.to_string())),
+        _ => Err(std::io::Error::other(format!(
+            "lease grant answered {}: {}",
+            answer.status,
+            String::from_utf8_lossy(&body).trim()
+        ))),
     }
 }
 
@@ -440,6 +611,8 @@ mod tests {
             remaining: Some(AtomicU64::new(3)),
             next_index: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            rate: None,
+            paced: AtomicU64::new(0),
         };
         assert_eq!((0..10).filter(|_| budget.take()).count(), 3);
         let endless = Budget {
@@ -447,6 +620,8 @@ mod tests {
             remaining: None,
             next_index: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            rate: None,
+            paced: AtomicU64::new(0),
         };
         assert!(endless.take());
         endless.stopped.store(true, Ordering::Relaxed);

@@ -124,6 +124,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// CPU this process spent (user + system), if /proc told.
     pub client_cpu: Option<Duration>,
+    /// What the watchers of a `watch` run received.
+    pub watch: Option<super::watch::WatchReport>,
 }
 
 impl Summary {
@@ -173,13 +175,16 @@ impl Summary {
         if let Some(us) = self.client_cpu_us_per_op() {
             out += &format!("client CPU    {us:.1} us per request (this process)\n");
         }
+        if let Some(watch) = &self.watch {
+            out += &watch.table(self.elapsed.as_secs_f64());
+        }
         out.trim_end().to_string()
     }
 
     /// The same as JSON, for scripts.
     pub fn json(&self) -> Value {
         let s = &self.stats;
-        json!({
+        let mut out = json!({
             "title": self.title,
             "requests": s.answered_count(),
             "seconds": self.elapsed.as_secs_f64(),
@@ -192,7 +197,11 @@ impl Summary {
             "errors": s.errors,
             "unfinished": s.unfinished,
             "client_cpu_us_per_request": self.client_cpu_us_per_op(),
-        })
+        });
+        if let Some(watch) = &self.watch {
+            out["watch"] = watch.json(self.elapsed.as_secs_f64());
+        }
+        out
     }
 }
 
@@ -234,6 +243,7 @@ mod tests {
             stats: a,
             elapsed: Duration::from_secs(2),
             client_cpu: Some(Duration::from_millis(101)),
+            watch: None,
         };
         assert!((summary.ops_per_second() - 50.5).abs() < 1e-9);
         let json = summary.json();

@@ -33,6 +33,16 @@ pub enum Operation {
     Get,
     /// Gets with probability `--read-ratio`, puts otherwise.
     Mixed,
+    /// Txns of `--txn-ops` puts each (no compares), as etcd's `benchmark
+    /// txn-put`.
+    TxnPut,
+    /// Keepalives: each connection grants a lease, then renews it, as
+    /// etcd's `benchmark lease-keepalive`.
+    LeaseKeepalive,
+    /// `--watchers` streaming watches on the collection while the
+    /// connections put at `--rate`: events delivered, and the time from a
+    /// put's sending to each watcher's receiving it.
+    Watch,
 }
 
 /// How keys are chosen (see the module doc).
@@ -116,6 +126,30 @@ pub struct Workload {
     pub key_space: u64,
     /// The seed of key names and of every connection's generator.
     pub seed: u64,
+    /// Puts in each txn of `txn-put` (≥ 1).
+    pub txn_ops: usize,
+    /// The TTL of `lease-keepalive`'s leases, in milliseconds.
+    pub lease_ttl_ms: u64,
+}
+
+/// Digits of the send time (microseconds since the Unix epoch) at the
+/// front of every value a `watch` run puts.
+pub const STAMP_DIGITS: usize = 20;
+
+/// Microseconds since the Unix epoch, by the system clock (the putters and
+/// the watchers of a run share it).
+pub fn now_micros() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The send time stamped at the front of a `watch` event's value, if the
+/// event line carries one.
+pub fn stamp_of(event_line: &[u8]) -> Option<u64> {
+    const FIELD: &[u8] = br#""value":""#;
+    let at = event_line.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let digits = event_line.get(at..at + STAMP_DIGITS)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 impl Workload {
@@ -129,9 +163,9 @@ impl Workload {
     /// Whether the next request is a get.
     pub fn next_is_get(&self, rng: &mut Rng) -> bool {
         match self.operation {
-            Operation::Put => false,
             Operation::Get => true,
             Operation::Mixed => rng.unit() < self.read_ratio,
+            _ => false,
         }
     }
 
@@ -169,6 +203,38 @@ impl Workload {
         );
     }
 
+    /// The body of a txn putting the value on each of `keys`, into `out`
+    /// (cleared first).
+    pub fn txn_put_body(&self, keys: &[String], out: &mut String) {
+        out.clear();
+        out.push_str(r#"{"action":"txn","payload":{"compare":[],"success":["#);
+        for (n, key) in keys.iter().enumerate() {
+            let comma = if n == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                r#"{comma}{{"action":"put","payload":{{"collection":{},"key":"{key}","value":"{}"}}}}"#,
+                self.collection_json, self.value
+            );
+        }
+        out.push_str("]}}");
+    }
+
+    /// The body of a put of `key` whose value starts with the send time
+    /// (`watch`), into `out` (cleared first).
+    pub fn stamped_put_body(&self, key: &str, out: &mut String) {
+        self.put_prefix(key, out);
+        let stamp = format!("{:0width$}", now_micros(), width = STAMP_DIGITS);
+        out.push_str(&stamp);
+        out.push_str(self.value.get(STAMP_DIGITS..).unwrap_or_default());
+        out.push_str(r#""}}"#);
+    }
+
+    /// The body of a keepalive of `lease`, into `out` (cleared first).
+    pub fn keepalive_body(lease: &str, out: &mut String) {
+        out.clear();
+        let _ = write!(out, r#"{{"action":"lease keepalive","payload":{{"lease":"{lease}"}}}}"#);
+    }
+
     /// The body of a get of `key`, into `out` (cleared first).
     pub fn get_body(&self, key: &str, out: &mut String) {
         out.clear();
@@ -199,6 +265,8 @@ mod tests {
             read_ratio: 0.9,
             key_space: 1_000,
             seed: 1,
+            txn_ops: 2,
+            lease_ttl_ms: 60_000,
         }
     }
 
@@ -238,6 +306,30 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["action"], "get");
         assert_eq!(v["payload"]["consistency"], "serializable");
+    }
+
+    #[test]
+    fn txn_keepalive_and_stamped_bodies_are_the_api_s_json() {
+        let w = workload(KeyOrder::Random);
+        let mut body = String::new();
+        w.txn_put_body(&["a".into(), "b".into()], &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["action"], "txn");
+        assert_eq!(v["payload"]["success"][1]["payload"]["key"], "b");
+        assert_eq!(v["payload"]["success"][1]["payload"]["value"], w.value.as_str());
+        Workload::keepalive_body("00000000000000ff", &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["payload"]["lease"], "00000000000000ff");
+        let mut w = w;
+        w.value = Workload::value_of(30, 1);
+        let before = now_micros();
+        w.stamped_put_body("k", &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["payload"]["value"].as_str().unwrap().len(), 30);
+        let event = format!(r#"{{"type":"put","key":"k","value":{}}}"#, v["payload"]["value"]);
+        let stamp = stamp_of(event.as_bytes()).expect("a stamp");
+        assert!(stamp >= before && stamp <= now_micros(), "{stamp}");
+        assert_eq!(stamp_of(br#"{"type":"created"}"#), None);
     }
 
     #[test]
