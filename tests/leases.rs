@@ -3,7 +3,9 @@
 //! once it is not; a revoke deletes a lease's keys at once; a leader change
 //! gives every lease a full TTL again, so a client that keeps its lease
 //! alive through a failover never loses its key; the lock recipe (cas on an
-//! absent key with a lease) excludes a second holder.
+//! absent key with a lease) excludes a second holder, and the shell script
+//! docs/API.md gives for it, run as written, excludes and is freed when its
+//! holder is killed.
 
 mod common;
 
@@ -136,4 +138,81 @@ fn revoke_deletes_the_keys_and_the_lock_recipe_excludes() {
     }
     let (status, _) = put_leased(&cluster, leader, "z", "00000000000000ff");
     assert_eq!(status, 404, "no such lease");
+}
+
+/// The lock script of docs/API.md ("Leases"), as written there, aimed at
+/// `endpoint`, with its work replaced by `work`.
+fn lock_script(endpoint: &str, work: &str) -> String {
+    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md"))
+        .expect("docs/API.md");
+    let after = api.split("A lock a shell script can hold").nth(1).expect("the lock recipe");
+    let script = after.split("```sh\n").nth(1).and_then(|s| s.split("```").next()).expect("sh");
+    let placeholder = "# ... the work, while holding the lock ...";
+    assert!(script.contains(placeholder) && script.contains("EP=http://127.0.0.1:8081/command"));
+    script
+        .replace("EP=http://127.0.0.1:8081/command", &format!("EP={endpoint}/command"))
+        .replace(placeholder, work)
+}
+
+/// Starts `script` in its own process group (so that killing the group
+/// kills its renewal loop too).
+fn spawn_script(script: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt as _;
+    std::process::Command::new("sh").args(["-c", script]).process_group(0).spawn().expect("sh runs")
+}
+
+fn wait_for_line(log: &std::path::Path, line: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !std::fs::read_to_string(log).unwrap_or_default().lines().any(|l| l == line) {
+        assert!(Instant::now() < deadline, "{line:?} never logged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_shell_lock_recipe_excludes_and_is_freed_when_its_holder_dies() {
+    if !common::have_tool("curl") || !common::have_tool("sh") {
+        return;
+    }
+    let cluster = TestCluster::start(3, common::ports::base("leases::lock_recipe"), &[]);
+    let leader = cluster.wait_for_leader(WAIT);
+    let endpoint = cluster.nodes[usize::from(leader) - 1].client_url();
+    let dir = std::env::temp_dir().join(format!("rdb-lock-recipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let log = dir.join("log");
+    let work = |name: &str, then: &str| {
+        format!("echo {name}-in >> {0}; {then}; echo {name}-out >> {0}", log.display())
+    };
+    // Two holders in turn: each is in alone, one after the other.
+    let a = spawn_script(&lock_script(&endpoint, &work("a", "sleep 2")));
+    wait_for_line(&log, "a-in", WAIT);
+    let b = spawn_script(&lock_script(&endpoint, &work("b", "sleep 0.2")));
+    for mut holder in [a, b] {
+        let deadline = Instant::now() + WAIT;
+        while holder.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "a lock script never finished");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let lines = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(lines, "a-in\na-out\nb-in\nb-out\n", "one holder at a time");
+
+    // A holder killed while in: the lock is freed when its lease expires
+    // (10 s), and the next script gets in.
+    std::fs::write(&log, "").expect("truncate");
+    let mut dying = spawn_script(&lock_script(&endpoint, &work("c", "sleep 600")));
+    wait_for_line(&log, "c-in", WAIT);
+    let next = spawn_script(&lock_script(&endpoint, &work("d", "true")));
+    std::thread::sleep(Duration::from_secs(1));
+    let group = format!("-{}", dying.id());
+    let killed = std::process::Command::new("kill").args(["-KILL", "--", &group]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill the holder's process group");
+    let _ = dying.wait();
+    let killed_at = Instant::now();
+    wait_for_line(&log, "d-out", Duration::from_secs(30));
+    let waited = killed_at.elapsed();
+    assert!(waited >= Duration::from_secs(5), "in after {waited:?}: before the lease expired");
+    let mut next = next;
+    let _ = next.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
