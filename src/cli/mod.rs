@@ -83,7 +83,7 @@ pub enum Cmd {
         #[command(flatten)]
         client: client::ClientArgs,
     },
-    /// Load a cluster with puts or gets and report throughput and latency.
+    /// Load a cluster (puts, gets, txns, lease keepalives, watches) and report throughput and latency.
     Bench(bench::BenchArgs),
     /// The key-value actions (through any node).
     #[command(flatten)]
