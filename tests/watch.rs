@@ -24,7 +24,7 @@ fn stream(
     body: &Value,
 ) -> (Child, std::io::Lines<BufReader<std::process::ChildStdout>>) {
     let mut child = Command::new("curl")
-        .args(["-sN", "--max-time", "60", "-d", &body.to_string(), url])
+        .args(["-sN", "--max-time", "180", "-d", &body.to_string(), url])
         .stdout(Stdio::piped())
         .spawn()
         .expect("curl runs");
@@ -226,14 +226,18 @@ fn event_revision(event: &Value) -> u64 {
     event["mod_revision"].as_u64().unwrap_or_else(|| panic!("no mod_revision: {event}"))
 }
 
-/// Reads a stream's put events to its end, each after `last_seen`: the
-/// line that ended it and the last put's revision.
+/// Reads a stream's put events to its end, each after `last_seen`
+/// (progress lines skipped): the line that ended it and the last put's
+/// revision.
 fn stream_end(
     lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>,
     mut last_seen: u64,
 ) -> (Value, u64) {
     for line in lines {
         let event: Value = serde_json::from_str(&line.expect("text")).expect("JSON");
+        if event["type"] == "progress" {
+            continue; // the stream was silent for a while (the node was paused)
+        }
         if event["type"] != "put" {
             return (event, last_seen);
         }
