@@ -271,6 +271,8 @@ fn other_endpoints(cluster: &TestCluster, leader: u16) {
         "rdb_raft_term ",
         "rdb_raft_role{role=\"leader\"} 1",
         "rdb_wal_sync_seconds_count",
+        "rdb_state_commit_seconds_count",
+        "rdb_state_sync_seconds_count",
     ] {
         assert!(response.contains(needle), "{needle} missing from /metrics");
     }

@@ -176,8 +176,10 @@ impl Applier {
         }
         if let Some(txn) = txn {
             let Position { index, term } = self.last_applied;
+            let started = Instant::now();
             txn.commit(encode_meta(index, term), Durability::Deferred)
                 .map_err(Error::storage("state file commit"))?;
+            self.metrics.state_commit(started.elapsed());
             self.applied.store(index, Ordering::Release);
             self.dirty = true;
             self.last_commit = Instant::now();
@@ -265,7 +267,9 @@ impl Applier {
 
     fn sync(&mut self) -> Result<()> {
         if self.dirty {
+            let started = Instant::now();
             self.db.sync().map_err(Error::storage("state file sync"))?;
+            self.metrics.state_sync(started.elapsed());
             self.durable.store(self.last_applied.index, Ordering::Release);
             self.dirty = false;
         }

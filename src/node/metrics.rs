@@ -62,6 +62,10 @@ struct Counts {
     latency: BTreeMap<&'static str, Histogram>,
     /// WAL append-and-sync latency.
     wal_sync: Histogram,
+    /// State-file commits of applied batches (not synced).
+    state_commit: Histogram,
+    /// State-file syncs (every `STATE_SYNC_INTERVAL` under load).
+    state_sync: Histogram,
     /// Proposals this node's Raft did not commit, by reason.
     proposals_failed: BTreeMap<&'static str, u64>,
 }
@@ -145,6 +149,16 @@ impl Metrics {
     /// Counts one WAL append-and-sync.
     pub fn wal_sync(&self, elapsed: Duration) {
         self.counts().wal_sync.observe(elapsed);
+    }
+
+    /// Counts one state-file commit of an applied batch.
+    pub fn state_commit(&self, elapsed: Duration) {
+        self.counts().state_commit.observe(elapsed);
+    }
+
+    /// Counts one state-file sync.
+    pub fn state_sync(&self, elapsed: Duration) {
+        self.counts().state_sync.observe(elapsed);
     }
 
     /// Counts a snapshot written (file bytes).
@@ -235,5 +249,16 @@ impl Metrics {
         out.push_str("# HELP rdb_wal_sync_seconds WAL append and fsync latency.\n");
         out.push_str("# TYPE rdb_wal_sync_seconds histogram\n");
         counts.wal_sync.render(out, "rdb_wal_sync_seconds", "");
+        out.push_str(
+            "# HELP rdb_state_commit_seconds State-file commit of an applied batch (etcd's \
+             backend commit), not synced.\n",
+        );
+        out.push_str("# TYPE rdb_state_commit_seconds histogram\n");
+        counts.state_commit.render(out, "rdb_state_commit_seconds", "");
+        out.push_str(
+            "# HELP rdb_state_sync_seconds State-file sync making applied batches durable.\n",
+        );
+        out.push_str("# TYPE rdb_state_sync_seconds histogram\n");
+        counts.state_sync.render(out, "rdb_state_sync_seconds", "");
     }
 }
