@@ -132,11 +132,26 @@ fn txns_leases_and_watches(cluster: &TestCluster, leader: u16, endpoints: &str) 
         bench_json(&["lease-keepalive", "--requests", "200", "-c", "4", "--endpoints", endpoints]);
     assert_eq!(keepalive["statuses"]["200"], 200, "{keepalive}");
     let (_, leases) = cluster.command(leader, &json!({"action": "leases"}));
-    assert_eq!(
-        leases["leases"].as_array().map(Vec::len),
-        Some(4),
-        "a lease a connection: {leases}"
-    );
+    assert_eq!(leases["leases"].as_array().map(Vec::len), Some(0), "revoked at the end: {leases}");
+
+    // Paced: no request whose turn falls after the deadline is sent.
+    let paced = bench_json(&[
+        "put",
+        "--rate",
+        "10",
+        "--duration",
+        "1s",
+        "-c",
+        "4",
+        "--collection",
+        "paced",
+        "--endpoints",
+        endpoints,
+    ]);
+    let answered = paced["requests"].as_u64().expect("requests");
+    assert!((1..=10).contains(&answered) && paced["unfinished"] == 0, "{paced}");
+    cluster.wait_for_convergence(WAIT);
+    assert_eq!(cluster.contents(leader, "paced").len() as u64, answered, "{paced}");
 
     let watch = bench_json(&[
         "watch",

@@ -178,8 +178,10 @@ fn an_old_revision_is_gone_and_a_reader_that_stalls_is_cut() {
     let url = format!("{}/command", cluster.nodes[usize::from(leader) - 1].client_url());
     let (mut curl, mut lines) = stream(&url, &watch(json!({"collection": "big"})));
     assert_eq!(next_json(&mut lines)["type"], "created");
-    let value = "v".repeat(16 << 10);
-    let events = rdb::node::WATCH_BUFFER_EVENTS * 3;
+    // Large values: the bytes waiting cut it (rdb::node::WATCH_BUFFER_BYTES)
+    // long before the node's write to it times out.
+    let value = "v".repeat(256 << 10);
+    let events = 2 * rdb::node::WATCH_BUFFER_BYTES / (2 * value.len()) + 8;
     for n in 0..events {
         let (status, body) =
             cluster.command(leader, &common::put("big", &format!("k{n:05}"), &value));

@@ -370,6 +370,9 @@ fn missing(field: &str) -> Reply {
 fn only_fields(object: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), Reply> {
     match object.keys().find(|field| !allowed.contains(&field.as_str())) {
         None => Ok(()),
+        Some(field) if allowed.is_empty() => {
+            Err(Reply::bad_request(format!("unknown field {field:?} in {what}; it takes none")))
+        }
         Some(field) => Err(Reply::bad_request(format!(
             "unknown field {field:?} in {what}; it takes {}",
             allowed.join(", ")

@@ -27,6 +27,38 @@ use crate::kv::{Command, Outcome, Revisions};
 pub const WATCH_BUFFER_EVENTS: usize = 1_024;
 /// Watchers one node serves at once.
 pub const WATCHERS_MAX: usize = 1_000;
+/// Bytes of events (as [`Event::bytes`] counts them) a watcher may have
+/// waiting when a new revision begins, or it is cut: with large values,
+/// [`WATCH_BUFFER_EVENTS`] alone would let one stalled reader hold a GiB.
+pub const WATCH_BUFFER_BYTES: usize = 16 << 20;
+
+/// What a watcher has been sent and not yet taken.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    events: std::sync::atomic::AtomicUsize,
+    bytes: std::sync::atomic::AtomicUsize,
+}
+
+impl Backlog {
+    /// Counts `event` as taken by the watcher.
+    pub fn take(&self, event: &Event) {
+        use std::sync::atomic::Ordering;
+        self.events.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(event.bytes(), Ordering::AcqRel);
+    }
+
+    fn add(&self, event: &Event) {
+        use std::sync::atomic::Ordering;
+        self.events.fetch_add(1, Ordering::AcqRel);
+        self.bytes.fetch_add(event.bytes(), Ordering::AcqRel);
+    }
+
+    fn full(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.events.load(Ordering::Acquire) >= WATCH_BUFFER_EVENTS
+            || self.bytes.load(Ordering::Acquire) >= WATCH_BUFFER_BYTES
+    }
+}
 
 /// One change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +103,7 @@ impl Event {
     /// About the memory it holds: its fields and, once a watcher was sent
     /// it, its line (their size again plus the field names; more for
     /// text JSON must escape).
-    fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         224 + 2 * (self.collection.len() + self.key.len() + self.value.len())
     }
 }
@@ -163,7 +195,7 @@ struct Registered {
     from: u64,
     sender: async_std::channel::Sender<Arc<Event>>,
     /// Events sent and not yet taken by the watcher.
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    pending: Arc<Backlog>,
     /// The revision of the last event sent (a cut never splits one).
     last_sent: u64,
     cut: Arc<Mutex<Option<Cut>>>,
@@ -179,8 +211,8 @@ pub struct Subscription {
     /// Why it was cut, once it is.
     pub cut: Arc<Mutex<Option<Cut>>>,
     /// Events sent and not yet taken: whoever takes one from `live`
-    /// decrements it.
-    pub pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// counts it with [`Backlog::take`].
+    pub pending: Arc<Backlog>,
     /// The revision the replay reaches (the node's applied index).
     pub revision: u64,
 }
@@ -300,7 +332,7 @@ impl History {
         // Unbounded, but `pending` bounds it: see `deliver`.
         let (sender, live) = async_std::channel::unbounded();
         let cut = Arc::new(Mutex::new(None));
-        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pending = Arc::new(Backlog::default());
         let from = from_revision.unwrap_or(0);
         let watcher = Registered {
             filter,
@@ -324,15 +356,15 @@ impl History {
 }
 
 /// Hands `event` to `watcher` if it wants it; false when the watcher is
-/// gone or cut: it has [`WATCH_BUFFER_EVENTS`] waiting when a new revision
-/// begins (the rest of a revision always follows its first event).
+/// gone or cut: it has [`WATCH_BUFFER_EVENTS`] or [`WATCH_BUFFER_BYTES`]
+/// waiting when a new revision begins (the rest of a revision always
+/// follows its first event).
 fn deliver(watcher: &mut Registered, event: &Arc<Event>) -> bool {
-    use std::sync::atomic::Ordering;
     if event.revision < watcher.from || !watcher.filter.matches(event) {
         return !watcher.sender.is_closed();
     }
     let new_revision = event.revision != watcher.last_sent;
-    if new_revision && watcher.pending.load(Ordering::Acquire) >= WATCH_BUFFER_EVENTS {
+    if new_revision && watcher.pending.full() {
         *watcher.cut.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(Cut::Overflow);
         return false;
@@ -340,7 +372,7 @@ fn deliver(watcher: &mut Registered, event: &Arc<Event>) -> bool {
     if watcher.sender.try_send(event.clone()).is_err() {
         return false;
     }
-    watcher.pending.fetch_add(1, Ordering::AcqRel);
+    watcher.pending.add(event);
     watcher.last_sent = event.revision;
     true
 }
@@ -410,8 +442,29 @@ mod tests {
         assert_eq!(*slow.cut.lock().expect("lock"), Some(Cut::Overflow));
         assert_eq!(slow.live.len(), WATCH_BUFFER_EVENTS + 10, "what was sent is still delivered");
         let other = history.subscribe(filter(""), None).expect("subscribed");
+        // Large values: the bytes waiting cut a watcher long before the
+        // event count would.
+        let mut event = put(3, "large");
+        event.value = "v".repeat(1 << 20);
+        let per_event = event.bytes();
+        let revisions = WATCH_BUFFER_BYTES.div_ceil(per_event);
+        for revision in 3..3 + revisions as u64 {
+            history.record(vec![Event { revision, ..event.clone() }], revision);
+        }
+        assert_eq!(*other.cut.lock().expect("lock"), None, "{revisions} revisions waiting");
+        history.record(vec![Event { revision: 100, ..event.clone() }], 100);
+        assert_eq!(*other.cut.lock().expect("lock"), Some(Cut::Overflow));
+        assert_eq!(other.live.len(), revisions);
+        // Taking events makes room again.
+        let next = history.subscribe(filter(""), None).expect("subscribed");
+        for revision in 101..101 + revisions as u64 {
+            history.record(vec![Event { revision, ..event.clone() }], revision);
+            let taken = next.live.try_recv().expect("sent");
+            next.pending.take(&taken);
+        }
+        assert_eq!(*next.cut.lock().expect("lock"), None, "a reader that keeps up is never cut");
         history.reset(5_000);
-        assert_eq!(*other.cut.lock().expect("lock"), Some(Cut::Reset));
+        assert_eq!(*next.cut.lock().expect("lock"), Some(Cut::Reset));
         assert_eq!(history.watchers(), 0);
     }
 }

@@ -15,6 +15,8 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
+
 use serde_json::json;
 
 use super::handle::{NodeHandle, Target};
@@ -142,11 +144,25 @@ pub async fn expire_leases(node: NodeHandle) {
             clock.revoking.extend(expired.iter().copied());
             expired
         };
-        for id in expired {
-            let reply = node.propose_internal(&Command::LeaseRevoke { id }).await;
-            if reply.status != 200 {
-                node.lease_clock().lock().revoking.remove(&id);
+        // Proposed together (Raft batches them), so that many leases
+        // expiring at once do not delay each other by a commit each.
+        let revoke = |id: u64| {
+            let node = node.clone();
+            async move {
+                let reply = node.propose_internal(&Command::LeaseRevoke { id }).await;
+                if reply.status != 200 {
+                    node.lease_clock().lock().revoking.remove(&id);
+                }
             }
-        }
+        };
+        futures::stream::iter(expired)
+            .map(revoke)
+            .buffer_unordered(REVOKES_IN_FLIGHT_MAX)
+            .collect::<Vec<()>>()
+            .await;
     }
 }
+
+/// Revokes of expired leases the leader has proposed and not yet seen
+/// applied, at most.
+const REVOKES_IN_FLIGHT_MAX: usize = 256;

@@ -56,7 +56,7 @@ use futures::future::BoxFuture;
 pub use admin::{members_json, MEMBERSHIP_WAIT};
 pub use cluster_status::{MEMBER_STATUS_TIMEOUT, STATUS_TARGET};
 pub use handle::NodeHandle;
-pub use history::{Event, WATCHERS_MAX, WATCH_BUFFER_EVENTS};
+pub use history::{Event, WATCHERS_MAX, WATCH_BUFFER_BYTES, WATCH_BUFFER_EVENTS};
 pub use leases::{expire_leases, LEASE_CHECK_INTERVAL};
 pub use metrics::Metrics;
 pub use status::{

@@ -146,13 +146,12 @@ pub fn stream_lines(
                     // write: a node pays a socket write per watcher per
                     // wakeup, not per event.
                     let mut lines = event.line().to_vec();
-                    let mut taken = 1;
-                    while taken < EVENTS_PER_WRITE_MAX {
+                    pending.take(&event);
+                    for _ in 1..EVENTS_PER_WRITE_MAX {
                         let Ok(next) = live.try_recv() else { break };
                         lines.extend_from_slice(next.line());
-                        taken += 1;
+                        pending.take(&next);
                     }
-                    pending.fetch_sub(taken, std::sync::atomic::Ordering::AcqRel);
                     Some((lines, live))
                 }
                 Ok(Err(_)) => None,

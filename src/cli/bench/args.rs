@@ -172,8 +172,8 @@ fn check_feature_flags(args: &BenchArgs) -> Result<(), String> {
     if !(1..=WATCHERS_MAX).contains(&args.watchers) {
         return Err(format!("--watchers is 1 to {WATCHERS_MAX}"));
     }
-    if args.rate.is_some_and(|r| !(0.0..=1e7).contains(&r)) {
-        return Err("--rate is 0 (unpaced) to 10,000,000 requests per second".into());
+    if args.rate.is_some_and(|r| r != 0.0 && !(0.001..=1e7).contains(&r)) {
+        return Err("--rate is 0 (unpaced) or 0.001 to 10,000,000 requests per second".into());
     }
     if args.operation == Operation::Watch && args.value_bytes < STAMP_DIGITS {
         return Err(format!("watch stamps each value: --value-bytes is at least {STAMP_DIGITS}"));

@@ -33,6 +33,8 @@ use workload::{Rng, Workload};
 
 /// The time one request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a request waiting for its turn under `--rate` checks for Ctrl-C.
+const PACE_CHECK: Duration = Duration::from_millis(100);
 /// The pause before a connection that failed is opened again.
 const RECONNECT_DELAY: Duration = Duration::from_millis(100);
 
@@ -63,15 +65,27 @@ impl Budget {
     }
 
     /// Waits for the next request's turn under `--rate` (at once without
-    /// one): request n goes at n / rate seconds after the start.
-    async fn pace(&self) {
-        if let Some((rate, started)) = self.rate {
-            let n = self.paced.fetch_add(1, Ordering::Relaxed);
-            let at = started + Duration::from_secs_f64(n as f64 / rate);
-            let wait = at.saturating_duration_since(Instant::now());
-            if !wait.is_zero() {
-                async_io::Timer::after(wait).await;
+    /// one): request n goes at n / rate seconds after the start. False if
+    /// that turn falls at or after the deadline, or the run is stopped
+    /// (Ctrl-C) while waiting: the request is not sent.
+    async fn pace(&self) -> bool {
+        let Some((rate, started)) = self.rate else { return true };
+        let n = self.paced.fetch_add(1, Ordering::Relaxed);
+        let at = Duration::try_from_secs_f64(n as f64 / rate)
+            .ok()
+            .and_then(|offset| started.checked_add(offset));
+        let Some(at) = at.filter(|at| self.deadline.is_none_or(|d| *at < d)) else {
+            return false;
+        };
+        loop {
+            if self.stopped.load(Ordering::Relaxed) {
+                return false;
             }
+            let wait = at.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return true;
+            }
+            async_io::Timer::after(wait.min(PACE_CHECK)).await;
         }
     }
 
@@ -161,11 +175,14 @@ fn title(args: &BenchArgs, workload: &Workload, targets: &[Target]) -> String {
     let endpoints: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
     let operation = clap::ValueEnum::to_possible_value(&args.operation)
         .map_or(String::new(), |v| v.get_name().to_string());
+    let keys = match args.operation {
+        Operation::LeaseKeepalive => "one lease each".to_string(),
+        _ => format!("{} keys", format!("{:?}", workload.keys).to_lowercase()),
+    };
     let mut title = format!(
-        "rdb bench {operation}: {} connections to {}, {values}{} keys",
+        "rdb bench {operation}: {} connections to {}, {values}{keys}",
         args.connections,
         endpoints.join(","),
-        format!("{:?}", workload.keys).to_lowercase(),
     );
     if args.operation == Operation::Watch {
         title += &format!(", {} watchers", args.watchers);
@@ -276,7 +293,9 @@ async fn drive(
             }
         }
         // Paced before the body is made: a watch run stamps the send time in it.
-        budget.pace().await;
+        if !budget.pace().await {
+            break;
+        }
         let Some(shared_value) =
             next_body(&workload, &mut rng, &budget, lease.as_deref(), &mut body)
         else {
@@ -328,6 +347,23 @@ async fn drive(
             async_std::task::sleep(RECONNECT_DELAY).await;
         }
     }
+    if let Some(lease) = lease {
+        revoke_lease(conn, &target, &lease).await;
+    }
+}
+
+/// Revokes a `lease-keepalive` connection's lease once the run is over
+/// (best effort, within [`CONNECT_TIMEOUT`]), so runs leave no leases.
+async fn revoke_lease(conn: Option<Conn>, target: &Target, lease: &str) {
+    let revoke = async {
+        let mut conn = match conn {
+            Some(conn) => conn,
+            None => Conn::open(target, CONNECT_TIMEOUT).await?,
+        };
+        let request = format!(r#"{{"action":"lease revoke","payload":{{"lease":"{lease}"}}}}"#);
+        conn.command(&[request.as_bytes()]).await
+    };
+    let _ = async_std::future::timeout(CONNECT_TIMEOUT, revoke).await;
 }
 
 /// Fills `body` with the next request (`lease`: the connection's, for

@@ -91,15 +91,17 @@ impl Watchers {
     /// Waits until every watcher is set up; false if `timeout` passed or
     /// one ended first.
     pub fn wait_created(&self, timeout: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         let count = self.count as u64;
         while self.shared.created.load(Ordering::Relaxed) < count {
             let cut = self.shared.cut.load(Ordering::Relaxed);
             if cut > 0 || Instant::now() >= deadline {
                 let why = self.shared.first_cut.lock().unwrap_or_else(PoisonError::into_inner);
                 return Err(format!(
-                    "{} of {count} watchers set up in {timeout:?}; {cut} failed: {}",
+                    "{} of {count} watchers set up in {:.1?}; {cut} failed: {}",
                     self.shared.created.load(Ordering::Relaxed),
+                    started.elapsed(),
                     why.as_deref().unwrap_or("none failed")
                 ));
             }

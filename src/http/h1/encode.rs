@@ -22,6 +22,34 @@ const STREAM_CHUNK_BYTES: usize = 16 << 10;
 /// serving it never holds it whole in memory.
 const INLINE_BODY_BYTES_MAX: usize = 1 << 20;
 
+/// The longest one write of a response may wait for the client to take
+/// its bytes: a client that reads nothing for this long (a stalled watcher)
+/// is disconnected, and what its stream held is freed.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `write_all` then `flush`, within [`WRITE_TIMEOUT`] (else `TimedOut`).
+async fn write_within<W>(stream: &mut W, bytes: &[u8]) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    write_within_timeout(stream, bytes, WRITE_TIMEOUT).await
+}
+
+async fn write_within_timeout<W>(
+    stream: &mut W,
+    bytes: &[u8],
+    timeout: std::time::Duration,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+{
+    let write = async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    };
+    async_std::io::timeout(timeout, write).await
+}
+
 /// What the request asked of the response's framing.
 #[derive(Debug, Clone, Copy)]
 pub struct Exchange {
@@ -109,24 +137,23 @@ where
     match length {
         Some(length) if length <= INLINE_BODY_BYTES_MAX => {
             body.read_to_end(&mut head).await?;
-            stream.write_all(&head).await
+            write_within(stream, &head).await
         }
         Some(length) => {
-            stream.write_all(&head).await?;
-            stream.flush().await?;
+            write_within(stream, &head).await?;
             // Never more than the head promised.
             write_stream(stream, &mut body.take(length as u64), false).await
         }
         None => {
-            stream.write_all(&head).await?;
-            stream.flush().await?;
+            write_within(stream, &head).await?;
             write_stream(stream, body, minor_version == 1).await
         }
     }
 }
 
 /// Copies a body of unknown length, chunked or as it is (or a long body of
-/// known length, as it is), flushing each piece.
+/// known length, as it is), flushing each piece; a piece the client does
+/// not take within [`WRITE_TIMEOUT`] ends it (`TimedOut`).
 async fn write_stream<W, R>(stream: &mut W, body: &mut R, chunked: bool) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
@@ -137,7 +164,7 @@ where
         let n = body.read(&mut piece).await?;
         if n == 0 {
             if chunked {
-                stream.write_all(b"0\r\n\r\n").await?;
+                write_within(stream, b"0\r\n\r\n").await?;
             }
             return Ok(());
         }
@@ -146,11 +173,10 @@ where
             let _ = write!(framed, "{n:x}\r\n");
             framed.extend_from_slice(&piece[..n]);
             framed.extend_from_slice(b"\r\n");
-            stream.write_all(&framed).await?;
+            write_within(stream, &framed).await?;
         } else {
-            stream.write_all(&piece[..n]).await?;
+            write_within(stream, &piece[..n]).await?;
         }
-        stream.flush().await?;
     }
 }
 
@@ -158,6 +184,41 @@ where
 mod tests {
     use super::*;
     use tide::http::Body;
+
+    /// A client that never takes a byte.
+    struct Stalled;
+
+    impl AsyncWrite for Stalled {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Pending
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_write_the_client_never_takes_times_out() {
+        let timeout = std::time::Duration::from_millis(50);
+        let written = async_std::task::block_on(write_within_timeout(&mut Stalled, b"x", timeout));
+        assert_eq!(written.map_err(|e| e.kind()), Err(std::io::ErrorKind::TimedOut));
+        let mut out = Vec::new();
+        let written = async_std::task::block_on(write_within_timeout(&mut out, b"x", timeout));
+        assert!(written.is_ok() && out == b"x");
+    }
 
     fn written(
         response: Response,
