@@ -9,17 +9,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{put, TestCluster};
+use common::{put, TestCluster, SNAPSHOT_ARGS};
 use serde_json::{json, Value};
-
-const SNAPSHOT_ARGS: [&str; 6] = [
-    "--snapshot-entries",
-    "300",
-    "--compaction-margin-entries",
-    "50",
-    "--wal-segment-bytes",
-    "16384",
-];
 
 /// Every collection's contents on node `id` (serializable reads).
 fn everything(cluster: &TestCluster, id: u16) -> Vec<(String, Vec<(String, String)>)> {

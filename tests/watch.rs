@@ -254,16 +254,11 @@ fn a_snapshot_install_ends_a_stream_and_a_resume_from_before_it_is_gone() {
     if !common::have_tool("curl") {
         return;
     }
-    let snapshot_args = [
-        "--snapshot-entries",
-        "300",
-        "--compaction-margin-entries",
-        "50",
-        "--wal-segment-bytes",
-        "16384",
-    ];
-    let cluster =
-        TestCluster::start(3, common::ports::base("watch::snapshot_install"), &snapshot_args);
+    let cluster = TestCluster::start(
+        3,
+        common::ports::base("watch::snapshot_install"),
+        &common::SNAPSHOT_ARGS,
+    );
     let leader = cluster.wait_for_leader(WAIT);
     let follower = (1..=3).find(|&id| id != leader).expect("a follower");
     let url = format!("{}/command", cluster.nodes[usize::from(follower) - 1].client_url());

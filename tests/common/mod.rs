@@ -430,6 +430,17 @@ pub fn have_tool(tool: &str) -> bool {
     found
 }
 
+/// Flags that make a node compact its WAL (and need snapshots for a
+/// follower left behind) after a few hundred entries.
+pub const SNAPSHOT_ARGS: [&str; 6] = [
+    "--snapshot-entries",
+    "300",
+    "--compaction-margin-entries",
+    "50",
+    "--wal-segment-bytes",
+    "16384",
+];
+
 /// A put command.
 pub fn put(collection: &str, key: &str, value: &str) -> Value {
     json!({"action": "put", "payload": {"collection": collection, "key": key, "value": value}})

@@ -197,21 +197,7 @@ func main() {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	q := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		i := int(p * float64(len(all)))
-		if i >= len(all) {
-			i = len(all) - 1
-		}
-		return float64(all[i].Microseconds()) / 1000
-	}
+	all, q := quantiles(latencies)
 	out := map[string]interface{}{
 		"title":          fmt.Sprintf("etcd-native %s: %d clients over %d connections, %d-byte values, %s keys", *op, *clients, *conns, *valueBytes, *keys),
 		"requests":       len(all),
@@ -287,12 +273,26 @@ func (w *watchSet) finish(puts int64, elapsed time.Duration) map[string]interfac
 	}
 	w.cancel()
 	w.done.Wait()
+	_, q := quantiles(w.delivery)
+	events := atomic.LoadInt64(&w.events)
+	return map[string]interface{}{
+		"watchers":          w.count,
+		"events":            events,
+		"expected_events":   expected,
+		"events_per_second": float64(events) / elapsed.Seconds(),
+		"delivery_ms":       map[string]float64{"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": q(1)},
+	}
+}
+
+// quantiles merges per-goroutine durations: all of them, sorted, and the
+// quantile function over them (in milliseconds; 0 when there are none).
+func quantiles(parts [][]time.Duration) ([]time.Duration, func(float64) float64) {
 	var all []time.Duration
-	for _, d := range w.delivery {
-		all = append(all, d...)
+	for _, p := range parts {
+		all = append(all, p...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	q := func(p float64) float64 {
+	return all, func(p float64) float64 {
 		if len(all) == 0 {
 			return 0
 		}
@@ -301,13 +301,5 @@ func (w *watchSet) finish(puts int64, elapsed time.Duration) map[string]interfac
 			i = len(all) - 1
 		}
 		return float64(all[i].Microseconds()) / 1000
-	}
-	events := atomic.LoadInt64(&w.events)
-	return map[string]interface{}{
-		"watchers":          w.count,
-		"events":            events,
-		"expected_events":   expected,
-		"events_per_second": float64(events) / elapsed.Seconds(),
-		"delivery_ms":       map[string]float64{"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": q(1)},
 	}
 }

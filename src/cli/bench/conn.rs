@@ -3,6 +3,9 @@
 //! `Content-Length` (what rdb's `/command` always sends), so many requests
 //! share one connection as a real client's do.
 //!
+//! A watch (`Conn::stream`) is asked in HTTP/1.0, so its answer comes
+//! unchunked and ends when the node closes it.
+//!
 //! Caveats: no pipelining (one request in flight per connection, like wrk
 //! and etcd's clients' unary calls); a chunked answer is an error, as are
 //! bytes after an answer that no request asked for.
