@@ -3,13 +3,19 @@
 # BINARY, runs `rdb bench put` (random new keys, 64 connections) on the
 # leader for SECONDS, and prints for the leader and one follower each
 # thread's CPU and context switches per acknowledged put (/proc/PID/task).
+# With PRELOAD keys, it first loads that many random keys (not measured),
+# to see where the CPU goes on a larger state.
 #
-#   benches/cluster/threads.sh BINARY [seconds, 10]
+#   benches/cluster/threads.sh BINARY [seconds, 10] [preload keys, 0]
 set -euo pipefail
-BIN="$1"; SECS="${2:-10}"
+BIN="$1"; SECS="${2:-10}"; PRELOAD="${3:-0}"
 RDB="$BIN"
 source "$(dirname "$0")/rdb-cluster.sh"
 start_rdb_cluster
+if [ "$PRELOAD" -gt 0 ]; then
+  "$BIN" bench put --endpoints "$RDB_URL" --requests "$PRELOAD" --first-key 1000000000 --json >/dev/null 2>&1
+  echo "preloaded $PRELOAD keys"
+fi
 LP=${RDB_PIDS[$((LEADER - 1))]}; FP=${RDB_PIDS[$((LEADER % NODES))]}
 # One line per thread name: "role/name switches ticks" (threads summed).
 snapshot() {

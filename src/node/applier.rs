@@ -8,8 +8,9 @@
 //! is applied. Whatever has queued up while the previous commit ran is
 //! applied in one write transaction, so the busier the node, the larger the
 //! batches. Commits are deferred and made durable every
-//! [`STATE_SYNC_INTERVAL`]: the WAL already holds every applied entry, and
-//! a restart replays it past the state file's applied index.
+//! [`STATE_SYNC_INTERVAL`] by the syncer's thread ([`super::state_sync`]),
+//! while this one goes on applying: the WAL already holds every applied
+//! entry, and a restart replays it past the state file's applied index.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use super::metrics::Metrics;
 use super::snapshot_dir::SnapshotDir;
 use super::state_cell::StateCell;
 use super::state_file::{self, decode_meta, encode_meta, STATE_FILE_NAME};
+use super::state_sync::Syncer;
 use super::Input;
 use crate::kv::{self, Command, Reply};
 use crate::raft::{Entry, EntryKind, Membership, Position, RaftError, Term};
@@ -78,6 +80,8 @@ pub(super) enum ApplyJob {
 
 /// The apply thread's state.
 pub(super) struct Applier {
+    /// The node's id, for thread names.
+    pub(super) id: u64,
     /// The state file.
     pub(super) db: Db,
     /// Where readers find the state file (swapped on install).
@@ -97,11 +101,12 @@ pub(super) struct Applier {
     /// The last index applied, published for status and health.
     pub(super) applied: Arc<AtomicU64>,
     /// The applied index the state file is durable at (a crash keeps it),
-    /// published after each sync: the WAL may be compacted below it.
+    /// published after each sync (by the syncer, or by this thread): the
+    /// WAL may be compacted below it. It only grows.
     pub(super) durable: Arc<AtomicU64>,
-    /// Commits since the last sync.
+    /// Commits since the last sync or sync request.
     pub(super) dirty: bool,
-    /// When the state file was last synced.
+    /// When the state file was last synced or handed to the syncer.
     pub(super) last_sync: Instant,
     /// When the last transaction committed.
     pub(super) last_commit: Instant,
@@ -113,9 +118,20 @@ pub(super) struct Applier {
 }
 
 impl Applier {
-    /// Runs until told to stop or until the state file fails.
+    /// Runs until told to stop or until the state file fails; on stop,
+    /// everything applied is durable before it returns.
     pub(super) fn run(mut self) -> Result<()> {
+        let mut syncer = Syncer::start(self.id, self.durable.clone(), self.metrics.clone())?;
+        let applied = self.apply_until_stopped(&syncer);
+        let synced = syncer.stop();
+        applied?;
+        synced?;
+        self.sync()
+    }
+
+    fn apply_until_stopped(&mut self, syncer: &Syncer) -> Result<()> {
         loop {
+            syncer.check()?;
             let first = match self.jobs.recv_timeout(STATE_SYNC_INTERVAL) {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -134,13 +150,23 @@ impl Applier {
             }
             let stop = jobs.iter().any(|job| matches!(job, ApplyJob::Stop));
             self.apply(jobs)?;
-            if stop || self.last_sync.elapsed() >= STATE_SYNC_INTERVAL {
-                self.sync()?;
-            }
             if stop {
                 return Ok(());
             }
+            if self.last_sync.elapsed() >= STATE_SYNC_INTERVAL {
+                self.request_sync(syncer);
+            }
         }
+    }
+
+    /// Hands the state file to the syncer if commits wait to be made
+    /// durable; if it is still busy, the next round asks again.
+    fn request_sync(&mut self, syncer: &Syncer) {
+        if self.dirty && !syncer.request(&self.db) {
+            return;
+        }
+        self.dirty = false;
+        self.last_sync = Instant::now();
     }
 
     /// Applies every entry in `jobs` in one transaction, then answers the
@@ -258,21 +284,21 @@ impl Applier {
         self.last_applied = header.meta;
         self.applied.store(index, Ordering::Release);
         // Installing synced the new state file before opening it.
-        self.durable.store(index, Ordering::Release);
+        self.durable.fetch_max(index, Ordering::AcqRel);
         self.dirty = false;
         self.metrics.snapshot_installed(header.content_bytes);
         log::info!("installed snapshot at index {index} from {}", path.display());
         Ok(())
     }
 
+    /// Makes every commit durable now, on this thread (after a sync the
+    /// syncer has in flight, if any).
     fn sync(&mut self) -> Result<()> {
-        if self.dirty {
-            let started = Instant::now();
-            self.db.sync().map_err(Error::storage("state file sync"))?;
-            self.metrics.state_sync(started.elapsed());
-            self.durable.store(self.last_applied.index, Ordering::Release);
-            self.dirty = false;
-        }
+        let started = Instant::now();
+        let user = self.db.sync().map_err(Error::storage("state file sync"))?;
+        self.metrics.state_sync(started.elapsed());
+        self.durable.fetch_max(decode_meta(user).0, Ordering::AcqRel);
+        self.dirty = false;
         self.last_sync = Instant::now();
         Ok(())
     }

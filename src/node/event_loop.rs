@@ -113,6 +113,7 @@ impl EventLoop {
         let durable = Arc::new(AtomicU64::new(recovered.applied.index));
         let (apply, jobs) = std::sync::mpsc::sync_channel(APPLY_QUEUE_LEN_MAX);
         let applier = Applier {
+            id: config.id,
             db: recovered.db,
             cell: cell.clone(),
             state_dir: config.data_dir.join("state"),

@@ -40,6 +40,7 @@ pub mod snapshot_file;
 mod snapshots;
 mod state_cell;
 pub mod state_file;
+mod state_sync;
 mod status;
 mod upgrade;
 mod wal_store;

@@ -147,3 +147,59 @@ fn deferred_commits_are_lost_as_a_whole_by_a_crash_without_sync() {
     disk.crash();
     assert_eq!(state(&Db::open(Arc::new(disk.clone()), PATH).unwrap()), before);
 }
+
+/// Durable commits 0-2 and deferred commit 3; returns the disk, the
+/// database, the state before commit 3 and the state with it.
+fn sync_around_commits(seed: u64) -> (SimDisk, Db, State, State) {
+    let (disk, db, before) = history(seed, 3);
+    apply_commit(&db, 3, Durability::Deferred);
+    let synced = state(&db);
+    (disk, db, before, synced)
+}
+
+/// A sync's second half (data sync, meta write, meta sync) runs while
+/// deferred commits 4 and 5 are made, as the node's apply thread commits
+/// while its syncer syncs: a crash at any of its steps leaves the state
+/// before the sync or as of its first half, never the later commits, never
+/// a mix, and every page accounted for (the later commits wrote only pages
+/// neither meta reaches).
+#[test]
+fn deferred_commits_made_while_a_sync_writes_its_meta_stay_out_of_it() {
+    let (probe_disk, probe_db, _, synced) = sync_around_commits(0);
+    let pending = probe_db.begin_sync().unwrap();
+    apply_commit(&probe_db, 4, Durability::Deferred);
+    apply_commit(&probe_db, 5, Durability::Deferred);
+    let latest = state(&probe_db);
+    let start = probe_disk.ops();
+    pending.finish().unwrap();
+    let operations = probe_disk.ops() - start;
+    assert!(operations >= 3, "data sync, meta write, meta sync: {operations}");
+    probe_db.sync().unwrap();
+    drop(probe_db);
+    probe_disk.crash();
+    let reopened = state(&Db::open(Arc::new(probe_disk.clone()), PATH).unwrap());
+    assert!(reopened == latest, "the next sync makes the later commits durable");
+
+    let mut outcomes = [0, 0];
+    for failing in 0..=operations {
+        let (disk, db, before, synced_now) = sync_around_commits(failing + 200);
+        assert!(synced_now == synced, "the same history");
+        let pending = db.begin_sync().unwrap();
+        apply_commit(&db, 4, Durability::Deferred);
+        apply_commit(&db, 5, Durability::Deferred);
+        disk.fail_at(disk.ops() + failing);
+        let finished = pending.finish().is_ok();
+        drop(db);
+        disk.crash();
+        let reopened = state(&Db::open(Arc::new(disk.clone()), PATH).unwrap());
+        if finished {
+            assert!(reopened == synced, "operation {failing}: a sync that returned was lost");
+        }
+        assert!(
+            reopened == before || reopened == synced,
+            "operation {failing}: the reopened state is neither before nor as of the sync"
+        );
+        outcomes[usize::from(reopened == synced)] += 1;
+    }
+    assert!(outcomes[0] > 0 && outcomes[1] > 0, "both outcomes happen: {outcomes:?}");
+}

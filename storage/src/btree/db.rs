@@ -3,15 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::alloc::FreePages;
 use super::flush::Unhinted;
 use super::meta::Meta;
+use super::meta::USER_META_BYTES;
 use super::page::{checksum_ok, PageId, PageReader, RunKind, PAGE_BYTES, RUN_HEADER_BYTES};
 use super::read::ReadTxn;
-use super::shared::{lock, Published, Shared, Snapshot, Space, WriterState};
-use super::write::{Durability, WriteTxn};
+use super::shared::{lock, Durable, Published, Shared, Snapshot, Space, WriterState};
+use super::write::WriteTxn;
 use crate::disk::{Disk, DiskFile};
 use crate::files::{create_file_atomically, remove_durably, TEMP_SUFFIX};
 use crate::le::u64_at;
@@ -68,8 +70,6 @@ impl Db {
         check_catalog_root(&reader, meta.catalog)?;
         let writer = WriterState {
             free: FreePages::new(free_ids, meta.page_count),
-            durable: meta,
-            durable_slot,
             file_pages: len / PAGE_BYTES as u64,
             poisoned: read_only,
             unhinted: Unhinted::default(),
@@ -80,6 +80,8 @@ impl Db {
             file,
             published: Mutex::new(published),
             writer: Mutex::new(writer),
+            durable: Mutex::new(Durable { meta, slot: durable_slot }),
+            durable_txid: AtomicU64::new(meta.txid),
             space: Mutex::new(Space::default()),
         };
         shared.publish_space(&lock(&shared.writer));
@@ -106,32 +108,38 @@ impl Db {
             let oldest = published.readers.keys().next().copied().unwrap_or(snapshot.meta.txid);
             (snapshot, oldest)
         };
-        let releasable = oldest_reader.min(writer.durable.txid);
+        let releasable = oldest_reader.min(self.shared.durable_txid.load(Ordering::Acquire));
         writer.free.release_up_to(releasable);
         Ok(WriteTxn::new(&self.shared, writer, snapshot))
     }
 
     /// Makes every deferred commit durable (FORMAT.md, "Commit protocol"):
-    /// deferred commits write no free list, so a durable commit with no
-    /// changes writes one, syncs the data, then writes and syncs its meta.
-    pub fn sync(&self) -> Result<()> {
-        {
-            let writer = lock(&self.shared.writer);
-            if let Some(reason) = &writer.poisoned {
-                return Err(Error::Poisoned(reason.clone()));
-            }
-            if lock(&self.shared.published).snapshot.meta.txid == writer.durable.txid {
-                return Ok(());
-            }
-        }
+    /// [`Db::begin_sync`] then [`PendingSync::finish`]. A second `sync`
+    /// meanwhile waits for the first. Returns the user metadata now
+    /// durable. An error poisons the writer.
+    pub fn sync(&self) -> Result<[u8; USER_META_BYTES]> {
+        self.begin_sync()?.finish()
+    }
+
+    /// The first half of [`Db::sync`], under the writer: deferred commits
+    /// write no free list, so a commit with no changes writes one and
+    /// publishes. The second half, [`PendingSync::finish`], needs no
+    /// writer: deferred commits may go on meanwhile (on any thread), and
+    /// stay deferred. Waits while another sync is pending.
+    pub fn begin_sync(&self) -> Result<PendingSync<'_>> {
         let txn = self.begin_write()?;
-        let user = txn.base_user_meta();
-        txn.commit(user, Durability::Durable)
+        let durable = lock(&self.shared.durable);
+        let meta = if txn.base_meta().txid == durable.meta.txid {
+            None
+        } else {
+            Some(txn.commit_free_list(&durable)?)
+        };
+        Ok(PendingSync { shared: &self.shared, durable, meta })
     }
 
     /// The txid of the newest durable commit.
     pub fn durable_txid(&self) -> u64 {
-        lock(&self.shared.writer).durable.txid
+        self.shared.durable_txid.load(Ordering::Acquire)
     }
 
     /// How much of the file holds data, as of the newest commit (never
@@ -155,6 +163,34 @@ impl Db {
     /// The state file's path.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+}
+
+/// A sync whose free list is written and whose meta is not yet durable
+/// ([`Db::begin_sync`]). Dropping it without [`PendingSync::finish`] leaves
+/// the deferred commits deferred (a later sync makes them durable).
+#[derive(Debug)]
+pub struct PendingSync<'db> {
+    /// The database.
+    shared: &'db Shared,
+    /// The newest durable meta, held until this one is written.
+    durable: MutexGuard<'db, Durable>,
+    /// The meta to make durable; `None` when nothing was deferred.
+    meta: Option<Meta>,
+}
+
+impl PendingSync<'_> {
+    /// Syncs the data, writes the meta and syncs it (FORMAT.md, "Commit
+    /// protocol", steps 2 and 3); returns the user metadata now durable.
+    /// An error poisons the writer.
+    pub fn finish(mut self) -> Result<[u8; USER_META_BYTES]> {
+        let Some(meta) = self.meta else { return Ok(self.durable.meta.user) };
+        let written = self.shared.write_durable_meta(&mut self.durable, meta);
+        drop(self.durable);
+        if let Err(error) = &written {
+            lock(&self.shared.writer).poisoned.get_or_insert_with(|| error.to_string());
+        }
+        written.map(|()| meta.user)
     }
 }
 

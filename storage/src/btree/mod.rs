@@ -44,7 +44,7 @@ mod write;
 
 pub use check::CheckReport;
 pub use cursor::{KeyRange, Range};
-pub use db::Db;
+pub use db::{Db, PendingSync};
 pub use meta::USER_META_BYTES;
 pub use page::{PageId, PAGE_BYTES};
 pub use read::{ReadTxn, TreeReader};

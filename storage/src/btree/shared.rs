@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::alloc::FreePages;
@@ -37,16 +38,25 @@ pub(crate) struct Published {
 pub(crate) struct WriterState {
     /// Free space as of the newest commit.
     pub(crate) free: FreePages,
-    /// The newest meta that is on disk and synced.
-    pub(crate) durable: Meta,
-    /// The meta slot (0 or 1) holding `durable`.
-    pub(crate) durable_slot: u64,
     /// The file's length in pages (at least the high-water mark).
     pub(crate) file_pages: u64,
     /// Why writing is refused, after an IO error.
     pub(crate) poisoned: Option<String>,
     /// Writes not yet covered by a writeback hint (none after a sync).
     pub(crate) unhinted: Unhinted,
+}
+
+/// The newest durable meta. Its lock is taken after the writer's, never
+/// before, and is held by whoever writes a meta for the whole of the
+/// meta's syncs: [`Db::sync`](super::Db::sync) lets the writer go during
+/// them (deferred commits go on meanwhile) but keeps this, so that a second
+/// durable meta waits for the first to land.
+#[derive(Debug)]
+pub(crate) struct Durable {
+    /// The newest meta that is on disk and synced.
+    pub(crate) meta: Meta,
+    /// The meta slot (0 or 1) holding `meta`.
+    pub(crate) slot: u64,
 }
 
 /// How much of the state file holds data, as of the newest commit.
@@ -80,6 +90,11 @@ pub(crate) struct Shared {
     pub(crate) published: Mutex<Published>,
     /// Held for the whole life of a write transaction.
     pub(crate) writer: Mutex<WriterState>,
+    /// The newest durable meta (see [`Durable`] for its lock's order).
+    pub(crate) durable: Mutex<Durable>,
+    /// `durable`'s txid, read without its lock: the writer frees pages by
+    /// it while a meta's syncs run (FORMAT.md, "Free-page reuse").
+    pub(crate) durable_txid: AtomicU64,
     /// Published with each commit, so that asking never waits for a writer.
     pub(crate) space: Mutex<Space>,
 }
@@ -95,28 +110,20 @@ impl Shared {
     }
 
     /// Syncs the data, writes `meta` into the slot not holding the newest
-    /// durable meta, and syncs again.
-    pub(crate) fn write_durable_meta(&self, writer: &mut WriterState, meta: Meta) -> Result<()> {
+    /// durable meta, and syncs again (FORMAT.md, "Commit protocol", step
+    /// 3). Needs no writer: the runs `meta` reaches are written, and none of
+    /// them is written again until a meta newer than `meta` is durable.
+    pub(crate) fn write_durable_meta(&self, durable: &mut Durable, meta: Meta) -> Result<()> {
+        assert!(meta.txid > durable.meta.txid, "a durable meta only moves forward");
         let io = |e| Error::io(&self.path, e);
         self.file.sync_data().map_err(io)?;
-        writer.unhinted = Unhinted::default(); // the sync wrote them all
-        let slot = 1 - writer.durable_slot;
+        let slot = 1 - durable.slot;
         self.file.write_all_at(&meta.encode(), slot * PAGE_BYTES as u64).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        writer.durable = meta;
-        writer.durable_slot = slot;
+        *durable = Durable { meta, slot };
+        self.durable_txid.store(meta.txid, Ordering::Release);
         Ok(())
     }
-}
-
-/// Records a fatal error as the reason the writer refuses further work.
-pub(crate) fn poison_on_error<T>(writer: &mut WriterState, result: Result<T>) -> Result<T> {
-    if let Err(error) = &result {
-        if error.is_fatal() {
-            writer.poisoned = Some(error.to_string());
-        }
-    }
-    result
 }
 
 /// Locks a mutex; a panicked holder left nothing half-done that matters here,

@@ -7,14 +7,14 @@ use std::sync::{Arc, MutexGuard};
 use super::alloc::FreePages;
 use super::catalog::{committed_tree_names, decode_root, encode_root};
 use super::cursor::KeyRange;
-use super::flush::RunWriter;
+use super::flush::{RunWriter, Unhinted};
 use super::meta::{Meta, USER_META_BYTES};
 use super::node::{NodeRef, Value};
 use super::page::{
     pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
     RUN_HEADER_BYTES,
 };
-use super::shared::{lock, poison_on_error, Shared, Snapshot, WriterState};
+use super::shared::{lock, Durable, Shared, Snapshot, WriterState};
 use super::tree::{self, TreeCtx};
 use crate::{Error, Result};
 
@@ -118,7 +118,12 @@ pub struct WriteTxn<'db> {
     base: Snapshot,
     /// This transaction's id.
     txid: u64,
-    /// A copy of the free space; replaces the shared one at commit.
+    /// The free space while committing: taken out of the writer's state at
+    /// the start of `commit` and put back at its end. Nothing before
+    /// `commit` allocates (pages are assigned as nodes are spilled), so an
+    /// aborted transaction leaves the free space as it found it without
+    /// copying it (a copy per transaction cost a few percent of a busy
+    /// node's apply thread: thousands of free and pending pages).
     free: FreePages,
     /// Trees touched and runs freed so far.
     changes: Changes,
@@ -130,14 +135,20 @@ impl<'db> WriteTxn<'db> {
         writer: MutexGuard<'db, WriterState>,
         base: Snapshot,
     ) -> Self {
-        let free = writer.free.clone();
         let txid = base.meta.txid + 1;
-        WriteTxn { shared, writer, base, txid, free, changes: Changes::default() }
+        WriteTxn {
+            shared,
+            writer,
+            base,
+            txid,
+            free: FreePages::default(),
+            changes: Changes::default(),
+        }
     }
 
-    /// The user metadata of the commit this transaction started from.
-    pub(crate) fn base_user_meta(&self) -> [u8; USER_META_BYTES] {
-        self.base.meta.user
+    /// The meta of the commit this transaction started from.
+    pub(crate) fn base_meta(&self) -> Meta {
+        self.base.meta
     }
 
     /// Creates an empty tree; false if it already exists.
@@ -248,15 +259,58 @@ impl<'db> WriteTxn<'db> {
     /// protocol"). Any error poisons the writer: the database must be
     /// reopened, and recovery keeps the newest durable commit.
     pub fn commit(mut self, user: [u8; USER_META_BYTES], durability: Durability) -> Result<()> {
-        let result = self.build_and_write(user, durability);
-        poison_on_error(&mut self.writer, result)
+        self.free = std::mem::take(&mut self.writer.free);
+        let result = match durability {
+            Durability::Deferred => {
+                self.write_runs(user, None).and_then(|(meta, grown)| self.publish(meta, grown))
+            }
+            Durability::Durable => {
+                let shared = Arc::clone(self.shared);
+                let mut durable = lock(&shared.durable);
+                self.write_runs(user, Some(durable.meta.freelist)).and_then(|(meta, grown)| {
+                    shared.write_durable_meta(&mut durable, meta)?;
+                    self.writer.unhinted = Unhinted::default(); // the sync wrote them all
+                    self.publish(meta, grown)
+                })
+            }
+        };
+        self.poison_on_error(result)
     }
 
-    fn build_and_write(
+    /// The first half of [`Db::sync`](super::Db::sync): commits no change
+    /// but a new free list, publishes, and returns the meta for the caller
+    /// to make durable once the writer is let go. `durable` is the newest
+    /// durable meta, whose lock the caller holds until it has written the
+    /// returned one.
+    pub(crate) fn commit_free_list(mut self, durable: &Durable) -> Result<Meta> {
+        self.free = std::mem::take(&mut self.writer.free);
+        let user = self.base.meta.user;
+        let result =
+            self.write_runs(user, Some(durable.meta.freelist)).and_then(|(meta, grown)| {
+                self.writer.unhinted = Unhinted::default(); // the caller's sync writes them
+                self.publish(meta, grown).map(|()| meta)
+            });
+        self.poison_on_error(result)
+    }
+
+    fn poison_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(error) = &result {
+            // The free space went with the failed commit (it may have
+            // handed out pages): nothing may be written until a reopen
+            // reads it back from the file.
+            self.writer.poisoned.get_or_insert_with(|| error.to_string());
+        }
+        result
+    }
+
+    /// Writes the changed trees, the catalog and, when `durable_freelist`
+    /// is given (the free list of the newest durable meta, freed by this
+    /// one), a free list; returns the meta and whether the file grew.
+    fn write_runs(
         &mut self,
         user: [u8; USER_META_BYTES],
-        durability: Durability,
-    ) -> Result<()> {
+        durable_freelist: Option<PageId>,
+    ) -> Result<(Meta, bool)> {
         let shared = Arc::clone(self.shared);
         let unhinted = std::mem::take(&mut self.writer.unhinted);
         let mut out =
@@ -266,9 +320,9 @@ impl<'db> WriteTxn<'db> {
         // the free space (thousands of ids under load), and a deferred
         // commit's meta never reaches the disk (FORMAT.md, "Commit
         // protocol"). Its freed runs wait in memory as before.
-        let freelist = match durability {
-            Durability::Durable => self.spill_free_list(&mut out)?,
-            Durability::Deferred => {
+        let freelist = match durable_freelist {
+            Some(old) => self.spill_free_list(old, &mut out)?,
+            None => {
                 self.free.free_later(self.txid, std::mem::take(&mut self.changes.freed));
                 PageId::NONE
             }
@@ -280,10 +334,7 @@ impl<'db> WriteTxn<'db> {
         let (file_pages, grown, unhinted) = out.finish()?;
         self.writer.file_pages = file_pages;
         self.writer.unhinted = unhinted;
-        if durability == Durability::Durable {
-            shared.write_durable_meta(&mut self.writer, meta)?;
-        }
-        self.publish(meta, grown)
+        Ok((meta, grown))
     }
 
     /// Writes every changed tree and the catalog; returns the catalog root.
@@ -314,11 +365,11 @@ impl<'db> WriteTxn<'db> {
         }
     }
 
-    /// Frees the durable meta's free list (deferred commits write none, so
-    /// it is the last one written) with everything else this transaction
+    /// Frees `old`, the durable meta's free list (deferred commits write
+    /// none, and a meta with one is durable before the next is written, so
+    /// it is the last one written), with everything else this transaction
     /// freed, then writes the new free list; returns its first page.
-    fn spill_free_list(&mut self, out: &mut RunWriter<'_>) -> Result<PageId> {
-        let old = self.writer.durable.freelist;
+    fn spill_free_list(&mut self, old: PageId, out: &mut RunWriter<'_>) -> Result<PageId> {
         if old != PageId::NONE {
             let reader = reader(&self.base, &self.shared.path);
             let (header, _) = reader.run(old, RunKind::FreeList)?;
