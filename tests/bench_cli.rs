@@ -109,10 +109,41 @@ fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
     let grown = cluster.contents(leader, "bench").len();
     assert!((601..=1_000).contains(&grown), "{grown}");
 
+    distinct_values_are_found_by_value(&cluster, leader, &endpoints);
     a_timed_run_reports_progress_and_a_table(&cluster, leader, &endpoints);
     ctrl_c_ends_a_run_early_with_its_report(&endpoints);
     large_values_arrive_whole(&cluster, leader, &endpoints);
     txns_leases_and_watches(&cluster, leader, &endpoints);
+}
+
+/// `--values distinct` puts values that start with their keys and differ,
+/// each indexed: a get by value finds the key that holds it.
+fn distinct_values_are_found_by_value(cluster: &TestCluster, leader: u16, endpoints: &str) {
+    let put = bench_json(&[
+        "put",
+        "--values",
+        "distinct",
+        "--requests",
+        "40",
+        "-c",
+        "4",
+        "--collection",
+        "distinct",
+        "--endpoints",
+        endpoints,
+    ]);
+    assert_eq!(put["statuses"]["200"], 40, "{put}");
+    let held = cluster.contents(leader, "distinct");
+    assert_eq!(held.len(), 40);
+    let values: std::collections::HashSet<&str> = held.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values.len(), 40, "every value differs");
+    for (key, value) in &held {
+        assert!(value.starts_with(key.as_str()) && value.len() == 100, "{key}: {value}");
+        let lookup = json!({"action": "get", "payload":
+            {"collection": "distinct", "value": value}});
+        let (status, found) = cluster.command(leader, &lookup);
+        assert_eq!((status, found["key"].as_str()), (200, Some(key.as_str())), "{found}");
+    }
 }
 
 /// txn-put writes `--txn-ops` keys a txn, lease-keepalive renews leases

@@ -7,7 +7,8 @@
 # ops/s, p99, and the three nodes' CPU per operation (/proc).
 #
 #   benches/cluster/ab-bench.sh BINARY [seconds, 20]
-#   LOADER (default: target/release/rdb) is the same for both builds.
+#   LOADER (default: target/release/rdb) is the same for both builds;
+#   BENCH_FLAGS adds flags to the put run (e.g. "--values distinct").
 set -euo pipefail
 BIN="$1"; SECS="${2:-20}"
 RDB="$BIN"
@@ -17,8 +18,9 @@ start_rdb_cluster
 KEYS=0
 for op in put get; do
   before=$(cpu_ticks "${RDB_PIDS[@]}")
+  flags=(); [ "$op" = put ] && read -r -a flags <<< "${BENCH_FLAGS:-}"
   out=$("$LOADER" bench "$op" --endpoints "$RDB_URL" --duration "${SECS}s" \
-    --key-space "$((KEYS > 0 ? KEYS : 1))" --json 2>/dev/null)
+    --key-space "$((KEYS > 0 ? KEYS : 1))" "${flags[@]}" --json 2>/dev/null)
   after=$(cpu_ticks "${RDB_PIDS[@]}")
   python3 -c '
 import json, sys

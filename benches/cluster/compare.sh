@@ -22,10 +22,18 @@
 #                                           mutual TLS between peers; no
 #                                           gateway rows: wrk has no client
 #                                           certificate)
+#   VALUES=same benches/cluster/compare.sh  (a friendly pattern: rdb's
+#                                           puts send one value, as etcd's
+#                                           benchmark does, so its value
+#                                           index holds one entry; by
+#                                           default each value differs and
+#                                           each put adds an entry; etcd
+#                                           keeps no such index, so its
+#                                           load is the same either way)
 #   needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
 #   python3 (lib.sh builds and starts everything)
 source "$(dirname "$0")/lib.sh"
-SECS="${1:-20}"; ROUNDS="${2:-3}"
+SECS="${1:-20}"; ROUNDS="${2:-3}"; VALUES="${VALUES:-distinct}"
 build_tools
 start_clusters
 
@@ -33,7 +41,7 @@ RDB_NEXT=0; ETCD_NEXT=0
 for round in $(seq "$ROUNDS"); do
   echo "== round $round" >&2
   run rdb "put, random new keys" 100 "${RDB_PIDS[@]}" -- \
-    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
+    "$RDB" bench put --values "$VALUES" --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
   RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
   run "etcd native" "put, random new keys" 100 "${ETCD_PIDS[@]}" -- \
     "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -first-key "$ETCD_NEXT" "${NATIVE_TLS_ARGS[@]}"
@@ -68,7 +76,7 @@ ETCD_DB=$(du -s -B1 "$WORK/etcd$ELEADER/member/snap/db" | cut -f1); ETCD_KEYS=$E
 echo "== value sizes" >&2
 for bytes in 1024 65536; do
   run rdb "put, $bytes-byte values" "$bytes" "${RDB_PIDS[@]}" -- \
-    "$RDB" bench put --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --value-bytes "$bytes" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
+    "$RDB" bench put --values "$VALUES" --endpoints "$RDB_URL" -c 64 --duration "${SECS}s" --value-bytes "$bytes" --first-key "$RDB_NEXT" --json "${RDB_TLS_ARGS[@]}"
   RDB_NEXT=$((RDB_NEXT + $(requests_of "$LAST")))
   run "etcd native" "put, $bytes-byte values" "$bytes" "${ETCD_PIDS[@]}" -- \
     "$NATIVE" -endpoints "$ETCD_EP" -op put -clients 64 -conns 8 -duration "${SECS}s" -value-bytes "$bytes" -first-key "$ETCD_NEXT" "${NATIVE_TLS_ARGS[@]}"

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::conn::Target;
 use super::watch::WATCHERS_MAX;
-use super::workload::{Consistency, KeyOrder, Operation, Workload, KEY_INDEX_MAX, STAMP_DIGITS};
+use super::workload::{
+    Consistency, KeyOrder, Operation, ValueKind, Workload, KEY_INDEX_MAX, STAMP_DIGITS,
+};
 use crate::cli::client::{ClientArgs, ClientError};
 use crate::kv::lease::{LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN};
 use crate::kv::{COLLECTION_BYTES_MAX, TXN_OPS_MAX};
@@ -40,6 +42,13 @@ pub struct BenchArgs {
     /// Bytes in each value put.
     #[arg(long, default_value_t = 100)]
     pub value_bytes: usize,
+    /// What the values put are: distinct (each value starts with its key,
+    /// so each put also adds an entry to the collection's value index, as
+    /// puts of different data do) or same (one value for every put, as
+    /// etcd's `benchmark` sends: a friendly pattern, the index holds one
+    /// entry).
+    #[arg(long, value_enum, default_value_t = ValueKind::Distinct)]
+    pub values: ValueKind,
     /// How keys are chosen: random (new keys, scattered), sequential (new
     /// keys, ascending: a friendly pattern), existing (among the keys a
     /// random put run of --key-space requests wrote). Default: existing for
@@ -157,6 +166,7 @@ pub(super) fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientEr
         seed: args.seed,
         txn_ops: args.txn_ops,
         lease_ttl_ms: args.lease_ttl_ms,
+        distinct_values: args.values == ValueKind::Distinct,
     };
     Ok((workload, targets))
 }

@@ -391,11 +391,14 @@ fn next_body(
         Operation::Put | Operation::Get | Operation::Mixed => {
             let get = workload.next_is_get(rng);
             let key = workload.next_key(get, rng, next_index)?;
-            if !get {
+            if get {
+                workload.get_body(&key, body);
+            } else if workload.distinct_values {
+                workload.keyed_put_body(&key, body);
+            } else {
                 workload.put_prefix(&key, body);
                 return Some(true);
             }
-            workload.get_body(&key, body);
         }
     }
     Some(false)

@@ -130,6 +130,17 @@ pub struct Workload {
     pub txn_ops: usize,
     /// The TTL of `lease-keepalive`'s leases, in milliseconds.
     pub lease_ttl_ms: u64,
+    /// Whether each put's value starts with its key (`--values distinct`).
+    pub distinct_values: bool,
+}
+
+/// What the values put are (`--values`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueKind {
+    /// One value for every put.
+    Same,
+    /// Each value starts with its key.
+    Distinct,
 }
 
 /// Digits of the send time (microseconds since the Unix epoch) at the
@@ -219,6 +230,17 @@ impl Workload {
         out.push_str("]}}");
     }
 
+    /// The body of a put of `key` whose value starts with the key (as much
+    /// of it as fits), the rest the workload's value, into `out` (cleared
+    /// first): values as distinct as the keys (`--values distinct`).
+    pub fn keyed_put_body(&self, key: &str, out: &mut String) {
+        self.put_prefix(key, out);
+        let head = key.len().min(self.value.len());
+        out.push_str(&key[..head]);
+        out.push_str(&self.value[head..]);
+        out.push_str(r#""}}"#);
+    }
+
     /// The body of a put of `key` whose value starts with the send time
     /// (`watch`), into `out` (cleared first).
     pub fn stamped_put_body(&self, key: &str, out: &mut String) {
@@ -267,7 +289,30 @@ mod tests {
             seed: 1,
             txn_ops: 2,
             lease_ttl_ms: 60_000,
+            distinct_values: false,
         }
+    }
+
+    #[test]
+    fn distinct_values_start_with_their_key_and_keep_their_length() {
+        let mut w = workload(KeyOrder::Random);
+        w.value = Workload::value_of(100, 1);
+        let mut body = String::new();
+        let mut values = Vec::new();
+        for key in [random_key(1, 0), random_key(1, 1), "ab".into()] {
+            w.keyed_put_body(&key, &mut body);
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let value = v["payload"]["value"].as_str().unwrap().to_string();
+            assert_eq!(value.len(), 100);
+            assert!(value.starts_with(&key), "{value} starts with {key}");
+            assert_eq!(v["payload"]["key"], key.as_str());
+            values.push(value);
+        }
+        assert!(values[0] != values[1] && values[1] != values[2], "{values:?}");
+        w.value = Workload::value_of(4, 1);
+        w.keyed_put_body("0123456789abcdef", &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["payload"]["value"], "0123", "a short value is the key's start");
     }
 
     #[test]
