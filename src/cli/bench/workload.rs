@@ -214,8 +214,8 @@ impl Workload {
         );
     }
 
-    /// The body of a txn putting the value on each of `keys`, into `out`
-    /// (cleared first).
+    /// The body of a txn putting the value on each of `keys` (each its
+    /// own when values are distinct), into `out` (cleared first).
     pub fn txn_put_body(&self, keys: &[String], out: &mut String) {
         out.clear();
         out.push_str(r#"{"action":"txn","payload":{"compare":[],"success":["#);
@@ -223,9 +223,11 @@ impl Workload {
             let comma = if n == 0 { "" } else { "," };
             let _ = write!(
                 out,
-                r#"{comma}{{"action":"put","payload":{{"collection":{},"key":"{key}","value":"{}"}}}}"#,
-                self.collection_json, self.value
+                r#"{comma}{{"action":"put","payload":{{"collection":{},"key":"{key}","value":""#,
+                self.collection_json
             );
+            self.push_value(key, out);
+            out.push_str(r#""}}"#);
         }
         out.push_str("]}}");
     }
@@ -235,10 +237,16 @@ impl Workload {
     /// first): values as distinct as the keys (`--values distinct`).
     pub fn keyed_put_body(&self, key: &str, out: &mut String) {
         self.put_prefix(key, out);
-        let head = key.len().min(self.value.len());
+        self.push_value(key, out);
+        out.push_str(r#""}}"#);
+    }
+
+    /// Appends the value put on `key`: the workload's value, its start
+    /// replaced by the key's when values are distinct.
+    fn push_value(&self, key: &str, out: &mut String) {
+        let head = if self.distinct_values { key.len().min(self.value.len()) } else { 0 };
         out.push_str(&key[..head]);
         out.push_str(&self.value[head..]);
-        out.push_str(r#""}}"#);
     }
 
     /// The body of a put of `key` whose value starts with the send time
@@ -296,6 +304,7 @@ mod tests {
     #[test]
     fn distinct_values_start_with_their_key_and_keep_their_length() {
         let mut w = workload(KeyOrder::Random);
+        w.distinct_values = true;
         w.value = Workload::value_of(100, 1);
         let mut body = String::new();
         let mut values = Vec::new();
@@ -362,6 +371,13 @@ mod tests {
         assert_eq!(v["action"], "txn");
         assert_eq!(v["payload"]["success"][1]["payload"]["key"], "b");
         assert_eq!(v["payload"]["success"][1]["payload"]["value"], w.value.as_str());
+        let mut distinct = workload(KeyOrder::Random);
+        distinct.distinct_values = true;
+        distinct.txn_put_body(&["a".into(), "b".into()], &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let value = |i: usize| v["payload"]["success"][i]["payload"]["value"].as_str().unwrap();
+        assert!(value(0).starts_with('a') && value(1).starts_with('b'), "{v}");
+        assert_eq!((value(0).len(), value(1).len()), (8, 8));
         Workload::keepalive_body("00000000000000ff", &mut body);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["payload"]["lease"], "00000000000000ff");
