@@ -73,6 +73,27 @@ fn history(seed: u64, commits: u64) -> (SimDisk, Db, State) {
     (disk, db, before)
 }
 
+/// Drops `db`, crashes `disk` and reopens it after the cut at operation
+/// `failing`: the state must be `after` if the cut call still returned,
+/// else `before` or `after`, never a mix. True if it is `after`.
+fn crash_and_check(
+    disk: &SimDisk,
+    db: Db,
+    returned: bool,
+    before: &State,
+    after: &State,
+    failing: u64,
+) -> bool {
+    drop(db);
+    disk.crash();
+    let reopened = state(&Db::open(Arc::new(disk.clone()), PATH).unwrap());
+    if returned {
+        assert!(reopened == *after, "operation {failing}: a call that returned was lost");
+    }
+    assert!(reopened == *before || reopened == *after, "operation {failing}: a mix");
+    reopened == *after
+}
+
 /// Disk operations that commit `n` takes after `commits` others, and how
 /// many of them were writeback hints.
 fn operations_of_commit(commits: u64) -> (u64, u64) {
@@ -97,17 +118,8 @@ fn a_crash_at_any_step_of_a_commit_leaves_the_old_or_the_new_state() {
         let (disk, db, before) = history(failing + 1, COMMITS);
         disk.fail_at(disk.ops() + failing);
         let committed = try_commit(&db, COMMITS, Durability::Durable).is_ok();
-        drop(db);
-        disk.crash();
-        let reopened = state(&Db::open(Arc::new(disk.clone()), PATH).unwrap());
-        if committed {
-            assert!(reopened == after, "operation {failing}: a commit that returned was lost");
-        }
-        assert!(
-            reopened == before || reopened == after,
-            "operation {failing}: a mix of two commits"
-        );
-        outcomes[usize::from(reopened == after)] += 1;
+        let new = crash_and_check(&disk, db, committed, &before, &after, failing);
+        outcomes[usize::from(new)] += 1;
     }
     eprintln!("a commit of {operations} disk operations, cut at each: {outcomes:?} (old, new)");
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "both outcomes happen: {outcomes:?}");
@@ -128,13 +140,7 @@ fn a_crash_at_any_step_of_sync_keeps_deferred_commits_whole_or_not_at_all() {
         apply_commit(&db, 4, Durability::Deferred);
         disk.fail_at(disk.ops() + failing);
         let synced = db.sync().is_ok();
-        drop(db);
-        disk.crash();
-        let reopened = state(&Db::open(Arc::new(disk.clone()), PATH).unwrap());
-        if synced {
-            assert!(reopened == after, "operation {failing}: a sync that returned was lost");
-        }
-        assert!(reopened == before || reopened == after, "operation {failing}: a mix");
+        crash_and_check(&disk, db, synced, &before, &after, failing);
     }
 }
 
@@ -189,17 +195,8 @@ fn deferred_commits_made_while_a_sync_writes_its_meta_stay_out_of_it() {
         apply_commit(&db, 5, Durability::Deferred);
         disk.fail_at(disk.ops() + failing);
         let finished = pending.finish().is_ok();
-        drop(db);
-        disk.crash();
-        let reopened = state(&Db::open(Arc::new(disk.clone()), PATH).unwrap());
-        if finished {
-            assert!(reopened == synced, "operation {failing}: a sync that returned was lost");
-        }
-        assert!(
-            reopened == before || reopened == synced,
-            "operation {failing}: the reopened state is neither before nor as of the sync"
-        );
-        outcomes[usize::from(reopened == synced)] += 1;
+        let new = crash_and_check(&disk, db, finished, &before, &synced, failing);
+        outcomes[usize::from(new)] += 1;
     }
     assert!(outcomes[0] > 0 && outcomes[1] > 0, "both outcomes happen: {outcomes:?}");
 }
