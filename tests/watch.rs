@@ -181,7 +181,10 @@ fn an_old_revision_is_gone_and_a_reader_that_stalls_is_cut() {
     // Large values: the bytes waiting cut it (rdb::node::WATCH_BUFFER_BYTES)
     // long before the node's write to it times out.
     let value = "v".repeat(256 << 10);
-    let events = 2 * rdb::node::WATCH_BUFFER_BYTES / (2 * value.len()) + 8;
+    // An event counts about twice its value (Event::bytes): twice the
+    // events that fill the buffer, and a few more.
+    let fill = rdb::node::WATCH_BUFFER_BYTES / (2 * value.len());
+    let events = 2 * fill + 8;
     for n in 0..events {
         let (status, body) =
             cluster.command(leader, &common::put("big", &format!("k{n:05}"), &value));

@@ -15,6 +15,7 @@
 //! with an error event rather than let the node hold unbounded memory.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -35,26 +36,23 @@ pub const WATCH_BUFFER_BYTES: usize = 16 << 20;
 /// What a watcher has been sent and not yet taken.
 #[derive(Debug, Default)]
 pub struct Backlog {
-    events: std::sync::atomic::AtomicUsize,
-    bytes: std::sync::atomic::AtomicUsize,
+    events: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl Backlog {
     /// Counts `event` as taken by the watcher.
     pub fn take(&self, event: &Event) {
-        use std::sync::atomic::Ordering;
         self.events.fetch_sub(1, Ordering::AcqRel);
         self.bytes.fetch_sub(event.bytes(), Ordering::AcqRel);
     }
 
     fn add(&self, event: &Event) {
-        use std::sync::atomic::Ordering;
         self.events.fetch_add(1, Ordering::AcqRel);
         self.bytes.fetch_add(event.bytes(), Ordering::AcqRel);
     }
 
     fn full(&self) -> bool {
-        use std::sync::atomic::Ordering;
         self.events.load(Ordering::Acquire) >= WATCH_BUFFER_EVENTS
             || self.bytes.load(Ordering::Acquire) >= WATCH_BUFFER_BYTES
     }

@@ -166,7 +166,7 @@ pub(super) fn plan(args: &BenchArgs) -> Result<(Workload, Vec<Target>), ClientEr
         seed: args.seed,
         txn_ops: args.txn_ops,
         lease_ttl_ms: args.lease_ttl_ms,
-        distinct_values: args.values == ValueKind::Distinct,
+        values: args.values,
     };
     Ok((workload, targets))
 }

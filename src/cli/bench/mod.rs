@@ -29,7 +29,7 @@ use args::plan;
 use conn::{Conn, Target, CONNECT_TIMEOUT};
 use report::{process_cpu, progress_line, Stats, Summary};
 use watch::Watchers;
-use workload::{Rng, Workload};
+use workload::{Rng, ValueKind, Workload};
 
 /// The time one request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -393,8 +393,8 @@ fn next_body(
             let key = workload.next_key(get, rng, next_index)?;
             if get {
                 workload.get_body(&key, body);
-            } else if workload.distinct_values {
-                workload.keyed_put_body(&key, body);
+            } else if workload.values == ValueKind::Distinct {
+                workload.put_body(&key, body);
             } else {
                 workload.put_prefix(&key, body);
                 return Some(true);

@@ -130,8 +130,8 @@ pub struct Workload {
     pub txn_ops: usize,
     /// The TTL of `lease-keepalive`'s leases, in milliseconds.
     pub lease_ttl_ms: u64,
-    /// Whether each put's value starts with its key (`--values distinct`).
-    pub distinct_values: bool,
+    /// What the values put are (`--values`).
+    pub values: ValueKind,
 }
 
 /// What the values put are (`--values`).
@@ -232,19 +232,22 @@ impl Workload {
         out.push_str("]}}");
     }
 
-    /// The body of a put of `key` whose value starts with the key (as much
-    /// of it as fits), the rest the workload's value, into `out` (cleared
-    /// first): values as distinct as the keys (`--values distinct`).
-    pub fn keyed_put_body(&self, key: &str, out: &mut String) {
+    /// The whole body of a put of `key`, its value as [`Self::push_value`]
+    /// makes it, into `out` (cleared first). A plain put of the same value
+    /// is sent from its parts instead ([`Self::put_prefix`]).
+    pub fn put_body(&self, key: &str, out: &mut String) {
         self.put_prefix(key, out);
         self.push_value(key, out);
         out.push_str(r#""}}"#);
     }
 
     /// Appends the value put on `key`: the workload's value, its start
-    /// replaced by the key's when values are distinct.
+    /// replaced by the key (as much as fits) when values are distinct.
     fn push_value(&self, key: &str, out: &mut String) {
-        let head = if self.distinct_values { key.len().min(self.value.len()) } else { 0 };
+        let head = match self.values {
+            ValueKind::Distinct => key.len().min(self.value.len()),
+            ValueKind::Same => 0,
+        };
         out.push_str(&key[..head]);
         out.push_str(&self.value[head..]);
     }
@@ -297,19 +300,19 @@ mod tests {
             seed: 1,
             txn_ops: 2,
             lease_ttl_ms: 60_000,
-            distinct_values: false,
+            values: ValueKind::Same,
         }
     }
 
     #[test]
     fn distinct_values_start_with_their_key_and_keep_their_length() {
         let mut w = workload(KeyOrder::Random);
-        w.distinct_values = true;
+        w.values = ValueKind::Distinct;
         w.value = Workload::value_of(100, 1);
         let mut body = String::new();
         let mut values = Vec::new();
         for key in [random_key(1, 0), random_key(1, 1), "ab".into()] {
-            w.keyed_put_body(&key, &mut body);
+            w.put_body(&key, &mut body);
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let value = v["payload"]["value"].as_str().unwrap().to_string();
             assert_eq!(value.len(), 100);
@@ -319,7 +322,7 @@ mod tests {
         }
         assert!(values[0] != values[1] && values[1] != values[2], "{values:?}");
         w.value = Workload::value_of(4, 1);
-        w.keyed_put_body("0123456789abcdef", &mut body);
+        w.put_body("0123456789abcdef", &mut body);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["payload"]["value"], "0123", "a short value is the key's start");
     }
@@ -372,7 +375,7 @@ mod tests {
         assert_eq!(v["payload"]["success"][1]["payload"]["key"], "b");
         assert_eq!(v["payload"]["success"][1]["payload"]["value"], w.value.as_str());
         let mut distinct = workload(KeyOrder::Random);
-        distinct.distinct_values = true;
+        distinct.values = ValueKind::Distinct;
         distinct.txn_put_body(&["a".into(), "b".into()], &mut body);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let value = |i: usize| v["payload"]["success"][i]["payload"]["value"].as_str().unwrap();

@@ -168,7 +168,9 @@ impl Db {
 
 /// A sync whose free list is written and whose meta is not yet durable
 /// ([`Db::begin_sync`]). Dropping it without [`PendingSync::finish`] leaves
-/// the deferred commits deferred (a later sync makes them durable).
+/// the deferred commits deferred (a later sync makes them durable), and
+/// the pages of the free list it wrote unused until the file is reopened
+/// (the next durable meta frees the durable one's list, not this one's).
 #[derive(Debug)]
 pub struct PendingSync<'db> {
     /// The database.

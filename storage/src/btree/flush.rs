@@ -16,7 +16,7 @@
 //! Deferred commits hint too, counting across commits: their pages are
 //! never rewritten before the next sync (freed pages wait for a durable
 //! meta), so early writeback costs no extra IO, and the sync that makes them
-//! durable (on the node's apply thread) no longer stalls for all of them.
+//! durable (on the node's syncer thread) waits only for the tail.
 //!
 //! The writer also grows the file (and remembers that it did, so the commit
 //! maps it anew) before the first write past its end.
