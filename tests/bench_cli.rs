@@ -116,32 +116,41 @@ fn a_random_put_run_writes_the_keys_an_existing_get_run_reads() {
     txns_leases_and_watches(&cluster, leader, &endpoints);
 }
 
-/// `--values distinct` puts values that start with their keys and differ,
-/// each indexed: a get by value finds the key that holds it.
+/// `--values distinct` puts values that start with their keys and differ.
+/// `put` makes a collection with no value index (a get by value is a 400);
+/// `put-value` makes one that keeps it: a get by value finds each key the
+/// nodes drew.
 fn distinct_values_are_found_by_value(cluster: &TestCluster, leader: u16, endpoints: &str) {
-    let put = bench_json(&[
-        "put",
-        "--values",
-        "distinct",
-        "--requests",
-        "40",
-        "-c",
-        "4",
-        "--collection",
-        "distinct",
-        "--endpoints",
-        endpoints,
-    ]);
-    assert_eq!(put["statuses"]["200"], 40, "{put}");
-    let held = cluster.contents(leader, "distinct");
-    assert_eq!(held.len(), 40);
-    let values: std::collections::HashSet<&str> = held.iter().map(|(_, v)| v.as_str()).collect();
-    assert_eq!(values.len(), 40, "every value differs");
-    for (key, value) in &held {
+    let run = |operation: &str, collection: &str| {
+        let args = ["--values", "distinct", "--requests", "40", "-c", "4", "--endpoints"];
+        let put = bench_json(
+            &[&[operation][..], &args, &[endpoints, "--collection", collection]].concat(),
+        );
+        assert_eq!(put["statuses"]["200"], 40, "{put}");
+        let held = cluster.contents(leader, collection);
+        assert_eq!(held.len(), 40);
+        let values: std::collections::HashSet<&str> =
+            held.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values.len(), 40, "every value differs");
+        held
+    };
+    let lookup = |collection: &str, value: &str| {
+        let get = json!({"action": "get", "payload": {"collection": collection, "value": value}});
+        cluster.command(leader, &get)
+    };
+    let by_key = run("put", "distinct");
+    for (key, value) in &by_key {
         assert!(value.starts_with(key.as_str()) && value.len() == 100, "{key}: {value}");
-        let lookup = json!({"action": "get", "payload":
-            {"collection": "distinct", "value": value}});
-        let (status, found) = cluster.command(leader, &lookup);
+    }
+    let (status, refused) = lookup("distinct", &by_key[0].1);
+    assert_eq!(status, 400, "no value index: {refused}");
+    let by_value = run("put-value", "by-value");
+    let names: std::collections::HashSet<String> =
+        (0..40).map(|i| rdb::cli::bench::random_key(1, i)).collect();
+    for (key, value) in &by_value {
+        assert_eq!(key.len(), 64, "the node drew the key: {key}");
+        assert!(names.contains(&value[..16]) && value.len() == 100, "{key}: {value}");
+        let (status, found) = lookup("by-value", value);
         assert_eq!((status, found["key"].as_str()), (200, Some(key.as_str())), "{found}");
     }
 }

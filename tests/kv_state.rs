@@ -3,7 +3,8 @@
 //! gives the same answers and the same state, which matches a model of the
 //! key-addressed data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use rdb::kv::{
@@ -154,8 +155,41 @@ fn requests_are_checked_before_anything_is_proposed() {
     );
 }
 
-/// The model: each collection's items with their revisions.
-type Model = BTreeMap<String, BTreeMap<String, (String, Revisions)>>;
+/// The model: each collection's items with their revisions (the map it
+/// derefs to), and the collections that keep no value index.
+#[derive(Debug, Default)]
+struct Model {
+    items: BTreeMap<String, BTreeMap<String, (String, Revisions)>>,
+    unindexed: BTreeSet<String>,
+}
+
+impl Deref for Model {
+    type Target = BTreeMap<String, BTreeMap<String, (String, Revisions)>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.items
+    }
+}
+
+impl DerefMut for Model {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.items
+    }
+}
+
+/// The collection a single command writes, and whether it addresses it by
+/// key (a txn's operations are checked one by one).
+fn written_collection(command: &Command) -> Option<(&str, bool)> {
+    match command {
+        Command::PutKey { collection, .. }
+        | Command::Cas { collection, .. }
+        | Command::CasRevision { collection, .. } => Some((collection, true)),
+        Command::PutValue { collection, .. } | Command::DeleteValue { collection, .. } => {
+            Some((collection, false))
+        }
+        _ => None,
+    }
+}
 
 /// A seeded random command over a few collections, keys and values; cas
 /// on a revision draws its expectation from the model half the time, so
@@ -281,14 +315,15 @@ fn dump(db: &Db) -> Dump {
 /// Replicas applying the same log in different batchings agree byte for
 /// byte, and with a model of the items and their revisions: first at
 /// cluster version 1 (no revisions; what needs version 2 is refused alike
-/// everywhere), then after the entry that raises it.
+/// everywhere), then after the entry that raises it to 2, then to 3 (a
+/// collection a key-addressed write makes keeps no value index).
 #[test]
 fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
     let dir = tempfile::tempdir().expect("dir");
     let mut a = Replica { db: open(&dir, "a.db"), version: 1 };
     let mut b = Replica { db: open(&dir, "b.db"), version: 1 };
     let mut rng = fastrand::Rng::with_seed(0x6b76);
-    let mut model = Model::new();
+    let mut model = Model::default();
     let mut index = 0u64;
     for round in 0..400 {
         let mut batch: Vec<(u64, Command)> = (0..rng.usize(1..20))
@@ -297,9 +332,10 @@ fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
                 (index, random_command(&mut rng, &model))
             })
             .collect();
-        if round == 150 {
+        if round == 150 || round == 280 {
             index += 1;
-            batch.push((index, Command::SetClusterVersion { version: 2 }));
+            let version = if round == 150 { 2 } else { 3 };
+            batch.push((index, Command::SetClusterVersion { version }));
         }
         let version = a.version;
         let replies = a.apply_batch(&batch);
@@ -326,14 +362,15 @@ fn replicas_applying_the_same_log_agree_with_each_other_and_with_a_model() {
         assert_eq!(rdb::kv::cluster_version(&a.db.begin_read()).expect("version"), a.version);
         check_reads(&a.db, &model);
     }
-    assert_eq!(a.version, 2);
+    assert_eq!(a.version, 3);
+    assert!(!model.unindexed.is_empty(), "some collections were made by key at version 3");
 }
 
 /// Reads agree with the model: every value found by value is really held
 /// by the key returned, and every item's revisions are the model's.
 fn check_reads(db: &Db, model: &Model) {
     let txn = db.begin_read();
-    for (collection, items) in model {
+    for (collection, items) in model.iter() {
         for (key, (value, revisions)) in items {
             let query = Query::GetKey { collection: collection.clone(), key: key.clone() };
             let reply = Reply::from(query.run(&txn).expect("query"));
@@ -343,6 +380,10 @@ fn check_reads(db: &Db, model: &Model) {
             assert_eq!(reply.body["version"], revisions.version);
             let query = Query::GetValue { collection: collection.clone(), value: value.clone() };
             let reply = Reply::from(query.run(&txn).expect("query"));
+            if model.unindexed.contains(collection) {
+                assert_eq!(reply.status, 400, "no value index: {reply:?}");
+                continue;
+            }
             // The index keeps the first key that held a value, while it does.
             if reply.status == 200 {
                 let key = reply.body["key"].as_str().expect("key");
@@ -361,7 +402,24 @@ fn written(previous: Option<Revisions>, (index, version): (u64, u64)) -> Revisio
     }
 }
 
+/// Checks one command's reply against the model and brings the model up
+/// to date, including which collections keep no value index.
 fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
+    let Some((collection, by_key)) = written_collection(command) else {
+        return check_items(model, command, reply, at);
+    };
+    if !by_key && model.unindexed.contains(collection) {
+        assert_eq!(reply.status, 400, "no value index: {reply:?}");
+        return;
+    }
+    let existed = model.contains_key(collection);
+    check_items(model, command, reply, at);
+    if by_key && at.1 >= 3 && !existed && model.contains_key(collection) {
+        model.unindexed.insert(collection.to_string());
+    }
+}
+
+fn check_items(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u64)) {
     let held = |model: &Model, collection: &str, key: &str| {
         model.get(collection).and_then(|items| items.get(key)).cloned()
     };
@@ -406,6 +464,7 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
         Command::DeleteRange { .. } => check_delete_range(model, command, reply, at),
         Command::Drop { collection } => {
             assert_eq!(reply.status, if model.remove(collection).is_some() { 200 } else { 404 });
+            model.unindexed.remove(collection);
         }
         Command::SetClusterVersion { .. } => assert_eq!(reply.status, 200),
         Command::Txn(text) => {

@@ -449,8 +449,9 @@ fn damage_is_found_and_named(inspect: Inspect<'_>, stats: &Value, dir: &std::pat
 /// A rolling upgrade rehearsed: node 3 reports an older binary's cluster
 /// version (1), so the cluster stays at 1: no revisions, and cas on a
 /// revision is refused with 503 saying why. Node 3 restarted as this binary
-/// lets the leader raise the version by itself; revisions start, and every
-/// replica holds the same items.
+/// lets the leader raise the version by itself; revisions start, every
+/// replica holds the same items, and a collection made by key from then on
+/// keeps no value index while the older one keeps its own.
 #[test]
 fn the_cluster_version_rises_once_every_member_supports_it() {
     let base = common::ports::base("operator::cluster_version");
@@ -500,4 +501,13 @@ fn the_cluster_version_rises_once_every_member_supports_it() {
         assert_eq!(read["version"], 2, "node {id}: {read}");
         assert_eq!(read["create_revision"], 0, "node {id}: {read}");
     }
+    // "c", made by a key-addressed put at version 1, keeps its value index
+    // (kept up to date by the cas since); a collection made by key at
+    // version 3 keeps none.
+    let by_value = |collection: &str, value: &str| json!({"action": "get", "payload": {"collection": collection, "value": value}});
+    let (status, found) = cluster.command(leader, &by_value("c", "v3"));
+    assert_eq!((status, found["key"].as_str()), (200, Some("k")), "{found}");
+    assert_eq!(cluster.command(leader, &common::put("new", "k", "v")).0, 200);
+    let (status, refused) = cluster.command(leader, &by_value("new", "v"));
+    assert_eq!(status, 400, "{refused}");
 }

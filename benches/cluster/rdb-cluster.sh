@@ -1,7 +1,8 @@
 # A local rdb cluster for the benchmark scripts (sourced, not run): a work
 # directory removed on exit with every process started, and
 #   start_rdb ID        (re)starts node ID (HTTP 1808ID, peers 1908ID)
-#   start_rdb_cluster   starts NODES nodes, waits for a leader: LEADER (its
+#   start_rdb_cluster   starts NODES nodes, waits for a leader and for the
+#                       cluster version to reach the binary's: LEADER (its
 #                       id), RDB_URL (its client URL)
 #   cpu_ticks PID...    user + system CPU of the processes, in clock ticks
 # RDB is the binary (set it before calling). Settings (environment):
@@ -49,6 +50,18 @@ start_rdb_cluster() {
     sleep 0.1
   done
   RDB_URL="$SCHEME://127.0.0.1:1808$LEADER"
+  # A new cluster starts at cluster version 1 and the leader raises it
+  # within a second or so; wait, so that what is measured is this binary's
+  # behaviour (from version 3, a collection made by key keeps no value
+  # index) and not version 1's.
+  local status version max
+  for _ in $(seq 100); do
+    status=$("${CURL[@]}" "$RDB_URL/status" || true)
+    version=$(sed -n 's/.*"cluster_version":\([0-9]*\).*/\1/p' <<< "$status")
+    max=$(sed -n 's/.*"cluster_version_max":\([0-9]*\).*/\1/p' <<< "$status")
+    [ -n "$version" ] && [ "$version" = "$max" ] && break
+    sleep 0.1
+  done
 }
 
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }

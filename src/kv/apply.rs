@@ -66,9 +66,12 @@ pub fn apply(
             put_value(txn, collection, key, value, revision)
         }
         Command::PutKey { collection, key, value } => {
-            put_key(txn, collection, key, value, (revision, 0))
+            put_key(txn, (collection, key, value), Writing::by_key(revision, 0, at))
         }
         Command::DeleteValue { collection, value } => {
+            if !keeps_value_index(txn, collection)? {
+                return Ok(Outcome::NoValueIndex { collection: collection.clone() });
+            }
             let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
                 return Ok(Outcome::not_found(collection, Missing::Value));
             };
@@ -85,14 +88,14 @@ pub fn apply(
             if current.as_ref().map(|(_, value)| value) != expected.as_ref() {
                 return Ok(mismatch(collection, key, current));
             }
-            put_key(txn, collection, key, value, (revision, 0))
+            put_key(txn, (collection, key, value), Writing::by_key(revision, 0, at))
         }
         Command::CasRevision { collection, key, expected_revision, value } => {
             let current = current(txn, collection, key)?;
             if !revision_matches(current.as_ref(), *expected_revision) {
                 return Ok(mismatch(collection, key, current));
             }
-            put_key(txn, collection, key, value, (revision, 0))
+            put_key(txn, (collection, key, value), Writing::by_key(revision, 0, at))
         }
         Command::Drop { collection } => {
             if !txn.drop_tree(&data_tree(collection))? {
@@ -117,7 +120,8 @@ pub fn apply(
         }),
         Command::LeaseRevoke { id } => revoke_lease(txn, *id),
         Command::PutLeased { collection, key, value, lease: id, expected_revision } => {
-            put_leased(txn, (collection, key, value), *id, *expected_revision, revision)
+            let writing = Writing::by_key(revision, *id, at);
+            put_leased(txn, (collection, key, value), writing, *expected_revision)
         }
         Command::SetClusterVersion { version } => {
             // Never lowered: a stale proposal changes nothing.
@@ -133,11 +137,10 @@ pub fn apply(
 fn put_leased(
     txn: &mut WriteTxn<'_>,
     (collection, key, value): (&str, &str, &str),
-    id: u64,
+    writing: Writing,
     expected_revision: Option<u64>,
-    revision: Option<u64>,
 ) -> rdb_storage::Result<Outcome> {
-    if lease::ttl_ms(txn, id)?.is_none() {
+    if lease::ttl_ms(txn, writing.lease)?.is_none() {
         return Ok(Outcome::not_found("", Missing::Lease));
     }
     if let Some(expected) = expected_revision {
@@ -146,7 +149,7 @@ fn put_leased(
             return Ok(mismatch(collection, key, current));
         }
     }
-    put_key(txn, collection, key, value, (revision, id))
+    put_key(txn, (collection, key, value), writing)
 }
 
 /// Removes lease `id` and deletes the keys it holds.
@@ -252,6 +255,9 @@ fn put_value(
     value: &str,
     revision: Option<u64>,
 ) -> rdb_storage::Result<Outcome> {
+    if !keeps_value_index(txn, collection)? {
+        return Ok(Outcome::NoValueIndex { collection: collection.to_string() });
+    }
     let hash = value_hash(value);
     if let Some(existing) = txn.get(&index_tree(collection), &hash)? {
         let existing = String::from_utf8_lossy(&existing).into_owned();
@@ -263,23 +269,52 @@ fn put_value(
     if txn.get(&data_tree(collection), key.as_bytes())?.is_some() {
         return Ok(Outcome::KeyTaken);
     }
-    put_key(txn, collection, key, value, (revision, 0))
+    let writing = Writing { revision, lease: 0, create_index: true };
+    put_key(txn, (collection, key, value), writing)
 }
 
-/// Sets `key` to `value` (with revisions when `revision` is given) and
-/// keeps the value index pointing at a key that holds each value (the first
-/// one that did, while it does).
+/// Whether a value-addressed action can work on `collection`: it keeps a
+/// value index, or does not exist yet. Before cluster version 3 every
+/// collection keeps one; from it on, one made by a key-addressed write
+/// does not.
+fn keeps_value_index(txn: &mut WriteTxn<'_>, collection: &str) -> rdb_storage::Result<bool> {
+    Ok(txn.tree_exists(&index_tree(collection))? || !txn.tree_exists(&data_tree(collection))?)
+}
+
+/// How a put writes, besides what it writes.
+#[derive(Debug, Clone, Copy)]
+struct Writing {
+    /// The entry's index, from cluster version 2 on (None: no revisions).
+    revision: Option<u64>,
+    /// The lease the item is attached to (0: none).
+    lease: u64,
+    /// Whether to create the collection's value index when it has none.
+    create_index: bool,
+}
+
+impl Writing {
+    /// A key-addressed write: it creates a value index only before
+    /// cluster version 3 (the index costs a second random B-tree insert
+    /// per put, for lookups by value that key-addressed users rarely make).
+    fn by_key(revision: Option<u64>, lease: u64, at: Applying) -> Self {
+        let create_index = at.cluster_version < super::UNINDEXED_KEY_COLLECTIONS_VERSION;
+        Writing { revision, lease, create_index }
+    }
+}
+
+/// Sets `key` to `value` (with revisions when `writing.revision` is given)
+/// and, if the collection keeps a value index, keeps it pointing at a key
+/// that holds each value (the first one that did, while it does).
 fn put_key(
     txn: &mut WriteTxn<'_>,
-    collection: &str,
-    key: &str,
-    value: &str,
-    (revision, lease): (Option<u64>, u64),
+    (collection, key, value): (&str, &str, &str),
+    writing: Writing,
 ) -> rdb_storage::Result<Outcome> {
     let (data, index) = (data_tree(collection), index_tree(collection));
     let old = txn.get(&data, key.as_bytes())?;
     let previous = old.as_deref().map(|old| item::decode(old).0);
-    let revisions = revision.map(|revision| Revisions::after_write(previous, revision));
+    let revisions = writing.revision.map(|revision| Revisions::after_write(previous, revision));
+    let lease = writing.lease;
     let stored = match revisions {
         Some(revisions) if lease != 0 => item::encode_leased(revisions, lease, value),
         _ => item::encode(revisions, value),
@@ -295,17 +330,22 @@ fn put_key(
         return Ok(Outcome::LimitReached("keys on one lease"));
     }
     txn.create_tree(&data)?;
-    txn.create_tree(&index)?;
+    if writing.create_index {
+        txn.create_tree(&index)?;
+    }
+    let indexed = txn.tree_exists(&index)?;
     if let Some(old) = &old {
         let (_, old_lease, old_value) = item::decode_leased(old);
         if old_lease != lease {
             lease::detach(txn, old_lease, collection, key)?;
         }
-        unindex(txn, &index, old_value, key)?;
+        if indexed {
+            unindex(txn, &index, old_value, key)?;
+        }
     }
     txn.put(&data, key.as_bytes(), &stored)?;
     let hash = value_hash(value);
-    if txn.get(&index, &hash)?.is_none() {
+    if indexed && txn.get(&index, &hash)?.is_none() {
         txn.put(&index, &hash, key.as_bytes())?;
     }
     Ok(Outcome::item_at(collection, key, value, revisions.unwrap_or_default()))

@@ -137,9 +137,14 @@ pub enum Command {
     },
 }
 
-/// The cluster version this binary brings: item revisions, cas on a
-/// revision and range deletes need it.
-pub const CLUSTER_VERSION: u64 = 2;
+/// The cluster version this binary brings. Version 2: item revisions, cas
+/// on a revision, range deletes, txns and leases. Version 3: a collection
+/// made by a key-addressed write keeps no value index (one made by a
+/// value-addressed put still does; collections made before keep theirs).
+pub const CLUSTER_VERSION: u64 = 3;
+/// The first cluster version at which key-addressed writes create no value
+/// index.
+pub const UNINDEXED_KEY_COLLECTIONS_VERSION: u64 = 3;
 
 impl Command {
     /// Whether applying it may take more space in the state file (puts and

@@ -30,7 +30,9 @@ mod strict_json;
 mod txn;
 
 pub use apply::{apply, cluster_version, set_cluster_version, Applying, DELETE_RANGE_KEYS_MAX};
-pub use command::{new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX};
+pub use command::{
+    new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX, UNINDEXED_KEY_COLLECTIONS_VERSION,
+};
 pub use error::Error;
 pub use item::{decode as decode_item, Revisions};
 pub use limits::{

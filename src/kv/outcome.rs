@@ -138,6 +138,13 @@ pub enum Outcome {
     LimitReached(&'static str),
     /// The names of the collections, sorted.
     Collections(Vec<String>),
+    /// A value-addressed action on a collection that keeps no value index
+    /// (made by a key-addressed write at cluster version 3 or later);
+    /// nothing changed.
+    NoValueIndex {
+        /// The collection.
+        collection: String,
+    },
 }
 
 impl Outcome {

@@ -69,6 +69,11 @@ impl Query {
             Query::GetValue { collection, value } => {
                 let found = txn.get(&index_tree(collection), &value_hash(value))?;
                 let Some(key) = found else {
+                    if !txn.tree_exists(&index_tree(collection))?
+                        && txn.tree_exists(&data_tree(collection))?
+                    {
+                        return Ok(Outcome::NoValueIndex { collection: collection.clone() });
+                    }
                     let why = missing(txn, collection, Missing::Value)?;
                     return Ok(Outcome::not_found(collection, why));
                 };
@@ -159,6 +164,11 @@ impl Query {
             }
             Query::GetValue { collection, value } => {
                 let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
+                    if !txn.tree_exists(&index_tree(collection))?
+                        && txn.tree_exists(&data_tree(collection))?
+                    {
+                        return Ok(Outcome::NoValueIndex { collection: collection.clone() });
+                    }
                     return Ok(Outcome::not_found(collection, Missing::Value));
                 };
                 let stored = txn.get(&data_tree(collection), &key)?.unwrap_or_default();

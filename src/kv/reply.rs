@@ -38,6 +38,16 @@ impl Reply {
         Self::error(400, message)
     }
 
+    /// 400 for a value-addressed action on a collection without a value
+    /// index.
+    fn no_value_index(collection: String) -> Self {
+        let error = format!(
+            "collection {collection:?} keeps no value index (a key-addressed put made it): \
+             find its items by key, or keep values in a collection made by a value-addressed put"
+        );
+        Reply { status: 400, body: json!({"error": error, "collection": collection}) }
+    }
+
     /// 404 for an item or collection, with the empty item fields.
     pub fn not_found(collection: &str, what: &str) -> Self {
         Reply {
@@ -137,6 +147,7 @@ impl From<Outcome> for Reply {
                 body: json!({"lease": super::lease::lease_text(id), "deleted": removed.len()}),
             },
             Outcome::Malformed(why) => Reply::bad_request(why),
+            Outcome::NoValueIndex { collection } => Reply::no_value_index(collection),
             Outcome::LimitReached(what) => {
                 Reply::error(409, format!("the limit on {what} is reached; nothing changed"))
             }

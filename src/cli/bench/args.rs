@@ -42,11 +42,11 @@ pub struct BenchArgs {
     /// Bytes in each value put.
     #[arg(long, default_value_t = 100)]
     pub value_bytes: usize,
-    /// What the values put are: distinct (each value starts with its key,
-    /// so each put also adds an entry to the collection's value index, as
-    /// puts of different data do) or same (one value for every put, as
-    /// etcd's `benchmark` sends: a friendly pattern, the index holds one
-    /// entry).
+    /// What the values put are: distinct (each value starts with its key
+    /// name, so values differ as users' data does) or same (one value for
+    /// every put, as etcd's `benchmark` sends; a friendly pattern where the
+    /// collection keeps a value index: `put-value`'s, and collections made
+    /// before cluster version 3).
     #[arg(long, value_enum, default_value_t = ValueKind::Distinct)]
     pub values: ValueKind,
     /// How keys are chosen: random (new keys, scattered), sequential (new

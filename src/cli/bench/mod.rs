@@ -388,6 +388,9 @@ fn next_body(
         Operation::Watch => {
             workload.stamped_put_body(&workload.next_key(false, rng, next_index)?, body)
         }
+        Operation::PutValue => {
+            workload.put_value_body(&workload.next_key(false, rng, next_index)?, body)
+        }
         Operation::Put | Operation::Get | Operation::Mixed => {
             let get = workload.next_is_get(rng);
             let key = workload.next_key(get, rng, next_index)?;

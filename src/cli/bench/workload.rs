@@ -29,6 +29,10 @@ pub const PUT_SUFFIX: &[u8] = b"\"}}";
 pub enum Operation {
     /// Key-addressed puts.
     Put,
+    /// Value-addressed puts (rdbv2's `put`: the node draws each key), of
+    /// values as `--values` says; the collection keeps a value index, so
+    /// each new value is a second B-tree insert.
+    PutValue,
     /// Gets.
     Get,
     /// Gets with probability `--read-ratio`, puts otherwise.
@@ -252,6 +256,20 @@ impl Workload {
         out.push_str(&self.value[head..]);
     }
 
+    /// The body of a value-addressed put of the value [`Self::push_value`]
+    /// makes for `key` (a key name only to make values differ: the node
+    /// draws the key), into `out` (cleared first).
+    pub fn put_value_body(&self, key: &str, out: &mut String) {
+        out.clear();
+        let _ = write!(
+            out,
+            r#"{{"action":"put","payload":{{"collection":{},"value":""#,
+            self.collection_json
+        );
+        self.push_value(key, out);
+        out.push_str(r#""}}"#);
+    }
+
     /// The body of a put of `key` whose value starts with the send time
     /// (`watch`), into `out` (cleared first).
     pub fn stamped_put_body(&self, key: &str, out: &mut String) {
@@ -321,6 +339,10 @@ mod tests {
             values.push(value);
         }
         assert!(values[0] != values[1] && values[1] != values[2], "{values:?}");
+        w.put_value_body(&random_key(1, 0), &mut body);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["payload"]["value"], values[0].as_str(), "the same value, by value");
+        assert!(v["payload"].get("key").is_none(), "the node draws the key: {v}");
         w.value = Workload::value_of(4, 1);
         w.put_body("0123456789abcdef", &mut body);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
