@@ -184,9 +184,9 @@ fn written_collection(command: &Command) -> Option<(&str, bool)> {
         Command::PutKey { collection, .. }
         | Command::Cas { collection, .. }
         | Command::CasRevision { collection, .. } => Some((collection, true)),
-        Command::PutValue { collection, .. } | Command::DeleteValue { collection, .. } => {
-            Some((collection, false))
-        }
+        Command::PutValue { collection, .. }
+        | Command::DeleteValue { collection, .. }
+        | Command::DropValueIndex { collection } => Some((collection, false)),
         _ => None,
     }
 }
@@ -198,8 +198,9 @@ fn random_command(rng: &mut fastrand::Rng, model: &Model) -> Command {
     let collection = format!("c{}", rng.u8(0..3));
     let key = format!("k{}", rng.u8(0..12));
     let value = format!("v{}", rng.u8(0..6));
-    match rng.u8(0..18) {
+    match rng.u8(0..19) {
         16..=17 => random_txn(rng, model),
+        18 => Command::DropValueIndex { collection },
         0..=3 => Command::PutKey { collection, key, value },
         4..=5 => Command::PutValue { collection, key: format!("{:064x}", rng.u64(..)), value },
         6 => Command::DeleteKey { collection, key },
@@ -408,6 +409,9 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
     let Some((collection, by_key)) = written_collection(command) else {
         return check_items(model, command, reply, at);
     };
+    if let Command::DropValueIndex { .. } = command {
+        return check_drop_value_index(model, collection, reply, at);
+    }
     if !by_key && model.unindexed.contains(collection) {
         assert_eq!(reply.status, 400, "no value index: {reply:?}");
         return;
@@ -415,6 +419,20 @@ fn check_against_model(model: &mut Model, command: &Command, reply: &Reply, at: 
     let existed = model.contains_key(collection);
     check_items(model, command, reply, at);
     if by_key && at.1 >= 3 && !existed && model.contains_key(collection) {
+        model.unindexed.insert(collection.to_string());
+    }
+}
+
+/// Needs cluster version 3; drops the index of an existing collection that
+/// keeps one, else finds nothing.
+fn check_drop_value_index(model: &mut Model, collection: &str, reply: &Reply, at: (u64, u64)) {
+    if at.1 < 3 {
+        assert_eq!(reply.status, 503, "needs cluster version 3: {reply:?}");
+        return;
+    }
+    let indexed = model.contains_key(collection) && !model.unindexed.contains(collection);
+    assert_eq!(reply.status, if indexed { 200 } else { 404 }, "{reply:?}");
+    if indexed {
         model.unindexed.insert(collection.to_string());
     }
 }
@@ -470,9 +488,13 @@ fn check_items(model: &mut Model, command: &Command, reply: &Reply, at: (u64, u6
         Command::Txn(text) => {
             check_txn(model, &rdb::kv::parse_txn(text).expect("a txn"), reply, at);
         }
-        // Not generated for the model (their own test below).
-        Command::LeaseGrant { .. } | Command::LeaseRevoke { .. } | Command::PutLeased { .. } => {
-            panic!("not generated: {command:?}")
+        // Leases have their own test below; a value index drop is checked
+        // before this (check_drop_value_index).
+        Command::LeaseGrant { .. }
+        | Command::LeaseRevoke { .. }
+        | Command::PutLeased { .. }
+        | Command::DropValueIndex { .. } => {
+            panic!("not generated or checked here: {command:?}")
         }
     }
 }

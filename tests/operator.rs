@@ -510,4 +510,9 @@ fn the_cluster_version_rises_once_every_member_supports_it() {
     assert_eq!(cluster.command(leader, &common::put("new", "k", "v")).0, 200);
     let (status, refused) = cluster.command(leader, &by_value("new", "v"));
     assert_eq!(status, 400, "{refused}");
+    // The older collection's index can be dropped: it then answers alike.
+    let drop = json!({"action": "drop value index", "payload": {"collection": "c"}});
+    assert_eq!(cluster.command(leader, &drop).0, 200);
+    assert_eq!(cluster.command(leader, &by_value("c", "v3")).0, 400);
+    assert_eq!(cluster.command(leader, &common::get("c", "k")).1["value"], "v3");
 }

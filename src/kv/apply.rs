@@ -104,6 +104,15 @@ pub fn apply(
             txn.drop_tree(&index_tree(collection))?;
             Ok(Outcome::Dropped { collection: collection.clone() })
         }
+        Command::DropValueIndex { collection } => {
+            if !txn.tree_exists(&data_tree(collection))? {
+                return Ok(Outcome::not_found(collection, Missing::Collection));
+            }
+            if !txn.drop_tree(&index_tree(collection))? {
+                return Ok(Outcome::not_found(collection, Missing::ValueIndex));
+            }
+            Ok(Outcome::ValueIndexDropped { collection: collection.clone() })
+        }
         Command::DeleteRange { collection, start, end, prefix } => {
             let range = key_range(start, end, prefix);
             delete_range(txn, collection, &range)

@@ -74,6 +74,12 @@ pub enum Command {
         /// The collection.
         collection: String,
     },
+    /// Remove a collection's value index (its items stay; value-addressed
+    /// actions on it are refused from then on). Cluster version 3.
+    DropValueIndex {
+        /// The collection.
+        collection: String,
+    },
     /// Set `key` to `value` if its `mod_revision` is `expected_revision`
     /// (0: only if absent). Cluster version 2.
     CasRevision {
@@ -174,6 +180,7 @@ impl Command {
             | Command::LeaseGrant { .. }
             | Command::LeaseRevoke { .. }
             | Command::PutLeased { .. } => 2,
+            Command::DropValueIndex { .. } => 3,
             _ => 1,
         }
     }
@@ -251,6 +258,10 @@ impl Command {
                 put(&expected_revision.map_or(String::new(), |r| r.to_string()));
                 13
             }
+            Command::DropValueIndex { collection } => {
+                put(collection);
+                14
+            }
         };
         out.insert(1, op);
         out
@@ -314,6 +325,7 @@ impl Command {
                 },
             },
             10 => Command::Txn(reader.text()?),
+            14 => Command::DropValueIndex { collection: reader.text()? },
             op => return Err(Error::Malformed(format!("unknown command operation {op}"))),
         };
         if reader.at != bytes.len() {
@@ -343,7 +355,9 @@ impl Command {
             Command::Cas { collection, key, expected: None, value } => {
                 json!({"collection": collection, "key": key, "expected": null, "value": value})
             }
-            Command::Drop { collection } => json!({"collection": collection}),
+            Command::Drop { collection } | Command::DropValueIndex { collection } => {
+                json!({"collection": collection})
+            }
             Command::CasRevision { collection, key, expected_revision, value } => {
                 json!({"collection": collection, "key": key,
                        "expected_revision": expected_revision, "value": value})
@@ -384,6 +398,7 @@ impl Command {
             Command::DeleteValue { .. } | Command::DeleteKey { .. } => "delete",
             Command::Cas { .. } | Command::CasRevision { .. } => "cas",
             Command::Drop { .. } => "drop collection",
+            Command::DropValueIndex { .. } => "drop value index",
             Command::DeleteRange { .. } => "delete",
             Command::SetClusterVersion { .. } => "set cluster version",
             Command::Txn(_) => "txn",
@@ -475,6 +490,7 @@ mod tests {
                 value: v.clone(),
             },
             Command::Cas { collection: c.clone(), key: k, expected: Some(String::new()), value: v },
+            Command::DropValueIndex { collection: c.clone() },
             Command::Drop { collection: c },
         ]
     }

@@ -17,6 +17,8 @@ pub enum Missing {
     Collection,
     /// The lease does not exist (expired or revoked).
     Lease,
+    /// The collection keeps no value index.
+    ValueIndex,
 }
 
 impl Missing {
@@ -27,6 +29,7 @@ impl Missing {
             Missing::Value => "value",
             Missing::Collection => "collection",
             Missing::Lease => "lease",
+            Missing::ValueIndex => "value index",
         }
     }
 }
@@ -138,6 +141,11 @@ pub enum Outcome {
     LimitReached(&'static str),
     /// The names of the collections, sorted.
     Collections(Vec<String>),
+    /// The collection's value index was dropped (its items stay).
+    ValueIndexDropped {
+        /// The collection.
+        collection: String,
+    },
     /// A value-addressed action on a collection that keeps no value index
     /// (made by a key-addressed write at cluster version 3 or later);
     /// nothing changed.

@@ -102,6 +102,9 @@ impl From<Outcome> for Reply {
                  once they all do)"
             )),
             Outcome::Dropped { collection } => Reply::item(&collection, "", "dropped"),
+            Outcome::ValueIndexDropped { collection } => {
+                Reply::item(&collection, "", "value index dropped")
+            }
             Outcome::NotFound { collection, missing } => {
                 Reply::not_found(&collection, missing.noun())
             }

@@ -27,6 +27,7 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("delete", &["collection", "key", "value", "start", "end", "prefix"]),
     ("cas", &["collection", "key", "expected", "expected_revision", "value", "lease"]),
     ("drop collection", &["collection"]),
+    ("drop value index", &["collection"]),
     ("list collections", &["consistency"]),
     ("range", &["collection", "start", "end", "prefix", "limit", "consistency"]),
     ("watch", &["collection", "key", "prefix", "from_revision", "wait_ms"]),
@@ -159,6 +160,9 @@ impl Request {
             "cas" => Self::cas(payload),
             "drop collection" => {
                 Ok(Request::Write(Command::Drop { collection: payload.collection()? }))
+            }
+            "drop value index" => {
+                Ok(Request::Write(Command::DropValueIndex { collection: payload.collection()? }))
             }
             "list collections" => Self::read(Query::ListCollections, payload),
             "range" => Self::range(payload),
