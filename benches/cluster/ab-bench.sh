@@ -8,7 +8,9 @@
 #
 #   benches/cluster/ab-bench.sh BINARY [seconds, 20]
 #   LOADER (default: target/release/rdb) is the same for both builds;
-#   BENCH_FLAGS adds flags to the put run (e.g. "--values distinct").
+#   BENCH_FLAGS adds flags to the put run (e.g. "--values same");
+#   PUT_OP=put-value puts by value instead (then no get run: the nodes
+#   drew the keys).
 set -euo pipefail
 BIN="$1"; SECS="${2:-20}"
 RDB="$BIN"
@@ -16,9 +18,10 @@ source "$(dirname "$0")/rdb-cluster.sh"
 LOADER="${LOADER:-$ROOT/target/release/rdb}"
 start_rdb_cluster
 KEYS=0
-for op in put get; do
+OPS=(put get); [ "${PUT_OP:-put}" = put-value ] && OPS=(put-value)
+for op in "${OPS[@]}"; do
   before=$(cpu_ticks "${RDB_PIDS[@]}")
-  flags=(); [ "$op" = put ] && read -r -a flags <<< "${BENCH_FLAGS:-}"
+  flags=(); [ "$op" != get ] && read -r -a flags <<< "${BENCH_FLAGS:-}"
   out=$("$LOADER" bench "$op" --endpoints "$RDB_URL" --duration "${SECS}s" \
     --key-space "$((KEYS > 0 ? KEYS : 1))" "${flags[@]}" --json 2>/dev/null)
   after=$(cpu_ticks "${RDB_PIDS[@]}")
