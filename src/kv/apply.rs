@@ -190,7 +190,8 @@ fn outcome_bytes(outcome: &Outcome) -> usize {
 
 /// Runs a txn's compares, then its success or failure operations. A put on
 /// a lease that does not exist fails the whole txn before anything changes
-/// (as etcd's does).
+/// (as etcd's does), and so does a delete by value in a collection that
+/// keeps no value index (as the state was before the txn).
 fn apply_txn(
     txn: &mut WriteTxn<'_>,
     spec: &super::request::Txn,
@@ -200,10 +201,18 @@ fn apply_txn(
         spec.holds(|collection, key| txn.get(&data_tree(collection), key.as_bytes()))?;
     let ops = if succeeded { &spec.success } else { &spec.failure };
     for op in ops {
-        if let super::Request::Write(Command::PutLeased { lease: id, .. }) = op {
-            if lease::ttl_ms(txn, *id)?.is_none() {
+        match op {
+            super::Request::Write(Command::PutLeased { lease: id, .. })
+                if lease::ttl_ms(txn, *id)?.is_none() =>
+            {
                 return Ok(Outcome::not_found("", Missing::Lease));
             }
+            super::Request::Write(Command::DeleteValue { collection, .. })
+                if !keeps_value_index(txn, collection)? =>
+            {
+                return Ok(Outcome::NoValueIndex { collection: collection.clone() });
+            }
+            _ => {}
         }
     }
     let mut results = Vec::with_capacity(ops.len());

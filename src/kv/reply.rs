@@ -42,8 +42,9 @@ impl Reply {
     /// index.
     fn no_value_index(collection: String) -> Self {
         let error = format!(
-            "collection {collection:?} keeps no value index (a key-addressed put made it): \
-             find its items by key, or keep values in a collection made by a value-addressed put"
+            "collection {collection:?} keeps no value index (a key-addressed write made it, or its \
+             index was dropped): find its items by key, or keep values in a collection made by a \
+             value-addressed put"
         );
         Reply { status: 400, body: json!({"error": error, "collection": collection}) }
     }
