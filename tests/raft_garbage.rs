@@ -191,3 +191,26 @@ fn a_second_leader_in_a_term_is_refused_and_changes_nothing() {
     assert_eq!(raft.leader(), Some(2));
     raft.step(heartbeat(2)).expect("the leader of the term is still followed");
 }
+
+#[test]
+fn a_term_past_the_limit_is_refused_and_the_node_can_still_campaign() {
+    // A node that took term u64::MAX from a peer would overflow at its next
+    // campaign (term + 1); such a term is refused before anything changes.
+    let mut raft = node(false);
+    for term in [u64::MAX, 1 << 62] {
+        let heartbeat =
+            Message { from: 2, to: 1, term, body: Body::Heartbeat { commit: 0, round: 1 } };
+        let before = (raft.hard_state(), raft.role(), raft.last_index());
+        let refused = raft.step(heartbeat);
+        assert!(matches!(&refused, Err(RaftError::Invalid(_))), "term {term}: {refused:?}");
+        assert_eq!((raft.hard_state(), raft.role(), raft.last_index()), before);
+    }
+    let start = raft.term();
+    for _ in 0..1_000 {
+        raft.tick().unwrap();
+        if raft.role() == Role::Candidate {
+            break;
+        }
+    }
+    assert_eq!((raft.role(), raft.term()), (Role::Candidate, start + 1));
+}

@@ -259,9 +259,21 @@ impl<S: LogStore> Raft<S> {
 /// arithmetic free of overflow.
 pub(super) const INDEX_MAX: Index = 1 << 62;
 
+/// Terms at or above this come only from a broken or hostile peer (an
+/// election a nanosecond for a century is below 2^62), and refusing them
+/// keeps `term + 1` free of overflow.
+pub(super) const TERM_MAX: Term = 1 << 62;
+
 /// Refuses a message whose fields no correct peer sends, before anything
 /// (the term included) changes.
 fn validate(message: &Message) -> Result<(), RaftError> {
+    if message.term >= TERM_MAX {
+        // A term this node adopted could not be followed by another.
+        return Err(RaftError::Invalid(format!(
+            "peer {} sent term {}",
+            message.from, message.term
+        )));
+    }
     match &message.body {
         Body::Append { prev_index, entries, .. } => {
             check_entries(*prev_index, message.term, entries)
