@@ -242,3 +242,39 @@ fn run_client(
     }
     model
 }
+
+/// A follower whose data directory was wiped, started again under its id,
+/// is told by the leader's next heartbeat that it holds entries its log
+/// does not: it raises the CORRUPT alarm, and /health answers 503 saying to
+/// replace the member, rather than 200 while the leader (which counts those
+/// entries as held) never sends them again.
+#[test]
+fn a_follower_started_empty_under_its_id_raises_corrupt_and_is_not_healthy() {
+    let mut cluster =
+        TestCluster::start(3, common::ports::base("cluster_faults::wiped_follower"), &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(15));
+    for i in 0..20 {
+        assert_eq!(cluster.command(leader, &put("wipe", &format!("k{i}"), "v")).0, 200);
+    }
+    cluster.wait_for_convergence(Duration::from_secs(15));
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    cluster.kill(victim);
+    std::fs::remove_dir_all(&cluster.nodes[usize::from(victim) - 1].data_dir).expect("wiped");
+    cluster.restart(victim);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let corrupt = json!(["CORRUPT"]);
+    while cluster.status(victim).is_none_or(|s| s["alarms"] != corrupt) {
+        assert!(Instant::now() < deadline, "no alarm: {:?}", cluster.status(victim));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, health) = cluster.get(victim, "/health");
+    assert_eq!(status, 503, "{health}");
+    assert!(health["error"].as_str().is_some_and(|e| e.contains("CORRUPT")), "{health}");
+    let (_, metrics) = cluster.get(victim, "/metrics");
+    assert!(metrics.as_str().is_some_and(|m| m.contains("rdb_alarm{alarm=\"CORRUPT\"} 1")));
+    // The others are whole and serve on.
+    for id in (1..=3).filter(|id| *id != victim) {
+        assert_eq!(cluster.get(id, "/health").0, 200, "node {id}");
+    }
+    assert_eq!(cluster.command(leader, &put("wipe", "after", "v")).0, 200);
+}

@@ -429,3 +429,23 @@ fn term_of(cluster: &Cluster, id: u64) -> u64 {
 fn other_than(cluster: &Cluster, not: &[u64]) -> u64 {
     cluster.members().iter().copied().find(|id| !not.contains(id)).unwrap()
 }
+
+#[test]
+fn a_follower_whose_log_was_lost_says_so_at_the_next_heartbeat() {
+    // Node 1 acknowledged entries up to 5 to leader 2 (its match index),
+    // then lost its log: it starts empty under the same id. The leader's
+    // heartbeat carries commit min(match, committed) = 5, past the end of
+    // an empty log, which no follower that kept its log can see.
+    let mut raft = Raft::new(Config::new(1, vec![1, 2, 3]), MemStore::default()).unwrap();
+    let heartbeat = |commit| message(2, 1, 4, Body::Heartbeat { commit, round: 1 });
+    raft.step(heartbeat(5)).unwrap();
+    assert_eq!((raft.leader(), raft.lost_log()), (Some(2), Some(5)));
+    assert_eq!(raft.committed(), 0, "nothing past its log is committed");
+    // A heartbeat within the log (a leader that knows the truth) clears it,
+    // as does another leader (new to its term, it claims nothing yet).
+    raft.step(heartbeat(0)).unwrap();
+    assert_eq!(raft.lost_log(), None);
+    raft.step(heartbeat(5)).unwrap();
+    raft.step(message(3, 1, 5, Body::Heartbeat { commit: 0, round: 1 })).unwrap();
+    assert_eq!((raft.leader(), raft.lost_log()), (Some(3), None));
+}

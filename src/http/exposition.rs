@@ -63,9 +63,13 @@ fn status_gauges(out: &mut String, status: &Status, state_bytes_max: u64) {
     for role in ["follower", "pre-candidate", "candidate", "leader"] {
         let _ = writeln!(out, "rdb_raft_role{{role=\"{role}\"}} {}", u8::from(role == status.role));
     }
-    gauge(out, "rdb_alarm", "1 while the alarm is raised (NOSPACE: writes refused).", "");
-    let nospace = status.alarms.contains(&crate::node::ALARM_NOSPACE);
-    let _ = writeln!(out, "rdb_alarm{{alarm=\"NOSPACE\"}} {}", u8::from(nospace));
+    let help = "1 while the alarm is raised (NOSPACE: writes refused; CORRUPT: the log lost \
+                entries it acknowledged).";
+    gauge(out, "rdb_alarm", help, "");
+    for alarm in [crate::node::ALARM_NOSPACE, crate::node::ALARM_CORRUPT] {
+        let raised = status.alarms.contains(&alarm);
+        let _ = writeln!(out, "rdb_alarm{{alarm=\"{alarm}\"}} {}", u8::from(raised));
+    }
 }
 
 /// The file system holding the data directory: what the WAL and the state

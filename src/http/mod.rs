@@ -253,10 +253,20 @@ async fn health(request: Request<NodeHandle>) -> tide::Result {
             body: serde_json::json!({"status": "unavailable", "id": status.id,
                                      "leader": status.leader, "term": status.term,
                                      "role": status.role,
-                                     "error": "no known leader, or applying too far behind"}),
+                                     "error": health_error(&status)}),
         }
     };
     Ok(respond(&reply))
+}
+
+/// Why a node is not healthy.
+fn health_error(status: &crate::node::Status) -> &'static str {
+    if status.alarms.contains(&crate::node::ALARM_CORRUPT) {
+        "this node's log lost entries it acknowledged (alarm CORRUPT): replace the member \
+         (docs/OPERATIONS.md, \"A node will not start\")"
+    } else {
+        "no known leader, or applying too far behind"
+    }
 }
 
 async fn status(request: Request<NodeHandle>) -> tide::Result {

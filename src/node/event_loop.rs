@@ -62,6 +62,9 @@ pub struct EventLoop {
     state_bytes_max: u64,
     /// The last leader known and its term (for counting leader changes).
     leader_seen: (NodeId, Term),
+    /// Whether the CORRUPT alarm's cause has been logged (once while it
+    /// lasts).
+    lost_log_logged: bool,
     /// Recent changes and watchers (recorded by the apply thread).
     history: Arc<super::history::History>,
 }
@@ -155,6 +158,7 @@ impl EventLoop {
             cluster_version,
             state_bytes_max: config.state_bytes_max,
             leader_seen: (0, 0),
+            lost_log_logged: false,
             history,
         })
     }
@@ -372,10 +376,36 @@ impl EventLoop {
         status.published_at = Some(Instant::now());
     }
 
+    /// The alarms raised now; the first time the log is found lost, says so
+    /// in the log too.
+    fn alarms(&mut self, space: rdb_storage::btree::Space) -> Vec<&'static str> {
+        let mut alarms = Vec::new();
+        if super::status::over_quota(space, self.state_bytes_max) {
+            alarms.push(super::status::ALARM_NOSPACE);
+        }
+        let lost = self.raft.lost_log();
+        if let Some(commit) = lost {
+            if !self.lost_log_logged {
+                log::error!(
+                    "node {}: the leader says this node holds the log up to entry {commit}, but \
+                     it ends at entry {}: entries it acknowledged are gone (was its data \
+                     directory wiped, or restored from an older copy?). Alarm CORRUPT: replace \
+                     this member (docs/OPERATIONS.md, \"A node will not start\")",
+                    self.raft.id(),
+                    self.raft.last_index()
+                );
+            }
+            alarms.push(super::status::ALARM_CORRUPT);
+        }
+        self.lost_log_logged = lost.is_some();
+        alarms
+    }
+
     fn publish_status(&mut self) {
+        let space = self.cell.get().space();
+        let alarms = self.alarms(space);
         let raft = &self.raft;
         let store = raft.log().store();
-        let space = self.cell.get().space();
         let leader = (raft.leader().unwrap_or(0), raft.term());
         if leader.0 != 0 && leader != self.leader_seen {
             self.leader_seen = leader;
@@ -406,11 +436,7 @@ impl EventLoop {
             version: super::status::VERSION,
             cluster_version: self.cluster_version.load(Ordering::Acquire),
             cluster_version_max: super::upgrade::cluster_version_max(),
-            alarms: if super::status::over_quota(space, self.state_bytes_max) {
-                vec![super::status::ALARM_NOSPACE]
-            } else {
-                Vec::new()
-            },
+            alarms,
             peers: raft
                 .match_indexes()
                 .into_iter()

@@ -61,8 +61,8 @@ pub use history::{Event, WATCHERS_MAX, WATCH_BUFFER_BYTES, WATCH_BUFFER_EVENTS};
 pub use leases::{expire_leases, LEASE_CHECK_INTERVAL};
 pub use metrics::Metrics;
 pub use status::{
-    PeerStatus, Status, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX, LIVENESS_STALL_MAX,
-    VERSION,
+    PeerStatus, Status, ALARM_CORRUPT, ALARM_NOSPACE, GIT_COMMIT, HEALTHY_APPLY_LAG_MAX,
+    LIVENESS_STALL_MAX, VERSION,
 };
 pub use upgrade::{
     cluster_version_max, members_ready, raise_cluster_version, CLUSTER_VERSION_MAX_VAR,

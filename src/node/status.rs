@@ -55,13 +55,15 @@ pub struct Status {
     /// This build's version (Cargo's package version).
     pub version: &'static str,
     /// The cluster version the state records: what every replica applies
-    /// by (2: item revisions, cas on a revision, range deletes).
+    /// by (see [`crate::kv::CLUSTER_VERSION`]).
     pub cluster_version: u64,
     /// The highest cluster version this binary supports; the leader raises
     /// the cluster's once every member's is at least that high.
     pub cluster_version_max: u64,
     /// Raised alarms: "NOSPACE" while the state's live data exceeds
-    /// `--state-bytes-max` (puts are refused until space is freed).
+    /// `--state-bytes-max` (puts are refused until space is freed);
+    /// "CORRUPT" while the leader says this node holds entries its log
+    /// does not (its data was lost: replace the member).
     pub alarms: Vec<&'static str>,
     /// On the leader: each member's match index.
     pub peers: Vec<PeerStatus>,
@@ -88,6 +90,10 @@ pub const LIVENESS_STALL_MAX: Duration = Duration::from_secs(5);
 
 /// The alarm raised while the space guard refuses writes (etcd's name).
 pub const ALARM_NOSPACE: &str = "NOSPACE";
+/// The alarm raised while this node's log has lost entries it acknowledged
+/// ([`crate::raft::Raft::lost_log`]; etcd's name for a member whose data
+/// cannot be trusted). The node is not healthy: replace the member.
+pub const ALARM_CORRUPT: &str = "CORRUPT";
 
 /// Whether the space guard is tripped: the state file's live data exceeds
 /// `state_bytes_max` (0: no guard).
@@ -106,9 +112,12 @@ impl Status {
         self.commit_index.saturating_sub(self.applied_index)
     }
 
-    /// In a cluster with a known leader, applying within bounds.
+    /// In a cluster with a known leader, applying within bounds, its log
+    /// whole.
     pub fn healthy(&self) -> bool {
-        self.leader != 0 && self.apply_lag() <= HEALTHY_APPLY_LAG_MAX
+        self.leader != 0
+            && self.apply_lag() <= HEALTHY_APPLY_LAG_MAX
+            && !self.alarms.contains(&ALARM_CORRUPT)
     }
 
     /// The event loop has run a round within [`LIVENESS_STALL_MAX`] of

@@ -77,6 +77,11 @@ pub struct Raft<S> {
     pub(super) role: Role,
     /// The leader of `term` if known (0: unknown).
     pub(super) leader: NodeId,
+    /// The commit index the leader's latest heartbeat said this node holds,
+    /// when it lies past the end of this node's log (see
+    /// [`Raft::lost_log`]); cleared by a heartbeat that does not, and when
+    /// the leader changes.
+    pub(super) lost_log: Option<Index>,
     /// The log.
     pub(super) log: RaftLog<S>,
     /// The memberships in the log; the newest is in force.
@@ -140,6 +145,7 @@ impl<S: LogStore> Raft<S> {
             vote: hard_state.vote,
             role: Role::Follower,
             leader: 0,
+            lost_log: None,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -181,6 +187,22 @@ impl<S: LogStore> Raft<S> {
     /// The leader this node believes in.
     pub fn leader(&self) -> Option<NodeId> {
         (self.leader != 0).then_some(self.leader)
+    }
+
+    /// Whether this node's log lost entries it acknowledged: the index the
+    /// leader's latest heartbeat said it holds, past the end of its log.
+    /// The leader caps a heartbeat's commit index at what the follower
+    /// acknowledged holding (its match index, 0 for a leader new to the
+    /// term), and a follower acknowledges only what is durable and never
+    /// truncates below it within the leader's term; past the end, then, the
+    /// log was lost (a wiped data directory, or one restored from an older
+    /// copy) and the votes and acknowledgements given with it are
+    /// forgotten. etcd's raft panics here ("tocommit is out of range");
+    /// this node keeps running and reports it, since the leader, which
+    /// counts the entries as held, will not send them again: the member
+    /// must be replaced.
+    pub fn lost_log(&self) -> Option<Index> {
+        self.lost_log
     }
 
     /// The commit index.
@@ -426,6 +448,7 @@ impl<S: LogStore> Raft<S> {
     /// Records the leader; reads forwarded to another one are lost.
     pub(super) fn set_leader(&mut self, leader: NodeId) {
         if leader != self.leader {
+            self.lost_log = None;
             let lost = std::mem::take(&mut self.forwarded_reads);
             self.reads_failed.extend(lost.into_keys());
             self.leader = leader;

@@ -158,6 +158,7 @@ impl<S: LogStore> Raft<S> {
             }
             Body::Heartbeat { commit, round } => {
                 self.heard_from_leader(from);
+                self.lost_log = (commit > self.log.last_index()).then_some(commit);
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(from, Body::HeartbeatResponse { round });
                 Ok(())

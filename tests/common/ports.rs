@@ -68,6 +68,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("leases::revoke", 27_200, 1),
     ("watch::snapshot_install", 27_300, 1),
     ("leases::lock_recipe", 27_400, 1),
+    ("cluster_faults::wiped_follower", 27_500, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table
