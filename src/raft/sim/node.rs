@@ -235,6 +235,16 @@ impl SimNode {
     /// Checks the node's role and commit against the run so far.
     fn check_roles(&mut self, checker: &mut Checker) -> Result<(), Violation> {
         let raft = self.raft.as_ref().expect("running");
+        // No node here loses what it made durable, so none may ever be told
+        // that its log lost acknowledged entries (a false CORRUPT alarm).
+        if let Some(commit) = raft.lost_log() {
+            let last = raft.last_index();
+            return Err(format!(
+                "node {}: told it holds {commit}, its log ends at {last}",
+                self.id
+            )
+            .into());
+        }
         let committed = raft.committed();
         if committed < self.commit_seen {
             return Err(format!("node {}: commit went back to {committed}", self.id).into());
