@@ -449,3 +449,18 @@ fn a_follower_whose_log_was_lost_says_so_at_the_next_heartbeat() {
     raft.step(message(3, 1, 5, Body::Heartbeat { commit: 0, round: 1 })).unwrap();
     assert_eq!((raft.leader(), raft.lost_log()), (Some(3), None));
 }
+
+#[test]
+fn a_follower_knows_the_leaders_commit_beyond_its_own_log() {
+    // An empty follower refuses an append that does not follow its log, yet
+    // learns from it how far the leader has committed: its own commit index
+    // cannot pass its log, but how far it trails can be told.
+    let mut raft = Raft::new(Config::new(1, vec![1, 2, 3]), MemStore::default()).unwrap();
+    let append =
+        Body::Append { prev_index: 40, prev_term: 2, entries: vec![entry(41, 2)], commit: 50 };
+    raft.step(message(2, 1, 2, append)).unwrap();
+    assert_eq!((raft.committed(), raft.leader_commit()), (0, 50));
+    // Another leader starts from what it tells.
+    raft.step(message(3, 1, 3, Body::Heartbeat { commit: 0, round: 1 })).unwrap();
+    assert_eq!(raft.leader_commit(), 0);
+}

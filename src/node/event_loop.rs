@@ -422,6 +422,7 @@ impl EventLoop {
             term: raft.term(),
             leader: raft.leader().unwrap_or(0),
             commit_index: raft.committed(),
+            leader_commit_index: raft.leader_commit(),
             applied_index: self.applied.load(Ordering::Acquire),
             last_log_index: raft.last_index(),
             snapshot_index: self.snapshots.newest_index(),

@@ -27,8 +27,13 @@ pub struct Status {
     pub term: Term,
     /// The leader this node knows of (0: none).
     pub leader: NodeId,
-    /// The highest index known committed.
+    /// The highest index known committed (at most the last in this node's
+    /// log).
     pub commit_index: Index,
+    /// The cluster's commit index as far as this node knows (the highest
+    /// the leader has sent it; its own on the leader): a follower whose log
+    /// trails shows it here.
+    pub leader_commit_index: Index,
     /// The highest index applied to the state file.
     pub applied_index: Index,
     /// The last index in the log.
@@ -112,11 +117,13 @@ impl Status {
         self.commit_index.saturating_sub(self.applied_index)
     }
 
-    /// In a cluster with a known leader, applying within bounds, its log
-    /// whole.
+    /// In a cluster with a known leader, applied to within
+    /// [`HEALTHY_APPLY_LAG_MAX`] of the leader's commit index (not only of
+    /// its own, which a trailing log caps), its log whole.
     pub fn healthy(&self) -> bool {
+        let behind = self.leader_commit_index.max(self.commit_index);
         self.leader != 0
-            && self.apply_lag() <= HEALTHY_APPLY_LAG_MAX
+            && behind.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
             && !self.alarms.contains(&ALARM_CORRUPT)
     }
 
@@ -144,5 +151,24 @@ mod tests {
         assert!(!fresh.live(late));
         let installing = Status { installing_snapshot: true, ..fresh };
         assert!(installing.live(late), "an install is a long wait, not a stall");
+    }
+
+    #[test]
+    fn a_follower_whose_log_trails_the_leaders_commit_is_not_healthy() {
+        // Applied all it holds (commit 100 = applied 100), but the leader
+        // has committed far more: its log trails, and /health says so.
+        let caught_up = Status {
+            leader: 1,
+            commit_index: 100,
+            applied_index: 100,
+            leader_commit_index: 100 + HEALTHY_APPLY_LAG_MAX,
+            ..Status::default()
+        };
+        assert!(caught_up.healthy());
+        let trailing =
+            Status { leader_commit_index: 101 + HEALTHY_APPLY_LAG_MAX, ..caught_up.clone() };
+        assert!(!trailing.healthy());
+        let corrupt = Status { alarms: vec![ALARM_CORRUPT], ..caught_up };
+        assert!(!corrupt.healthy());
     }
 }

@@ -82,6 +82,10 @@ pub struct Raft<S> {
     /// [`Raft::lost_log`]); cleared by a heartbeat that does not, and when
     /// the leader changes.
     pub(super) lost_log: Option<Index>,
+    /// The highest commit index the current leader has sent (0: none, or
+    /// this node leads); unlike `log.committed()`, not capped by this
+    /// node's log, so it shows how far a follower's log trails.
+    pub(super) leader_commit: Index,
     /// The log.
     pub(super) log: RaftLog<S>,
     /// The memberships in the log; the newest is in force.
@@ -146,6 +150,7 @@ impl<S: LogStore> Raft<S> {
             role: Role::Follower,
             leader: 0,
             lost_log: None,
+            leader_commit: 0,
             log,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -203,6 +208,15 @@ impl<S: LogStore> Raft<S> {
     /// must be replaced.
     pub fn lost_log(&self) -> Option<Index> {
         self.lost_log
+    }
+
+    /// The cluster's commit index as far as this node knows: the highest
+    /// the current leader has sent it (in appends, uncapped; heartbeats
+    /// carry at most what this node holds), or its own commit index when
+    /// higher (on the leader, always). A follower whose log trails reports
+    /// the gap here, where `committed()` cannot exceed its log.
+    pub fn leader_commit(&self) -> Index {
+        self.leader_commit.max(self.log.committed())
     }
 
     /// The commit index.
@@ -449,6 +463,7 @@ impl<S: LogStore> Raft<S> {
     pub(super) fn set_leader(&mut self, leader: NodeId) {
         if leader != self.leader {
             self.lost_log = None;
+            self.leader_commit = 0;
             let lost = std::mem::take(&mut self.forwarded_reads);
             self.reads_failed.extend(lost.into_keys());
             self.leader = leader;

@@ -152,12 +152,14 @@ impl<S: LogStore> Raft<S> {
     fn step_follower(&mut self, message: Message) -> Result<(), RaftError> {
         let from = message.from;
         match message.body {
-            Body::Append { .. } => {
+            Body::Append { commit, .. } => {
                 self.heard_from_leader(from);
+                self.leader_commit = self.leader_commit.max(commit);
                 self.append(message)
             }
             Body::Heartbeat { commit, round } => {
                 self.heard_from_leader(from);
+                self.leader_commit = self.leader_commit.max(commit);
                 self.lost_log = (commit > self.log.last_index()).then_some(commit);
                 self.log.commit_to(commit.min(self.log.last_index()));
                 self.send(from, Body::HeartbeatResponse { round });
