@@ -217,6 +217,7 @@ fn wait_for_leader(http_port: u16, ca: Option<&std::path::Path>) {
     while started.elapsed() < LEADER_WAIT {
         if http_get(http_port, "/health", ca)
             .is_some_and(|answer| answer.starts_with("HTTP/1.1 200"))
+            && cluster_version_raised(http_port, ca)
         {
             println!("A leader is elected; the cluster is ready.");
             return;
@@ -243,6 +244,18 @@ fn wait_for_haproxy(socket: &std::path::Path) {
 
 /// A minimal GET against a local node (over TLS, trusting `ca`), for the
 /// readiness check.
+/// Whether the cluster runs at the highest version the node supports. A
+/// new cluster starts at version 1 and its leader raises it within about a
+/// second; writes before that get no revisions (API.md), so the commands
+/// are printed after.
+fn cluster_version_raised(port: u16, ca: Option<&std::path::Path>) -> bool {
+    let Some(answer) = http_get(port, "/status", ca) else { return false };
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let status: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let version = status["cluster_version"].as_u64();
+    version.is_some() && version == status["cluster_version_max"].as_u64()
+}
+
 fn http_get(port: u16, path: &str, ca: Option<&std::path::Path>) -> Option<String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
