@@ -242,8 +242,6 @@ fn wait_for_haproxy(socket: &std::path::Path) {
     println!("haproxy does not see every node UP after {LEADER_WAIT:?}: {states:?}");
 }
 
-/// A minimal GET against a local node (over TLS, trusting `ca`), for the
-/// readiness check.
 /// Whether the cluster runs at the highest version the node supports. A
 /// new cluster starts at version 1 and its leader raises it within about a
 /// second; writes before that get no revisions (API.md), so the commands
@@ -256,6 +254,8 @@ fn cluster_version_raised(port: u16, ca: Option<&std::path::Path>) -> bool {
     version.is_some() && version == status["cluster_version_max"].as_u64()
 }
 
+/// A minimal GET against a local node (over TLS, trusting `ca`), for the
+/// readiness check.
 fn http_get(port: u16, path: &str, ca: Option<&std::path::Path>) -> Option<String> {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;

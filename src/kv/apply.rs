@@ -10,7 +10,7 @@ use super::item::{self, Revisions};
 use super::lease;
 use super::outcome::{Missing, Outcome};
 use super::txn::TXN_ANSWER_BYTES_MAX;
-use super::{data_tree, index_tree, key_range, value_hash};
+use super::{data_tree, index_tree, keeps_value_index, key_range, value_hash};
 
 /// The tree of the state machine's own metadata (no collection can name
 /// it: collections live in `d/` and `i/` trees).
@@ -69,7 +69,7 @@ pub fn apply(
             put_key(txn, (collection, key, value), Writing::by_key(revision, 0, at))
         }
         Command::DeleteValue { collection, value } => {
-            if !keeps_value_index(txn, collection)? {
+            if !keeps_value_index(collection, |tree| txn.tree_exists(tree))? {
                 return Ok(Outcome::NoValueIndex { collection: collection.clone() });
             }
             let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
@@ -208,7 +208,7 @@ fn apply_txn(
                 return Ok(Outcome::not_found("", Missing::Lease));
             }
             super::Request::Write(Command::DeleteValue { collection, .. })
-                if !keeps_value_index(txn, collection)? =>
+                if !keeps_value_index(collection, |tree| txn.tree_exists(tree))? =>
             {
                 return Ok(Outcome::NoValueIndex { collection: collection.clone() });
             }
@@ -273,7 +273,7 @@ fn put_value(
     value: &str,
     revision: Option<u64>,
 ) -> rdb_storage::Result<Outcome> {
-    if !keeps_value_index(txn, collection)? {
+    if !keeps_value_index(collection, |tree| txn.tree_exists(tree))? {
         return Ok(Outcome::NoValueIndex { collection: collection.to_string() });
     }
     let hash = value_hash(value);
@@ -289,14 +289,6 @@ fn put_value(
     }
     let writing = Writing { revision, lease: 0, create_index: true };
     put_key(txn, (collection, key, value), writing)
-}
-
-/// Whether a value-addressed action can work on `collection`: it keeps a
-/// value index, or does not exist yet. Before cluster version 3 every
-/// collection keeps one; from it on, one made by a key-addressed write
-/// does not.
-fn keeps_value_index(txn: &mut WriteTxn<'_>, collection: &str) -> rdb_storage::Result<bool> {
-    Ok(txn.tree_exists(&index_tree(collection))? || !txn.tree_exists(&data_tree(collection))?)
 }
 
 /// How a put writes, besides what it writes.
@@ -315,7 +307,7 @@ impl Writing {
     /// cluster version 3 (the index costs a second random B-tree insert
     /// per put, for lookups by value that key-addressed users rarely make).
     fn by_key(revision: Option<u64>, lease: u64, at: Applying) -> Self {
-        let create_index = at.cluster_version < super::UNINDEXED_KEY_COLLECTIONS_VERSION;
+        let create_index = at.cluster_version < super::command::UNINDEXED_KEY_COLLECTIONS_VERSION;
         Writing { revision, lease, create_index }
     }
 }

@@ -30,9 +30,7 @@ mod strict_json;
 mod txn;
 
 pub use apply::{apply, cluster_version, set_cluster_version, Applying, DELETE_RANGE_KEYS_MAX};
-pub use command::{
-    new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX, UNINDEXED_KEY_COLLECTIONS_VERSION,
-};
+pub use command::{new_key, Command, CLUSTER_VERSION, COMMAND_BYTES_MAX};
 pub use error::Error;
 pub use item::{decode as decode_item, Revisions};
 pub use limits::{
@@ -77,6 +75,18 @@ fn key_range(
 /// The tree mapping a value's hash to its key.
 fn index_tree(collection: &str) -> String {
     format!("i/{collection}")
+}
+
+/// Whether a value-addressed action can work on `collection`: it keeps a
+/// value index, or does not exist yet. Before cluster version 3 every
+/// collection keeps one; from it on, one made by a key-addressed write
+/// does not (nor one whose index was dropped). `tree_exists` answers for
+/// the transaction at hand, read or write.
+fn keeps_value_index(
+    collection: &str,
+    mut tree_exists: impl FnMut(&str) -> rdb_storage::Result<bool>,
+) -> rdb_storage::Result<bool> {
+    Ok(tree_exists(&index_tree(collection))? || !tree_exists(&data_tree(collection))?)
 }
 
 /// The index key of a value.

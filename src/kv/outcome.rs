@@ -147,8 +147,8 @@ pub enum Outcome {
         collection: String,
     },
     /// A value-addressed action on a collection that keeps no value index
-    /// (made by a key-addressed write at cluster version 3 or later);
-    /// nothing changed.
+    /// (made by a key-addressed write at cluster version 3 or later, or its
+    /// index dropped); nothing changed.
     NoValueIndex {
         /// The collection.
         collection: String,

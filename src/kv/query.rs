@@ -5,7 +5,7 @@ use rdb_storage::btree::{KeyRange, ReadTxn, WriteTxn};
 
 use super::item;
 use super::outcome::{Missing, Outcome};
-use super::{data_tree, index_tree, key_range, value_hash};
+use super::{data_tree, index_tree, keeps_value_index, key_range, value_hash};
 
 /// A read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +69,7 @@ impl Query {
             Query::GetValue { collection, value } => {
                 let found = txn.get(&index_tree(collection), &value_hash(value))?;
                 let Some(key) = found else {
-                    if !txn.tree_exists(&index_tree(collection))?
-                        && txn.tree_exists(&data_tree(collection))?
-                    {
+                    if !keeps_value_index(collection, |tree| txn.tree_exists(tree))? {
                         return Ok(Outcome::NoValueIndex { collection: collection.clone() });
                     }
                     let why = missing(txn, collection, Missing::Value)?;
@@ -164,9 +162,7 @@ impl Query {
             }
             Query::GetValue { collection, value } => {
                 let Some(key) = txn.get(&index_tree(collection), &value_hash(value))? else {
-                    if !txn.tree_exists(&index_tree(collection))?
-                        && txn.tree_exists(&data_tree(collection))?
-                    {
+                    if !keeps_value_index(collection, |tree| txn.tree_exists(tree))? {
                         return Ok(Outcome::NoValueIndex { collection: collection.clone() });
                     }
                     return Ok(Outcome::not_found(collection, Missing::Value));

@@ -121,9 +121,8 @@ impl Status {
     /// [`HEALTHY_APPLY_LAG_MAX`] of the leader's commit index (not only of
     /// its own, which a trailing log caps), its log whole.
     pub fn healthy(&self) -> bool {
-        let behind = self.leader_commit_index.max(self.commit_index);
         self.leader != 0
-            && behind.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
+            && self.leader_commit_index.saturating_sub(self.applied_index) <= HEALTHY_APPLY_LAG_MAX
             && !self.alarms.contains(&ALARM_CORRUPT)
     }
 
