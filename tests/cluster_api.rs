@@ -33,6 +33,40 @@ fn every_action_answers_as_the_api_says() {
     other_endpoints(&cluster, leader);
 }
 
+/// The apply thread answers a write as soon as it has applied it, before
+/// the state-file transaction holding it commits (src/node/applier.rs). A
+/// client's next request to the same node must still see the write: a
+/// serializable read returns it, and a lease just granted is found by its
+/// keepalive and listed.
+#[test]
+fn a_client_reads_its_own_writes_at_once() {
+    let cluster =
+        TestCluster::start(3, common::ports::base("cluster_api::reads_its_own_writes"), &[]);
+    let leader = cluster.wait_for_leader(Duration::from_secs(15));
+    for i in 0..200 {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        let (status, body) = cluster.command(leader, &put("own", &key, &value));
+        assert_eq!(status, 200, "{body}");
+        let read = json!({"action": "get", "payload": {"collection": "own", "key": key,
+                          "consistency": "serializable"}});
+        let (status, found) = cluster.command(leader, &read);
+        assert_eq!((status, found["value"].as_str()), (200, Some(value.as_str())), "{found}");
+        if i % 20 == 0 {
+            let grant = json!({"action": "lease grant", "payload": {"ttl_ms": 60_000}});
+            let (status, granted) = cluster.command(leader, &grant);
+            assert_eq!(status, 200, "{granted}");
+            let lease = granted["lease"].clone();
+            let keepalive = json!({"action": "lease keepalive", "payload": {"lease": lease}});
+            let (status, kept) = cluster.command(leader, &keepalive);
+            assert_eq!(status, 200, "lease {lease} granted, then: {kept}");
+            let (status, listed) = cluster.command(leader, &json!({"action": "leases"}));
+            assert_eq!(status, 200, "{listed}");
+            let leases = listed["leases"].as_array().expect("a list of leases");
+            assert!(leases.iter().any(|l| l["lease"] == lease), "{lease} not in {listed}");
+        }
+    }
+}
+
 fn value_addressed_actions(cluster: &TestCluster, leader: u16, followers: &[u16]) {
     // A put through a follower is forwarded; the leader picks the key.
     let alice = json!({"action": "put", "payload": {"collection": "users", "value": "alice"}});

@@ -4,13 +4,27 @@
 //!
 //! The loop hands over batches of committed entries, in log order, each with
 //! the client waiting for it (if any), and the linearizable reads it has
-//! released; a read is answered only after every entry handed over before it
-//! is applied. Whatever has queued up while the previous commit ran is
-//! applied in one write transaction, so the busier the node, the larger the
-//! batches. Commits are deferred and made durable every
+//! released. Entries are applied into a write transaction that stays open
+//! while writes keep coming, for at most [`COMMIT_INTERVAL`]: each write is
+//! answered as soon as it is applied (its entry is committed in Raft, so
+//! durable on a quorum's WAL; the state file only catches up), and one
+//! commit then writes each touched B-tree page once for all of them, where
+//! committing every small batch wrote the same upper pages again and again.
+//! What a client was told must be visible to its next read, so a read is
+//! answered only from a committed state covering it: a released
+//! linearizable read commits the open transaction at once, and a
+//! serializable read that would miss an answered write asks for the same
+//! ([`StateCell::answered`]). Commits are deferred and made durable every
 //! [`STATE_SYNC_INTERVAL`] by the syncer's thread ([`super::state_sync`]),
 //! while this one goes on applying: the WAL already holds every applied
 //! entry, and a restart replays it past the state file's applied index.
+//!
+//! Caveats: `/status`'s applied index and watchers' events follow commits,
+//! so they trail the answered writes by about [`COMMIT_INTERVAL`] (plus
+//! the round being applied and the commit itself); a watch set up on this
+//! node waits for the commit, so that it never starts before a write its
+//! client was told of. A serializable read that waits for a commit goes
+//! through the event loop, and gets 503 when the loop's inbox is full.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use rdb_storage::btree::{Db, Durability};
+use rdb_storage::btree::{Db, Durability, WriteTxn};
 
 use super::error::{Error, Result};
 use super::metrics::Metrics;
@@ -38,14 +52,16 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 /// commits are reused only after a durable one, so this also bounds how
 /// much free space waits.
 pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
-/// How long a busy apply thread gathers jobs for one transaction
-/// (`benches/cluster/compare.sh`: 500 µs gave the best throughput and p99 among 0,
-/// 0.5, 1, 2 and 3 ms).
-const GATHER: Duration = Duration::from_micros(500);
-/// Work arriving within this of the previous commit means the node is busy.
-const BUSY_WINDOW: Duration = Duration::from_millis(1);
-/// Jobs drained into one write transaction, at most.
-const JOBS_PER_COMMIT_MAX: usize = 1_024;
+/// How long a write transaction stays open while writes keep coming; a
+/// read, a snapshot, an install or a stop commits it at once. Measured with
+/// `benches/cluster/ab-bench.sh` (random new keys, alternating builds):
+/// 5 ms took cluster CPU per put from 90-92 µs (a commit per ~0.5 ms
+/// batch, writes answered after it) to 83-84 at the same p99 (~7.5 ms);
+/// 10 ms gave 79-80 µs at 8.0 ms, 20 ms 76-77 µs at 8.6-9.1 ms, since a
+/// longer transaction's commit holds up the answers queued behind it.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
+/// Jobs taken from the queue in one round, at most.
+const JOBS_PER_ROUND_MAX: usize = 1_024;
 
 /// A client waiting for its proposal to be applied.
 #[derive(Debug)]
@@ -108,8 +124,6 @@ pub(super) struct Applier {
     pub(super) dirty: bool,
     /// When the state file was last synced or handed to the syncer.
     pub(super) last_sync: Instant,
-    /// When the last transaction committed.
-    pub(super) last_commit: Instant,
     /// The cluster version the state file records, published for the
     /// status (kept in step with each apply and install).
     pub(super) cluster_version: Arc<AtomicU64>,
@@ -130,30 +144,42 @@ impl Applier {
     }
 
     fn apply_until_stopped(&mut self, syncer: &Syncer) -> Result<()> {
+        // An install replaces `self.db`; the rounds go on with the new one.
+        loop {
+            let db = self.db.clone();
+            if self.rounds(&db, syncer)? == Ended::Stopped {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs rounds on `db` until told to stop or until a snapshot replaced
+    /// the state file; no transaction is left open either way.
+    fn rounds(&mut self, db: &Db, syncer: &Syncer) -> Result<Ended> {
+        let mut open: Option<Open<'_>> = None;
         loop {
             syncer.check()?;
-            let first = match self.jobs.recv_timeout(STATE_SYNC_INTERVAL) {
+            let wait = open.as_ref().map_or(STATE_SYNC_INTERVAL, |open| {
+                COMMIT_INTERVAL.saturating_sub(open.began.elapsed())
+            });
+            let first = match self.jobs.recv_timeout(wait) {
                 Ok(job) => Some(job),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => Some(ApplyJob::Stop),
             };
             let mut jobs: Vec<ApplyJob> = first.into_iter().collect();
-            // Under load (work arrived right after the last commit), wait a
-            // little for more: fewer, larger commits cut the per-commit cost
-            // and the p99 latency; an idle node commits at once.
-            let busy = self.last_commit.elapsed() < BUSY_WINDOW;
-            let gather_until = Instant::now() + if busy { GATHER } else { Duration::ZERO };
-            while jobs.len() < JOBS_PER_COMMIT_MAX {
-                let left = gather_until.saturating_duration_since(Instant::now());
-                let Ok(job) = self.jobs.recv_timeout(left) else { break };
+            while jobs.len() < JOBS_PER_ROUND_MAX {
+                let Ok(job) = self.jobs.try_recv() else { break };
                 jobs.push(job);
             }
-            let stop = jobs.iter().any(|job| matches!(job, ApplyJob::Stop));
-            self.apply(jobs)?;
-            if stop {
-                return Ok(());
+            if open.is_none() {
+                syncer.let_in();
             }
-            if self.last_sync.elapsed() >= STATE_SYNC_INTERVAL {
+            if let Some(ended) = self.round(db, &mut open, jobs)? {
+                return Ok(ended);
+            }
+            // (The syncer needs the writer: not while a transaction is open.)
+            if open.is_none() && self.last_sync.elapsed() >= STATE_SYNC_INTERVAL {
                 self.request_sync(syncer);
             }
         }
@@ -169,49 +195,36 @@ impl Applier {
         self.last_sync = Instant::now();
     }
 
-    /// Applies every entry in `jobs` in one transaction, then answers the
-    /// clients and the reads, in order, then takes a snapshot or installs
-    /// one if asked.
-    fn apply(&mut self, jobs: Vec<ApplyJob>) -> Result<()> {
-        let mut answers = Vec::new();
-        let mut events = Vec::new();
-        let mut snapshot = false;
-        let mut install = None;
-        let db = self.db.clone();
-        let mut txn = None;
+    /// Applies the entries in `jobs` into the open transaction (beginning
+    /// one if none is open), answering each write at once; commits when the
+    /// transaction is [`COMMIT_INTERVAL`] old or a job needs everything
+    /// applied visible (reads, snapshot, install, stop); then answers the
+    /// reads and takes or installs a snapshot.
+    fn round<'db>(
+        &mut self,
+        db: &'db Db,
+        open: &mut Option<Open<'db>>,
+        jobs: Vec<ApplyJob>,
+    ) -> Result<Option<Ended>> {
+        let (mut reads, mut snapshot, mut install, mut stop) = (Vec::new(), false, None, false);
         for job in jobs {
             match job {
-                ApplyJob::Entries(entries) => {
-                    if txn.is_none() {
-                        txn = Some(db.begin_write().map_err(Error::storage("state file"))?);
-                    }
-                    let txn = txn.as_mut().expect("just begun");
-                    for (entry, pending) in entries {
-                        let reply = apply_entry(txn, &entry, &self.cluster_version, &mut events)?;
-                        self.last_applied = Position { index: entry.index, term: entry.term };
-                        if let Some(pending) = pending {
-                            answers.push(Answer::Write(pending, entry.term, reply));
-                        }
-                    }
-                }
-                ApplyJob::Reads(reads) => answers.push(Answer::Reads(reads)),
+                ApplyJob::Entries(entries) => self.apply_entries(db, open, entries)?,
+                ApplyJob::Reads(released) => reads.extend(released),
                 ApplyJob::Snapshot => snapshot = true,
                 ApplyJob::Install { path, done } => install = Some((path, done)),
-                ApplyJob::Stop => {}
+                ApplyJob::Stop => stop = true,
             }
         }
-        if let Some(txn) = txn {
-            let Position { index, term } = self.last_applied;
-            let started = Instant::now();
-            txn.commit(encode_meta(index, term), Durability::Deferred)
-                .map_err(Error::storage("state file commit"))?;
-            self.metrics.state_commit(started.elapsed());
-            self.applied.store(index, Ordering::Release);
-            self.dirty = true;
-            self.last_commit = Instant::now();
-            self.history.record(std::mem::take(&mut events), index);
+        let due = open.as_ref().is_some_and(|open| open.began.elapsed() >= COMMIT_INTERVAL);
+        if due || !reads.is_empty() || snapshot || install.is_some() || stop {
+            if let Some(open) = open.take() {
+                self.commit(open)?;
+            }
         }
-        answers.into_iter().for_each(Answer::send);
+        for read in reads {
+            let _ = read.send(Ok(()));
+        }
         if snapshot {
             self.start_snapshot()?;
         }
@@ -225,7 +238,49 @@ impl Applier {
                     .unwrap_or_else(|shared| Error::Stopped(format!("install: {shared}"))));
             }
             let _ = done.send(Ok(()));
+            return Ok(Some(if stop { Ended::Stopped } else { Ended::Installed }));
         }
+        Ok(stop.then_some(Ended::Stopped))
+    }
+
+    /// Applies `entries` into the open transaction, beginning one if needed,
+    /// and answers each waiting client as soon as its entry is applied.
+    fn apply_entries<'db>(
+        &mut self,
+        db: &'db Db,
+        open: &mut Option<Open<'db>>,
+        entries: Vec<(Entry, Option<Pending>)>,
+    ) -> Result<()> {
+        if open.is_none() {
+            let txn = db.begin_write().map_err(Error::storage("state file"))?;
+            *open = Some(Open { txn, began: Instant::now(), events: Vec::new() });
+        }
+        let open = open.as_mut().expect("just begun");
+        for (entry, pending) in entries {
+            let reply =
+                apply_entry(&mut open.txn, &entry, &self.cluster_version, &mut open.events)?;
+            self.last_applied = Position { index: entry.index, term: entry.term };
+            if let Some(pending) = pending {
+                // Before the answer leaves: a read must then wait for it.
+                self.cell.set_answered(entry.index);
+                answer(pending, entry.term, reply);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits `open` (deferred: the syncer makes it durable) and publishes
+    /// its applied index and its changes for watchers.
+    fn commit(&mut self, open: Open<'_>) -> Result<()> {
+        let Position { index, term } = self.last_applied;
+        let started = Instant::now();
+        open.txn
+            .commit(encode_meta(index, term), Durability::Deferred)
+            .map_err(Error::storage("state file commit"))?;
+        self.metrics.state_commit(started.elapsed());
+        self.applied.store(index, Ordering::Release);
+        self.dirty = true;
+        self.history.record(open.events, index);
         Ok(())
     }
 
@@ -279,7 +334,7 @@ impl Applier {
             .map_err(Error::storage("installed state file"))?;
         self.cluster_version.store(version, Ordering::Release);
         self.db = db.clone();
-        self.cell.set(db);
+        self.cell.set(db, index);
         self.history.reset(index);
         self.last_applied = header.meta;
         self.applied.store(index, Ordering::Release);
@@ -304,40 +359,40 @@ impl Applier {
     }
 }
 
-/// An answer held until the transaction that produced it has committed.
-enum Answer {
-    /// A client's write: proposed in a term, answered with a reply (None
-    /// for a no-op).
-    Write(Pending, Term, Option<Reply>),
-    /// Released reads.
-    Reads(Vec<oneshot::Sender<Result<(), RaftError>>>),
+/// How a round of rounds on one state file ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Told to stop: everything applied is committed.
+    Stopped,
+    /// A snapshot replaced the state file.
+    Installed,
 }
 
-impl Answer {
-    fn send(self) {
-        match self {
-            Answer::Write(pending, term, reply) => {
-                let reply = match reply {
-                    Some(reply) if pending.term == term => reply,
-                    _ => Reply::unavailable(
-                        "leadership changed before the write committed; not applied",
-                    ),
-                };
-                let _ = pending.done.send(Ok(reply));
-            }
-            Answer::Reads(reads) => {
-                for read in reads {
-                    let _ = read.send(Ok(()));
-                }
-            }
-        }
-    }
+/// A write transaction left open across rounds.
+struct Open<'db> {
+    /// The transaction.
+    txn: WriteTxn<'db>,
+    /// When it began: it commits [`COMMIT_INTERVAL`] later at the latest.
+    began: Instant,
+    /// Its changes, recorded for watchers when it commits.
+    events: Vec<super::history::Event>,
+}
+
+/// Answers a client's write, proposed in `pending.term`, with the reply of
+/// its entry of `term` (None for a no-op): an entry of another term at its
+/// index means the proposal was overwritten and never applied.
+fn answer(pending: Pending, term: Term, reply: Option<Reply>) {
+    let reply = match reply {
+        Some(reply) if pending.term == term => reply,
+        _ => Reply::unavailable("leadership changed before the write committed; not applied"),
+    };
+    let _ = pending.done.send(Ok(reply));
 }
 
 /// Applies one entry; a no-op has no reply. A configuration entry is
 /// recorded in the state file and answered with the new membership.
 fn apply_entry(
-    txn: &mut rdb_storage::btree::WriteTxn<'_>,
+    txn: &mut WriteTxn<'_>,
     entry: &Entry,
     cluster_version: &AtomicU64,
     events: &mut Vec<super::history::Event>,

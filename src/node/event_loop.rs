@@ -42,6 +42,9 @@ pub struct EventLoop {
     /// Reads waiting for their read index, by request id (bounded by Raft's
     /// limit on pending reads).
     reads: HashMap<u64, oneshot::Sender<Result<(), RaftError>>>,
+    /// Local reads waiting for the apply thread to commit what it has
+    /// answered, sent to it as one job per round.
+    visible: Vec<oneshot::Sender<Result<(), RaftError>>>,
     /// The next read request id.
     next_read: u64,
     /// The tick length.
@@ -102,7 +105,7 @@ impl EventLoop {
             snapshot_wanted: std::cell::Cell::new(false),
         };
         let raft = Raft::new(raft_config, store)?;
-        let cell = StateCell::new(recovered.db.clone());
+        let cell = StateCell::new(recovered.db.clone(), recovered.applied.index);
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));
         let version = crate::kv::cluster_version(&recovered.db.begin_read())
             .map_err(Error::storage("state file"))?;
@@ -129,7 +132,6 @@ impl EventLoop {
             durable: durable.clone(),
             dirty: false,
             last_sync: Instant::now(),
-            last_commit: Instant::now(),
             cluster_version: cluster_version.clone(),
             history: history.clone(),
         };
@@ -148,6 +150,7 @@ impl EventLoop {
             metrics,
             proposals: BTreeMap::new(),
             reads: HashMap::new(),
+            visible: Vec::new(),
             next_read: 1,
             tick: config.tick,
             applied,
@@ -218,6 +221,11 @@ impl EventLoop {
                 next_tick = (next_tick + self.tick).max(now);
             }
             self.process_ready(transport)?;
+            if !self.visible.is_empty() {
+                let stopped = |_| Error::Stopped("the apply thread stopped".into());
+                let visible = std::mem::take(&mut self.visible);
+                self.apply.send(ApplyJob::Reads(visible)).map_err(stopped)?;
+            }
             self.snapshots.maybe_snapshot(&mut self.raft)?;
             self.publish_status();
             if stop {
@@ -269,6 +277,7 @@ impl EventLoop {
                     }
                 }
             }
+            Input::Visible { ready } => self.visible.push(ready),
             Input::Stop => return Ok(true),
             other => self.snapshots.handle_input(&mut self.raft, other)?,
         }

@@ -393,17 +393,56 @@ impl NodeHandle {
     }
 
     async fn read(&self, query: &Query, consistency: Consistency, deadline: Instant) -> Reply {
-        if consistency == Consistency::Linearizable {
-            if let Err(reply) = self.read_barrier(deadline).await {
-                return reply;
-            }
-        }
-        let txn = self.inner.state.get().begin_read();
+        let txn = match consistency {
+            Consistency::Linearizable => match self.read_barrier(deadline).await {
+                Ok(()) => self.inner.state.get().begin_read(),
+                Err(reply) => return reply,
+            },
+            Consistency::Serializable => match self.answered_state(deadline).await {
+                Ok(db) => db.begin_read(),
+                Err(reply) => return reply,
+            },
+        };
         // The revision a read reflects: the state's applied index.
         let revision = super::state_file::applied_of(&txn).index;
         match query.run(&txn) {
             Ok(outcome) => Reply::from(outcome).with_revision(revision),
             Err(error) => Reply::error(500, format!("state file: {error}")),
+        }
+    }
+
+    /// The state file once it shows every write this node has answered
+    /// (the apply thread answers a write before the transaction holding it
+    /// commits; a client must still see its own write on its next read).
+    pub(super) async fn answered_state(
+        &self,
+        deadline: Instant,
+    ) -> Result<rdb_storage::btree::Db, Reply> {
+        let db = self.inner.state.get();
+        let applied = super::state_file::applied_of(&db.begin_read()).index;
+        if applied >= self.inner.state.answered() {
+            return Ok(db);
+        }
+        self.commit_answered(deadline).await?;
+        Ok(self.inner.state.get())
+    }
+
+    /// The newest index whose result this node has sent, or is sending, to
+    /// a client.
+    pub(super) fn answered(&self) -> u64 {
+        self.inner.state.answered()
+    }
+
+    /// Makes the apply thread commit everything it has applied (and so
+    /// answered), and waits for that.
+    pub(super) async fn commit_answered(&self, deadline: Instant) -> Result<(), Reply> {
+        let (ready_tx, ready) = oneshot::channel();
+        if self.inner.inbox.try_send(Input::Visible { ready: ready_tx }).is_err() {
+            return Err(busy());
+        }
+        match until(deadline, ready).await {
+            Some(Ok(Ok(()))) => Ok(()),
+            _ => Err(Reply::unavailable("the state file did not catch up within the timeout")),
         }
     }
 

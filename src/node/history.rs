@@ -303,6 +303,11 @@ impl History {
         inner.applied = applied;
     }
 
+    /// The applied index the history is complete up to.
+    pub fn applied(&self) -> u64 {
+        self.lock().applied
+    }
+
     /// Registers a watcher for `filter` from `from_revision` (None: from
     /// now on).
     pub fn subscribe(

@@ -44,8 +44,13 @@ impl NodeHandle {
         if let Some(reply) = self.forward_unless_leader(body, forwarded, deadline).await {
             return reply;
         }
-        let Some(&(_, ttl_ms)) = self.leases_in_state().iter().find(|(lease, _)| *lease == id)
-        else {
+        // A grant this node answered must be found, committed or not yet.
+        let db = match self.answered_state(deadline).await {
+            Ok(db) => db,
+            Err(reply) => return reply,
+        };
+        let leases = list(&db.begin_read()).unwrap_or_default();
+        let Some(&(_, ttl_ms)) = leases.iter().find(|(lease, _)| *lease == id) else {
             return Reply::not_found("", "lease");
         };
         let mut clock = self.lease_clock().lock();
@@ -67,7 +72,10 @@ impl NodeHandle {
         if let Some(reply) = self.forward_unless_leader(body, forwarded, deadline).await {
             return reply;
         }
-        let txn = self.state().begin_read();
+        let txn = match self.answered_state(deadline).await {
+            Ok(db) => db.begin_read(),
+            Err(reply) => return reply,
+        };
         let now = Instant::now();
         let clock = self.lease_clock().lock();
         let leases: Vec<serde_json::Value> = list(&txn)

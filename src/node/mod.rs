@@ -14,9 +14,11 @@
 //! with the clients waiting for them, to the apply thread, followed by the
 //! linearizable reads they cover.
 //!
-//! The apply thread (`applier.rs`) applies everything queued in one
+//! The apply thread (`applier.rs`) applies committed entries into a
 //! state-file transaction that carries the applied index and term, answers
-//! the clients, and releases the reads. Its commits are deferred and synced
+//! each client as its entry is applied, and commits the transaction within
+//! a few milliseconds, at once when reads wait for it; then it releases the
+//! reads. Its commits are deferred and synced
 //! every few hundred milliseconds, off the consensus path: the WAL already
 //! holds every applied entry, and a restart replays the WAL past the state
 //! file's applied index.
@@ -225,6 +227,13 @@ pub enum Input {
     /// as the read index.
     Read {
         /// Ok when the read may be served; an error says retry or forward.
+        ready: oneshot::Sender<Result<(), RaftError>>,
+    },
+    /// A local read that must see every write this node has answered:
+    /// answered once all that the apply thread applied before it is
+    /// committed (the apply thread answers writes before their commit).
+    Visible {
+        /// Ok once the state file shows every answered write.
         ready: oneshot::Sender<Result<(), RaftError>>,
     },
     /// A snapshot was written (or failed) on the snapshot thread.

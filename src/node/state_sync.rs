@@ -15,11 +15,11 @@
 //! next interval asks again). A failed sync poisons the state file's writer
 //! and is reported to the apply thread, which stops the node.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdb_storage::btree::Db;
 
@@ -35,7 +35,15 @@ pub(super) struct Syncer {
     failed: Receiver<rdb_storage::Error>,
     /// The thread, joined on stop.
     thread: Option<JoinHandle<()>>,
+    /// Set while the syncer waits for the writer (see [`Syncer::let_in`]).
+    wants_writer: Arc<AtomicBool>,
 }
+
+/// How long the apply thread waits, at most, for the syncer to take the
+/// writer (it holds it only to write the free list: well under this).
+const HANDOFF_WAIT_MAX: Duration = Duration::from_millis(50);
+/// How often it looks meanwhile.
+const HANDOFF_POLL: Duration = Duration::from_micros(50);
 
 impl Syncer {
     /// Starts the thread; it publishes each durable applied index in
@@ -43,12 +51,19 @@ impl Syncer {
     pub(super) fn start(id: u64, durable: Arc<AtomicU64>, metrics: Arc<Metrics>) -> Result<Self> {
         let (requests, jobs) = sync_channel::<Db>(1);
         let (report, failed) = sync_channel(1);
+        let wants_writer = Arc::new(AtomicBool::new(false));
+        let wants = wants_writer.clone();
         let thread = std::thread::Builder::new()
             .name(format!("rdb-sync-{id}"))
             .spawn(move || {
                 for db in jobs {
                     let started = Instant::now();
-                    match db.sync() {
+                    // The first half needs the writer, which a busy apply
+                    // thread holds almost always: it waits while this is set.
+                    wants.store(true, Ordering::Release);
+                    let pending = db.begin_sync();
+                    wants.store(false, Ordering::Release);
+                    match pending.and_then(|pending| pending.finish()) {
                         Ok(user) => {
                             metrics.state_sync(started.elapsed());
                             durable.fetch_max(decode_meta(user).0, Ordering::AcqRel);
@@ -61,7 +76,20 @@ impl Syncer {
                 }
             })
             .map_err(|e| Error::Stopped(format!("cannot start the sync thread: {e}")))?;
-        Ok(Syncer { requests: Some(requests), failed, thread: Some(thread) })
+        Ok(Syncer { requests: Some(requests), failed, thread: Some(thread), wants_writer })
+    }
+
+    /// Waits, at most [`HANDOFF_WAIT_MAX`], while the syncer waits for the
+    /// state file's writer. The apply thread calls it before beginning a
+    /// transaction: it holds the writer for up to a commit interval at a
+    /// time and takes it again microseconds after each commit, so the
+    /// syncer, woken on another core, could otherwise lose every race
+    /// (`std::sync::Mutex` is not fair) and nothing would become durable.
+    pub(super) fn let_in(&self) {
+        let deadline = Instant::now() + HANDOFF_WAIT_MAX;
+        while self.wants_writer.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(HANDOFF_POLL);
+        }
     }
 
     /// Asks for `db` to be made durable; false if a sync is still running

@@ -36,7 +36,7 @@ impl NodeHandle {
     pub async fn execute_or_watch(&self, body: &[u8]) -> Answer {
         match Request::parse(body, self.limits()) {
             Ok(Request::Watch(spec)) if spec.wait_ms.is_none() => {
-                let answer = self.subscribe(&spec);
+                let answer = self.subscribe(&spec).await;
                 let status = answer.as_ref().map_or_else(|reply| reply.status, |_| 200);
                 self.metrics().request("watch", status, Duration::ZERO);
                 match answer {
@@ -52,7 +52,14 @@ impl NodeHandle {
         }
     }
 
-    fn subscribe(&self, spec: &WatchSpec) -> Result<Subscription, Reply> {
+    /// Registers a watcher once this node's history holds every write it
+    /// has answered (the apply thread answers before it records them), so
+    /// that the watch's starting revision is not older than a write its
+    /// client was already told of.
+    async fn subscribe(&self, spec: &WatchSpec) -> Result<Subscription, Reply> {
+        if self.inner_history().applied() < self.answered() {
+            self.commit_answered(std::time::Instant::now() + self.inner.timeout).await?;
+        }
         let filter = Filter {
             collection: spec.collection.clone(),
             key: spec.key.clone(),
@@ -86,7 +93,7 @@ impl NodeHandle {
                 "a streaming watch is served by the node that receives it, over HTTP",
             );
         };
-        let subscription = match self.subscribe(spec) {
+        let subscription = match self.subscribe(spec).await {
             Ok(subscription) => subscription,
             Err(reply) => return reply,
         };

@@ -69,6 +69,7 @@ const BLOCKS: &[(&str, u16, u16)] = &[
     ("watch::snapshot_install", 27_300, 1),
     ("leases::lock_recipe", 27_400, 1),
     ("cluster_faults::wiped_follower", 27_500, 1),
+    ("cluster_api::reads_its_own_writes", 27_600, 1),
 ];
 
 /// The first port of `test`'s block. Panics if `test` is not in the table
