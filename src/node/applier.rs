@@ -7,9 +7,9 @@
 //! released. Entries are applied into a write transaction that stays open
 //! while writes keep coming, for at most [`COMMIT_INTERVAL`]: each write is
 //! answered as soon as it is applied (its entry is committed in Raft, so
-//! durable on a quorum's WAL; the state file only catches up), and one
-//! commit then writes each touched B-tree page once for all of them, where
-//! committing every small batch wrote the same upper pages again and again.
+//! durable on a quorum's WAL; the state file only catches up), and fewer,
+//! larger commits do the per-commit work (root, catalog, free pages, meta)
+//! less often without holding the answers back.
 //! What a client was told must be visible to its next read, so a read is
 //! answered only from a committed state covering it: a released
 //! linearizable read commits the open transaction at once, and a
@@ -334,7 +334,7 @@ impl Applier {
             .map_err(Error::storage("installed state file"))?;
         self.cluster_version.store(version, Ordering::Release);
         self.db = db.clone();
-        self.cell.set(db, index);
+        self.cell.set(db);
         self.history.reset(index);
         self.last_applied = header.meta;
         self.applied.store(index, Ordering::Release);
@@ -359,7 +359,7 @@ impl Applier {
     }
 }
 
-/// How a round of rounds on one state file ended.
+/// How [`Applier::rounds`] on one state file ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     /// Told to stop: everything applied is committed.

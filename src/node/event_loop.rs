@@ -105,7 +105,7 @@ impl EventLoop {
             snapshot_wanted: std::cell::Cell::new(false),
         };
         let raft = Raft::new(raft_config, store)?;
-        let cell = StateCell::new(recovered.db.clone(), recovered.applied.index);
+        let cell = StateCell::new(recovered.db.clone());
         let applied = Arc::new(AtomicU64::new(recovered.applied.index));
         let version = crate::kv::cluster_version(&recovered.db.begin_read())
             .map_err(Error::storage("state file"))?;
@@ -222,9 +222,8 @@ impl EventLoop {
             }
             self.process_ready(transport)?;
             if !self.visible.is_empty() {
-                let stopped = |_| Error::Stopped("the apply thread stopped".into());
                 let visible = std::mem::take(&mut self.visible);
-                self.apply.send(ApplyJob::Reads(visible)).map_err(stopped)?;
+                self.to_apply(ApplyJob::Reads(visible))?;
             }
             self.snapshots.maybe_snapshot(&mut self.raft)?;
             self.publish_status();
@@ -331,10 +330,14 @@ impl EventLoop {
         Ok(())
     }
 
+    /// Queues `job` for the apply thread (waiting while its queue is full).
+    fn to_apply(&self, job: ApplyJob) -> Result<()> {
+        self.apply.send(job).map_err(|_| Error::Stopped("the apply thread stopped".into()))
+    }
+
     /// Sends committed entries, with their waiting clients, and then the
     /// reads they cover, to the apply thread; answers failed reads.
     fn hand_over(&mut self, ready: &mut Ready) -> Result<()> {
-        let stopped = |_| Error::Stopped("the apply thread stopped".into());
         if !ready.committed.is_empty() {
             let entries = std::mem::take(&mut ready.committed)
                 .into_iter()
@@ -343,12 +346,12 @@ impl EventLoop {
                     (entry, pending)
                 })
                 .collect();
-            self.apply.send(ApplyJob::Entries(entries)).map_err(stopped)?;
+            self.to_apply(ApplyJob::Entries(entries))?;
         }
         let reads: Vec<_> =
             ready.reads.iter().filter_map(|read| self.reads.remove(&read.ctx)).collect();
         if !reads.is_empty() {
-            self.apply.send(ApplyJob::Reads(reads)).map_err(stopped)?;
+            self.to_apply(ApplyJob::Reads(reads))?;
         }
         for ctx in &ready.reads_failed {
             if let Some(waiter) = self.reads.remove(ctx) {

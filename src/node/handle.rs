@@ -399,7 +399,7 @@ impl NodeHandle {
                 Err(reply) => return reply,
             },
             Consistency::Serializable => match self.answered_state(deadline).await {
-                Ok(db) => db.begin_read(),
+                Ok(txn) => txn,
                 Err(reply) => return reply,
             },
         };
@@ -411,20 +411,21 @@ impl NodeHandle {
         }
     }
 
-    /// The state file once it shows every write this node has answered
-    /// (the apply thread answers a write before the transaction holding it
-    /// commits; a client must still see its own write on its next read).
+    /// A read of the state file once it shows every write this node has
+    /// answered (the apply thread answers a write before the transaction
+    /// holding it commits; a client must still see its own write on its next
+    /// read).
     pub(super) async fn answered_state(
         &self,
         deadline: Instant,
-    ) -> Result<rdb_storage::btree::Db, Reply> {
-        let db = self.inner.state.get();
-        let applied = super::state_file::applied_of(&db.begin_read()).index;
-        if applied >= self.inner.state.answered() {
-            return Ok(db);
+    ) -> Result<rdb_storage::btree::ReadTxn, Reply> {
+        let txn = self.inner.state.get().begin_read();
+        if super::state_file::applied_of(&txn).index >= self.inner.state.answered() {
+            return Ok(txn);
         }
+        drop(txn);
         self.commit_answered(deadline).await?;
-        Ok(self.inner.state.get())
+        Ok(self.inner.state.get().begin_read())
     }
 
     /// The newest index whose result this node has sent, or is sending, to

@@ -45,11 +45,10 @@ impl NodeHandle {
             return reply;
         }
         // A grant this node answered must be found, committed or not yet.
-        let db = match self.answered_state(deadline).await {
-            Ok(db) => db,
+        let leases = match self.answered_state(deadline).await {
+            Ok(txn) => list(&txn).unwrap_or_default(),
             Err(reply) => return reply,
         };
-        let leases = list(&db.begin_read()).unwrap_or_default();
         let Some(&(_, ttl_ms)) = leases.iter().find(|(lease, _)| *lease == id) else {
             return Reply::not_found("", "lease");
         };
@@ -73,7 +72,7 @@ impl NodeHandle {
             return reply;
         }
         let txn = match self.answered_state(deadline).await {
-            Ok(db) => db.begin_read(),
+            Ok(txn) => txn,
             Err(reply) => return reply,
         };
         let now = Instant::now();

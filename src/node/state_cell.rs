@@ -19,14 +19,15 @@ pub struct StateCell {
     /// The current state file.
     db: Arc<Mutex<Db>>,
     /// The newest applied index whose result may have been sent to a client
-    /// (only grows).
+    /// (only grows; 0 until a write is answered, and an installed snapshot
+    /// is always past it).
     answered: Arc<AtomicU64>,
 }
 
 impl StateCell {
-    /// A cell holding `db`, whose applied index is `applied`.
-    pub fn new(db: Db, applied: u64) -> Self {
-        StateCell { db: Arc::new(Mutex::new(db)), answered: Arc::new(AtomicU64::new(applied)) }
+    /// A cell holding `db`.
+    pub fn new(db: Db) -> Self {
+        StateCell { db: Arc::new(Mutex::new(db)), answered: Arc::new(AtomicU64::new(0)) }
     }
 
     /// The current state file.
@@ -34,10 +35,9 @@ impl StateCell {
         self.db.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Replaces the state file, applied up to `applied`.
-    pub fn set(&self, db: Db, applied: u64) {
+    /// Replaces the state file.
+    pub fn set(&self, db: Db) {
         *self.db.lock().unwrap_or_else(PoisonError::into_inner) = db;
-        self.set_answered(applied);
     }
 
     /// The newest index whose result may have been sent to a client.
