@@ -354,9 +354,11 @@ fn put_key(
         }
     }
     txn.put(&data, key.as_bytes(), &stored)?;
-    let hash = value_hash(value);
-    if indexed && txn.get(&index, &hash)?.is_none() {
-        txn.put(&index, &hash, key.as_bytes())?;
+    if indexed {
+        let hash = value_hash(value);
+        if txn.get(&index, &hash)?.is_none() {
+            txn.put(&index, &hash, key.as_bytes())?;
+        }
     }
     Ok(Outcome::item_at(collection, key, value, revisions.unwrap_or_default()))
 }

@@ -257,8 +257,14 @@ impl Applier {
         }
         let open = open.as_mut().expect("just begun");
         for (entry, pending) in entries {
-            let reply =
-                apply_entry(&mut open.txn, &entry, &self.cluster_version, &mut open.events)?;
+            let wanted = pending.is_some();
+            let reply = apply_entry(
+                &mut open.txn,
+                &entry,
+                &self.cluster_version,
+                &mut open.events,
+                wanted,
+            )?;
             self.last_applied = Position { index: entry.index, term: entry.term };
             if let Some(pending) = pending {
                 // Before the answer leaves: a read must then wait for it.
@@ -389,13 +395,15 @@ fn answer(pending: Pending, term: Term, reply: Option<Reply>) {
     let _ = pending.done.send(Ok(reply));
 }
 
-/// Applies one entry; a no-op has no reply. A configuration entry is
-/// recorded in the state file and answered with the new membership.
+/// Applies one entry; its reply when `wanted` (a client waits), none for a
+/// no-op. A configuration entry is recorded in the state file and answered
+/// with the new membership.
 fn apply_entry(
     txn: &mut WriteTxn<'_>,
     entry: &Entry,
     cluster_version: &AtomicU64,
     events: &mut Vec<super::history::Event>,
+    wanted: bool,
 ) -> Result<Option<Reply>> {
     let reply = match entry.kind {
         EntryKind::Noop => return Ok(None),
@@ -405,6 +413,9 @@ fn apply_entry(
             let membership = Membership::decode(&entry.data)
                 .map_err(|source| Error::Membership { what: "configuration entry", source })?;
             state_file::write_membership(txn, &membership)?;
+            if !wanted {
+                return Ok(None);
+            }
             Reply { status: 200, body: super::members_json(&membership) }
         }
         EntryKind::Normal => match Command::decode(&entry.data) {
@@ -418,6 +429,12 @@ fn apply_entry(
                     cluster_version.store(version.max(at.cluster_version), Ordering::Release);
                 }
                 events.extend(super::history::events_of(&command, &outcome, entry.index));
+                if !wanted {
+                    // No client waits here (a follower's entries, a
+                    // replay): building the JSON answer was ~3 % of a
+                    // follower's apply thread.
+                    return Ok(None);
+                }
                 Reply::from(outcome).with_revision(entry.index)
             }
             Err(why) => Reply::bad_request(why.to_string()),

@@ -168,7 +168,10 @@ impl SnapshotDir {
     /// or whole.
     pub fn unpack_to(&self, path: &Path, temp: &Path, target: &Path) -> Result<SnapshotHeader> {
         let file = self.create(temp)?;
-        let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, FileWriter::new(&*file, 0));
+        // Page by page: the node rewrites this file's pages one at a time
+        // from now on, which is slow inside large page-cache folios.
+        let pages = FileWriter::page_by_page(&*file, 0, rdb_storage::btree::PAGE_BYTES as u64);
+        let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, pages);
         let header = self.unpack(path, &mut out)?;
         out.flush().map_err(Error::io("write", temp))?;
         drop(out);

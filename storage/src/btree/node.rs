@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::rc::Rc;
 
 use super::page::{
     pages_for, seal_run, write_header, PageId, PageReader, PageRun, RunHeader, RunKind, PAGE_BYTES,
@@ -17,13 +17,16 @@ use crate::Result;
 
 /// Key or value bytes held by the writer: a span of a decoded node's page
 /// copy, shared by all entries of that node (decoding allocates twice per
-/// node, not twice per entry), or bytes of their own.
+/// node, not twice per entry), or bytes of their own. The copy is counted
+/// with `Rc`, not `Arc`: decoded nodes never leave the writer's thread, and
+/// an atomic count per entry cost ~7 % of an insert at 1.5 million keys
+/// (storage `fill` example, 114 keys a transaction: 19.1 → 17.8 µs).
 #[derive(Clone)]
 pub(crate) enum Bytes {
     /// `len` bytes at `at` of a copied run.
     Shared {
         /// The copy of the run's used bytes.
-        run: Arc<[u8]>,
+        run: Rc<[u8]>,
         /// Offset of the bytes in `run`.
         at: u32,
         /// Their length.
@@ -36,12 +39,22 @@ pub(crate) enum Bytes {
 impl Bytes {
     /// `slice`, which lies inside `original`, as the same span of `run`, a
     /// copy of `original`.
-    fn span(run: &Arc<[u8]>, original: &[u8], slice: &[u8]) -> Self {
+    fn span(run: &Rc<[u8]>, original: &[u8], slice: &[u8]) -> Self {
         let at = slice.as_ptr() as usize - original.as_ptr() as usize;
         assert!(at + slice.len() <= run.len(), "the slice lies in the run");
         let at = u32::try_from(at).expect("runs are far below 4 GiB");
         let len = u32::try_from(slice.len()).expect("runs are far below 4 GiB");
-        Bytes::Shared { run: Arc::clone(run), at, len }
+        Bytes::Shared { run: Rc::clone(run), at, len }
+    }
+}
+
+impl Bytes {
+    /// The length, without forming the slice.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Bytes::Shared { len, .. } => *len as usize,
+            Bytes::Owned(bytes) => bytes.len(),
+        }
     }
 }
 
@@ -147,25 +160,24 @@ impl Node {
     /// Decodes a committed node; its overflow values stay on disk.
     pub(crate) fn decode(view: &NodeView<'_>) -> Result<Self> {
         let original = view.used_bytes();
-        let run: Arc<[u8]> = Arc::from(original);
+        let run: Rc<[u8]> = Rc::from(original);
         let share = |slice: &[u8]| Bytes::span(&run, original, slice);
         if view.is_leaf() {
             let mut entries = Vec::with_capacity(view.count);
             for i in 0..view.count {
-                let value = match view.value(i)? {
+                let (key, value) = view.leaf_entry(i).ok_or_else(|| view.damaged(i))?;
+                let value = match value {
                     ValueRef::Inline(bytes) => Value::Bytes(share(bytes)),
                     ValueRef::Overflow { page, len } => Value::Overflow { page, len },
                 };
-                entries.push(LeafEntry { key: share(view.key(i)?), value });
+                entries.push(LeafEntry { key: share(key), value });
             }
             Ok(Node::Leaf(entries))
         } else {
             let mut entries = Vec::with_capacity(view.count);
             for i in 0..view.count {
-                entries.push(BranchEntry {
-                    key: share(view.key(i)?),
-                    child: NodeRef::Clean(view.child(i)?),
-                });
+                let (key, child) = view.branch_entry(i).ok_or_else(|| view.damaged(i))?;
+                entries.push(BranchEntry { key: share(key), child: NodeRef::Clean(child) });
             }
             Ok(Node::Branch(entries))
         }
@@ -189,7 +201,21 @@ impl Node {
 
     /// Bytes the encoded node takes, header included.
     pub(crate) fn encoded_bytes(&self) -> usize {
-        RUN_HEADER_BYTES + (0..self.len()).map(|i| self.entry_bytes(i)).sum::<usize>()
+        // Called on every node of a changed path after each change: one loop
+        // per kind, lengths read without slicing.
+        RUN_HEADER_BYTES
+            + match self {
+                Node::Leaf(entries) => entries
+                    .iter()
+                    .map(|e| {
+                        SLOT_BYTES + LEAF_ENTRY_HEADER_BYTES + e.key.len() + e.value.leaf_bytes()
+                    })
+                    .sum::<usize>(),
+                Node::Branch(entries) => entries
+                    .iter()
+                    .map(|e| SLOT_BYTES + BRANCH_ENTRY_HEADER_BYTES + e.key.len())
+                    .sum::<usize>(),
+            }
     }
 
     /// Bytes entry `i` takes, its slot included.

@@ -269,7 +269,8 @@ pub(crate) fn spill(
     };
     match &mut **node {
         Node::Branch(entries) => {
-            for entry in entries.iter_mut() {
+            // Most children of a changed branch are clean: skip them here.
+            for entry in entries.iter_mut().filter(|e| e.child.as_dirty().is_some()) {
                 let child = spill(&mut entry.child, free, out)?;
                 entry.child = NodeRef::Clean(child);
             }

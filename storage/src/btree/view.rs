@@ -23,6 +23,11 @@ pub(crate) const SLOT_BYTES: usize = 12;
 /// A key's first 8 bytes, zero-padded, as a big-endian number: prefixes that
 /// differ order like their keys (FORMAT.md, "Slots").
 pub(crate) fn key_prefix(key: &[u8]) -> u64 {
+    // The common case without a variable-length copy (a `memcpy` call,
+    // measured at ~4 % of a busy apply thread's samples).
+    if let Some(first) = key.first_chunk::<8>() {
+        return u64::from_be_bytes(*first);
+    }
     let mut prefix = [0u8; 8];
     let len = key.len().min(8);
     prefix[..len].copy_from_slice(&key[..len]);
@@ -114,10 +119,66 @@ impl<'a> NodeView<'a> {
         self.slice(key_at, usize::from(u16_at(self.bytes, at)))
     }
 
+    /// Entry `i`'s key and the offset of the entry, or `None` if its slot
+    /// or its key pass the used bytes: the error-free core of
+    /// [`key`](Self::key) for decoding, which reads every entry (an
+    /// `Option` comes back in registers, a `Result` of this crate's error
+    /// through memory).
+    fn entry_key(&self, i: usize) -> Option<(usize, &'a [u8])> {
+        if i >= self.count {
+            return None;
+        }
+        let at = u32_at(self.bytes, RUN_HEADER_BYTES + i * SLOT_BYTES) as usize;
+        let key_at = at + self.entry_header_bytes();
+        let first_entry = RUN_HEADER_BYTES + self.count * SLOT_BYTES;
+        if at < first_entry || key_at > self.end {
+            return None;
+        }
+        let key_end = key_at + usize::from(u16_at(self.bytes, at));
+        (key_end <= self.end).then(|| (at, &self.bytes[key_at..key_end]))
+    }
+
+    /// Branch entry `i`'s key and child, or `None` if damaged (see
+    /// [`damaged`](Self::damaged)).
+    pub(crate) fn branch_entry(&self, i: usize) -> Option<(&'a [u8], PageId)> {
+        debug_assert!(!self.is_leaf());
+        let (at, key) = self.entry_key(i)?;
+        let mut child = [0u8; 8];
+        child[..6].copy_from_slice(&self.bytes[at + 2..at + 8]);
+        Some((key, PageId(u64::from_le_bytes(child))))
+    }
+
+    /// Leaf entry `i`'s key and value, or `None` if damaged (see
+    /// [`damaged`](Self::damaged)).
+    pub(crate) fn leaf_entry(&self, i: usize) -> Option<(&'a [u8], ValueRef<'a>)> {
+        debug_assert!(self.is_leaf());
+        let (at, key) = self.entry_key(i)?;
+        Some((key, self.value_at(i, at).ok()?))
+    }
+
+    /// The error for entry `i` when [`branch_entry`](Self::branch_entry)
+    /// or [`leaf_entry`](Self::leaf_entry) found it damaged.
+    pub(crate) fn damaged(&self, i: usize) -> crate::Error {
+        let reason = match (self.key(i), self.is_leaf()) {
+            (Err(error), _) => return error,
+            (Ok(_), true) => match self.value(i) {
+                Err(error) => return error,
+                Ok(_) => "is damaged",
+            },
+            (Ok(_), false) => "is damaged",
+        };
+        self.corrupt(format!("entry {i} {reason}"))
+    }
+
     /// The value of leaf entry `i`.
     pub(crate) fn value(&self, i: usize) -> Result<ValueRef<'a>> {
+        self.value_at(i, self.entry(i)?)
+    }
+
+    /// The value of leaf entry `i`, which starts at `at` (checked to leave
+    /// room for its header).
+    fn value_at(&self, i: usize, at: usize) -> Result<ValueRef<'a>> {
         debug_assert!(self.is_leaf());
-        let at = self.entry(i)?;
         let key_len = usize::from(u16_at(self.bytes, at));
         let value_len = u32_at(self.bytes, at + 4);
         let value_at = at + LEAF_ENTRY_HEADER_BYTES + key_len;

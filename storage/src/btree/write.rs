@@ -331,7 +331,7 @@ impl<'db> WriteTxn<'db> {
             Meta { txid: self.txid, catalog, freelist, page_count: self.free.page_count(), user };
         // A commit that freed more than it wrote still must cover its pages.
         out.ensure_pages(meta.page_count)?;
-        let (file_pages, grown, unhinted) = out.finish()?;
+        let (file_pages, grown, unhinted) = out.finish();
         self.writer.file_pages = file_pages;
         self.writer.unhinted = unhinted;
         Ok((meta, grown))
