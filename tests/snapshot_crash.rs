@@ -189,6 +189,11 @@ fn a_crash_at_any_step_of_installing_a_snapshot_leaves_the_old_or_the_new_state(
     let start = probe.ops();
     dir.unpack_to(&path, Path::new(INSTALL_TEMP), Path::new(STATE)).expect("install");
     let operations = probe.ops() - start;
+    // Written a page at a time, so that the page cache holds it in
+    // one-page folios, which the state file's one-page writes need.
+    let state = probe_disk.open_read(Path::new(STATE)).expect("installed");
+    let pages = state.len().expect("length") / rdb::storage::btree::PAGE_BYTES as u64;
+    assert!(pages > 2 && operations > pages, "{operations} operations for {pages} pages");
     let mut outcomes = [0, 0];
     for (failing, seed) in cuts(operations) {
         let (sim, disk, dir, path) = install_setup(seed);

@@ -99,7 +99,8 @@ impl SimNode {
         let mut config = Config::with_membership(self.id, self.snapshot.membership.clone());
         config.seed = seed ^ self.id.rotate_left(32) ^ self.starts.rotate_left(48);
         config.applied = self.snapshot.meta.index;
-        config.inflight_max = 8;
+        // 1 to 8 appends in flight, by seed (the node runs with 2).
+        config.inflight_max = usize::try_from(1 + seed % 8).expect("at most 8");
         config.message_bytes_max = 256;
         self.state = (self.snapshot.meta.index, self.snapshot.state_hash);
         self.applied_membership = self.snapshot.membership.clone();
