@@ -28,7 +28,7 @@ const APPLY_QUEUE_LEN_MAX: usize = 1_024;
 /// way. Fewer messages carry more entries each, and a message costs far
 /// more CPU than an entry (capnp-rpc, TCP, a wake-up on each side). Measured
 /// with `benches/cluster/ab-bench.sh` (random new keys, 64 in flight, 15 s,
-/// two runs each): cluster CPU per put 79 / 79 µs at 256, 76 at 4, 72 / 71
+/// two runs each, one at 4): cluster CPU per put 79 / 79 µs at 256, 76 at 4, 72 / 71
 /// at 2, 67 / 68 at 1, at the same throughput and p99. One would leave the
 /// follower's disk idle for a round trip between syncs; two keep it busy.
 /// A lost append still frees its slot at the next heartbeat answer.

@@ -47,9 +47,7 @@ impl Bytes {
         let len = u32::try_from(slice.len()).expect("runs are far below 4 GiB");
         Bytes::Shared { run: Rc::clone(run), at, len }
     }
-}
 
-impl Bytes {
     /// The length, without forming the slice.
     pub(crate) fn len(&self) -> usize {
         match self {
@@ -138,6 +136,13 @@ pub(crate) struct LeafEntry {
     pub(crate) value: Value,
 }
 
+impl LeafEntry {
+    /// Bytes the entry takes encoded, its slot included.
+    fn encoded_bytes(&self) -> usize {
+        SLOT_BYTES + LEAF_ENTRY_HEADER_BYTES + self.key.len() + self.value.leaf_bytes()
+    }
+}
+
 /// One branch entry: a child and a lower bound of its keys.
 #[derive(Debug)]
 pub(crate) struct BranchEntry {
@@ -146,6 +151,13 @@ pub(crate) struct BranchEntry {
     pub(crate) key: Bytes,
     /// The subtree.
     pub(crate) child: NodeRef,
+}
+
+impl BranchEntry {
+    /// Bytes the entry takes encoded, its slot included.
+    fn encoded_bytes(&self) -> usize {
+        SLOT_BYTES + BRANCH_ENTRY_HEADER_BYTES + self.key.len()
+    }
 }
 
 /// A decoded node.
@@ -203,32 +215,21 @@ impl Node {
     /// Bytes the encoded node takes, header included.
     pub(crate) fn encoded_bytes(&self) -> usize {
         // Called on every node of a changed path after each change: one loop
-        // per kind, lengths read without slicing.
+        // per kind rather than a match per entry.
         RUN_HEADER_BYTES
             + match self {
-                Node::Leaf(entries) => entries
-                    .iter()
-                    .map(|e| {
-                        SLOT_BYTES + LEAF_ENTRY_HEADER_BYTES + e.key.len() + e.value.leaf_bytes()
-                    })
-                    .sum::<usize>(),
-                Node::Branch(entries) => entries
-                    .iter()
-                    .map(|e| SLOT_BYTES + BRANCH_ENTRY_HEADER_BYTES + e.key.len())
-                    .sum::<usize>(),
+                Node::Leaf(entries) => entries.iter().map(LeafEntry::encoded_bytes).sum::<usize>(),
+                Node::Branch(entries) => {
+                    entries.iter().map(BranchEntry::encoded_bytes).sum::<usize>()
+                }
             }
     }
 
     /// Bytes entry `i` takes, its slot included.
     fn entry_bytes(&self, i: usize) -> usize {
         match self {
-            Node::Leaf(entries) => {
-                SLOT_BYTES
-                    + LEAF_ENTRY_HEADER_BYTES
-                    + entries[i].key.len()
-                    + entries[i].value.leaf_bytes()
-            }
-            Node::Branch(entries) => SLOT_BYTES + BRANCH_ENTRY_HEADER_BYTES + entries[i].key.len(),
+            Node::Leaf(entries) => entries[i].encoded_bytes(),
+            Node::Branch(entries) => entries[i].encoded_bytes(),
         }
     }
 

@@ -69,9 +69,10 @@ impl Mapping {
         // fills the page cache with large folios, which make every later
         // 4 KiB `pwrite` into them (copy-on-write reuses freed pages all
         // over the file) and its writeback walk the whole folio. Measured
-        // on the development VM (kernel 6.18, ext4), random 4 KiB writes
-        // with writeback into a 256 MiB file read in through a mapping:
-        // ~26 µs of CPU per page with readahead, ~3 µs without.
+        // on the development VM (kernel 6.18, ext4;
+        // `benches/page-cache-folios.py`), random 4 KiB writes with
+        // writeback into a 256 MiB file read in through a mapping: 24.5 µs
+        // of CPU per page with readahead, 3.3 µs without.
         // A hint: should the kernel refuse it, only speed changes.
         let _ = map.advise(memmap2::Advice::Random);
         Ok(Mapping { bytes: Bytes::Mapped(map) })

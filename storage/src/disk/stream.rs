@@ -46,13 +46,13 @@ pub struct FileWriter<'a> {
     /// Where the next write goes.
     offset: u64,
     /// No write crosses a multiple of this many bytes.
-    write_bytes_max: u64,
+    boundary_bytes: u64,
 }
 
 impl<'a> FileWriter<'a> {
     /// Writes into `file` from `offset` on.
     pub fn new(file: &'a dyn DiskFile, offset: u64) -> Self {
-        FileWriter { file, offset, write_bytes_max: u64::MAX }
+        FileWriter { file, offset, boundary_bytes: u64::MAX }
     }
 
     /// Writes into `file` from `offset` on in pieces that never cross a
@@ -61,7 +61,7 @@ impl<'a> FileWriter<'a> {
     /// one-page folios (see the B-tree's `flush.rs`).
     pub fn page_by_page(file: &'a dyn DiskFile, offset: u64, page_bytes: u64) -> Self {
         assert!(page_bytes > 0, "pages have a size");
-        FileWriter { file, offset, write_bytes_max: page_bytes }
+        FileWriter { file, offset, boundary_bytes: page_bytes }
     }
 
     /// Where the next write goes: the bytes written so far plus the start.
@@ -72,7 +72,7 @@ impl<'a> FileWriter<'a> {
 
 impl io::Write for FileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let to_boundary = self.write_bytes_max - self.offset % self.write_bytes_max;
+        let to_boundary = self.boundary_bytes - self.offset % self.boundary_bytes;
         let len = buf.len().min(usize::try_from(to_boundary).unwrap_or(usize::MAX));
         self.file.write_all_at(&buf[..len], self.offset)?;
         self.offset += len as u64;
