@@ -40,6 +40,15 @@ fn message(from: u64, to: u64, term: u64, body: Body) -> Message {
 /// Node 1 of {1, 2, 3}, holding `entries` and having seen `term`, elected
 /// leader with node 2's vote. Returns it with the term it leads.
 fn elected_leader(entries: Vec<Entry>, term: u64) -> (Raft<MemStore>, u64) {
+    elected_leader_with(entries, term, |_| {})
+}
+
+/// [`elected_leader`], with `configure` changing its configuration.
+fn elected_leader_with(
+    entries: Vec<Entry>,
+    term: u64,
+    configure: impl FnOnce(&mut Config),
+) -> (Raft<MemStore>, u64) {
     let store = MemStore {
         hard_state: HardState { term, vote: 0, commit: 0 },
         entries,
@@ -47,6 +56,7 @@ fn elected_leader(entries: Vec<Entry>, term: u64) -> (Raft<MemStore>, u64) {
     };
     let mut config = Config::new(1, vec![1, 2, 3]);
     config.pre_vote = false;
+    configure(&mut config);
     let mut raft = Raft::new(config, store).unwrap();
     for _ in 0..ROUNDS_MAX {
         if raft.role() == Role::Candidate {
@@ -67,6 +77,48 @@ fn accept(raft: &mut Raft<MemStore>, from: u64, index: u64) {
     let body = Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 };
     raft.step(message(from, 1, term, body)).unwrap();
     flush(raft);
+}
+
+/// Thesis §10.2.1: a leader may sync its own log in parallel with
+/// replication. With background persistence its new entries come in a
+/// `background` Ready, which the node only writes; its followers alone can
+/// commit them, but the leader hands them out to apply only once it reports
+/// them synced, so its state never gets ahead of the log it recovers from.
+#[test]
+fn a_leader_syncing_in_the_background_applies_only_what_it_synced() {
+    let (mut leader, term) =
+        elected_leader_with(vec![entry(1, 1)], 1, |config| config.background_persist = true);
+    let no_op = leader.last_index();
+    accept(&mut leader, 2, no_op);
+    accept(&mut leader, 3, no_op);
+    assert_eq!(leader.committed(), no_op);
+
+    let (index, _) = leader.propose(b"w".to_vec()).unwrap();
+    let ready = leader.ready().unwrap();
+    assert!(ready.background, "a steady leader's new entries may sync in the background");
+    assert_eq!(ready.entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![index]);
+    assert!(!ready.messages.is_empty(), "the append goes out before the sync");
+    leader.store_mut().append(&ready.entries);
+    leader.advance(&ready).unwrap();
+    assert!(!leader.has_ready() || leader.ready().unwrap().entries.is_empty(), "handed out once");
+
+    // Both followers hold it: committed, though not yet durable here.
+    for from in [2, 3] {
+        let body = Body::AppendResponse { reject: false, index, hint_index: 0, hint_term: 0 };
+        leader.step(message(from, 1, term, body)).unwrap();
+    }
+    assert_eq!(leader.committed(), index);
+    let ready = leader.ready().unwrap();
+    assert!(ready.committed.is_empty(), "nothing is applied before the leader's own sync");
+    leader.advance(&ready).unwrap();
+
+    // One report covers everything written before it: the leader's no-op,
+    // written in the background too (by `flush`, which never reports a
+    // sync), and the write.
+    leader.persisted(index, term).unwrap();
+    let ready = leader.ready().unwrap();
+    assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![no_op, index]);
+    leader.advance(&ready).unwrap();
 }
 
 /// §5.4.2, Figure 8: a leader never commits an entry of an earlier term by
@@ -322,7 +374,7 @@ fn a_minority_cannot_commit_and_a_lagging_follower_catches_up_by_snapshot() {
     assert!(behind < committed, "the minority did not");
 
     // The leader compacts everything it applied; the crashed node returns.
-    cluster.compact(leader);
+    cluster.compact(leader).unwrap();
     cluster.heal();
     cluster.restart(minority[0]).unwrap();
     for _ in 0..60 {

@@ -4,7 +4,9 @@
 # a local 3-node cluster of BINARY on ports 18081-18083 / 19081-19083, loads
 # its leader with `LOADER bench put` for SECONDS, then `LOADER bench get`
 # (linearizable, among the keys the put run wrote), and prints for each:
-# ops/s, p99, and the three nodes' CPU per operation (/proc).
+# ops/s, p99, the three nodes' CPU per operation (/proc) and the share of
+# the machine's CPU time left idle (/proc/stat): well above zero, the
+# cluster waits on something other than CPU (disk syncs, hand-offs).
 #
 #   benches/cluster/ab-bench.sh BINARY [seconds, 20]
 #   LOADER (default: target/release/rdb) is the same for both builds;
@@ -20,15 +22,17 @@ start_rdb_cluster
 KEYS=0
 OPS=(put get); [ "${PUT_OP:-put}" = put-value ] && OPS=(put-value)
 for op in "${OPS[@]}"; do
-  before=$(cpu_ticks "${RDB_PIDS[@]}")
+  before=$(cpu_ticks "${RDB_PIDS[@]}"); idle_before=$(machine_ticks)
   flags=(); [ "$op" != get ] && read -r -a flags <<< "${BENCH_FLAGS:-}"
   out=$("$LOADER" bench "$op" --endpoints "$RDB_URL" --duration "${SECS}s" \
     --key-space "$((KEYS > 0 ? KEYS : 1))" "${flags[@]}" --json 2>/dev/null)
-  after=$(cpu_ticks "${RDB_PIDS[@]}")
+  after=$(cpu_ticks "${RDB_PIDS[@]}"); idle_after=$(machine_ticks)
   python3 -c '
 import json, sys
 r = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); clk = int(sys.argv[3])
+(i0, t0), (i1, t1) = [map(int, s.split()) for s in sys.argv[5:7]]
 print(sys.argv[4], round(r["ops_per_second"]), "ops/s  p99", r["latency_ms"]["p99"], "ms  cluster CPU",
-      round(ticks / clk * 1e6 / r["requests"]), "us/op")' "$out" "$((after - before))" "$CLK" "$op"
+      round(ticks / clk * 1e6 / r["requests"]), "us/op  machine idle", f"{(i1 - i0) / (t1 - t0):.0%}")' \
+    "$out" "$((after - before))" "$CLK" "$op" "$idle_before" "$idle_after"
   KEYS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")
 done

@@ -5,6 +5,7 @@
 #                       cluster version to reach the binary's: LEADER (its
 #                       id), RDB_URL (its client URL)
 #   cpu_ticks PID...    user + system CPU of the processes, in clock ticks
+#   machine_ticks       the whole machine's idle and total clock ticks
 # RDB is the binary (set it before calling). Settings (environment):
 # NODES (default 3); RDB_SERVE_ARGS, more flags for every `rdb serve`
 # (split on spaces); TLS=1 for HTTPS clients and mutual TLS between peers,
@@ -65,3 +66,6 @@ start_rdb_cluster() {
 }
 
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+# "idle total" clock ticks of the whole machine so far (/proc/stat: idle
+# and iowait count as idle).
+machine_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t}' /proc/stat; }

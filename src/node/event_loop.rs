@@ -14,6 +14,7 @@ use super::snapshots::SnapshotState;
 use super::state_cell::StateCell;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
+use super::wal_sync::{Finished, WalSyncer};
 use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
 use crate::raft::{Body, Config, Index, Message, NodeId, Raft, RaftError, Ready, Role, Term};
 use futures::channel::oneshot;
@@ -84,6 +85,8 @@ pub struct EventLoop {
     lost_log_logged: bool,
     /// Recent changes and watchers (recorded by the apply thread).
     history: Arc<super::history::History>,
+    /// Syncs a leader's WAL in the background.
+    wal_sync: WalSyncer,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -111,6 +114,7 @@ impl EventLoop {
             raft_config.message_bytes_max.max(crate::kv::COMMAND_BYTES_MAX);
         raft_config.seed = config.id ^ seed_from_clock();
         raft_config.inflight_max = APPENDS_IN_FLIGHT_MAX;
+        raft_config.background_persist = true;
         let newest =
             recovered.newest.as_ref().map(|(_, header)| (header.meta, header.membership.clone()));
         let store = WalStore {
@@ -139,7 +143,7 @@ impl EventLoop {
             cell: cell.clone(),
             state_dir: config.data_dir.join("state"),
             snapshots: recovered.snapshots.clone(),
-            inbox: inbox_sender,
+            inbox: inbox_sender.clone(),
             metrics: metrics.clone(),
             last_applied: recovered.applied,
             jobs,
@@ -157,6 +161,7 @@ impl EventLoop {
             apply.clone(),
             metrics.clone(),
         );
+        let wal_sync = WalSyncer::start(config.id, inbox_sender, metrics.clone())?;
         Ok(EventLoop {
             raft,
             cell,
@@ -178,6 +183,7 @@ impl EventLoop {
             leader_seen: (0, 0),
             lost_log_logged: false,
             history,
+            wal_sync,
         })
     }
 
@@ -207,6 +213,7 @@ impl EventLoop {
             .spawn(move || applier.run())
             .map_err(|e| Error::Stopped(format!("cannot start the apply thread: {e}")))?;
         let result = self.run_rounds(transport.as_mut());
+        self.wal_sync.stop();
         let _ = self.apply.send(ApplyJob::Stop);
         let applied =
             applier.join().map_err(|_| Error::Stopped("the apply thread panicked".into()))?;
@@ -230,6 +237,8 @@ impl EventLoop {
                 let Ok(input) = self.inbox.try_recv() else { break };
                 stop |= matches!(input, Input::Stop) || self.handle(input)?;
             }
+            let finished = self.wal_sync.poll()?;
+            self.background_synced(finished)?;
             let now = Instant::now();
             if now >= next_tick {
                 self.raft.tick()?;
@@ -292,6 +301,7 @@ impl EventLoop {
                 }
             }
             Input::Visible { ready } => self.visible.push(ready),
+            Input::WalSynced => {} // polled every round
             Input::Stop => return Ok(true),
             other => self.snapshots.handle_input(&mut self.raft, other)?,
         }
@@ -335,14 +345,39 @@ impl EventLoop {
             let early = std::mem::take(&mut ready.messages);
             let early = self.snapshots.route_snapshots(&mut self.raft, early, transport);
             transport.send(early);
-            self.persist(&ready)?;
+            if ready.background {
+                self.raft
+                    .store_mut()
+                    .write(&ready.entries)
+                    .map_err(Error::storage("WAL append"))?;
+            } else {
+                // Everything written in the background must be durable
+                // before this `Ready`'s own sync counts for it.
+                if let Some(finished) = self.wal_sync.wait()? {
+                    self.raft.store_mut().wal.synced_to(finished.synced);
+                }
+                self.persist(&ready)?;
+            }
             let after = std::mem::take(&mut ready.persisted_messages);
             let after = self.snapshots.route_snapshots(&mut self.raft, after, transport);
             transport.send(after);
             self.hand_over(&mut ready)?;
             self.raft.advance(&ready)?;
+            if ready.background {
+                self.wal_sync.start_sync(&self.raft)?;
+            }
         }
         Ok(())
+    }
+
+    /// Records a finished background sync in the WAL and in Raft (which may
+    /// commit and make entries appliable), and starts the next sync if more
+    /// was written meanwhile.
+    fn background_synced(&mut self, finished: Option<Finished>) -> Result<()> {
+        let Some(Finished { synced, position }) = finished else { return Ok(()) };
+        self.raft.store_mut().wal.synced_to(synced);
+        self.raft.persisted(position.index, position.term)?;
+        self.wal_sync.start_sync(&self.raft)
     }
 
     /// Queues `job` for the apply thread (waiting while its queue is full).
@@ -384,8 +419,9 @@ impl EventLoop {
             installed?;
         }
         let store = self.raft.store_mut();
-        if !ready.entries.is_empty() {
-            let started = Instant::now();
+        let started = Instant::now();
+        let unsynced = store.wal.synced_index() < store.wal.last_index();
+        if unsynced || !ready.entries.is_empty() {
             store.persist(&ready.entries).map_err(Error::storage("WAL append"))?;
             self.metrics.wal_sync(started.elapsed());
         }

@@ -12,7 +12,9 @@
 //! the WAL and made durable by one fsync: group commit. Then, in the order
 //! Raft's `Ready` prescribes, it sends messages and hands committed entries,
 //! with the clients waiting for them, to the apply thread, followed by the
-//! linearizable reads they cover.
+//! linearizable reads they cover. A leader's fsync runs on a thread of its
+//! own (`wal_sync.rs`) while the loop goes on; its entries are applied only
+//! once synced.
 //!
 //! The apply thread (`applier.rs`) applies committed entries into a
 //! state-file transaction that carries the applied index and term, answers
@@ -46,6 +48,7 @@ mod state_sync;
 mod status;
 mod upgrade;
 mod wal_store;
+mod wal_sync;
 mod watch;
 
 use std::path::PathBuf;
@@ -236,6 +239,9 @@ pub enum Input {
         /// Ok once the state file shows every answered write.
         ready: oneshot::Sender<Result<(), RaftError>>,
     },
+    /// The WAL sync thread finished a sync (the loop polls for it; this
+    /// only wakes it).
+    WalSynced,
     /// A snapshot was written (or failed) on the snapshot thread.
     SnapshotTaken(Result<SnapshotFile, Arc<Error>>),
     /// Take a snapshot now (POST /admin/snapshot).

@@ -35,16 +35,22 @@ pub struct WalStore {
 }
 
 impl WalStore {
-    /// Persists `entries`, removing any stored entries at or after the first
-    /// (a conflict), then syncs once for all of them.
+    /// Persists `entries` (see [`WalStore::write`]), then syncs once for
+    /// them and for anything written before them.
     pub fn persist(&mut self, entries: &[Entry]) -> rdb_storage::Result<()> {
+        self.write(entries)?;
+        self.wal.sync()
+    }
+
+    /// Writes `entries`, removing any stored entries at or after the first
+    /// (a conflict); no sync.
+    pub fn write(&mut self, entries: &[Entry]) -> rdb_storage::Result<()> {
         let Some(first) = entries.first() else { return Ok(()) };
         if first.index <= self.wal.last_index() {
             self.wal.truncate_suffix(first.index)?;
         }
         let records: Vec<wal::Entry> = entries.iter().map(to_record).collect();
-        self.wal.append(&records)?;
-        self.wal.sync()
+        self.wal.append(&records)
     }
 
     /// Saves term and vote (and the commit index as far as it is synced).

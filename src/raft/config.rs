@@ -45,6 +45,10 @@ pub struct Config {
     pub applied: Index,
     /// Seeds the election-timeout randomness (tests replay it).
     pub seed: u64,
+    /// A leader's new entries may be synced in the background (see
+    /// [`super::ready::Ready::background`]); off, every `Ready` is
+    /// persisted before the next.
+    pub background_persist: bool,
 }
 
 impl Config {
@@ -70,6 +74,7 @@ impl Config {
             promotion_lag_max: 1_000,
             applied: 0,
             seed: id,
+            background_persist: false,
         }
     }
 

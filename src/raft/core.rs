@@ -575,7 +575,7 @@ impl<S: LogStore> Raft<S> {
             || self.hard_state() != self.prev_hard_state
             || self.log.unstable_snapshot().is_some()
             || !self.log.unstable_entries().is_empty()
-            || self.log.committed() > self.log.applied()
+            || self.appliable() > self.log.applied()
             || !self.reads_failed.is_empty()
             || self.reads_ready.iter().any(|read| read.index <= self.log.applied())
             || *self.membership.current() != self.prev_membership
@@ -588,7 +588,8 @@ impl<S: LogStore> Raft<S> {
         if self.round_due {
             self.broadcast_heartbeat();
         }
-        let committed = self.log.next_to_apply(self.config.apply_bytes_max)?;
+        let background = self.background();
+        let committed = self.log.next_to_apply(self.appliable(), self.config.apply_bytes_max)?;
         if let Some(last) = committed.last() {
             self.log.applied_to(last.index);
         }
@@ -606,6 +607,7 @@ impl<S: LogStore> Raft<S> {
             self.prev_membership.clone()
         });
         Ok(Ready {
+            background,
             hard_state: changed.then_some(hard_state),
             snapshot: self.log.unstable_snapshot(),
             entries: self.log.unstable_entries().to_vec(),
@@ -618,14 +620,59 @@ impl<S: LogStore> Raft<S> {
         })
     }
 
-    /// The node persisted, sent and applied `ready`.
+    /// Whether the next `Ready`'s entries may be synced in the background:
+    /// a steady leader's, with nothing in it that must be durable first.
+    fn background(&self) -> bool {
+        self.config.background_persist
+            && self.role == Role::Leader
+            && self.persisted_messages.is_empty()
+            && self.log.unstable_snapshot().is_none()
+            && (self.term, self.vote) == (self.prev_hard_state.term, self.prev_hard_state.vote)
+    }
+
+    /// The last index that may be handed out to apply: the commit index,
+    /// but in background mode no further than what is reported synced.
+    fn appliable(&self) -> Index {
+        let committed = self.log.committed();
+        if self.background() {
+            committed.min(self.log.persisted_index())
+        } else {
+            committed
+        }
+    }
+
+    /// The node wrote (`ready.background`) or persisted, sent and applied
+    /// `ready`. A `Ready` persisted in full also makes every entry written
+    /// in the background before it durable.
     pub fn advance(&mut self, ready: &Ready) -> Result<(), RaftError> {
         if let Some(snapshot) = ready.snapshot {
             self.log.stable_snapshot_to(snapshot.index);
         }
-        if let Some(last) = ready.entries.last() {
-            self.log.stable_to(last.index, last.term);
+        if ready.background {
+            if let Some(last) = ready.entries.last() {
+                self.log.in_progress_to(last.index);
+            }
+            return Ok(());
         }
+        let last_written = ready.entries.last().map(|entry| entry.index);
+        if let Some(last) = last_written.max(self.log.last_in_progress()) {
+            let term = self.log.term(last)?;
+            self.log.stable_to(last, term);
+        }
+        self.count_own_persisted()
+    }
+
+    /// The node synced its log up to `index` (of `term`), written in the
+    /// background; a report for entries overwritten meanwhile is ignored.
+    /// A leader counts them towards the commit at once.
+    pub fn persisted(&mut self, index: Index, term: Term) -> Result<(), RaftError> {
+        self.log.stable_to(index, term);
+        self.count_own_persisted()
+    }
+
+    /// A leader's own progress is what it persisted; commits what that
+    /// makes a majority.
+    fn count_own_persisted(&mut self) -> Result<(), RaftError> {
         if self.role == Role::Leader {
             let persisted = self.log.persisted_index();
             if let Some(own) = self.progress.get_mut(&self.config.id) {

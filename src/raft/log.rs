@@ -4,6 +4,10 @@
 //! Invariants: `applied <= committed <= last_index()`; committed entries are
 //! never overwritten (asserted); unstable entries shadow stored ones at the
 //! same index until the node persists them and `stable_to` drops them.
+//! Unstable entries before `in_progress` were handed out to be written in
+//! the background (a leader's, [`super::ready::Ready::background`]): they
+//! are not handed out again, and they count as persisted only once the
+//! node reports them synced.
 
 use super::failure::Failure;
 use super::message::{count_within, Entry, Index, Position, Term};
@@ -16,8 +20,18 @@ struct Unstable {
     snapshot: Option<Position>,
     /// Index of `entries[0]` (or where the next entry would go).
     offset: Index,
+    /// The first entry not yet handed out to be written (`offset <=
+    /// in_progress <= offset + entries.len()`).
+    in_progress: Index,
     /// Entries to persist.
     entries: Vec<Entry>,
+}
+
+impl Unstable {
+    /// Nothing unstable; the next entry goes at `offset`.
+    fn empty_at(offset: Index) -> Self {
+        Unstable { snapshot: None, offset, in_progress: offset, entries: Vec::new() }
+    }
 }
 
 /// The combined log.
@@ -44,7 +58,7 @@ impl<S: LogStore> RaftLog<S> {
                 "inconsistent start: applied {applied}, commit {committed}, log {first}..={last}"
             ))));
         }
-        let unstable = Unstable { snapshot: None, offset: last + 1, entries: Vec::new() };
+        let unstable = Unstable::empty_at(last + 1);
         Ok(RaftLog { store, unstable, committed, applied: applied.max(first - 1) })
     }
 
@@ -160,6 +174,7 @@ impl<S: LogStore> RaftLog<S> {
             let keep = usize::try_from(first - self.unstable.offset).expect("fits memory");
             self.unstable.entries.truncate(keep);
         }
+        self.unstable.in_progress = self.unstable.in_progress.clamp(self.unstable.offset, first);
         self.unstable.entries.extend(entries);
     }
 
@@ -203,9 +218,14 @@ impl<S: LogStore> RaftLog<S> {
         }
     }
 
-    /// Committed entries not yet handed out, up to `max_bytes`.
-    pub fn next_to_apply(&self, max_bytes: usize) -> Result<Vec<Entry>, StoreError> {
-        self.entries(self.applied + 1, self.committed + 1, max_bytes)
+    /// Committed entries not yet handed out, up to index `upto` (at most
+    /// the commit index) and `max_bytes`.
+    pub fn next_to_apply(&self, upto: Index, max_bytes: usize) -> Result<Vec<Entry>, StoreError> {
+        let upto = upto.min(self.committed);
+        if upto <= self.applied {
+            return Ok(Vec::new());
+        }
+        self.entries(self.applied + 1, upto + 1, max_bytes)
     }
 
     /// Records that entries up to `index` were handed out.
@@ -214,9 +234,25 @@ impl<S: LogStore> RaftLog<S> {
         self.applied = self.applied.max(index);
     }
 
-    /// Unstable entries, for a `Ready`.
+    /// Unstable entries not yet handed out to be written, for a `Ready`.
     pub fn unstable_entries(&self) -> &[Entry] {
-        &self.unstable.entries
+        let from =
+            usize::try_from(self.unstable.in_progress - self.unstable.offset).expect("fits memory");
+        &self.unstable.entries[from..]
+    }
+
+    /// Records that entries up to `index` are being written in the
+    /// background: later `Ready`s leave them out, and they stay unstable
+    /// (not persisted) until `stable_to`.
+    pub fn in_progress_to(&mut self, index: Index) {
+        let end = self.unstable.offset + self.unstable.entries.len() as Index;
+        self.unstable.in_progress = self.unstable.in_progress.max(index + 1).min(end);
+    }
+
+    /// The last entry handed out to be written in the background and not
+    /// yet reported synced, if any.
+    pub fn last_in_progress(&self) -> Option<Index> {
+        (self.unstable.in_progress > self.unstable.offset).then(|| self.unstable.in_progress - 1)
     }
 
     /// The unstable snapshot, for a `Ready`.
@@ -232,6 +268,7 @@ impl<S: LogStore> RaftLog<S> {
         let drop = usize::try_from(index + 1 - self.unstable.offset).expect("fits memory");
         self.unstable.entries.drain(..drop);
         self.unstable.offset = index + 1;
+        self.unstable.in_progress = self.unstable.in_progress.max(self.unstable.offset);
     }
 
     /// The node installed the snapshot.
@@ -245,7 +282,7 @@ impl<S: LogStore> RaftLog<S> {
     pub fn restore(&mut self, snapshot: Position) {
         assert!(snapshot.index > self.committed, "snapshot behind commit");
         self.unstable =
-            Unstable { snapshot: Some(snapshot), offset: snapshot.index + 1, entries: Vec::new() };
+            Unstable { snapshot: Some(snapshot), ..Unstable::empty_at(snapshot.index + 1) };
         self.committed = snapshot.index;
         self.applied = snapshot.index;
     }

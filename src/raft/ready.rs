@@ -16,8 +16,19 @@ use super::message::{Entry, HardState, Index, Message, NodeId, Position};
 /// persisted); anyone else's are in `persisted_messages`, as they may grant
 /// a vote or acknowledge entries that must be durable first. (raft-rs
 /// splits its `Ready` the same way.)
+///
+/// With `background` set (a leader's, with `Config::background_persist`),
+/// `entries` need only be written before `advance`; the node syncs them
+/// when it likes and reports it with `Raft::persisted`. `committed` then
+/// holds only entries already reported synced, so a node never applies
+/// what its own log might lose (thesis §10.2.1: the leader counts itself
+/// towards a quorum only once its entries are durable). A `Ready` without
+/// it must be persisted, as above, together with every entry handed out
+/// in the background before it.
 #[derive(Debug, Default)]
 pub struct Ready {
+    /// Whether `entries` may be synced in the background (see above).
+    pub background: bool,
     /// The hard state, if it changed.
     pub hard_state: Option<HardState>,
     /// A snapshot from the leader to install (its bytes came with it).

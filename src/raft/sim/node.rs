@@ -5,6 +5,11 @@
 //! The state machine is as durable as its last snapshot: a crash rolls it
 //! back there and Raft re-applies the committed entries after it, as the
 //! real node replays the WAL past the state file's applied index.
+//!
+//! With background persistence (by seed, as the real node runs it), a
+//! leader's entries reach the store at once but the disk only 0-7 drives of
+//! the node later (by seed), or before a `Ready` that must be persisted in
+//! full; a crash in between loses them.
 
 use super::violation::Violation;
 use std::collections::BTreeMap;
@@ -12,7 +17,7 @@ use std::collections::BTreeMap;
 use super::super::config::Config;
 use super::super::core::{Raft, Role};
 use super::super::membership::Membership;
-use super::super::message::{Body, EntryKind, Index, NodeId, Term};
+use super::super::message::{Body, Entry, EntryKind, HardState, Index, NodeId, Position, Term};
 use super::super::ready::Ready;
 use super::super::store::{LogStore, MemStore};
 use super::checker::{data_hash, Checker};
@@ -59,6 +64,11 @@ pub struct SimNode {
     pub commit_seen: Index,
     /// How many times it was started (varies its timeout seed).
     pub starts: u64,
+    /// Entries written in the background, not yet on `disk`.
+    pub unsynced: Vec<Entry>,
+    /// Drives of the node that pass before a background write reaches the
+    /// disk, and how many have passed since the oldest unsynced one.
+    pub sync_lag: (u64, u64),
 }
 
 /// What a node reports back to the cluster after handling its readies.
@@ -88,6 +98,8 @@ impl SimNode {
             next_read: 1,
             commit_seen: 0,
             starts: 0,
+            unsynced: Vec::new(),
+            sync_lag: ((seed / 16) % 8, 0),
         };
         node.start(seed);
         node
@@ -102,6 +114,8 @@ impl SimNode {
         // 1 to 8 appends in flight, by seed (the node runs with 2).
         config.inflight_max = usize::try_from(1 + seed % 8).expect("at most 8");
         config.message_bytes_max = 256;
+        // The leader syncs in the background by seed (the node always does).
+        config.background_persist = (seed / 8) % 2 == 0;
         self.state = (self.snapshot.meta.index, self.snapshot.state_hash);
         self.applied_membership = self.snapshot.membership.clone();
         self.commit_seen = self.disk.hard_state.commit;
@@ -112,6 +126,8 @@ impl SimNode {
     /// Loses everything not on disk.
     pub fn crash(&mut self) {
         self.raft = None;
+        self.unsynced.clear();
+        self.sync_lag.1 = 0;
         self.incoming = None;
         self.proposals.clear();
         self.reads.clear();
@@ -124,6 +140,14 @@ impl SimNode {
         checker: &mut Checker,
     ) -> Result<Outcome, Violation> {
         let mut outcome = Outcome::default();
+        let (lag, waited) = self.sync_lag;
+        if !self.unsynced.is_empty() && waited < lag {
+            self.sync_lag.1 += 1;
+        } else if let Some(last) = self.sync_background(checker)? {
+            let raft = self.raft.as_mut().expect("running");
+            raft.persisted(last.index, last.term)
+                .map_err(|e| format!("node {}: persisted: {e}", self.id))?;
+        }
         for _ in 0..READY_ROUNDS_MAX {
             let Some(raft) = self.raft.as_mut() else { return Ok(outcome) };
             if !raft.has_ready() {
@@ -139,9 +163,40 @@ impl SimNode {
         Err(format!("node {}: still ready after {READY_ROUNDS_MAX} rounds", self.id).into())
     }
 
+    /// Puts the entries written in the background on the disk; returns the
+    /// last of them.
+    fn sync_background(&mut self, checker: &mut Checker) -> Result<Option<Position>, Violation> {
+        let entries = std::mem::take(&mut self.unsynced);
+        self.sync_lag.1 = 0;
+        let Some(last) = entries.last() else { return Ok(None) };
+        let last = Position { index: last.index, term: last.term };
+        self.write_to_disk(&entries, checker)?;
+        Ok(Some(last))
+    }
+
+    /// Appends `entries` to the disk, checking them.
+    fn write_to_disk(&mut self, entries: &[Entry], checker: &mut Checker) -> Result<(), Violation> {
+        let Some(first) = entries.first() else { return Ok(()) };
+        let mut prev_term = self.disk.term(first.index - 1).unwrap_or(0);
+        for entry in entries {
+            checker.persisted(self.id, entry, prev_term)?;
+            prev_term = entry.term;
+        }
+        self.disk.append(entries);
+        Ok(())
+    }
+
     /// Writes the ready's snapshot, entries and hard state to both the
-    /// node's store and its disk.
+    /// node's store and its disk (its entries to the store only, when the
+    /// ready is a background one).
     fn persist(&mut self, ready: &Ready, checker: &mut Checker) -> Result<(), Violation> {
+        if ready.background {
+            let raft = self.raft.as_mut().expect("running");
+            raft.store_mut().append(&ready.entries);
+            self.unsynced.extend(ready.entries.iter().cloned());
+        } else {
+            self.sync_background(checker)?;
+        }
         let raft = self.raft.as_mut().expect("running");
         if let Some(meta) = ready.snapshot {
             let incoming = self.incoming.take().filter(|s| s.meta == meta).ok_or_else(|| {
@@ -153,14 +208,9 @@ impl SimNode {
             self.applied_membership = incoming.membership.clone();
             self.snapshot = incoming;
         }
-        if let Some(first) = ready.entries.first() {
-            let mut prev_term = self.disk.term(first.index - 1).unwrap_or(0);
-            for entry in &ready.entries {
-                checker.persisted(self.id, entry, prev_term)?;
-                prev_term = entry.term;
-            }
+        if !ready.background {
             raft.store_mut().append(&ready.entries);
-            self.disk.append(&ready.entries);
+            self.write_to_disk(&ready.entries, checker)?;
         }
         if let Some(hard_state) = ready.hard_state {
             if hard_state.commit < self.disk.hard_state.commit
@@ -168,8 +218,14 @@ impl SimNode {
             {
                 return Err(format!("node {}: persisted {hard_state:?} goes back", self.id).into());
             }
+            // A leader may commit past its own disk (its followers hold
+            // the entries); the disk records a commit it holds, as the
+            // real node's hard state does.
+            let commit =
+                hard_state.commit.min(self.disk.last_index()).max(self.disk.hard_state.commit);
+            let raft = self.raft.as_mut().expect("running");
             raft.store_mut().hard_state = hard_state;
-            self.disk.hard_state = hard_state;
+            self.disk.hard_state = HardState { commit, ..hard_state };
         }
         Ok(())
     }
@@ -195,6 +251,17 @@ impl SimNode {
                 return Err(format!(
                     "node {}: applies {} after {}",
                     self.id, entry.index, self.state.0
+                )
+                .into());
+            }
+            // The real node's state file must never get ahead of the log it
+            // recovers from: nothing is applied before it is on this disk.
+            if entry.index > self.disk.last_index() {
+                return Err(format!(
+                    "node {}: applies {} before its disk holds it (ends at {})",
+                    self.id,
+                    entry.index,
+                    self.disk.last_index()
                 )
                 .into());
             }
@@ -283,12 +350,23 @@ impl SimNode {
         }
     }
 
-    /// Folds the log up to the applied index into a snapshot.
-    pub fn compact(&mut self) {
-        let Some(raft) = self.raft.as_mut() else { return };
+    /// Folds the log up to the applied index into a snapshot, as the real
+    /// node makes its state file durable: a state machine ahead of the
+    /// node's own durable log would be ahead of what it recovers from (a
+    /// violation).
+    pub fn compact(&mut self) -> Result<(), Violation> {
+        let Some(raft) = self.raft.as_mut() else { return Ok(()) };
         let index = self.state.0;
-        if index <= self.disk.snapshot.index || index > self.disk.last_index() {
-            return;
+        if index > self.disk.last_index() {
+            return Err(format!(
+                "node {}: applied {index}, past its durable log (ends at {})",
+                self.id,
+                self.disk.last_index()
+            )
+            .into());
+        }
+        if index <= self.disk.snapshot.index {
+            return Ok(());
         }
         raft.store_mut().compact(index, self.applied_membership.clone());
         self.disk.compact(index, self.applied_membership.clone());
@@ -297,6 +375,7 @@ impl SimNode {
             state_hash: self.state.1,
             membership: self.applied_membership.clone(),
         };
+        Ok(())
     }
 }
 

@@ -52,11 +52,14 @@ pub struct Wal {
     /// The hard-state file.
     hard_state: HardStateFile,
     /// Every entry up to here is durable.
-    synced_index: u64,
+    pub(super) synced_index: u64,
+    /// Counts truncations and resets, so that a background sync's report
+    /// from before one is ignored (see `background_sync.rs`).
+    pub(super) generation: u64,
     /// Reused encoding buffer, so appends do not allocate per batch.
     scratch: Vec<u8>,
     /// Why the log refuses all calls, after an IO error.
-    poisoned: Option<String>,
+    pub(super) poisoned: Option<String>,
     /// Bytes recovery cut from the open segment as a torn tail.
     torn_bytes_at_open: u64,
 }
@@ -81,6 +84,7 @@ impl Wal {
             terms: recovered.terms,
             hard_state: recovered.hard_state,
             synced_index: 0,
+            generation: 0,
             scratch: Vec::new(),
             poisoned: None,
             torn_bytes_at_open: recovered.torn_bytes,
@@ -213,6 +217,7 @@ impl Wal {
             }
             wal.segments.back_mut().expect("never empty").truncate_from(from)?;
             wal.synced_index = from - 1;
+            wal.generation += 1;
             wal.terms.retain(|run| run.first_index < from);
             Ok(())
         })
@@ -336,10 +341,11 @@ impl Wal {
         self.segments.push_back(segment);
         self.terms.clear();
         self.synced_index = upto;
+        self.generation += 1;
         Ok(())
     }
 
-    fn open_segment(&self) -> &Segment {
+    pub(super) fn open_segment(&self) -> &Segment {
         self.segments.back().expect("never empty")
     }
 

@@ -27,6 +27,7 @@
 //! kernel's page cache can no longer be trusted to describe the disk, so every
 //! later call fails until the log is reopened and recovery reads the truth.
 
+mod background_sync;
 mod format;
 mod hard_state;
 mod inspect;
@@ -34,6 +35,7 @@ mod log;
 mod recovery;
 mod segment;
 
+pub use background_sync::{PendingSync, Synced};
 pub use format::RECORD_PAYLOAD_BYTES_MAX;
 pub use hard_state::HardState;
 pub use inspect::{scan, RecordRef, ScanReport, SegmentReport};

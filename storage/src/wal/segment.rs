@@ -1,6 +1,7 @@
 //! One segment file: its records' offsets, appends, reads and cuts.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::{
     decode_record, decode_segment_header, encode_record, encode_segment_header, segment_name,
@@ -24,8 +25,8 @@ pub(crate) enum Role {
 pub(crate) struct Segment {
     /// Path, for error messages and removal.
     path: PathBuf,
-    /// The open file.
-    file: Box<dyn DiskFile>,
+    /// The open file (shared with a sync running on another thread).
+    file: Arc<dyn DiskFile>,
     /// The index of the first record, also the file's name.
     first_index: u64,
     /// `offsets[i]` is where the record with index `first_index + i` starts.
@@ -60,7 +61,7 @@ impl Segment {
     /// Opens a segment known to hold only its header.
     pub(crate) fn open_empty(disk: &dyn Disk, dir: &Path, first_index: u64) -> Result<Self> {
         let path = dir.join(segment_name(first_index));
-        let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
+        let file = Arc::from(disk.open(&path, false).map_err(|e| Error::io(&path, e))?);
         Ok(Segment {
             path,
             file,
@@ -79,7 +80,8 @@ impl Segment {
         context: &mut LoadContext,
     ) -> Result<Self> {
         let path = dir.join(segment_name(first_index));
-        let file = disk.open(&path, false).map_err(|e| Error::io(&path, e))?;
+        let file: Arc<dyn DiskFile> =
+            Arc::from(disk.open(&path, false).map_err(|e| Error::io(&path, e))?);
         let len = file.len().map_err(|e| Error::io(&path, e))?;
         // Record offsets are u32: no segment rdb writes comes near 4 GiB (1 GiB
         // limit plus one record), so a larger file is damage, not a log.
@@ -202,6 +204,11 @@ impl Segment {
     /// Makes everything appended durable.
     pub(crate) fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// The file and its path, for a sync on another thread.
+    pub(crate) fn shared_file(&self) -> (Arc<dyn DiskFile>, PathBuf) {
+        (Arc::clone(&self.file), self.path.clone())
     }
 
     /// Reads records `lo..hi` (both within this segment) into `out`, stopping
