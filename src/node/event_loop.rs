@@ -354,7 +354,8 @@ impl EventLoop {
                 // Everything written in the background must be durable
                 // before this `Ready`'s own sync counts for it.
                 if let Some(finished) = self.wal_sync.wait()? {
-                    self.raft.store_mut().wal.synced_to(finished.synced);
+                    let wal = &mut self.raft.store_mut().wal;
+                    wal.finish_sync(finished.result).map_err(Error::storage("WAL sync"))?;
                 }
                 self.persist(&ready)?;
             }
@@ -374,8 +375,9 @@ impl EventLoop {
     /// commit and make entries appliable), and starts the next sync if more
     /// was written meanwhile.
     fn background_synced(&mut self, finished: Option<Finished>) -> Result<()> {
-        let Some(Finished { synced, position }) = finished else { return Ok(()) };
-        self.raft.store_mut().wal.synced_to(synced);
+        let Some(Finished { result, position }) = finished else { return Ok(()) };
+        let wal = &mut self.raft.store_mut().wal;
+        wal.finish_sync(result).map_err(Error::storage("WAL sync"))?;
         self.raft.persisted(position.index, position.term)?;
         self.wal_sync.start_sync(&self.raft)
     }

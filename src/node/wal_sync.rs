@@ -7,8 +7,8 @@
 //! §10.2.1); the core marks such a `Ready` `background`. The loop writes
 //! its entries, hands a [`PendingSync`] to this thread and goes on; when
 //! the sync ends the thread wakes the loop, which records it in the WAL
-//! (`synced_to`) and in Raft (`persisted`), and starts the next sync if more
-//! was written meanwhile (group commit: one sync in flight at a time).
+//! (`finish_sync`) and in Raft (`persisted`), and starts the next sync if
+//! more was written meanwhile (group commit: one sync in flight at a time).
 //!
 //! Before, the loop blocked in every sync (0.5-0.7 ms under load on the
 //! development VM, most of its wall time), and every acknowledgement or
@@ -48,9 +48,9 @@ pub(super) struct WalSyncer {
 
 /// A finished sync: what the WAL and Raft record.
 pub(super) struct Finished {
-    /// For `Wal::synced_to`.
-    pub(super) synced: Synced,
-    /// For `Raft::persisted`.
+    /// For `Wal::finish_sync` (which poisons the WAL if it failed).
+    pub(super) result: rdb_storage::Result<Synced>,
+    /// For `Raft::persisted`, once the WAL took it.
     pub(super) position: Position,
 }
 
@@ -102,7 +102,7 @@ impl WalSyncer {
             return Ok(None);
         }
         match self.done.try_recv() {
-            Ok(result) => self.finished(result).map(Some),
+            Ok(result) => Ok(Some(self.finished(result))),
             Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::Disconnected) => Err(stopped()),
         }
@@ -114,15 +114,14 @@ impl WalSyncer {
             return Ok(None);
         }
         match self.done.recv() {
-            Ok(result) => self.finished(result).map(Some),
+            Ok(result) => Ok(Some(self.finished(result))),
             Err(RecvError) => Err(stopped()),
         }
     }
 
-    fn finished(&mut self, result: rdb_storage::Result<Synced>) -> Result<Finished> {
+    fn finished(&mut self, result: rdb_storage::Result<Synced>) -> Finished {
         let position = self.in_flight.take().expect("checked by the caller");
-        let synced = result.map_err(Error::storage("WAL sync"))?;
-        Ok(Finished { synced, position })
+        Finished { result, position }
     }
 
     /// Ends the thread after the sync in flight.

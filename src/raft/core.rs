@@ -408,8 +408,9 @@ impl<S: LogStore> Raft<S> {
     /// its term and vote are not yet handed out to be persisted (a lone
     /// voter elects itself within one `Ready`; were its appends to leave
     /// first, a crash could bring it back in the old term to win the same
-    /// term again and send other entries under it). Every `Ready` is
-    /// persisted before the next is taken, so what `prev_hard_state` holds
+    /// term again and send other entries under it). Every `Ready`'s hard
+    /// state is persisted before the next is taken (a `background` one only
+    /// comes with term and vote unchanged), so what `prev_hard_state` holds
     /// is durable when the messages queued now leave.
     pub(super) fn send_at(&mut self, to: NodeId, term: Term, body: Body) {
         let message = Message { from: self.config.id, to, term, body };

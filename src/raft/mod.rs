@@ -43,6 +43,9 @@
 //! The node uses it like this: after every input, while `has_ready()`, take
 //! `ready()`, persist its snapshot, entries and hard state (synced), send its
 //! messages, apply its committed entries, serve its reads, then `advance`.
+//! With `Config::background_persist` a leader's `Ready` may be `background`:
+//! its entries need only be written before `advance`, and the node reports
+//! their sync later with `persisted`.
 
 mod config;
 mod core;

@@ -12,8 +12,8 @@ use super::message::{Entry, HardState, Index, Message, NodeId, Position};
 /// `persisted_messages`; then apply `committed`; then serve `reads`; then
 /// call `Raft::advance` with this batch. `messages` are a leader's, which
 /// may go before the sync (thesis §10.2.1: followers write in parallel with
-/// it; it counts itself towards a quorum only for what `advance` reports
-/// persisted); anyone else's are in `persisted_messages`, as they may grant
+/// it; it counts itself towards a quorum only for what `advance` or
+/// `Raft::persisted` reports persisted); anyone else's are in `persisted_messages`, as they may grant
 /// a vote or acknowledge entries that must be durable first. (raft-rs
 /// splits its `Ready` the same way.)
 ///

@@ -1,6 +1,6 @@
 //! A sync of the log that runs on another thread while the log takes more
 //! appends: [`Wal::begin_sync`], [`PendingSync::run`], then
-//! [`Wal::synced_to`].
+//! [`Wal::finish_sync`].
 //!
 //! A node's leader appends its new entries and goes on replicating them
 //! while they sync (Raft thesis §10.2.1); only what a finished sync covers
@@ -8,12 +8,14 @@
 //! covers every earlier segment too: a segment is synced in full before the
 //! next one is created.
 //!
-//! Caveats: a truncation or reset between `begin_sync` and `synced_to`
-//! makes the report stale, and `synced_to` ignores it (the generation
-//! differs); the log does not wait for a sync in flight before it truncates,
-//! so the caller must not report entries durable that a truncation replaced
-//! (the node runs background syncs only as a leader, which never
-//! truncates).
+//! Caveats: a truncation or reset between `begin_sync` and `finish_sync`
+//! makes the report stale, and `finish_sync` ignores it (the generation
+//! differs); the log does not wait for a sync in flight before it
+//! truncates, so the caller must not report entries durable that a
+//! truncation replaced (the node waits for the sync in flight before any
+//! `Ready` that is not a leader's background one, hence before any
+//! truncation). A failed sync poisons the log, as a failed synchronous one
+//! does, once it is reported with `finish_sync`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,7 +37,7 @@ pub struct PendingSync {
 }
 
 /// What a finished [`PendingSync`] made durable: entries up to `index`,
-/// unless the log was cut since (hand it to [`Wal::synced_to`]).
+/// unless the log was cut since (hand it to [`Wal::finish_sync`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Synced {
     /// The last entry appended before the sync began.
@@ -72,11 +74,20 @@ impl Wal {
     }
 
     /// Records what a finished background sync made durable; a report from
-    /// before a truncation or reset is ignored.
-    pub fn synced_to(&mut self, synced: Synced) {
+    /// before a truncation or reset is ignored. A failed sync poisons the
+    /// log (every later call fails until it is reopened) and is returned.
+    pub fn finish_sync(&mut self, result: Result<Synced>) -> Result<()> {
+        let synced = match result {
+            Ok(synced) => synced,
+            Err(error) => {
+                self.poisoned = Some(error.to_string());
+                return Err(error);
+            }
+        };
         if synced.generation == self.generation {
             self.synced_index = self.synced_index.max(synced.index.min(self.last_index()));
         }
+        Ok(())
     }
 }
 
@@ -107,7 +118,7 @@ mod tests {
         wal.append(&entries(4..=5, 1)).unwrap();
         let synced = std::thread::spawn(move || pending.run()).join().unwrap().unwrap();
         assert_eq!(wal.synced_index(), 0, "not durable until reported");
-        wal.synced_to(synced);
+        wal.finish_sync(Ok(synced)).unwrap();
         assert_eq!(wal.synced_index(), 3, "entries appended after it began are not covered");
         disk.crash();
         let wal = open(&disk);
@@ -123,7 +134,37 @@ mod tests {
         wal.truncate_suffix(2).unwrap();
         wal.append(&entries(2..=4, 2)).unwrap();
         let synced = pending.run().unwrap();
-        wal.synced_to(synced);
+        wal.finish_sync(Ok(synced)).unwrap();
         assert_eq!(wal.synced_index(), 1, "the entries it covered were replaced");
+    }
+
+    /// A process that crashed between a write and its sync leaves the
+    /// entries in the page cache; reopening makes them durable (FORMAT.md,
+    /// recovery step 7), since the node counts what it recovered as its own.
+    #[test]
+    fn what_a_crashed_process_wrote_is_durable_once_reopened() {
+        for seed in 0..32 {
+            let disk = SimDisk::new(seed);
+            let mut wal = open(&disk);
+            wal.append(&entries(1..=3, 1)).unwrap();
+            drop(wal); // the process dies; the machine does not
+            assert_eq!(open(&disk).last_index(), 3, "seed {seed}: the page cache still has them");
+            disk.crash(); // now the machine
+            assert_eq!(open(&disk).last_index(), 3, "seed {seed}: reopening synced them");
+        }
+    }
+
+    #[test]
+    fn a_failed_background_sync_poisons_the_log() {
+        let disk = SimDisk::new(9);
+        let mut wal = open(&disk);
+        wal.append(&entries(1..=2, 1)).unwrap();
+        let pending = wal.begin_sync().expect("unsynced entries");
+        disk.fail_at(disk.ops());
+        let failed = pending.run();
+        assert!(failed.is_err(), "the injected IO error");
+        assert!(wal.finish_sync(failed).is_err());
+        assert!(wal.append(&entries(3..=3, 1)).is_err(), "a poisoned log refuses appends");
+        assert_eq!(wal.synced_index(), 0);
     }
 }

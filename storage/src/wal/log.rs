@@ -89,6 +89,9 @@ impl Wal {
             poisoned: None,
             torn_bytes_at_open: recovered.torn_bytes,
         };
+        // FORMAT.md, recovery step 7: what a crashed process wrote but never
+        // synced may still be in the page cache; it is durable from here.
+        wal.open_segment().sync()?;
         wal.synced_index = wal.last_index();
         Ok(wal)
     }

@@ -26,6 +26,8 @@
 //! An IO error while writing poisons the [`Wal`]: after a failed `fsync` the
 //! kernel's page cache can no longer be trusted to describe the disk, so every
 //! later call fails until the log is reopened and recovery reads the truth.
+//! A sync may also run on another thread ([`PendingSync`]); its failure
+//! poisons the log when it is reported back ([`Wal::finish_sync`]).
 
 mod background_sync;
 mod format;
