@@ -99,7 +99,9 @@ mod tests {
     use std::path::Path;
 
     fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
-        range.map(|index| Entry { index, term, payload: vec![index as u8; 10] }).collect()
+        range
+            .map(|index| Entry { index, term, payload: vec![index.to_le_bytes()[0]; 10] })
+            .collect()
     }
 
     fn open(disk: &SimDisk) -> Wal {
