@@ -14,7 +14,7 @@ use super::snapshots::SnapshotState;
 use super::state_cell::StateCell;
 use super::status::{PeerStatus, Status};
 use super::wal_store::WalStore;
-use super::wal_sync::{Finished, WalSyncer};
+use super::wal_sync::WalSyncer;
 use super::{Input, NodeConfig, Transport, ROUND_INPUTS_MAX};
 use crate::raft::{Body, Config, Index, Message, NodeId, Raft, RaftError, Ready, Role, Term};
 use futures::channel::oneshot;
@@ -237,8 +237,7 @@ impl EventLoop {
                 let Ok(input) = self.inbox.try_recv() else { break };
                 stop |= matches!(input, Input::Stop) || self.handle(input)?;
             }
-            let finished = self.wal_sync.poll()?;
-            self.background_synced(finished)?;
+            self.background_synced()?;
             let now = Instant::now();
             if now >= next_tick {
                 self.raft.tick()?;
@@ -353,10 +352,7 @@ impl EventLoop {
             } else {
                 // Everything written in the background must be durable
                 // before this `Ready`'s own sync counts for it.
-                if let Some(finished) = self.wal_sync.wait()? {
-                    let wal = &mut self.raft.store_mut().wal;
-                    wal.finish_sync(finished.result).map_err(Error::storage("WAL sync"))?;
-                }
+                self.wal_sync.wait(&mut self.raft.store_mut().wal)?;
                 self.persist(&ready)?;
             }
             let after = std::mem::take(&mut ready.persisted_messages);
@@ -365,21 +361,21 @@ impl EventLoop {
             self.hand_over(&mut ready)?;
             self.raft.advance(&ready)?;
             if ready.background {
-                self.wal_sync.start_sync(&self.raft)?;
+                self.wal_sync.start_sync(&self.raft.log().store().wal)?;
             }
         }
         Ok(())
     }
 
-    /// Records a finished background sync in the WAL and in Raft (which may
-    /// commit and make entries appliable), and starts the next sync if more
-    /// was written meanwhile.
-    fn background_synced(&mut self, finished: Option<Finished>) -> Result<()> {
-        let Some(Finished { result, position }) = finished else { return Ok(()) };
-        let wal = &mut self.raft.store_mut().wal;
-        wal.finish_sync(result).map_err(Error::storage("WAL sync"))?;
-        self.raft.persisted(position.index, position.term)?;
-        self.wal_sync.start_sync(&self.raft)
+    /// Records a background sync that ended in the WAL and in Raft (which
+    /// may commit and make entries appliable), and starts the next sync if
+    /// more was written meanwhile.
+    fn background_synced(&mut self) -> Result<()> {
+        let Some(synced) = self.wal_sync.poll(&mut self.raft.store_mut().wal)? else {
+            return Ok(());
+        };
+        self.raft.persisted(synced.index, synced.term)?;
+        self.wal_sync.start_sync(&self.raft.log().store().wal)
     }
 
     /// Queues `job` for the apply thread (waiting while its queue is full).

@@ -246,7 +246,7 @@ impl Metrics {
         for (action, histogram) in &counts.latency {
             histogram.render(out, "rdb_request_seconds", &format!("action=\"{action}\""));
         }
-        out.push_str("# HELP rdb_wal_sync_seconds WAL fsync latency (with the append before it, but for a leader, whose syncs run in the background).\n");
+        out.push_str("# HELP rdb_wal_sync_seconds WAL fsync latency; a follower's includes the append before it (a leader syncs in the background).\n");
         out.push_str("# TYPE rdb_wal_sync_seconds histogram\n");
         counts.wal_sync.render(out, "rdb_wal_sync_seconds", "");
         out.push_str(

@@ -26,13 +26,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use rdb_storage::wal::{PendingSync, Synced};
+use rdb_storage::wal::{PendingSync, Synced, Wal};
 
 use super::error::{Error, Result};
 use super::metrics::Metrics;
-use super::wal_store::WalStore;
 use super::Input;
-use crate::raft::{Position, Raft};
 
 /// The sync thread and the channels to it.
 pub(super) struct WalSyncer {
@@ -40,18 +38,10 @@ pub(super) struct WalSyncer {
     requests: Option<SyncSender<PendingSync>>,
     /// Finished syncs, in order.
     done: Receiver<rdb_storage::Result<Synced>>,
-    /// The last entry the sync in flight covers, if one runs.
-    in_flight: Option<Position>,
+    /// Whether a sync is in flight.
+    in_flight: bool,
     /// The thread, joined on stop.
     thread: Option<JoinHandle<()>>,
-}
-
-/// A finished sync: what the WAL and Raft record.
-pub(super) struct Finished {
-    /// For `Wal::finish_sync` (which poisons the WAL if it failed).
-    pub(super) result: rdb_storage::Result<Synced>,
-    /// For `Raft::persisted`, once the WAL took it.
-    pub(super) position: Position,
 }
 
 impl WalSyncer {
@@ -75,53 +65,49 @@ impl WalSyncer {
                 }
             })
             .map_err(|e| Error::Stopped(format!("cannot start the WAL sync thread: {e}")))?;
-        Ok(WalSyncer { requests: Some(requests), done, in_flight: None, thread: Some(thread) })
+        Ok(WalSyncer { requests: Some(requests), done, in_flight: false, thread: Some(thread) })
     }
 
-    /// Starts a sync of everything the log holds unsynced, unless one is in
+    /// Starts a sync of everything `wal` holds unsynced, unless one is in
     /// flight (the next starts when it ends) or there is nothing to sync.
-    pub(super) fn start_sync(&mut self, raft: &Raft<WalStore>) -> Result<()> {
-        if self.in_flight.is_some() {
+    pub(super) fn start_sync(&mut self, wal: &Wal) -> Result<()> {
+        if self.in_flight {
             return Ok(());
         }
-        let wal = &raft.log().store().wal;
         let Some(pending) = wal.begin_sync() else { return Ok(()) };
-        let index = pending.index();
-        let term = wal
-            .term(index)
-            .ok_or_else(|| Error::Stopped(format!("the WAL lost entry {index} before its sync")))?;
         let requests = self.requests.as_ref().ok_or_else(stopped)?;
         requests.send(pending).map_err(|_| stopped())?;
-        self.in_flight = Some(Position { index, term });
+        self.in_flight = true;
         Ok(())
     }
 
-    /// The sync that ended since the last call, if any.
-    pub(super) fn poll(&mut self) -> Result<Option<Finished>> {
-        if self.in_flight.is_none() {
+    /// The sync that ended since the last call, if any, recorded in `wal`
+    /// (`Wal::finish_sync`: a failed one poisons it and is returned).
+    pub(super) fn poll(&mut self, wal: &mut Wal) -> Result<Option<Synced>> {
+        if !self.in_flight {
             return Ok(None);
         }
         match self.done.try_recv() {
-            Ok(result) => Ok(Some(self.finished(result))),
+            Ok(result) => self.finish(wal, result).map(Some),
             Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::Disconnected) => Err(stopped()),
         }
     }
 
-    /// Waits for the sync in flight, if any.
-    pub(super) fn wait(&mut self) -> Result<Option<Finished>> {
-        if self.in_flight.is_none() {
-            return Ok(None);
+    /// Waits for the sync in flight, if any, and records it in `wal`.
+    pub(super) fn wait(&mut self, wal: &mut Wal) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
         }
         match self.done.recv() {
-            Ok(result) => Ok(Some(self.finished(result))),
+            Ok(result) => self.finish(wal, result).map(drop),
             Err(RecvError) => Err(stopped()),
         }
     }
 
-    fn finished(&mut self, result: rdb_storage::Result<Synced>) -> Finished {
-        let position = self.in_flight.take().expect("checked by the caller");
-        Finished { result, position }
+    fn finish(&mut self, wal: &mut Wal, result: rdb_storage::Result<Synced>) -> Result<Synced> {
+        self.in_flight = false;
+        wal.finish_sync(result).map_err(Error::storage("WAL sync"))
     }
 
     /// Ends the thread after the sync in flight.

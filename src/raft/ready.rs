@@ -13,9 +13,9 @@ use super::message::{Entry, HardState, Index, Message, NodeId, Position};
 /// call `Raft::advance` with this batch. `messages` are a leader's, which
 /// may go before the sync (thesis §10.2.1: followers write in parallel with
 /// it; it counts itself towards a quorum only for what `advance` or
-/// `Raft::persisted` reports persisted); anyone else's are in `persisted_messages`, as they may grant
-/// a vote or acknowledge entries that must be durable first. (raft-rs
-/// splits its `Ready` the same way.)
+/// `Raft::persisted` reports persisted); anyone else's are in
+/// `persisted_messages`, as they may grant a vote or acknowledge entries
+/// that must be durable first. (raft-rs splits its `Ready` the same way.)
 ///
 /// With `background` set (a leader's, with `Config::background_persist`),
 /// `entries` need only be written before `advance`; the node syncs them

@@ -59,7 +59,10 @@ impl Cluster {
             550..=649 => self.tick(id),
             650..=799 => self.propose_somewhere().map(|_| ()),
             800..=869 => self.read(id),
-            870..=899 => self.compact(id),
+            870..=899 => {
+                self.compact(id);
+                Ok(())
+            }
             900..=929 => self.change_partition(faults),
             930..=959 => self.crash_or_restart(faults, id),
             960..=969 => self.transfer_randomly(id),

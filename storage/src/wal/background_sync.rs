@@ -42,6 +42,8 @@ pub struct PendingSync {
 pub struct Synced {
     /// The last entry appended before the sync began.
     pub index: u64,
+    /// Its term.
+    pub term: u64,
     /// The log's truncation generation when it began.
     generation: u64,
 }
@@ -68,15 +70,17 @@ impl Wal {
         if self.poisoned.is_some() || self.synced_index >= self.last_index() {
             return None;
         }
+        let (index, generation) = (self.last_index(), self.generation);
+        let term = self.term(index)?;
         let (file, path) = self.open_segment().shared_file();
-        let done = Synced { index: self.last_index(), generation: self.generation };
-        Some(PendingSync { file, path, done })
+        Some(PendingSync { file, path, done: Synced { index, term, generation } })
     }
 
-    /// Records what a finished background sync made durable; a report from
-    /// before a truncation or reset is ignored. A failed sync poisons the
-    /// log (every later call fails until it is reopened) and is returned.
-    pub fn finish_sync(&mut self, result: Result<Synced>) -> Result<()> {
+    /// Records what a finished background sync made durable, and returns
+    /// it; a report from before a truncation or reset changes nothing. A
+    /// failed sync poisons the log (every later call fails until it is
+    /// reopened) and is returned.
+    pub fn finish_sync(&mut self, result: Result<Synced>) -> Result<Synced> {
         let synced = match result {
             Ok(synced) => synced,
             Err(error) => {
@@ -87,7 +91,7 @@ impl Wal {
         if synced.generation == self.generation {
             self.synced_index = self.synced_index.max(synced.index.min(self.last_index()));
         }
-        Ok(())
+        Ok(synced)
     }
 }
 
