@@ -12,7 +12,7 @@
 #   LOADER (default: target/release/rdb) is the same for both builds;
 #   BENCH_FLAGS adds flags to the put run (e.g. "--values same");
 #   PUT_OP=put-value puts by value instead (then no get run: the nodes
-#   drew the keys).
+#   drew the keys); TLS=1 runs HTTPS and mutual TLS between peers.
 set -euo pipefail
 BIN="$1"; SECS="${2:-20}"
 RDB="$BIN"
@@ -25,7 +25,7 @@ for op in "${OPS[@]}"; do
   before=$(cpu_ticks "${RDB_PIDS[@]}"); idle_before=$(machine_ticks)
   flags=(); [ "$op" != get ] && read -r -a flags <<< "${BENCH_FLAGS:-}"
   out=$("$LOADER" bench "$op" --endpoints "$RDB_URL" --duration "${SECS}s" \
-    --key-space "$((KEYS > 0 ? KEYS : 1))" "${flags[@]}" --json 2>/dev/null)
+    --key-space "$((KEYS > 0 ? KEYS : 1))" "${flags[@]}" "${RDB_TLS_ARGS[@]}" --json 2>/dev/null)
   after=$(cpu_ticks "${RDB_PIDS[@]}"); idle_after=$(machine_ticks)
   python3 -c '
 import json, sys

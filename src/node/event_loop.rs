@@ -471,6 +471,7 @@ impl EventLoop {
         if leader.0 != 0 && leader != self.leader_seen {
             self.leader_seen = leader;
             self.metrics.leader_changed();
+            log::info!("node {}: node {} is leader at term {}", raft.id(), leader.0, leader.1);
         }
         let status = Status {
             id: raft.id(),

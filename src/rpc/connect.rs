@@ -8,20 +8,19 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_std::net::{TcpListener, TcpStream};
-use capnp::message::ReaderOptions;
-use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, RpcSystem};
-use futures::AsyncReadExt;
-
 use super::links::{Conn, Links};
 use super::raft_capnp::peer;
 use super::server::PeerServer;
+use super::tls_halves::{self, Counted};
 use super::{
     BACKOFF_MAX, BACKOFF_MIN, CALL_TIMEOUT, CONNECTIONS_MAX, FALLBACK_DIAL_AFTER, HELLO_TIMEOUT,
     MESSAGE_WORDS_MAX,
 };
 use crate::raft::NodeId;
+use async_std::net::{TcpListener, TcpStream};
+use capnp::message::ReaderOptions;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, RpcSystem};
 
 /// How often a dial loop looks whether its peer is connected.
 const LINK_CHECK: Duration = Duration::from_millis(100);
@@ -63,9 +62,11 @@ async fn accept_connection(links: Rc<Links>, stream: TcpStream, from: SocketAddr
         Err(error) => return log::warn!("node {}: peer TLS: {error}", links.id),
     };
     let acceptor = async_tls::TlsAcceptor::from(config);
-    match async_std::future::timeout(HELLO_TIMEOUT, acceptor.accept(stream)).await {
+    let socket = Counted::new(stream);
+    let read_bytes = socket.read_bytes();
+    match async_std::future::timeout(HELLO_TIMEOUT, acceptor.accept(socket)).await {
         Ok(Ok(stream)) => {
-            let (reader, writer) = stream.split();
+            let (reader, writer) = tls_halves::split(stream, read_bytes);
             let certificate = accepted.get().cloned();
             run_connection(links, reader, writer, Side::Server, Peer::Unknown(certificate, from))
                 .await;
@@ -132,10 +133,12 @@ async fn dialed_connection(
             .await;
     };
     let connector = async_tls::TlsConnector::from(tls.configs().peer_client);
-    let handshake = connector.connect(addr.ip().to_string(), stream);
+    let socket = Counted::new(stream);
+    let read_bytes = socket.read_bytes();
+    let handshake = connector.connect(addr.ip().to_string(), socket);
     match async_std::future::timeout(HELLO_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
-            let (reader, writer) = stream.split();
+            let (reader, writer) = tls_halves::split(stream, read_bytes);
             run_connection(links, reader, writer, Side::Client, Peer::Dialed(peer)).await
         }
         Ok(Err(error)) => {

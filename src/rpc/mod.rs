@@ -17,7 +17,9 @@
 //! sends something undecodable, claims to be someone else, or does not
 //! introduce itself in time is closed; a call that takes longer than
 //! [`CALL_TIMEOUT`] closes its connection too, so a peer that stalls is
-//! redialed rather than waited on forever.
+//! redialed rather than waited on forever. With TLS, the stream is split
+//! between capnp's reader and writer tasks by `tls_halves.rs`, which wakes
+//! the reader when the writer took its bytes off the socket.
 //!
 //! The members change at run time: the event loop hands every new
 //! membership to [`PeerTransport::set_membership`], and the RPC thread
@@ -32,6 +34,7 @@ mod outbound;
 pub mod raft_capnp;
 mod server;
 mod thread;
+mod tls_halves;
 mod transfer;
 
 use std::collections::{BTreeMap, HashMap};

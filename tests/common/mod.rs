@@ -180,7 +180,9 @@ impl TestCluster {
             .arg(&node.data_dir)
             .args(&extra)
             .args(&node.args)
-            .env("RUST_LOG", "warn")
+            // Warnings only, unless RDB_TEST_LOG asks for more (`info` shows
+            // each node's leader changes, say, when a test flakes).
+            .env("RUST_LOG", std::env::var("RDB_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .spawn()
             .expect("rdb starts");
