@@ -1,16 +1,19 @@
-//! A TLS stream split between capnp's reader and writer tasks without a
-//! lost wake-up.
+//! A TLS stream split between capnp's reader and writer without a lost
+//! wake-up.
 //!
 //! Cap'n Proto's two-party network reads and writes a connection from two
-//! tasks. A plain TCP stream can be shared as is, but a TLS stream is one
-//! state machine for both directions, and async-tls's write side reads
-//! too: `poll_write`, `poll_flush` and `poll_close` run rustls's IO loop
-//! (`complete_inner_io` in async-tls's `rusttls/stream.rs`), which, after
-//! writing, takes whatever TLS records have arrived on the socket and
-//! decrypts them into rustls's plaintext buffer. If the reader task was
-//! parked waiting for those bytes, nothing wakes it: they are gone from
-//! the socket, so the reactor, checking readiness again, sees none, and the
-//! plaintext waits in rustls until more bytes arrive.
+//! futures, each woken on its own (sub-futures of the connection's task).
+//! A plain TCP stream can be shared as is, but a TLS stream is one state
+//! machine for both directions, and async-tls's write side reads too:
+//! while it has records to send, `poll_write`, `poll_flush` and
+//! `poll_close` run rustls's IO loop (`complete_inner_io` in async-tls's
+//! `rusttls/stream.rs`), which after writing reads what TLS records have
+//! arrived on the socket (whenever rustls `wants_read`: its plaintext
+//! buffer is empty) and decrypts them into that buffer. If the reader was
+//! parked waiting for those bytes, nothing wakes it: they are gone from the
+//! socket, so the reactor's level-triggered readiness check, run after,
+//! finds none, and the plaintext waits in rustls until the socket is
+//! readable again.
 //!
 //! On a busy link more bytes come soon. On a quiet one they may never: a
 //! peer whose `deliver` call waits for an answer sends nothing else on the
@@ -26,11 +29,15 @@
 //! them is rare.
 //!
 //! So the socket under the TLS stream counts the bytes read from it
-//! ([`Counted`]), and whenever a write-side call read any, the reader task is
+//! ([`Counted`]), and whenever a write-side call read any, the reader is
 //! woken ([`WriteHalf`]). A spurious wake costs the reader one poll.
 //!
 //! Caveats: both halves must live on one thread (they share an `Rc`); the
-//! RPC thread's executor is single-threaded, so they do.
+//! RPC thread's executor is single-threaded, so they do. While the socket's
+//! send buffer is full, a pending flush and a pending read each replace the
+//! other's write-readiness waker in async-io, which wakes the one replaced:
+//! the two take turns polling until the buffer drains (as with
+//! `futures::AsyncReadExt::split` before; not measured).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -93,7 +100,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 /// What both halves share.
 struct Shared<T> {
     stream: T,
-    /// The reader task's waker, from its last poll.
+    /// The reader's waker, from its last poll.
     reader: Option<Waker>,
 }
 
@@ -108,7 +115,7 @@ pub(super) struct WriteHalf<T> {
 }
 
 /// Splits `stream` (built over a [`Counted`] socket whose count is
-/// `read_bytes`) into halves for two tasks of one thread.
+/// `read_bytes`) into halves for two futures of one thread.
 pub(super) fn split<T>(stream: T, read_bytes: Rc<Cell<u64>>) -> (ReadHalf<T>, WriteHalf<T>) {
     let shared = Rc::new(RefCell::new(Shared { stream, reader: None }));
     (ReadHalf(shared.clone()), WriteHalf { shared, read_bytes })
