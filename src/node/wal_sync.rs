@@ -82,13 +82,14 @@ impl WalSyncer {
     }
 
     /// The sync that ended since the last call, if any, recorded in `wal`
-    /// (`Wal::finish_sync`: a failed one poisons it and is returned).
+    /// (`Wal::finish_sync`: a failed one poisons it and is returned, a
+    /// stale one is `None`).
     pub(super) fn poll(&mut self, wal: &mut Wal) -> Result<Option<Synced>> {
         if !self.in_flight {
             return Ok(None);
         }
         match self.done.try_recv() {
-            Ok(result) => self.finish(wal, result).map(Some),
+            Ok(result) => self.finish(wal, result),
             Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::Disconnected) => Err(stopped()),
         }
@@ -105,7 +106,11 @@ impl WalSyncer {
         }
     }
 
-    fn finish(&mut self, wal: &mut Wal, result: rdb_storage::Result<Synced>) -> Result<Synced> {
+    fn finish(
+        &mut self,
+        wal: &mut Wal,
+        result: rdb_storage::Result<Synced>,
+    ) -> Result<Option<Synced>> {
         self.in_flight = false;
         wal.finish_sync(result).map_err(Error::storage("WAL sync"))
     }

@@ -8,6 +8,11 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use async_std::net::{TcpListener, TcpStream};
+use capnp::message::ReaderOptions;
+use capnp_rpc::rpc_twoparty_capnp::Side;
+use capnp_rpc::{twoparty, RpcSystem};
+
 use super::links::{Conn, Links};
 use super::raft_capnp::peer;
 use super::server::PeerServer;
@@ -17,10 +22,6 @@ use super::{
     MESSAGE_WORDS_MAX,
 };
 use crate::raft::NodeId;
-use async_std::net::{TcpListener, TcpStream};
-use capnp::message::ReaderOptions;
-use capnp_rpc::rpc_twoparty_capnp::Side;
-use capnp_rpc::{twoparty, RpcSystem};
 
 /// How often a dial loop looks whether its peer is connected.
 const LINK_CHECK: Duration = Duration::from_millis(100);

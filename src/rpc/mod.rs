@@ -18,8 +18,8 @@
 //! introduce itself in time is closed; a call that takes longer than
 //! [`CALL_TIMEOUT`] closes its connection too, so a peer that stalls is
 //! redialed rather than waited on forever. With TLS, the stream is split
-//! between capnp's reader and writer tasks by `tls_halves.rs`, which wakes
-//! the reader when the writer took its bytes off the socket.
+//! between capnp's reader and writer by `tls_halves.rs`, which wakes the
+//! reader when the writer took its bytes off the socket.
 //!
 //! The members change at run time: the event loop hands every new
 //! membership to [`PeerTransport::set_membership`], and the RPC thread

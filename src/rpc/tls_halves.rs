@@ -181,29 +181,30 @@ mod tests {
     use std::sync::Arc;
     use std::task::Wake;
 
-    /// The "socket": bytes that arrived, and the waker of whoever last
-    /// found it empty.
-    #[derive(Default)]
-    struct Socket {
-        arrived: VecDeque<u8>,
-        waiting: Option<Waker>,
+    /// Moves what `from` holds into `buf`; pending when it holds nothing
+    /// (no one is woken later: the test plays the reactor).
+    fn take(from: &mut VecDeque<u8>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if from.is_empty() {
+            return Poll::Pending;
+        }
+        let n = buf.len().min(from.len());
+        for (slot, byte) in buf.iter_mut().zip(from.drain(..n)) {
+            *slot = byte;
+        }
+        Poll::Ready(Ok(n))
     }
+
+    /// The "socket": bytes that arrived.
+    #[derive(Default)]
+    struct Socket(VecDeque<u8>);
 
     impl AsyncRead for Socket {
         fn poll_read(
             mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
+            _: &mut Context<'_>,
             buf: &mut [u8],
         ) -> Poll<io::Result<usize>> {
-            if self.arrived.is_empty() {
-                self.waiting = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
-            let n = buf.len().min(self.arrived.len());
-            for (slot, byte) in buf.iter_mut().zip(self.arrived.drain(..n)) {
-                *slot = byte;
-            }
-            Poll::Ready(Ok(n))
+            take(&mut self.0, buf)
         }
     }
 
@@ -211,14 +212,14 @@ mod tests {
     /// flushes) also read the socket into that buffer.
     struct FakeTls {
         socket: Counted<Socket>,
-        plaintext: Vec<u8>,
+        plaintext: VecDeque<u8>,
     }
 
     impl FakeTls {
         fn read_ahead(&mut self, cx: &mut Context<'_>) {
             let mut buf = [0u8; 64];
             if let Poll::Ready(Ok(n)) = Pin::new(&mut self.socket).poll_read(cx, &mut buf) {
-                self.plaintext.extend_from_slice(&buf[..n]);
+                self.plaintext.extend(&buf[..n]);
             }
         }
     }
@@ -232,13 +233,7 @@ mod tests {
             if self.plaintext.is_empty() {
                 self.read_ahead(cx);
             }
-            if self.plaintext.is_empty() {
-                return Poll::Pending;
-            }
-            let n = buf.len().min(self.plaintext.len());
-            buf[..n].copy_from_slice(&self.plaintext[..n]);
-            self.plaintext.drain(..n);
-            Poll::Ready(Ok(n))
+            take(&mut self.plaintext, buf)
         }
     }
 
@@ -277,7 +272,7 @@ mod tests {
     fn a_read_by_the_write_side_wakes_the_parked_reader() {
         let socket = Counted::new(Socket::default());
         let read_bytes = socket.read_bytes();
-        let tls = FakeTls { socket, plaintext: Vec::new() };
+        let tls = FakeTls { socket, plaintext: VecDeque::new() };
         let (mut reader, mut writer) = split(tls, read_bytes);
         let (reader_wakes, reader_waker) = counting();
         let (_, writer_waker) = counting();
@@ -288,7 +283,7 @@ mod tests {
 
         // The answer arrives, and the writer's flush takes it off the socket
         // before the reactor would have told the reader.
-        reader.0.borrow_mut().stream.socket.inner.arrived.extend(b"answer");
+        reader.0.borrow_mut().stream.socket.inner.0.extend(b"answer");
         let mut cx = Context::from_waker(&writer_waker);
         assert!(Pin::new(&mut writer).poll_flush(&mut cx).is_ready());
         assert_eq!(reader_wakes.0.load(Ordering::SeqCst), 1, "the reader is woken");

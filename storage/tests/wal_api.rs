@@ -1,5 +1,6 @@
 //! The WAL's contract, one behaviour per test: segment rotation and purge,
-//! refused calls that change nothing, and poisoning after an IO error.
+//! refused calls that change nothing, poisoning after an IO error, syncs
+//! run on another thread (`Wal::begin_sync`) and what reopening makes durable.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -192,4 +193,72 @@ fn a_scan_reads_every_record_and_changes_nothing() {
         .expect_err("damage");
     assert!(matches!(error, Error::Corrupt { offset: 156, .. }), "{error}");
     assert!(error.to_string().contains("00000000000000000009.wal"), "{error}");
+}
+
+/// Segments large enough that the background-sync tests stay in one.
+const ONE_SEGMENT: u64 = 1 << 20;
+
+#[test]
+fn a_background_sync_makes_what_came_before_it_durable() {
+    let disk = SimDisk::new(7);
+    let mut wal = open(&disk, ONE_SEGMENT);
+    assert!(wal.begin_sync().is_none(), "nothing to sync");
+    wal.append(&entries(1..=3, 1, 10)).unwrap();
+    let pending = wal.begin_sync().expect("three unsynced entries");
+    assert_eq!(pending.index(), 3);
+    wal.append(&entries(4..=5, 1, 10)).unwrap();
+    let synced = std::thread::spawn(move || pending.run()).join().unwrap().unwrap();
+    assert_eq!(wal.synced_index(), 0, "not durable until reported");
+    wal.finish_sync(Ok(synced)).unwrap();
+    assert_eq!(wal.synced_index(), 3, "entries appended after it began are not covered");
+    disk.crash();
+    let wal = open(&disk, ONE_SEGMENT);
+    assert!(wal.last_index() >= 3, "the synced entries survive a crash");
+}
+
+#[test]
+fn a_report_from_before_a_truncation_is_ignored() {
+    let disk = SimDisk::new(8);
+    let mut wal = open(&disk, ONE_SEGMENT);
+    wal.append(&entries(1..=4, 1, 10)).unwrap();
+    let pending = wal.begin_sync().expect("unsynced entries");
+    wal.truncate_suffix(2).unwrap();
+    wal.append(&entries(2..=4, 2, 10)).unwrap();
+    let synced = pending.run().unwrap();
+    assert_eq!(wal.finish_sync(Ok(synced)).unwrap(), None, "a stale report");
+    assert_eq!(wal.synced_index(), 1, "the entries it covered were replaced");
+}
+
+#[test]
+fn a_failed_background_sync_poisons_the_log() {
+    let disk = SimDisk::new(9);
+    let mut wal = open(&disk, ONE_SEGMENT);
+    wal.append(&entries(1..=2, 1, 10)).unwrap();
+    let pending = wal.begin_sync().expect("unsynced entries");
+    disk.fail_at(disk.ops());
+    let failed = pending.run();
+    assert!(failed.is_err(), "the injected IO error");
+    assert!(wal.finish_sync(failed).is_err());
+    assert!(wal.append(&entries(3..=3, 1, 10)).is_err(), "a poisoned log refuses appends");
+    assert_eq!(wal.synced_index(), 0);
+}
+
+/// A process that crashed between a write and its sync leaves the entries
+/// in the page cache; reopening makes them durable (FORMAT.md, recovery
+/// step 7), since the node counts what it recovered as its own.
+#[test]
+fn what_a_crashed_process_wrote_is_durable_once_reopened() {
+    for seed in 0..32 {
+        let disk = SimDisk::new(seed);
+        let mut wal = open(&disk, ONE_SEGMENT);
+        wal.append(&entries(1..=3, 1, 10)).unwrap();
+        drop(wal); // the process dies; the machine does not
+        assert_eq!(
+            open(&disk, ONE_SEGMENT).last_index(),
+            3,
+            "seed {seed}: the page cache still has them"
+        );
+        disk.crash(); // now the machine
+        assert_eq!(open(&disk, ONE_SEGMENT).last_index(), 3, "seed {seed}: reopening synced them");
+    }
 }

@@ -9,13 +9,13 @@
 //! next one is created.
 //!
 //! Caveats: a truncation or reset between `begin_sync` and `finish_sync`
-//! makes the report stale, and `finish_sync` ignores it (the generation
-//! differs); the log does not wait for a sync in flight before it
-//! truncates, so the caller must not report entries durable that a
-//! truncation replaced (the node waits for the sync in flight before any
-//! `Ready` that is not a leader's background one, hence before any
-//! truncation). A failed sync poisons the log, as a failed synchronous one
-//! does, once it is reported with `finish_sync`.
+//! makes the report stale (the generation differs): `finish_sync` ignores
+//! it and returns `None`, so the caller never reports entries durable that
+//! a truncation replaced. The log does not wait for a sync in flight
+//! before it truncates (the node waits for it before any `Ready` that is
+//! not a leader's background one, hence before any truncation). A failed
+//! sync poisons the log, as a failed synchronous one does, once it is
+//! reported with `finish_sync`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,10 +77,10 @@ impl Wal {
     }
 
     /// Records what a finished background sync made durable, and returns
-    /// it; a report from before a truncation or reset changes nothing. A
-    /// failed sync poisons the log (every later call fails until it is
-    /// reopened) and is returned.
-    pub fn finish_sync(&mut self, result: Result<Synced>) -> Result<Synced> {
+    /// it; a report from before a truncation or reset changes nothing and
+    /// returns `None`. A failed sync poisons the log (every later call fails
+    /// until it is reopened) and is returned.
+    pub fn finish_sync(&mut self, result: Result<Synced>) -> Result<Option<Synced>> {
         let synced = match result {
             Ok(synced) => synced,
             Err(error) => {
@@ -88,89 +88,10 @@ impl Wal {
                 return Err(error);
             }
         };
-        if synced.generation == self.generation {
-            self.synced_index = self.synced_index.max(synced.index.min(self.last_index()));
+        if synced.generation != self.generation {
+            return Ok(None);
         }
-        Ok(synced)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::disk::{Disk, SimDisk};
-    use crate::wal::{Entry, WalOptions};
-    use std::path::Path;
-
-    fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
-        range
-            .map(|index| Entry { index, term, payload: vec![index.to_le_bytes()[0]; 10] })
-            .collect()
-    }
-
-    fn open(disk: &SimDisk) -> Wal {
-        let disk: Arc<dyn Disk> = Arc::new(disk.clone());
-        Wal::open(disk, Path::new("/wal"), WalOptions::default()).expect("opens")
-    }
-
-    #[test]
-    fn a_background_sync_makes_what_came_before_it_durable() {
-        let disk = SimDisk::new(7);
-        let mut wal = open(&disk);
-        assert!(wal.begin_sync().is_none(), "nothing to sync");
-        wal.append(&entries(1..=3, 1)).unwrap();
-        let pending = wal.begin_sync().expect("three unsynced entries");
-        assert_eq!(pending.index(), 3);
-        wal.append(&entries(4..=5, 1)).unwrap();
-        let synced = std::thread::spawn(move || pending.run()).join().unwrap().unwrap();
-        assert_eq!(wal.synced_index(), 0, "not durable until reported");
-        wal.finish_sync(Ok(synced)).unwrap();
-        assert_eq!(wal.synced_index(), 3, "entries appended after it began are not covered");
-        disk.crash();
-        let wal = open(&disk);
-        assert!(wal.last_index() >= 3, "the synced entries survive a crash");
-    }
-
-    #[test]
-    fn a_report_from_before_a_truncation_is_ignored() {
-        let disk = SimDisk::new(8);
-        let mut wal = open(&disk);
-        wal.append(&entries(1..=4, 1)).unwrap();
-        let pending = wal.begin_sync().expect("unsynced entries");
-        wal.truncate_suffix(2).unwrap();
-        wal.append(&entries(2..=4, 2)).unwrap();
-        let synced = pending.run().unwrap();
-        wal.finish_sync(Ok(synced)).unwrap();
-        assert_eq!(wal.synced_index(), 1, "the entries it covered were replaced");
-    }
-
-    /// A process that crashed between a write and its sync leaves the
-    /// entries in the page cache; reopening makes them durable (FORMAT.md,
-    /// recovery step 7), since the node counts what it recovered as its own.
-    #[test]
-    fn what_a_crashed_process_wrote_is_durable_once_reopened() {
-        for seed in 0..32 {
-            let disk = SimDisk::new(seed);
-            let mut wal = open(&disk);
-            wal.append(&entries(1..=3, 1)).unwrap();
-            drop(wal); // the process dies; the machine does not
-            assert_eq!(open(&disk).last_index(), 3, "seed {seed}: the page cache still has them");
-            disk.crash(); // now the machine
-            assert_eq!(open(&disk).last_index(), 3, "seed {seed}: reopening synced them");
-        }
-    }
-
-    #[test]
-    fn a_failed_background_sync_poisons_the_log() {
-        let disk = SimDisk::new(9);
-        let mut wal = open(&disk);
-        wal.append(&entries(1..=2, 1)).unwrap();
-        let pending = wal.begin_sync().expect("unsynced entries");
-        disk.fail_at(disk.ops());
-        let failed = pending.run();
-        assert!(failed.is_err(), "the injected IO error");
-        assert!(wal.finish_sync(failed).is_err());
-        assert!(wal.append(&entries(3..=3, 1)).is_err(), "a poisoned log refuses appends");
-        assert_eq!(wal.synced_index(), 0);
+        self.synced_index = self.synced_index.max(synced.index.min(self.last_index()));
+        Ok(Some(synced))
     }
 }
