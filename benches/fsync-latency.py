@@ -12,7 +12,7 @@ per second and their latency (mean, p50, p90, p99). Two files:
   first, so only data reaches the disk.
 
 Run it alone to see the disk, and beside a loaded cluster (for example
-`benches/cluster/placement.sh BINARY disk 20 &`, then this after 5 s) to
+`benches/cluster/ab-bench.sh BINARY 20 &`, then this after 5 s) to
 see what a sync waits for under load: the difference is the disk's queue
 and the wait for a core after the sync ends.
 

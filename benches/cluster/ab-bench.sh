@@ -12,7 +12,9 @@
 #   LOADER (default: target/release/rdb) is the same for both builds;
 #   BENCH_FLAGS adds flags to the put run (e.g. "--values same");
 #   PUT_OP=put-value puts by value instead (then no get run: the nodes
-#   drew the keys); TLS=1 runs HTTPS and mutual TLS between peers.
+#   drew the keys); TLS=1 runs HTTPS and mutual TLS between peers;
+#   PLACEMENT=state|wal|tmpfs puts those files on tmpfs (rdb-cluster.sh),
+#   to see what the disk costs.
 set -euo pipefail
 BIN="$1"; SECS="${2:-20}"
 RDB="$BIN"
@@ -31,7 +33,8 @@ for op in "${OPS[@]}"; do
 import json, sys
 r = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); clk = int(sys.argv[3])
 (i0, t0), (i1, t1) = [map(int, s.split()) for s in sys.argv[5:7]]
-print(sys.argv[4], round(r["ops_per_second"]), "ops/s  p99", r["latency_ms"]["p99"], "ms  cluster CPU",
+print(sys.argv[4], round(r["ops_per_second"]), "ops/s  p50", r["latency_ms"]["p50"], "ms  p99",
+      r["latency_ms"]["p99"], "ms  cluster CPU",
       round(ticks / clk * 1e6 / r["requests"]), "us/op  machine idle", f"{(i1 - i0) / (t1 - t0):.0%}")' \
     "$out" "$((after - before))" "$CLK" "$op" "$idle_before" "$idle_after"
   KEYS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")

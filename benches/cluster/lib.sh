@@ -15,6 +15,11 @@
 # Needs: cargo, go (golang-go), golang-etcd-server-dev, etcd, wrk, curl,
 # python3.
 source "$(dirname "${BASH_SOURCE[0]}")/rdb-cluster.sh"
+# etcd keeps its files on disk, so rdb must too for a fair comparison.
+if [ "$PLACEMENT" != disk ]; then
+  echo "PLACEMENT=$PLACEMENT is for rdb alone (ab-bench.sh, threads.sh), not beside etcd" >&2
+  exit 2
+fi
 NATIVE_TLS_ARGS=()
 if [ "$TLS" = 1 ]; then
   NATIVE_TLS_ARGS=(-cacert "$CERTS/ca.pem" -cert "$CERTS/client.pem" -key "$CERTS/client-key.pem")

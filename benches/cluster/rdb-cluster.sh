@@ -10,16 +10,29 @@
 # NODES (default 3); RDB_SERVE_ARGS, more flags for every `rdb serve`
 # (split on spaces); TLS=1 for HTTPS clients and mutual TLS between peers,
 # with certificates from deploy/gen-certs.sh: RDB_TLS_ARGS then holds
-# curl's (and rdb bench's) client flags, CURL a curl that uses them.
+# curl's (and rdb bench's) client flags, CURL a curl that uses them;
+# PLACEMENT, where the nodes' files live: disk (the default, as in
+# production), or on tmpfs (/dev/shm) state (the state files), wal (the
+# WALs) or tmpfs (everything). tmpfs loses everything at a reboot and its
+# syncs wait for nothing: a diagnostic of what the disk costs, never a way
+# to run rdb.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$(mktemp -d)"
-PIDS=(); RDB_PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
+PIDS=(); RDB_PIDS=(); SHM=""
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true
+  rm -rf "$WORK"; [ -z "$SHM" ] || rm -rf "$SHM"
+}
 trap cleanup EXIT
 CLK=$(getconf CLK_TCK)
-NODES="${NODES:-3}"; TLS="${TLS:-0}"
+NODES="${NODES:-3}"; TLS="${TLS:-0}"; PLACEMENT="${PLACEMENT:-disk}"
+case "$PLACEMENT" in
+  disk) ;;
+  state | wal | tmpfs) SHM="$(mktemp -d /dev/shm/rdb-bench.XXXXXX)" ;;
+  *) echo "PLACEMENT: disk, state, wal or tmpfs, not '$PLACEMENT'" >&2; exit 2 ;;
+esac
 SCHEME=http; RDB_TLS_ARGS=(); CERTS="$WORK/certs"
 if [ "$TLS" = 1 ]; then
   SCHEME=https
@@ -28,8 +41,21 @@ if [ "$TLS" = 1 ]; then
 fi
 CURL=(curl -s "${RDB_TLS_ARGS[@]}")
 
+# Makes node $1's data directory (a node creates the parts it misses, so
+# links made first put them where PLACEMENT says); kept across restarts.
+make_data_dir() {
+  local dir="$WORK/rdb$1"
+  [ -e "$dir" ] && return
+  case "$PLACEMENT" in
+    disk) mkdir "$dir" ;;
+    tmpfs) mkdir "$SHM/rdb$1" && ln -s "$SHM/rdb$1" "$dir" ;;
+    *) mkdir "$dir" "$SHM/$PLACEMENT$1" && ln -s "$SHM/$PLACEMENT$1" "$dir/$PLACEMENT" ;;
+  esac
+}
+
 start_rdb() {
   local peers tls=() extra=()
+  make_data_dir "$1"
   read -r -a extra <<< "${RDB_SERVE_ARGS:-}"
   peers=$(for i in $(seq "$NODES"); do printf '%s=127.0.0.1:1908%s,' "$i" "$i"; done)
   if [ "$TLS" = 1 ]; then
