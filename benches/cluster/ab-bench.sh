@@ -15,6 +15,8 @@
 #   drew the keys); TLS=1 runs HTTPS and mutual TLS between peers;
 #   PLACEMENT=state|wal|tmpfs puts those files on tmpfs (rdb-cluster.sh),
 #   to see what the disk costs.
+# After the put run, one line per node from its /metrics (since its start):
+# the mean WAL sync, state-file commit and state-file sync, in ms.
 set -euo pipefail
 BIN="$1"; SECS="${2:-20}"
 RDB="$BIN"
@@ -37,5 +39,23 @@ print(sys.argv[4], round(r["ops_per_second"]), "ops/s  p50", r["latency_ms"]["p5
       r["latency_ms"]["p99"], "ms  cluster CPU",
       round(ticks / clk * 1e6 / r["requests"]), "us/op  machine idle", f"{(i1 - i0) / (t1 - t0):.0%}")' \
     "$out" "$((after - before))" "$CLK" "$op" "$idle_before" "$idle_after"
+  [ "$op" = get ] || for i in $(seq "$NODES"); do
+    role=follower; [ "$i" = "$LEADER" ] && role=leader
+    "${CURL[@]}" "$SCHEME://127.0.0.1:1808$i/metrics" | python3 -c '
+import sys
+sums = {}
+for line in sys.stdin:
+    name, _, value = line.partition(" ")
+    if name.endswith(("_sum", "_count")):
+        sums[name] = float(value)
+def mean(metric):
+    count = sums.get(metric + "_count", 0)
+    if not count:
+        return "-"
+    return "%.3f ms (%d)" % (sums[metric + "_sum"] / count * 1e3, count)
+node, role = sys.argv[1:3]
+print("  node %s (%s): WAL sync %s, state commit %s, state sync %s" % (node, role,
+      mean("rdb_wal_sync_seconds"), mean("rdb_state_commit_seconds"), mean("rdb_state_sync_seconds")))' "$i" "$role"
+  done
   KEYS=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")
 done
