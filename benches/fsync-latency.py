@@ -6,8 +6,8 @@ A WAL sync writes a few KiB after the end of the log and waits in
 new file, each followed by `fdatasync`, for SECONDS, and prints the syncs
 per second and their latency (mean, p50, p90, p99). Two files:
 
-- `append`: the file grows with every write, as a WAL segment does (ext4
-  must commit its journal for the new size);
+- `append`: the file grows with every write, as a WAL segment does (the
+  sync writes the inode's new size too);
 - `zeroed`: the writes overwrite a file written with zeros and synced
   first, so only data reaches the disk.
 
