@@ -162,11 +162,11 @@ impl EventLoop {
             metrics.clone(),
         );
         let wal_sync = WalSyncer::start(config.id, inbox_sender, metrics.clone())?;
-        Ok(EventLoop {
+        let mut event_loop = EventLoop {
             raft,
             cell,
             inbox,
-            status: Arc::new(Mutex::new(Status { id: config.id, ..Status::default() })),
+            status: Arc::new(Mutex::new(Status::default())),
             metrics,
             proposals: BTreeMap::new(),
             reads: HashMap::new(),
@@ -184,7 +184,18 @@ impl EventLoop {
             lost_log_logged: false,
             history,
             wal_sync,
-        })
+        };
+        event_loop.publish_recovered_status();
+        Ok(event_loop)
+    }
+
+    /// Publishes what the node recovered, served from the moment the front
+    /// end listens (a Raft node starts as a follower), rather than an empty
+    /// role before the first round. Not live until that round has run.
+    fn publish_recovered_status(&mut self) {
+        let mut status = self.current_status();
+        status.published_at = None;
+        *self.lock_status() = status;
     }
 
     pub(super) fn cell(&self) -> StateCell {
@@ -432,7 +443,7 @@ impl EventLoop {
     /// Says in the status that the loop waits for a snapshot install (so
     /// that `/livez` does not take the wait for a stall).
     fn set_installing(&self, installing: bool) {
-        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut status = self.lock_status();
         status.installing_snapshot = installing;
         status.published_at = Some(Instant::now());
     }
@@ -462,18 +473,30 @@ impl EventLoop {
         alarms
     }
 
+    /// Publishes this round's status; says so in the log and the metrics
+    /// when a new leader is known.
     fn publish_status(&mut self) {
+        let leader = (self.raft.leader().unwrap_or(0), self.raft.term());
+        if leader.0 != 0 && leader != self.leader_seen {
+            self.leader_seen = leader;
+            self.metrics.leader_changed();
+            log::info!("node {}: node {} is leader at term {}", self.raft.id(), leader.0, leader.1);
+        }
+        let status = self.current_status();
+        *self.lock_status() = status;
+    }
+
+    fn lock_status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The node's state now, as of this round.
+    fn current_status(&mut self) -> Status {
         let space = self.cell.get().space();
         let alarms = self.alarms(space);
         let raft = &self.raft;
         let store = raft.log().store();
-        let leader = (raft.leader().unwrap_or(0), raft.term());
-        if leader.0 != 0 && leader != self.leader_seen {
-            self.leader_seen = leader;
-            self.metrics.leader_changed();
-            log::info!("node {}: node {} is leader at term {}", raft.id(), leader.0, leader.1);
-        }
-        let status = Status {
+        Status {
             id: raft.id(),
             role: match raft.role() {
                 Role::Follower => "follower",
@@ -508,8 +531,7 @@ impl EventLoop {
             membership: raft.membership().clone(),
             installing_snapshot: false,
             published_at: Some(Instant::now()),
-        };
-        *self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+        }
     }
 }
 
