@@ -191,10 +191,10 @@ impl EventLoop {
 
     /// Publishes what the node recovered, served from the moment the front
     /// end listens (a Raft node starts as a follower), rather than an empty
-    /// role before the first round. Not live until that round has run.
+    /// role before the first round. Not live until that round has run
+    /// (`published_at` stays None).
     fn publish_recovered_status(&mut self) {
-        let mut status = self.current_status();
-        status.published_at = None;
+        let status = self.current_status();
         *self.lock_status() = status;
     }
 
@@ -482,7 +482,7 @@ impl EventLoop {
             self.metrics.leader_changed();
             log::info!("node {}: node {} is leader at term {}", self.raft.id(), leader.0, leader.1);
         }
-        let status = self.current_status();
+        let status = Status { published_at: Some(Instant::now()), ..self.current_status() };
         *self.lock_status() = status;
     }
 
@@ -490,7 +490,7 @@ impl EventLoop {
         self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The node's state now, as of this round.
+    /// The node's state now, not yet stamped as published by a round.
     fn current_status(&mut self) -> Status {
         let space = self.cell.get().space();
         let alarms = self.alarms(space);
@@ -530,7 +530,7 @@ impl EventLoop {
                 .collect(),
             membership: raft.membership().clone(),
             installing_snapshot: false,
-            published_at: Some(Instant::now()),
+            published_at: None,
         }
     }
 }
