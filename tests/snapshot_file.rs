@@ -1,5 +1,6 @@
-//! Snapshot files: a state file round-trips through one, and damage
-//! anywhere in one is detected.
+//! Snapshot files: a state file round-trips through one, damage anywhere
+//! in one is detected, and every large file of the snapshot path is written
+//! back as it is written.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use rdb::node::snapshot_file::HEADER_BYTES;
 use rdb::node::SnapshotDir;
 use rdb::raft::{Member, MemberRole, Membership, Position};
 use rdb::storage::btree::{Db, Durability, KeyRange, USER_META_BYTES};
-use rdb::storage::disk::RealDisk;
+use rdb::storage::disk::{Disk, RealDisk, SimDisk, STREAM_WRITEBACK_BYTES};
 
 fn filled_db(dir: &std::path::Path, keys: u32) -> Db {
     let db = Db::open(Arc::new(RealDisk), dir.join("state.db")).expect("db");
@@ -207,4 +208,58 @@ fn a_received_snapshot_other_than_the_one_offered_is_refused() {
     let error = receiving.finish(offered).expect_err("not the one offered");
     assert!(error.to_string().contains("not the"), "{error}");
     assert!(receiver.list().expect("list").is_empty(), "published anyway");
+}
+
+/// A snapshot, the state file unpacked from one and a snapshot received in
+/// chunks are each written back every MiB or two as they are written, so
+/// that none leaves its whole size for one sync to flush (which the WAL's
+/// syncs would wait behind). Counted on the simulated disk.
+#[test]
+fn snapshot_files_are_written_back_as_they_are_written() {
+    let sim = SimDisk::new(11);
+    let disk: Arc<dyn Disk> = Arc::new(sim.clone());
+    disk.create_dir_all(std::path::Path::new("/data")).expect("dir");
+    let db = Db::open(disk.clone(), "/data/state.db").expect("db");
+    let mut txn = db.begin_write().expect("writer");
+    txn.create_tree("d/c").expect("tree");
+    let mut rng = fastrand::Rng::with_seed(11);
+    for i in 0..6_000u32 {
+        // Random bytes: the snapshot stays ~6 MB after compression.
+        let value: Vec<u8> = (0..1_000).map(|_| rng.u8(..)).collect();
+        txn.put("d/c", format!("key-{i:05}").as_bytes(), &value).expect("put");
+    }
+    txn.commit([7; USER_META_BYTES], Durability::Durable).expect("commit");
+    let snapshots = SnapshotDir::open(disk.clone(), std::path::Path::new("/data/snapshots"))
+        .expect("snapshot dir");
+    let mib = usize::try_from(STREAM_WRITEBACK_BYTES).expect("a MiB");
+
+    let before = sim.writeback_hints();
+    let meta = Position { index: 42, term: 3 };
+    let (path, header) = snapshots.write(&db.begin_read(), meta, &membership()).expect("write");
+    let file = sim.contents(&path).expect("the snapshot");
+    assert!(file.len() > 5 * mib, "a snapshot of {} bytes", file.len());
+    let hints = sim.writeback_hints() - before;
+    // A hint once a MiB has gathered: the 1 MiB buffer's flushes make
+    // each cover 1-2 MiB.
+    let wanted = (file.len() / (2 * mib)) as u64;
+    assert!(hints >= wanted.max(2), "{hints} hints for {} bytes", file.len());
+
+    let before = sim.writeback_hints();
+    let target = std::path::Path::new("/data/installed.db");
+    snapshots.unpack_to(&path, std::path::Path::new("/data/installing"), target).expect("unpack");
+    let hints = sim.writeback_hints() - before;
+    let content = usize::try_from(header.content_bytes).expect("small");
+    assert!(hints >= (content / mib) as u64, "{hints} hints for {content} bytes");
+    let installed = Db::open(disk.clone(), target).expect("open the copy");
+    assert_eq!(items(&installed), items(&db));
+
+    let before = sim.writeback_hints();
+    let mut receiving = snapshots.receive().expect("receive");
+    let chunks = file.chunks(rdb::rpc::CHUNK_BYTES);
+    let count = chunks.len() as u64;
+    for chunk in chunks {
+        receiving.append(chunk).expect("append");
+    }
+    assert_eq!(sim.writeback_hints() - before, count, "one hint per chunk received");
+    receiving.finish(meta).expect("the received snapshot verifies");
 }

@@ -1,4 +1,4 @@
-# Shared by compare.sh and growth.sh (sourced, not run; the rdb side is
+# Shared by compare.sh, growth.sh and snapshots.sh (sourced, not run; the rdb side is
 # rdb-cluster.sh's, with its NODES and TLS settings): builds rdb and the
 # etcd native load generator, starts a local 3-node cluster of each (both
 # run throughout; load alternates between them), finds their leaders, and
@@ -84,7 +84,8 @@ ops = r["requests"]
 errors = r["errors"]
 row = {"system": system, "workload": workload, "ops": ops, "ops_s": r["ops_per_second"],
   "mb_s": r["ops_per_second"] * int(value_bytes) / 1e6, "p50": r["latency_ms"]["p50"],
-  "p99": r["latency_ms"]["p99"], "cpu_us": int(ticks) / int(clk) * 1e6 / max(ops, 1),
+  "p99": r["latency_ms"]["p99"], "p999": r["latency_ms"].get("p999"),
+  "max": r["latency_ms"].get("max"), "cpu_us": int(ticks) / int(clk) * 1e6 / max(ops, 1),
   "errors": sum(errors.values()) if isinstance(errors, dict) else errors,
   "non_2xx": sum(v for k, v in r.get("statuses", {"200": ops}).items() if not k.startswith("2")),
   "statuses": r.get("statuses", {}), "error_kinds": errors if isinstance(errors, dict) else {}}

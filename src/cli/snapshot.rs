@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rdb_storage::disk::RealDisk;
+use rdb_storage::disk::{FileWriter, RealDisk, STREAM_WRITEBACK_BYTES};
 use serde_json::{json, Value};
 
 use super::client::{Client, ClientArgs, ClientError};
@@ -97,12 +97,17 @@ fn save(file: &Path, args: &ClientArgs) -> Result<SnapshotHeader, ClientError> {
         .create_new(true)
         .open(&part)
         .map_err(|e| io("create", &part, e))?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, out);
+    // Written back as it arrives: a backup taken on a node's own machine
+    // must not leave the disk a flood to flush that the node's WAL syncs
+    // wait behind (storage's disk/stream.rs).
+    let out = RealDisk::adopt(out);
+    let stream = FileWriter::new(&*out, 0).with_writeback(STREAM_WRITEBACK_BYTES);
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, stream);
     let downloaded = client.download("/admin/snapshot", &mut writer);
     let synced = writer
         .into_inner()
         .map_err(|e| io("write", &part, e.into_error()))
-        .and_then(|out| out.sync_all().map_err(|e| io("sync", &part, e)));
+        .and_then(|_| out.sync_data().map_err(|e| io("sync", &part, e)));
     let result = downloaded.and(synced).and_then(|_| verify(&part)).and_then(|header| {
         std::fs::rename(&part, file).map_err(|e| io("rename to", file, e))?;
         Ok(header)

@@ -62,6 +62,12 @@ pub const STATE_SYNC_INTERVAL: Duration = Duration::from_millis(200);
 pub const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
 /// Jobs taken from the queue in one round, at most.
 const JOBS_PER_ROUND_MAX: usize = 1_024;
+/// How long a snapshot waits, at most, for the syncer to make the state it
+/// exports durable (asked every [`STATE_SYNC_INTERVAL`]); past it the
+/// snapshot fails as busy and nothing is written.
+const SNAPSHOT_DURABLE_WAIT_MAX: Duration = Duration::from_secs(30);
+/// How often the snapshot thread looks meanwhile.
+const SNAPSHOT_DURABLE_POLL: Duration = Duration::from_millis(5);
 
 /// A client waiting for its proposal to be applied.
 #[derive(Debug)]
@@ -290,21 +296,26 @@ impl Applier {
         Ok(())
     }
 
-    /// Makes the state durable (so that a restart never finds the state file
-    /// behind a snapshot, or behind a WAL compacted after one), then writes
-    /// the snapshot from a reader on its own thread: applying goes on.
+    /// Writes a snapshot of everything applied from a reader on its own
+    /// thread: applying goes on. That thread first waits for the syncer to
+    /// make this state durable (so that a restart never finds the state
+    /// file behind a snapshot, or behind a WAL compacted after one).
+    /// Before, this thread synced the state file itself, a stall that every
+    /// write waiting to be applied paid (what the syncer exists to avoid:
+    /// `state_sync.rs`).
     fn start_snapshot(&mut self) -> Result<()> {
-        self.sync()?;
         let txn = self.db.begin_read();
         let membership = state_file::read_membership(&txn)?.unwrap_or_default();
         let (dir, meta) = (self.snapshots.clone(), self.last_applied);
         let (inbox, metrics) = (self.inbox.clone(), self.metrics.clone());
+        let durable = self.durable.clone();
         std::thread::Builder::new()
             .name("rdb-snapshot".into())
             .spawn(move || {
+                let waited = wait_durable(&durable, meta.index, SNAPSHOT_DURABLE_WAIT_MAX);
                 let started = Instant::now();
-                let result = dir
-                    .write(&txn, meta, &membership)
+                let result = waited
+                    .and_then(|()| dir.write(&txn, meta, &membership))
                     .and_then(|taken| dir.prune(SNAPSHOTS_KEPT).map(|()| taken));
                 drop(txn);
                 if let Ok((path, header)) = &result {
@@ -363,6 +374,19 @@ impl Applier {
         self.last_sync = Instant::now();
         Ok(())
     }
+}
+
+/// Waits until the state file is durable at `index` or later (`durable`
+/// reaches it), for at most `wait_max` ([`Error::Busy`] then).
+fn wait_durable(durable: &AtomicU64, index: u64, wait_max: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait_max;
+    while durable.load(Ordering::Acquire) < index {
+        if Instant::now() >= deadline {
+            return Err(Error::Busy("the state file was not made durable in time for a snapshot"));
+        }
+        std::thread::sleep(SNAPSHOT_DURABLE_POLL);
+    }
+    Ok(())
 }
 
 /// How [`Applier::rounds`] on one state file ended.
@@ -441,4 +465,27 @@ fn apply_entry(
         },
     };
     Ok(Some(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_waits_for_the_durable_index_and_no_longer() {
+        let durable = Arc::new(AtomicU64::new(5));
+        assert!(wait_durable(&durable, 5, Duration::ZERO).is_ok(), "already durable");
+        let raiser = {
+            let durable = durable.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                durable.store(9, Ordering::Release);
+            })
+        };
+        // Bounded by the deadline, not by the raiser's timing.
+        assert!(wait_durable(&durable, 8, Duration::from_secs(10)).is_ok());
+        raiser.join().expect("the raiser");
+        let error = wait_durable(&durable, 10, Duration::from_millis(20)).unwrap_err();
+        assert!(matches!(error, Error::Busy(_)), "{error}");
+    }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rdb_storage::btree::ReadTxn;
-use rdb_storage::disk::{Disk, DiskFile, FileReader, FileWriter};
+use rdb_storage::disk::{Disk, DiskFile, FileReader, FileWriter, STREAM_WRITEBACK_BYTES};
 use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
@@ -96,7 +96,10 @@ impl SnapshotDir {
         // decompresses to the same bytes (a match offset moved within a run
         // of zeros), and a damaged file should be refused whatever the damage.
         let frame = lz4_flex::frame::FrameInfo::new().block_checksums(true);
-        let out = FileWriter::new(&*file, placeholder.len() as u64);
+        // Written back as it goes, so that its sync is no flood the WAL's
+        // syncs wait behind (storage's disk/stream.rs).
+        let out = FileWriter::new(&*file, placeholder.len() as u64)
+            .with_writeback(STREAM_WRITEBACK_BYTES);
         let encoder = lz4_flex::frame::FrameEncoder::with_frame_info(
             frame,
             BufWriter::with_capacity(IO_BUFFER_BYTES, out),
@@ -169,8 +172,10 @@ impl SnapshotDir {
     pub fn unpack_to(&self, path: &Path, temp: &Path, target: &Path) -> Result<SnapshotHeader> {
         let file = self.create(temp)?;
         // Page by page: the node rewrites this file's pages one at a time
-        // from now on, which is slow inside large page-cache folios.
-        let pages = FileWriter::page_by_page(&*file, 0, rdb_storage::btree::PAGE_BYTES as u64);
+        // from now on, which is slow inside large page-cache folios. Written
+        // back as it goes, as a snapshot is.
+        let pages = FileWriter::page_by_page(&*file, 0, rdb_storage::btree::PAGE_BYTES as u64)
+            .with_writeback(STREAM_WRITEBACK_BYTES);
         let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, pages);
         let header = self.unpack(path, &mut out)?;
         out.flush().map_err(Error::io("write", temp))?;
@@ -275,10 +280,15 @@ impl Receiving {
         self.bytes
     }
 
-    /// Appends the next chunk.
+    /// Appends the next chunk and starts its writeback (a chunk is about
+    /// [`STREAM_WRITEBACK_BYTES`]; see `write`). Caveat: this runs on the
+    /// RPC thread, as the write itself does, and a hint can wait while the
+    /// disk's queue is full, as a write can while the page cache is.
     pub fn append(&mut self, chunk: &[u8]) -> Result<()> {
         self.file.write_all_at(chunk, self.bytes).map_err(Error::io("write", &self.path))?;
-        self.bytes += chunk.len() as u64;
+        let len = chunk.len() as u64;
+        self.file.start_writeback(self.bytes, len).map_err(Error::io("write", &self.path))?;
+        self.bytes += len;
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! needs it, and installing one from the leader.
 //!
 //! The state file is the snapshot Raft's log compaction needs (Ongaro's
-//! thesis §5.2, snapshotting disk-based state machines). The apply thread makes it durable every few hundred milliseconds
-//! and publishes the applied index it is durable at; once enough entries
+//! thesis §5.2, snapshotting disk-based state machines). The apply thread's
+//! syncer makes it durable every few hundred milliseconds and publishes the
+//! applied index it is durable at; once enough entries
 //! have been applied, or the WAL has grown enough, since the last
 //! compaction, the WAL is compacted up to that index minus a margin that
 //! spares slightly slow followers a transfer. This costs nothing that grows
@@ -13,8 +14,9 @@
 //! A snapshot *file* (the state file's compact export) is written only when
 //! it is needed: a follower needs entries below the WAL's start and no file
 //! newer than that start exists, or an operator asks (`POST
-//! /admin/snapshot`). It is written by the apply thread from a read
-//! transaction, on a thread of its own, so writes keep flowing. A follower
+//! /admin/snapshot`). It is written from the apply thread's read
+//! transaction, on a thread of its own that first waits for that state to
+//! be durable, so writes keep flowing. A follower
 //! that needs compacted entries is sent the newest snapshot file in chunks;
 //! only when it has arrived whole and verified does the follower's Raft see
 //! the `Snapshot` message, and its `Ready` then has the loop replace the
@@ -214,8 +216,11 @@ impl SnapshotState {
         raft.store_mut().newest = Some((meta, taken.1.membership.clone()));
         // Asked for again while it was written; this one reaches the floor.
         raft.store_mut().snapshot_wanted.set(false);
-        // The apply thread synced the state file before writing the file.
-        self.compact(raft, meta.index)?;
+        // The snapshot thread waited for the state file to be durable at
+        // `meta` before writing the file; never compact past what it is
+        // durable at, whatever that thread did.
+        let durable = self.durable.load(Ordering::Acquire);
+        self.compact(raft, meta.index.min(durable))?;
         self.newest = Some(taken.clone());
         waiters.into_iter().for_each(|w| drop(w.send(Ok(taken.clone()))));
         Ok(())

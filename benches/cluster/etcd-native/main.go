@@ -20,7 +20,8 @@
 // prefix, dealt over the connections, each connection's watches sharing
 // its gRPC watch stream as clientv3 does, while the clients put at -rate
 // values stamped with their send time; reports events received and the
-// time from a put's sending to each watcher's receiving it).
+// time from a put's sending to each watcher's receiving it). The
+// maintenance operations snapshot and add-learner are admin.go's.
 package main
 
 import (
@@ -57,7 +58,9 @@ func (r *rng) next() uint64 { r.s += 0x9e3779b97f4a7c15; return mix64(r.s) }
 
 func main() {
 	endpoints := flag.String("endpoints", "127.0.0.1:2379", "comma-separated host:port")
-	op := flag.String("op", "put", "put, get, txn-put, lease-keepalive or watch")
+	op := flag.String("op", "put", "put, get, txn-put, lease-keepalive or watch; snapshot or add-learner (admin.go)")
+	snapshotOut := flag.String("out", "", "snapshot: the file to save the member's database to")
+	peerURL := flag.String("peer-url", "", "add-learner: the new member's peer URL")
 	txnOps := flag.Int("txn-ops", 2, "puts in each txn of txn-put")
 	leaseTTL := flag.Int64("lease-ttl", 60, "seconds: the TTL of lease-keepalive's leases")
 	watchers := flag.Int("watchers", 1000, "watches of a watch run")
@@ -86,7 +89,7 @@ func main() {
 		*rate = 100
 	}
 	known := map[string]bool{"put": true, "get": true, "txn-put": true, "lease-keepalive": true, "watch": true}
-	if !known[*op] || *op == "watch" && *valueBytes < 20 || *keys != "random" && *keys != "sequential" && *keys != "existing" || *clients < 1 || *conns < 1 {
+	if !known[*op] && !isAdmin(*op) || *op == "watch" && *valueBytes < 20 || *keys != "random" && *keys != "sequential" && *keys != "existing" || *clients < 1 || *conns < 1 {
 		fmt.Fprintln(os.Stderr, "etcd-native: bad flags")
 		os.Exit(2)
 	}
@@ -108,6 +111,13 @@ func main() {
 			os.Exit(3)
 		}
 		cs[i] = c
+	}
+	if isAdmin(*op) {
+		if err := runAdmin(cs[0], *op, *snapshotOut, *peerURL); err != nil {
+			fmt.Fprintln(os.Stderr, "etcd-native:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	var w *watchSet
 	if *op == "watch" {

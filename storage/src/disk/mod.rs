@@ -33,7 +33,7 @@ use std::path::Path;
 pub use mapping::Mapping;
 pub use real::RealDisk;
 pub use sim::SimDisk;
-pub use stream::{FileReader, FileWriter};
+pub use stream::{FileReader, FileWriter, STREAM_WRITEBACK_BYTES};
 
 /// A file system: opens files and changes directories.
 pub trait Disk: Send + Sync + fmt::Debug {

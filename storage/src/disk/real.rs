@@ -18,6 +18,14 @@ struct RealFile {
     file: File,
 }
 
+impl RealDisk {
+    /// A file the caller opened itself (with options this seam does not
+    /// offer, such as `create_new`), as a [`DiskFile`].
+    pub fn adopt(file: File) -> Box<dyn DiskFile> {
+        Box::new(RealFile { file })
+    }
+}
+
 impl Disk for RealDisk {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn DiskFile>> {
         let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
