@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rdb_storage::disk::{FileWriter, RealDisk, STREAM_WRITEBACK_BYTES};
+use rdb_storage::disk::{Disk, FileWriter, RealDisk, STREAM_WRITEBACK_BYTES};
 use serde_json::{json, Value};
 
 use super::client::{Client, ClientArgs, ClientError};
@@ -80,7 +80,8 @@ pub fn snapshot(command: &SnapshotCmd) -> Result<String, ClientError> {
     Ok(if json { summary.to_string() } else { text(&summary) })
 }
 
-/// Downloads into `file` + ".part", syncs, verifies, renames.
+/// Downloads into `file` + ".part", syncs, verifies, renames, and syncs
+/// the directory (so that the new name survives a crash).
 fn save(file: &Path, args: &ClientArgs) -> Result<SnapshotHeader, ClientError> {
     let client = Client::new(args)?;
     let part = with_suffix(file, ".part");
@@ -110,6 +111,8 @@ fn save(file: &Path, args: &ClientArgs) -> Result<SnapshotHeader, ClientError> {
         .and_then(|_| out.sync_data().map_err(|e| io("sync", &part, e)));
     let result = downloaded.and(synced).and_then(|_| verify(&part)).and_then(|header| {
         std::fs::rename(&part, file).map_err(|e| io("rename to", file, e))?;
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        RealDisk.sync_dir(dir).map_err(|e| io("sync", dir, e))?;
         Ok(header)
     });
     if result.is_err() {
