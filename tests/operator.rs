@@ -302,6 +302,11 @@ fn a_saved_snapshot_restores_a_whole_cluster() {
     assert!(!backup.path().join("backup.lz4.part").exists());
     let (code, out, _) = rdb(&["snapshot", "status", file_arg]);
     assert!(code == 0 && out.contains("verified"), "{out}");
+    // A directory for FILE is refused up front (it used to fail at the
+    // rename, after the whole download).
+    let dir_arg = backup.path().to_str().expect("utf-8");
+    let (code, _, err) = rdb(&["snapshot", "save", dir_arg, "--endpoints", &endpoints]);
+    assert!(code == 2 && err.contains("is a directory"), "{code} {err}");
 
     // Every node lost; each data directory restored from the one file.
     for id in 1..=3 {

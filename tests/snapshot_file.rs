@@ -96,7 +96,8 @@ fn damage_to_a_snapshot_is_detected() {
         );
     }
     std::fs::write(&path, &good[..good.len() / 2]).expect("truncate");
-    assert!(snapshots.verify(&path).is_err(), "a truncated snapshot went unnoticed");
+    let error = snapshots.verify(&path).expect_err("a truncated snapshot went unnoticed");
+    assert!(error.to_string().contains("truncated: the file ends after"), "{error}");
     for junk in [&b"x"[..], b"\0\0\0\0", &good[..64]] {
         std::fs::write(&path, [&good[..], junk].concat()).expect("append");
         assert!(snapshots.verify(&path).is_err(), "{} bytes appended went unnoticed", junk.len());

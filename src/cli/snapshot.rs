@@ -84,6 +84,11 @@ pub fn snapshot(command: &SnapshotCmd) -> Result<String, ClientError> {
 /// the directory (so that the new name survives a crash).
 fn save(file: &Path, args: &ClientArgs) -> Result<SnapshotHeader, ClientError> {
     let client = Client::new(args)?;
+    if file.is_dir() {
+        // Refused before the download, not at the rename after it.
+        let message = format!("{} is a directory; give the backup file's name", file.display());
+        return Err(ClientError::Usage(message));
+    }
     let part = with_suffix(file, ".part");
     let io = |what: &str, path: &Path, e: std::io::Error| {
         ClientError::Usage(format!("cannot {what} {}: {e}", path.display()))

@@ -143,8 +143,15 @@ impl SnapshotDir {
         let reader = BufReader::with_capacity(IO_BUFFER_BYTES, reader);
         let mut decoder = lz4_flex::frame::FrameDecoder::new(reader).take(header.content_bytes + 1);
         let mut hashing = Hashing { inner: out, hasher: Sha256::new(), bytes: 0 };
-        std::io::copy(&mut decoder, &mut hashing)
-            .map_err(|e| Error::bad_snapshot(path, format!("damaged content: {e}")))?;
+        std::io::copy(&mut decoder, &mut hashing).map_err(|e| {
+            let why = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                let (read, all) = (hashing.bytes, header.content_bytes);
+                format!("truncated: the file ends after {read} of its {all} content bytes")
+            } else {
+                format!("damaged content: {e}")
+            };
+            Error::bad_snapshot(path, why)
+        })?;
         let hash: [u8; 32] = hashing.hasher.finalize().into();
         if hashing.bytes != header.content_bytes || hash != header.hash {
             return Err(Error::bad_snapshot(path, "content fails its checksum"));
