@@ -2,16 +2,23 @@
 //! reader runs them (on the debug binary, for a second each): `ab-bench.sh`
 //! with the state files on tmpfs prints its put and get lines and one line
 //! of sync means per node, and leaves nothing in /dev/shm;
-//! `fsync-latency.py` prints both of its files' latencies.
+//! `fsync-latency.py` prints both of its files' latencies;
+//! `snapshots.sh` on rdb alone (no etcd, nothing built) prints its table
+//! of runs with backups from the leader and a follower and a learner's
+//! join.
 //!
-//! `ab-bench.sh` starts its cluster on its own fixed ports (HTTP
-//! 18081-18083, peers 19081-19083), outside the range the other tests
-//! draw from; this is the only test that starts it.
+//! The cluster scripts start their clusters on their own fixed ports (HTTP
+//! 18081-18084, peers 19081-19084), outside the range the other tests
+//! draw from; the tests here that start one take [`SCRIPT_PORTS`] first.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
+
+/// Held while a script's cluster holds the fixed ports.
+static SCRIPT_PORTS: Mutex<()> = Mutex::new(());
 
 /// The names in /dev/shm that `rdb-cluster.sh` makes.
 fn bench_dirs_in_shm() -> Vec<String> {
@@ -39,6 +46,7 @@ fn ab_bench_prints_puts_gets_and_each_nodes_sync_means() {
         eprintln!("SKIPPED: no /dev/shm");
         return;
     }
+    let _ports = SCRIPT_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = bench_dirs_in_shm();
     let rdb = env!("CARGO_BIN_EXE_rdb");
     let out = Command::new("benches/cluster/ab-bench.sh")
@@ -87,4 +95,48 @@ fn fsync_latency_prints_both_files() {
     }
     let left = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(left, 0, "the script removes its files");
+}
+
+#[test]
+fn snapshots_sh_times_backups_and_a_join_on_rdb_alone() {
+    if !common::have_tool("curl") || !common::have_tool("python3") {
+        return;
+    }
+    let _ports = SCRIPT_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let out = Command::new("benches/cluster/snapshots.sh")
+        .args(["2000", "3"])
+        .env("ONLY_RDB", "1")
+        .env("RDB_BIN", env!("CARGO_BIN_EXE_rdb"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash runs the script");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}{errors}");
+
+    // | system | during the run | puts/s | p50 | p99 | p99.9 | max | errors | CPU | event s | MB |
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| rdb |"))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let events: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    let expected = [
+        "nothing",
+        "a backup from the leader",
+        "a backup from a follower",
+        "nothing",
+        "a learner joins",
+    ];
+    assert_eq!(events, expected, "{text}");
+    for row in &rows {
+        let puts: f64 = row[2].replace(',', "").parse().expect("puts/s");
+        assert!(puts > 0.0 && row[7] == "0", "puts and no errors: {row:?}");
+        let timed = row[9].split_whitespace().next().and_then(|s| s.parse::<f64>().ok());
+        assert_eq!(timed.is_some(), row[1] != "nothing", "an event's time: {row:?}");
+    }
+    for backup in &rows[1..3] {
+        let megabytes: f64 = backup[10].parse().expect("the backup's size");
+        assert!(megabytes > 0.0, "{backup:?}");
+    }
 }

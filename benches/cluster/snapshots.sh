@@ -21,16 +21,24 @@
 #
 #   benches/cluster/snapshots.sh [keys, 1000000] [seconds per run, 10]
 #   (NODES=5 as lib.sh says; not TLS: the joining member has no
-#   certificate. ONLY_RDB=1 loads and measures rdb alone; RDB_BIN=PATH
-#   measures that build of rdb instead of this tree's, for an A/B)
+#   certificate. ONLY_RDB=1 measures rdb alone, starting no etcd;
+#   RDB_BIN=PATH measures that build of rdb instead of this tree's, for an
+#   A/B; with both nothing is built, so neither cargo nor go is needed, as
+#   tests/bench_scripts.rs runs it)
 source "$(dirname "$0")/lib.sh"
 KEYS="${1:-1000000}"; SECS="${2:-10}"
 EVENT_AT_S=2
 if [ "$TLS" = 1 ]; then echo "snapshots.sh runs without TLS" >&2; exit 2; fi
-build_tools
-[ -z "${RDB_BIN:-}" ] || RDB="$RDB_BIN"
-start_clusters
-J=$((NODES + 1)); F=$((LEADER % NODES + 1)); EF=$((ELEADER % NODES + 1))
+if [ "${ONLY_RDB:-0}" = 1 ]; then
+  if [ -n "${RDB_BIN:-}" ]; then RDB="$RDB_BIN"; else build_tools; fi
+  start_rdb_cluster
+else
+  build_tools
+  [ -z "${RDB_BIN:-}" ] || RDB="$RDB_BIN"
+  start_clusters
+  EF=$((ELEADER % NODES + 1))
+fi
+J=$((NODES + 1)); F=$((LEADER % NODES + 1))
 EVENTS="$WORK/events"; : >"$EVENTS"
 # etcd's learner is started inside an event's subshell, out of PIDS' reach.
 trap 'kill "$(cat "$WORK/learner.pid" 2>/dev/null)" 2>/dev/null || true; cleanup' EXIT
@@ -152,7 +160,7 @@ print("| system | during the run | puts/s | p50 ms | p99 ms | p99.9 ms | max ms 
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     e = done.get((r["system"].split()[0], r["event"]))
-    size = f"{e['event_bytes'] / 1e6:,.0f}" if e and e["event_bytes"] else ""
+    size = f"{e['event_bytes'] / 1e6:,.1f}" if e and e["event_bytes"] else ""
     past = " (past the run's end)" if e and e["event_s"] > room_s else ""
     took = f"{e['event_s']:.2f}{past} | {size}" if e else " | "
     print(f"| {r['system']} | {label[r['event']]} | {r['ops_s']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "

@@ -2,8 +2,9 @@
 //! `std::io::Write`, for code that streams a whole file (a compressor, a
 //! hasher) through the disk seam.
 //!
-//! A writer of a large file can ask the kernel to start writing back every
-//! [`STREAM_WRITEBACK_BYTES`] ([`FileWriter::with_writeback`]). Otherwise a
+//! A writer of a large file can ask the kernel to start writing back each
+//! time [`STREAM_WRITEBACK_BYTES`] have gathered
+//! ([`FileWriter::with_writeback`]). Otherwise a
 //! snapshot's hundreds of megabytes sit dirty in the page cache until its
 //! sync (or the kernel's dirty limits) sends them all at once, and every WAL
 //! sync of the node (and of any other node on the same disk) waits behind
