@@ -29,6 +29,21 @@ fn bench_dirs_in_shm() -> Vec<String> {
         .collect()
 }
 
+/// Runs a cluster script from the repository's root with `envs`; its
+/// standard output, once it has exited with 0.
+fn run_cluster_script(script: &str, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = Command::new(script)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("bash runs the script");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script}: {text}{errors}");
+    text
+}
+
 /// The number before `unit` in `line`'s words, e.g. `ops/s`.
 fn number_before(line: &str, unit: &str) -> f64 {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -49,16 +64,11 @@ fn ab_bench_prints_puts_gets_and_each_nodes_sync_means() {
     let _ports = SCRIPT_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let before = bench_dirs_in_shm();
     let rdb = env!("CARGO_BIN_EXE_rdb");
-    let out = Command::new("benches/cluster/ab-bench.sh")
-        .args([rdb, "1"])
-        .env("LOADER", rdb)
-        .env("PLACEMENT", "state")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("bash runs the script");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}{errors}");
+    let text = run_cluster_script(
+        "benches/cluster/ab-bench.sh",
+        &[rdb, "1"],
+        &[("LOADER", rdb), ("PLACEMENT", "state")],
+    );
 
     let put = text.lines().find(|l| l.starts_with("put ")).expect("a put line");
     assert!(number_before(put, "ops/s") > 0.0, "{put}");
@@ -103,16 +113,11 @@ fn snapshots_sh_times_backups_and_a_join_on_rdb_alone() {
         return;
     }
     let _ports = SCRIPT_PORTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let out = Command::new("benches/cluster/snapshots.sh")
-        .args(["2000", "3"])
-        .env("ONLY_RDB", "1")
-        .env("RDB_BIN", env!("CARGO_BIN_EXE_rdb"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("bash runs the script");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}{errors}");
+    let text = run_cluster_script(
+        "benches/cluster/snapshots.sh",
+        &["2000", "3"],
+        &[("ONLY_RDB", "1"), ("RDB_BIN", env!("CARGO_BIN_EXE_rdb"))],
+    );
 
     // | system | during the run | puts/s | p50 | p99 | p99.9 | max | errors | CPU | event s | MB |
     let rows: Vec<Vec<&str>> = text
